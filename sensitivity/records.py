@@ -1,0 +1,154 @@
+"""What one trial records: the contract between the study side and the report side.
+
+The study side (``sensitivity.study``) writes each trial into Optuna storage as
+
+* **params** (Optuna distributions fixed by :func:`param_distributions`):
+  ``optimizer`` (categorical over every registered optimizer name), ``lr``, ``beta1``,
+  ``beta2`` (absent for optimizers without it, e.g. NAG), ``gamma`` (AdamRAG only),
+  ``weight_decay`` (only when swept), ``seed``;
+* **intermediate values**: the objective metric after each epoch (``trial.report(value, epoch)``,
+  epochs counted from 1);
+* **user attributes**: the fields of :class:`TrialResult` under the names below;
+* **value**: the objective (final validation loss, or final validation accuracy when the study's
+  metric is ``val_acc``), clipped for diverged runs (see :class:`TrialResult`).
+
+Each study carries the user attributes in :data:`STUDY_ATTRS`. The report side reads these names
+only; it never imports the training code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+# ---- study user attributes -------------------------------------------------------------------
+STUDY_ATTRS = (
+    "task",  # workload name, e.g. "digits-mlp"
+    "task_config",  # dict: the workload's data/model settings (dataset, train_size, batch_size, ...)
+    "metric",  # "val_loss" (minimize) or "val_acc" (maximize)
+    "epochs",  # training budget per trial, in epochs
+    "divergence_factor",  # a run diverges when its loss exceeds this multiple of the initial loss
+    "sampler",  # "grid" | "random" | "qmc"
+    "points",  # list[dict]: every point of the current search space (params of each planned trial)
+    "package_version",
+)
+
+METRICS = {"val_loss": "minimize", "val_acc": "maximize"}
+"""Objective metrics a study can optimise, with their Optuna direction."""
+
+PARAM_NAMES = ("optimizer", "lr", "beta1", "beta2", "gamma", "weight_decay", "seed")
+"""Names of the trial params, in display order. Not every optimizer has every one."""
+
+
+@dataclasses.dataclass
+class TrialResult:
+    """The outcome of one training run (one trial).
+
+    Attributes:
+        train_loss: mean training loss of each epoch, length ``epochs_run`` (nats per example).
+        val_loss: validation loss after each epoch, length ``epochs_run`` (nats per example).
+        val_acc: validation accuracy after each epoch, length ``epochs_run`` (fraction in [0, 1]).
+        initial_val_loss: validation loss of the initialised model before any step (L0 of
+            Wortsman et al. 2023, arXiv 2309.14322).
+        initial_val_acc: validation accuracy before any step.
+        diverged: True when the run stopped because its loss became non-finite or exceeded
+            ``divergence_factor * initial_val_loss``.
+        diverged_reason: "" or a short phrase ("non-finite loss at step 37", ...).
+        diverged_step: optimizer step at which divergence was detected, or -1.
+        epochs_run: epochs completed (a diverged run stops early).
+        steps: optimizer steps taken.
+        wall_time_s: wall-clock seconds of training and evaluation.
+        throughput: training examples processed per second (examples/s), evaluation excluded.
+        device: torch device string the run used ("cpu", "cuda:0").
+    """
+
+    train_loss: list[float]
+    val_loss: list[float]
+    val_acc: list[float]
+    initial_val_loss: float
+    initial_val_acc: float
+    diverged: bool = False
+    diverged_reason: str = ""
+    diverged_step: int = -1
+    epochs_run: int = 0
+    steps: int = 0
+    wall_time_s: float = 0.0
+    throughput: float = 0.0
+    device: str = "cpu"
+
+    def objective(self, metric: str) -> float:
+        """The value stored as the trial's objective.
+
+        ``val_loss``: the final validation loss; for a diverged run (or a non-finite final loss)
+        the initial validation loss L0, so that the trial stays plottable and counts as "no
+        progress". ``val_acc``: the final validation accuracy; for a diverged run the initial
+        accuracy.
+
+        Raises:
+            ValueError: unknown ``metric``.
+        """
+        if metric == "val_loss":
+            last = self.val_loss[-1] if self.val_loss else math.nan
+            if self.diverged or not math.isfinite(last):
+                return float(self.initial_val_loss)
+            return float(last)
+        if metric == "val_acc":
+            last = self.val_acc[-1] if self.val_acc else math.nan
+            if self.diverged or not math.isfinite(last):
+                return float(self.initial_val_acc)
+            return float(last)
+        raise ValueError(f"unknown metric {metric!r}; choose one of {sorted(METRICS)}")
+
+    def to_user_attrs(self) -> dict[str, Any]:
+        """JSON-safe user attributes (non-finite floats become None)."""
+
+        def clean(x: Any) -> Any:
+            if isinstance(x, float) and not math.isfinite(x):
+                return None
+            if isinstance(x, list):
+                return [clean(v) for v in x]
+            return x
+
+        return {f.name: clean(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_user_attrs(cls, attrs: dict[str, Any]) -> "TrialResult":
+        """Inverse of :meth:`to_user_attrs` (None becomes NaN)."""
+
+        def unclean(x: Any) -> Any:
+            if x is None:
+                return math.nan
+            if isinstance(x, list):
+                return [unclean(v) for v in x]
+            return x
+
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: unclean(v) for k, v in attrs.items() if k in names})
+
+
+def param_distributions(optimizer_names: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """The Optuna distribution of every trial param, fixed for the life of a study.
+
+    The bounds are deliberately wide and the optimizer choices list every registered optimizer,
+    so that a study resumed with a new grid, new optimizers or more seeds stays compatible with
+    what storage already holds (Optuna refuses a param whose distribution changes kind or
+    categorical choices).
+
+    Args:
+        optimizer_names: every optimizer name the registry knows (sorted for stability).
+
+    Returns:
+        ``{param name: optuna.distributions.BaseDistribution}`` for ``PARAM_NAMES``.
+    """
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    return {
+        "optimizer": CategoricalDistribution(sorted(optimizer_names)),
+        "lr": FloatDistribution(1e-8, 1e2, log=True),
+        "beta1": FloatDistribution(0.0, 1.0),
+        "beta2": FloatDistribution(0.0, 1.0),
+        "gamma": FloatDistribution(0.0, 1.0),
+        "weight_decay": FloatDistribution(0.0, 10.0),
+        "seed": IntDistribution(0, 2**31 - 1),
+    }
