@@ -1,0 +1,258 @@
+"""The ``adamrag-sens`` command line (Typer). Each command parses flags and calls the library.
+
+Mistakes a user can fix arrive here as :class:`~sensitivity.errors.UserError` and leave as one
+line on stderr with exit code 2. Ctrl-C stores the running trial as failed and exits 130; running
+the same command again resumes.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from sensitivity.errors import UserError
+
+app = typer.Typer(
+    name="adamrag-sens",
+    help="Learning-rate and momentum sensitivity of deep-learning optimizers (AdamRAG, Adam, NAG, Lion).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+from sensitivity.study.spec import DEFAULT_STORAGE  # noqa: E402
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn UserError into one red line and exit 2; Ctrl-C into a resume hint and exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as err:
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted: finished trials are stored; run the same command again to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _quiet_optuna() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+
+
+def _csv(text: Optional[str]) -> Optional[tuple[str, ...]]:
+    if text is None:
+        return None
+    return tuple(p.strip().lower() for p in text.split(",") if p.strip())
+
+
+class _Progress:
+    """Rich progress bar: trials done of planned, the current trial, the running best."""
+
+    def __init__(self, progress: Any, direction: str) -> None:
+        self.progress = progress
+        self.task_id = None
+        self.best: float | None = None
+        self.better = (lambda a, b: a < b) if direction == "minimize" else (lambda a, b: a > b)
+
+    def on_plan(self, total: int, complete: int, queued: int) -> None:
+        self.task_id = self.progress.add_task("starting", total=total, completed=complete, best="-")
+
+    def on_trial_start(self, number: int, params: dict[str, Any]) -> None:
+        desc = f"#{number} {params['optimizer']} lr={params['lr']:.3g}"
+        if "beta1" in params:
+            desc += f" b1={params['beta1']:g}"
+        self.progress.update(self.task_id, description=desc)
+
+    def on_trial_end(self, number: int, params: dict[str, Any], value: float, result: Any) -> None:
+        if not result.diverged and (self.best is None or self.better(value, self.best)):
+            self.best = value
+        best = "-" if self.best is None else f"{self.best:.4f}"
+        self.progress.update(self.task_id, advance=1, best=best)
+
+
+def _progress_bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description:<34}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("trials  best {task.fields[best]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+@app.command()
+@user_errors
+def sweep(
+    task: str = typer.Option("digits-mlp", help="Workload (see `adamrag-sens tasks`)."),
+    optimizers: str = typer.Option("adamrag,adam,nag,lion", help="Comma-separated optimizer names (see `adamrag-sens optimizers`)."),
+    sampler: str = typer.Option("grid", help="grid (cartesian product), random (seeded) or qmc (scrambled Sobol)."),
+    lr: Optional[str] = typer.Option(None, help="Learning rates, e.g. 1e-4,1e-3,1e-2 (grid values; random/qmc: min and max bound the range). Default: each optimizer's own log-spaced grid."),
+    lr_points: int = typer.Option(9, help="Points of each optimizer's default lr grid (log-spaced over its range)."),
+    beta1: Optional[str] = typer.Option(None, help="beta1 values (momentum for NAG), e.g. 0.8,0.9,0.95 (the default)."),
+    beta2: Optional[str] = typer.Option(None, help="beta2 values (default: each optimizer's default, 0.999 Adam-type, 0.99 Lion)."),
+    gamma: Optional[str] = typer.Option(None, help="AdamRAG extrapolation coefficients gamma in [0, 1) (default 0.5)."),
+    weight_decay: Optional[str] = typer.Option(None, "--weight-decay", help="Weight decay values (default: none swept)."),
+    n_trials: int = typer.Option(20, help="random/qmc: points per optimizer and seed."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs per trial (default: the task's)."),
+    seeds: int = typer.Option(1, help="Repeat every point with seeds 0..N-1 (same for every optimizer)."),
+    metric: str = typer.Option("val_loss", help="Objective: val_loss (minimised) or val_acc (maximised)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    storage: str = typer.Option(DEFAULT_STORAGE, help="Optuna storage: sqlite:///file.db, postgresql://..., or a journal file path (*.log)."),
+    study: Optional[str] = typer.Option(None, help="Study name (default: the task, plus the dataset when not the default)."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset for tasks that have several (resnet18: cifar10, fashion-mnist)."),
+    data_dir: Optional[Path] = typer.Option(None, help="Folder holding the data sets (default ./data)."),
+    download: bool = typer.Option(False, help="Download missing data with torchvision (needs internet)."),
+    train_size: Optional[int] = typer.Option(None, help="Use the first N training examples."),
+    val_size: Optional[int] = typer.Option(None, help="Use the first N validation examples."),
+    batch_size: Optional[int] = typer.Option(None, help="Mini-batch size (default: the task's)."),
+    divergence_factor: float = typer.Option(5.0, help="A run diverges when its epoch training loss exceeds this multiple of the initial loss."),
+    sampler_seed: int = typer.Option(0, help="Seed of the random/qmc point generator."),
+) -> None:
+    """Run (or resume) a sensitivity sweep: one Optuna trial per training run."""
+    _quiet_optuna()
+    from sensitivity.study.runner import run_sweep
+    from sensitivity.study.spec import StudySpec, parse_floats
+    from sensitivity.records import METRICS
+
+    spec = StudySpec(
+        task=task, optimizers=_csv(optimizers) or (), sampler=sampler.lower(),
+        lr=parse_floats("--lr", lr), lr_points=lr_points, beta1=parse_floats("--beta1", beta1),
+        beta2=parse_floats("--beta2", beta2), gamma=parse_floats("--gamma", gamma),
+        weight_decay=parse_floats("--weight-decay", weight_decay), n_trials=n_trials, seeds=seeds,
+        epochs=epochs, metric=metric, device=device, storage=storage, study_name=study, dataset=dataset,
+        data_dir=str(data_dir) if data_dir else None, download=download, train_size=train_size,
+        val_size=val_size, batch_size=batch_size, divergence_factor=divergence_factor, sampler_seed=sampler_seed,
+    ).validate()
+    console.print(f"study [bold]{spec.resolved_study_name}[/] in {storage}  task {task}  "
+                  f"optimizers {','.join(spec.optimizers)}  sampler {spec.sampler}")
+    with _progress_bar() as bar:
+        progress = _Progress(bar, METRICS.get(metric, "minimize"))
+        result = run_sweep(spec, callbacks=progress)
+    if result.ran == 0:
+        console.print(f"nothing to run: all {result.planned} points of study {result.study_name!r} are complete")
+    else:
+        console.print(f"ran {result.ran} trials ({result.diverged} diverged); "
+                      f"{result.complete_before + result.ran} of {result.planned} points complete")
+    if result.best:
+        p = result.best["params"]
+        console.print(f"best {metric} {result.best['value']:.4f}: trial #{result.best['number']} "
+                      + " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items()))
+    console.print(f"report: adamrag-sens report --storage {storage} --study {result.study_name}")
+
+
+@app.command()
+@user_errors
+def worker(
+    storage: str = typer.Option(..., help="Storage URL of the study to join."),
+    study: str = typer.Option(..., help="Name of the study to join."),
+    device: Optional[str] = typer.Option(None, help="Device for this worker (default: the study's)."),
+) -> None:
+    """Join a study from another process or machine and run its queued points until none is left."""
+    import dataclasses
+
+    _quiet_optuna()
+    from sensitivity.study.runner import load_spec, run_sweep
+
+    spec = load_spec(storage, study)
+    if device is not None:
+        spec = dataclasses.replace(spec, device=device)
+    spec = dataclasses.replace(spec, study_name=study)
+    with _progress_bar() as bar:
+        result = run_sweep(spec, callbacks=_Progress(bar, "minimize" if spec.metric == "val_loss" else "maximize"))
+    console.print(f"worker ran {result.ran} trials; {result.complete_before + result.ran} of {result.planned} points complete")
+
+
+@app.command()
+@user_errors
+def report(
+    storage: str = typer.Option(DEFAULT_STORAGE, help="Storage URL holding the study."),
+    study: str = typer.Option("digits-mlp", help="Study name."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default reports/<study>)."),
+    tolerance: Optional[float] = typer.Option(None, help="Tolerance for the tolerance width: relative for losses (0.1 = within 10% of best), absolute for accuracy (0.01 = 1 point)."),
+) -> None:
+    """Write figures, CSV tables, report.md and report.html from a stored study."""
+    _quiet_optuna()
+    from sensitivity.report import build_report
+
+    out_dir = out or Path("reports") / study
+    paths = build_report(storage, study, out_dir, tolerance=tolerance)
+    console.print(f"report written to {out_dir}/ (open {Path(out_dir) / 'report.html'})")
+    summary = getattr(paths, "summary", None)
+    if summary is not None and Path(summary).exists():
+        import pandas as pd
+
+        console.print(pd.read_csv(summary).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+@app.command()
+def tasks() -> None:
+    """List the workloads and their defaults."""
+    from rich.table import Table
+
+    from sensitivity.tasks import TASKS
+
+    table = Table(title="tasks")
+    for col in ("name", "datasets", "defaults", "description"):
+        table.add_column(col)
+    for t in TASKS.values():
+        defaults = ", ".join(f"{k}={v}" for k, v in t.defaults.items() if v is not None)
+        table.add_row(t.name, ", ".join(t.datasets), defaults, t.description)
+    console.print(table)
+
+
+@app.command()
+def optimizers() -> None:
+    """List the optimizers, what beta1/beta2 mean for each, and their default search ranges."""
+    from rich.table import Table
+
+    from sensitivity.optim.registry import OPTIMIZERS
+
+    table = Table(title="optimizers")
+    for col in ("name", "hyperparameters", "default lr range", "defaults", "beta1", "beta2", "source"):
+        table.add_column(col)
+    for o in OPTIMIZERS.values():
+        table.add_row(
+            o.name, ", ".join(o.hyperparameters), f"{o.lr_range[0]:g} .. {o.lr_range[1]:g}",
+            ", ".join(f"{k}={v:g}" for k, v in o.defaults.items()), o.beta1_meaning, o.beta2_meaning, o.source,
+        )
+    console.print(table)
+
+
+def _add_bench() -> None:
+    try:
+        from sensitivity.bench import bench_app
+    except ImportError:  # pragma: no cover - bench module absent in a partial checkout
+        return
+    app.add_typer(bench_app, name="bench", help="Benchmarks: optimizer step time (AdamRAG vs torch Adam).")
+
+
+_add_bench()
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

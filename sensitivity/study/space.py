@@ -1,0 +1,130 @@
+"""The search space of a sweep as an explicit list of points (one point = one planned trial).
+
+Every sampler ends in the same place: a finite list of parameter dicts, each run exactly once.
+
+* ``grid``: the cartesian product of lr x beta1 x beta2 x gamma x weight decay x seed, per optimizer.
+* ``random`` / ``qmc``: ``n_trials`` points of the unit cube drawn by Optuna's ``RandomSampler``
+  or ``QMCSampler`` (scrambled Sobol, as AlgoPerf's tuning rulesets use quasi-random search), seeded,
+  and mapped into each optimizer's ranges: lr log-uniformly, betas uniformly in log(1 - beta).
+  The same unit points serve every optimizer, so where two optimizers' ranges agree they get the
+  same hyperparameters, and where they differ they get the same quantiles: comparisons are paired.
+
+Seeds are a dimension: each point is repeated with seeds 0..S-1, the same for every optimizer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from typing import Any
+
+from sensitivity.optim.registry import OPTIMIZERS, OptimizerSpec
+from sensitivity.study.spec import StudySpec
+
+DEFAULT_BETA1_GRID = (0.8, 0.9, 0.95)
+DEFAULT_BETA1_RANGE = (0.5, 0.99)
+Point = dict[str, Any]
+
+
+def point_key(point: Point) -> str:
+    """Canonical text of a point, used to recognise it in storage (floats in repr form)."""
+    return json.dumps({k: point[k] for k in sorted(point)}, separators=(",", ":"))
+
+
+def _round(value: float, digits: int = 6) -> float:
+    return float(f"{value:.{digits}g}")
+
+
+def _grid_points(spec: StudySpec, opt: OptimizerSpec) -> list[Point]:
+    axes: dict[str, tuple[float, ...]] = {"lr": spec.lr or tuple(opt.lr_grid(spec.lr_points))}
+    if "beta1" in opt.hyperparameters:
+        axes["beta1"] = spec.beta1 or DEFAULT_BETA1_GRID
+    if "beta2" in opt.hyperparameters:
+        axes["beta2"] = spec.beta2 or (opt.defaults["beta2"],)
+    if "gamma" in opt.hyperparameters:
+        axes["gamma"] = spec.gamma or (opt.defaults["gamma"],)
+    if spec.weight_decay is not None and "weight_decay" in opt.hyperparameters:
+        axes["weight_decay"] = spec.weight_decay
+    names = list(axes)
+    return [dict(zip(names, map(float, values))) for values in itertools.product(*(sorted(set(axes[n])) for n in names))]
+
+
+def _unit_points(spec: StudySpec, dims: list[str]) -> list[dict[str, float]]:
+    """``n_trials`` points of [0, 1]^dims from Optuna's random or QMC sampler, seeded."""
+    import optuna
+
+    if spec.sampler == "qmc":
+        sampler = optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=spec.sampler_seed,
+                                             warn_independent_sampling=False)
+    else:
+        sampler = optuna.samplers.RandomSampler(seed=spec.sampler_seed)
+    study = optuna.create_study(sampler=sampler)
+    dists = {d: optuna.distributions.FloatDistribution(0.0, 1.0) for d in dims}
+    points = []
+    for _ in range(spec.n_trials):
+        trial = study.ask(dists)
+        points.append(dict(trial.params))
+        study.tell(trial, 0.0)
+    return points
+
+
+def _log_uniform(u: float, lo: float, hi: float) -> float:
+    return math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
+
+
+def _beta_from_unit(u: float, lo: float, hi: float) -> float:
+    """Uniform in log(1 - beta) between lo and hi (so 0.9 -> 0.99 is as wide as 0.99 -> 0.999)."""
+    return 1.0 - math.exp(math.log(1 - lo) + u * (math.log(1 - hi) - math.log(1 - lo)))
+
+
+def _random_points(spec: StudySpec, opts: list[OptimizerSpec]) -> list[tuple[OptimizerSpec, Point]]:
+    varied = {
+        "beta1": spec.beta1 is None or len(set(spec.beta1)) > 1,
+        "beta2": spec.beta2 is not None and len(set(spec.beta2)) > 1,
+        "gamma": spec.gamma is not None and len(set(spec.gamma)) > 1,
+        "weight_decay": spec.weight_decay is not None and len(set(spec.weight_decay)) > 1,
+    }
+    dims = ["lr"] + [d for d, on in varied.items() if on]
+    units = _unit_points(spec, dims)
+    out = []
+    for opt in opts:
+        lr_lo, lr_hi = (min(spec.lr), max(spec.lr)) if spec.lr and len(set(spec.lr)) > 1 else opt.lr_range
+        for u in units:
+            point: Point = {"lr": _round(_log_uniform(u["lr"], lr_lo, lr_hi), 4) if not (spec.lr and len(set(spec.lr)) == 1) else spec.lr[0]}
+            for name in ("beta1", "beta2", "gamma"):
+                if name not in opt.hyperparameters:
+                    continue
+                given = getattr(spec, name)
+                if varied[name]:
+                    lo, hi = (min(given), max(given)) if given else DEFAULT_BETA1_RANGE
+                    point[name] = _round(_beta_from_unit(u[name], lo, hi), 5)
+                else:
+                    point[name] = float(given[0]) if given else float(opt.defaults[name])
+            if spec.weight_decay is not None and "weight_decay" in opt.hyperparameters:
+                if varied["weight_decay"]:
+                    lo, hi = min(spec.weight_decay), max(spec.weight_decay)
+                    point["weight_decay"] = _round(lo + u["weight_decay"] * (hi - lo), 4)
+                else:
+                    point["weight_decay"] = float(spec.weight_decay[0])
+            out.append((opt, point))
+    return out
+
+
+def plan_points(spec: StudySpec) -> list[Point]:
+    """Every trial the spec asks for, as param dicts with ``optimizer`` and ``seed``, in run order.
+
+    The order interleaves optimizers within each seed, so a study stopped half way has comparable
+    coverage of every optimizer.
+    """
+    opts = [OPTIMIZERS[name] for name in spec.optimizers]
+    if spec.sampler == "grid":
+        per_opt = [[(opt, p) for p in _grid_points(spec, opt)] for opt in opts]
+        pairs = [pair for group in itertools.zip_longest(*per_opt) for pair in group if pair is not None]
+    else:
+        pairs = _random_points(spec, opts)
+    points = []
+    for seed in range(spec.seeds):
+        for opt, p in pairs:
+            points.append({"optimizer": opt.name, **p, "seed": seed})
+    return points

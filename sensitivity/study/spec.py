@@ -1,0 +1,195 @@
+"""StudySpec: everything that defines a sweep, as plain data, validated once at the edge."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import Any
+
+from sensitivity.errors import UserError
+from sensitivity.records import METRICS
+
+DEFAULT_STORAGE = "sqlite:///studies/adamrag-sens.db"
+"""Where studies go when ``--storage`` is not given: an SQLite file under ``studies/`` (relative to
+the working directory)."""
+
+SAMPLERS = ("grid", "random", "qmc")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudySpec:
+    """A sensitivity sweep: which task, which optimizers, which points, where stored.
+
+    Attributes:
+        task: workload name (``digits-mlp``, ``resnet18``).
+        optimizers: registry names to compare.
+        sampler: ``grid`` (the cartesian product of the given values), ``random``
+            (log-uniform lr, log(1 - beta)-uniform betas, seeded) or ``qmc`` (scrambled Sobol).
+        lr: explicit learning rates (grid values; for random/qmc, their min and max bound the
+            range). None: each optimizer's own default grid/range.
+        lr_points: points of each optimizer's default log-spaced lr grid.
+        beta1, beta2, gamma, weight_decay: values to sweep (None: the optimizer's default, or
+            for ``beta1`` the default grid 0.8, 0.9, 0.95).
+        n_trials: random/qmc points per optimizer and seed.
+        seeds: every point is repeated with seeds ``0 .. seeds-1``, identical across optimizers.
+        epochs: training budget per trial.
+        metric: objective, ``val_loss`` (minimised) or ``val_acc`` (maximised).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        storage: Optuna storage URL (``sqlite:///path.db``, ``postgresql://...``) or a journal
+            file path ending in ``.log``/``.jsonl``.
+        study_name: None: ``<task>`` or ``<task>-<dataset>`` when the dataset is not the default.
+        dataset, data_dir, download, train_size, val_size, batch_size: task configuration.
+        divergence_factor: a run diverges when its mean epoch training loss exceeds this
+            multiple of its initial validation loss (or any loss is non-finite).
+        sampler_seed: seed of the random/qmc point generator.
+    """
+
+    task: str = "digits-mlp"
+    optimizers: tuple[str, ...] = ("adamrag", "adam", "nag", "lion")
+    sampler: str = "grid"
+    lr: tuple[float, ...] | None = None
+    lr_points: int = 9
+    beta1: tuple[float, ...] | None = None
+    beta2: tuple[float, ...] | None = None
+    gamma: tuple[float, ...] | None = None
+    weight_decay: tuple[float, ...] | None = None
+    n_trials: int = 20
+    seeds: int = 1
+    epochs: int | None = None
+    metric: str = "val_loss"
+    device: str = "auto"
+    storage: str = DEFAULT_STORAGE
+    study_name: str | None = None
+    dataset: str | None = None
+    data_dir: str | None = None
+    download: bool = False
+    train_size: int | None = None
+    val_size: int | None = None
+    batch_size: int | None = None
+    divergence_factor: float = 5.0
+    sampler_seed: int = 0
+
+    # ---- derived -----------------------------------------------------------------------------
+    def task_config(self) -> dict[str, Any]:
+        """The task's configuration: its defaults overridden by this spec's task options."""
+        from sensitivity.tasks import get_task
+
+        task = get_task(self.task)
+        overrides = {
+            "dataset": self.dataset,
+            "data_dir": self.data_dir,
+            "download": self.download if self.download else None,
+            "train_size": self.train_size,
+            "val_size": self.val_size,
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+        }
+        return task.config(**{k: v for k, v in overrides.items() if k in task.defaults or k == "epochs"})
+
+    @property
+    def resolved_epochs(self) -> int:
+        """Epochs per trial: the spec's, or the task's default."""
+        return int(self.task_config()["epochs"])
+
+    @property
+    def resolved_study_name(self) -> str:
+        """The study name: given, or derived from task and dataset."""
+        if self.study_name:
+            return self.study_name
+        from sensitivity.tasks import get_task
+
+        task = get_task(self.task)
+        dataset = self.dataset or task.defaults.get("dataset")
+        return self.task if dataset == task.defaults.get("dataset") else f"{self.task}-{dataset}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (tuples become lists); inverse of :meth:`from_dict`."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "StudySpec":
+        """Rebuild a spec stored with :meth:`to_dict` (unknown keys ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        clean = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+        return cls(**clean)
+
+    # ---- validation --------------------------------------------------------------------------
+    def validate(self) -> "StudySpec":
+        """Check every field; return self.
+
+        Raises:
+            UserError: the first problem found, as one line naming the flag and the fix.
+        """
+        from sensitivity.optim.registry import OPTIMIZERS
+        from sensitivity.tasks import get_task
+
+        task = get_task(self.task)
+        if not self.optimizers:
+            raise UserError("--optimizers is empty; give at least one of: " + ", ".join(OPTIMIZERS))
+        for name in self.optimizers:
+            if name not in OPTIMIZERS:
+                raise UserError(f"unknown optimizer {name!r} in --optimizers; choose from: {', '.join(OPTIMIZERS)}")
+        if len(set(self.optimizers)) != len(self.optimizers):
+            raise UserError("--optimizers names an optimizer twice; list each once")
+        if self.sampler not in SAMPLERS:
+            raise UserError(f"unknown sampler {self.sampler!r}; use --sampler grid, random or qmc")
+        if self.metric not in METRICS:
+            raise UserError(f"unknown metric {self.metric!r}; use --metric val_loss or val_acc")
+        if self.dataset is not None and self.dataset not in task.datasets:
+            raise UserError(
+                f"task {task.name} has no dataset {self.dataset!r}; choose from: {', '.join(task.datasets)}"
+            )
+        _check_values("--lr", self.lr, lambda v: v > 0 and math.isfinite(v), "must be > 0")
+        _check_values("--beta1", self.beta1, lambda v: 0 <= v < 1, "must lie in [0, 1)")
+        _check_values("--beta2", self.beta2, lambda v: 0 <= v < 1, "must lie in [0, 1)")
+        _check_values("--gamma", self.gamma, lambda v: 0 <= v < 1, "must lie in [0, 1)")
+        _check_values("--weight-decay", self.weight_decay, lambda v: v >= 0 and math.isfinite(v), "must be >= 0")
+        if self.lr_points < 2:
+            raise UserError(f"--lr-points {self.lr_points} is too few; use at least 2 (7 or more for a sensitivity curve)")
+        if self.sampler != "grid" and self.n_trials < 1:
+            raise UserError(f"--n-trials {self.n_trials} must be >= 1 for the {self.sampler} sampler")
+        if self.seeds < 1:
+            raise UserError(f"--seeds {self.seeds} must be >= 1")
+        if self.epochs is not None and self.epochs < 1:
+            raise UserError(f"--epochs {self.epochs} must be >= 1")
+        for flag, value in (("--train-size", self.train_size), ("--val-size", self.val_size), ("--batch-size", self.batch_size)):
+            if value is not None and value < 1:
+                raise UserError(f"{flag} {value} must be >= 1")
+        if not (self.divergence_factor > 1 and math.isfinite(self.divergence_factor)):
+            raise UserError(f"--divergence-factor {self.divergence_factor} must be a finite number > 1")
+        if self.study_name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}", self.study_name):
+            raise UserError(
+                f"study name {self.study_name!r} is not allowed; use letters, digits and _ . : + - (at most 128)"
+            )
+        return self
+
+
+def _check_values(flag: str, values: tuple[float, ...] | None, ok, rule: str) -> None:
+    if values is None:
+        return
+    if len(values) == 0:
+        raise UserError(f"{flag} is empty; give at least one value, e.g. {flag} 0.9")
+    for v in values:
+        if not ok(v):
+            raise UserError(f"{flag} value {v:g} {rule}")
+
+
+def parse_floats(flag: str, text: str | None) -> tuple[float, ...] | None:
+    """Parse ``"1e-4,1e-3"`` into floats; ``None`` or ``""`` stays None.
+
+    Raises:
+        UserError: a value is not a number; the message names the flag and the value.
+    """
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if not any(parts):
+        raise UserError(f"{flag} is empty; give comma-separated numbers, e.g. {flag} 1e-4,1e-3,1e-2")
+    values = []
+    for p in parts:
+        try:
+            values.append(float(p))
+        except ValueError:
+            raise UserError(f"{flag} value {p!r} is not a number; give comma-separated numbers like 1e-3,3e-3") from None
+    return tuple(values)
