@@ -11,7 +11,9 @@ horizontal flip.
 
 from __future__ import annotations
 
+import gzip
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +52,6 @@ def _prepare_fashion_mnist(data_dir: Path, download: bool) -> None:
     Raises:
         UserError: the files are nowhere and ``download`` is False.
     """
-    from torchvision.datasets.utils import extract_archive
-
     raw = data_dir / "FashionMNIST" / "raw"
     if all((raw / name).is_file() for name in _FASHION_FILES):
         return
@@ -68,13 +68,11 @@ def _prepare_fashion_mnist(data_dir: Path, download: bool) -> None:
                 target = raw / name
                 if target.is_file():
                     continue
-                if path.suffix == ".gz":
-                    tmp = raw / f".{name}.part.gz"
-                    tmp.write_bytes(path.read_bytes())
-                    extract_archive(str(tmp), str(raw / f".{name}.part"), remove_finished=True)
-                    os.replace(raw / f".{name}.part", target)
-                else:
-                    target.write_bytes(path.read_bytes())
+                tmp = raw / f".{name}.part"
+                opener = gzip.open if path.suffix == ".gz" else open
+                with opener(path, "rb") as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                os.replace(tmp, target)  # a crash never leaves a half-written IDX file
             return
     if download:
         return  # torchvision downloads and checks them

@@ -1,0 +1,91 @@
+"""Workloads: real data read in the real formats, models of the right shape, clear errors."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from sensitivity.errors import UserError
+from sensitivity.tasks import get_task
+from sensitivity.tasks.resnet import crop_flip
+from tests.idx_files import write_fashion_mnist
+
+
+def test_digits_split_is_fixed_stratified_and_standardised():
+    task = get_task("digits-mlp")
+    data = task.load(task.config())
+    assert data.x_train.shape == (1437, 64) and data.x_val.shape == (360, 64)
+    assert data.y_train.dtype == torch.int64
+    # stratified: every class is present in validation with 35-37 examples (1797 * 0.2 / 10)
+    counts = torch.bincount(data.y_val, minlength=10)
+    assert counts.min() >= 35 and counts.max() <= 37
+    assert torch.allclose(data.x_train.mean(0), torch.zeros(64), atol=1e-5)
+    again = task.load(task.config())
+    assert torch.equal(again.x_val, data.x_val)
+
+
+def test_digits_train_size_takes_the_first_examples():
+    task = get_task("digits-mlp")
+    full = task.load(task.config())
+    part = task.load(task.config(train_size=100))
+    assert len(part.y_train) == 100
+    assert torch.equal(part.y_train, full.y_train[:100])
+
+
+def test_fashion_mnist_is_read_from_gzipped_idx_files(tmp_path):
+    src = write_fashion_mnist(tmp_path / "fashion-mnist", n_train=40, n_test=20)
+    raw = gzip.decompress((src / "train-labels-idx1-ubyte.gz").read_bytes())
+    expected_labels = np.frombuffer(raw[8:], dtype=np.uint8)
+    task = get_task("resnet18")
+    data = task.load(task.config(dataset="fashion-mnist", data_dir=str(tmp_path), train_size=30))
+    assert data.x_train.shape == (30, 1, 28, 28) and data.x_val.shape == (20, 1, 28, 28)
+    assert data.y_train.tolist() == expected_labels[:30].tolist()
+    # decompressed into torchvision's layout, so the next load reads the plain files
+    assert (tmp_path / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+
+
+def test_missing_fashion_mnist_names_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.setattr("sensitivity.tasks.resnet.DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
+    task = get_task("resnet18")
+    with pytest.raises(UserError, match="Fashion-MNIST not found.*looked in.*dataset-fashion-mnist"):
+        task.load(task.config(dataset="fashion-mnist", data_dir=str(tmp_path / "empty")))
+
+
+def test_missing_cifar10_says_how_to_get_it(tmp_path):
+    task = get_task("resnet18")
+    with pytest.raises(UserError, match="CIFAR-10 not found.*--download"):
+        task.load(task.config(dataset="cifar10", data_dir=str(tmp_path)))
+
+
+def test_resnet18_has_the_cifar_stem_and_ten_outputs(tmp_path):
+    write_fashion_mnist(tmp_path / "fashion-mnist", n_train=8, n_test=4)
+    task = get_task("resnet18")
+    cfg = task.config(dataset="fashion-mnist", data_dir=str(tmp_path))
+    data = task.load(cfg)
+    model = task.build_model(cfg, data)
+    assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
+    assert isinstance(model.maxpool, torch.nn.Identity)
+    assert model(data.x_val[:2]).shape == (2, 10)
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(11.17e6, rel=0.01)
+
+
+def test_crop_flip_moves_pixels_without_inventing_values():
+    x = torch.arange(2 * 3 * 32 * 32, dtype=torch.float32).reshape(2, 3, 32, 32)
+    gen = torch.Generator().manual_seed(0)
+    out = crop_flip(x, gen)
+    assert out.shape == x.shape
+    allowed = set(x.flatten().tolist()) | {0.0}  # zero padding
+    assert set(out.flatten().tolist()) <= allowed
+    # each output row is a contiguous (possibly reversed) run of one input row, or padding
+    row = out[0, 0, 16]
+    nonzero = row[row != 0]
+    diffs = (nonzero[1:] - nonzero[:-1]).abs()
+    assert torch.all(diffs == 1)
+
+
+def test_unknown_task_lists_the_known_ones():
+    with pytest.raises(UserError, match="digits-mlp.*resnet18"):
+        get_task("mnist-cnn")

@@ -1,0 +1,81 @@
+"""The training loop: learning happens, runs are reproducible, divergence is caught and recorded."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sensitivity.errors import UserError
+from sensitivity.records import TrialResult
+from sensitivity.tasks import get_task
+from sensitivity.train import resolve_device, train_trial
+
+DIGITS = get_task("digits-mlp")
+
+
+def _run(optimizer, hp, epochs=2, seed=0, **kw):
+    return train_trial(DIGITS, DIGITS.config(), optimizer, hp, seed=seed, epochs=epochs, device="cpu", **kw)
+
+
+def test_adam_learns_digits_well_above_chance():
+    result = _run("adam", {"lr": 1e-3}, epochs=3)
+    assert not result.diverged
+    assert result.initial_val_loss == pytest.approx(math.log(10), rel=0.1)  # ~uniform prediction at init
+    assert result.val_loss[-1] < 0.5 * result.initial_val_loss
+    assert result.val_acc[-1] > 0.85
+    assert len(result.train_loss) == len(result.val_loss) == len(result.val_acc) == 3 == result.epochs_run
+    assert result.steps == 3 * (1437 // 64)
+    assert result.throughput > 0 and result.wall_time_s > 0
+
+
+def test_same_seed_same_curve_other_seed_other_curve():
+    a = _run("adamrag", {"lr": 3e-3}, seed=1)
+    b = _run("adamrag", {"lr": 3e-3}, seed=1)
+    c = _run("adamrag", {"lr": 3e-3}, seed=2)
+    assert a.val_loss == b.val_loss
+    assert a.val_loss != c.val_loss
+
+
+def test_exploding_learning_rate_is_marked_diverged_and_stops_early():
+    result = _run("nag", {"lr": 50.0, "beta1": 0.9}, epochs=5)
+    assert result.diverged
+    assert result.diverged_step > 0
+    assert result.epochs_run < 5
+    assert "non-finite" in result.diverged_reason or "initial" in result.diverged_reason
+    # the objective of a diverged run is its initial loss: plottable, and "no progress"
+    assert result.objective("val_loss") == result.initial_val_loss
+    assert result.objective("val_acc") == result.initial_val_acc
+
+
+def test_loss_far_above_initial_counts_as_diverged():
+    # Adam at lr=1 on this MLP stays finite but blows the loss up by orders of magnitude
+    result = _run("adam", {"lr": 1.0}, epochs=3, divergence_factor=5.0)
+    assert result.diverged
+    assert result.epochs_run <= 1
+
+
+def test_on_epoch_hears_each_epoch_in_order():
+    seen = []
+    _run("adam", {"lr": 1e-3}, epochs=2, on_epoch=lambda e, m: seen.append((e, sorted(m))))
+    assert seen == [(1, ["train_loss", "val_acc", "val_loss"]), (2, ["train_loss", "val_acc", "val_loss"])]
+
+
+def test_user_attrs_round_trip_keeps_nan_as_nan():
+    r = TrialResult(train_loss=[1.0, float("nan")], val_loss=[2.0], val_acc=[0.5], initial_val_loss=2.3,
+                    initial_val_acc=0.1, diverged=True)
+    attrs = r.to_user_attrs()
+    assert attrs["train_loss"] == [1.0, None]
+    back = TrialResult.from_user_attrs(attrs)
+    assert math.isnan(back.train_loss[1]) and back.diverged and back.val_loss == [2.0]
+
+
+def test_a_device_that_is_not_there_is_a_user_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(UserError, match="no CUDA GPU"):
+        resolve_device("cuda")
+    with pytest.raises(UserError):
+        resolve_device("tpu")
+    assert resolve_device("auto").type == "cpu"
