@@ -9,6 +9,7 @@ several local worker processes share one file without "database is locked" failu
 from __future__ import annotations
 
 import sqlite3
+import warnings
 from pathlib import Path
 
 import optuna
@@ -120,7 +121,9 @@ def open_storage(storage: str, *, create: bool = True, heartbeat: bool = True) -
             f"or a journal file path ending in .log"
         )
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna's terms since 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
     except Exception as err:  # noqa: BLE001 - SQLAlchemy/driver errors have many types
         reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise UserError(f"cannot open storage {storage!r} ({reason}); check the URL, the server and its credentials") from None
