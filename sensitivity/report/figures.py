@@ -1,0 +1,475 @@
+"""The report's figures, drawn from the tidy trials/curves frames (headless).
+
+Each function returns a :class:`matplotlib.figure.Figure` with an Agg canvas attached explicitly
+(no pyplot, no global backend switch, so it works without a display and leaves the caller's
+matplotlib state alone); the caller saves it, e.g. ``fig.savefig(path, dpi=130)``. Seaborn
+styling is applied inside a style context only while drawing.
+
+Figures:
+
+* :func:`lr_sensitivity_figure` -- final metric vs learning rate, one line per optimizer.
+* :func:`robustness_heatmaps` -- lr x beta1 grid per optimizer on one shared colour scale.
+* :func:`loss_curves_figure` -- validation (and training) loss per epoch, one line per lr.
+* :func:`relative_performance_figure` -- DeepOBS-style relative performance vs lr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterator
+
+import matplotlib
+import matplotlib.colors as mcolors
+import matplotlib.ticker as ticker
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+
+from sensitivity.report import metrics as M
+
+DPI = 130
+"""Resolution the report saves figures at (dots per inch)."""
+
+METRIC_LABELS = {
+    "val_loss": "validation loss (nats/example)",
+    "val_acc": "validation accuracy (fraction)",
+}
+
+_HEATMAP_MAX_LR = 12
+_LR_CMAP = mcolors.LinearSegmentedColormap.from_list(
+    "lr", matplotlib.colormaps["plasma"](np.linspace(0.0, 0.85, 256))
+)  # plasma without its pale-yellow end, which vanishes on white
+_HEATMAP_MAX_ROWS = 8
+
+
+# ---- shared helpers -------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _style() -> Iterator[None]:
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9), matplotlib.rc_context(
+        {"figure.dpi": 100, "savefig.dpi": DPI, "axes.titlesize": "medium", "legend.fontsize": "small"}
+    ):
+        yield
+
+
+def _figure(**kwargs) -> Figure:
+    fig = Figure(layout="constrained", **kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def format_lr(lr: float) -> str:
+    """A learning rate as ``1e-3`` / ``3e-4`` / ``3.16e-4`` (at most 3 significant digits)."""
+    if not np.isfinite(lr) or lr <= 0:
+        return str(lr)
+    exp = math.floor(math.log10(lr) + 1e-9)
+    mant = float(f"{lr / 10 ** exp:.3g}")
+    if mant >= 10:
+        mant, exp = mant / 10, exp + 1
+    m = f"{mant:g}"
+    return f"{m}e{exp}"
+
+
+def _display(trials: pd.DataFrame) -> dict[str, str]:
+    if "optimizer_display" not in trials:
+        return {}
+    pairs = trials[["optimizer", "optimizer_display"]].drop_duplicates("optimizer")
+    return dict(zip(pairs["optimizer"], pairs["optimizer_display"]))
+
+
+def optimizer_colors(names) -> dict[str, tuple]:
+    """A fixed colour per optimizer (colour-blind palette, in registry order)."""
+    order = M.optimizer_order(names)
+    palette = sns.color_palette("colorblind", max(len(order), 3))
+    return {n: palette[i % len(palette)] for i, n in enumerate(order)}
+
+
+def _metric_label(metric: str) -> str:
+    return METRIC_LABELS.get(metric, metric)
+
+
+def _varying(trials: pd.DataFrame, exclude: tuple[str, ...] = ()) -> list[str]:
+    """Hyperparameters (besides lr) that take more than one value for some optimizer."""
+    done = M.complete_trials(trials)
+    out = []
+    for hp in M.HP_COLUMNS:
+        if hp in exclude:
+            continue
+        if (done.groupby("optimizer")[hp].nunique(dropna=True) > 1).any():
+            out.append(hp)
+    return out
+
+
+def _seeds(trials: pd.DataFrame) -> int:
+    done = M.complete_trials(trials)
+    return int(done["seed"].nunique()) if "seed" in done else 1
+
+
+def aggregation_text(trials: pd.DataFrame, aggregation: str = "best", exclude: tuple[str, ...] = ()) -> str:
+    """What one plotted value is, in words, for this study (only what actually varies)."""
+    hps = _varying(trials, exclude)
+    seeds = _seeds(trials)
+    seed_part = f"mean over {seeds} seeds" if seeds > 1 else "1 seed"
+    if not hps:
+        return seed_part
+    names = "/".join(h.replace("weight_decay", "weight decay") for h in hps)
+    if aggregation == "default":
+        return f"at default {names}, {seed_part}"
+    return f"best over {names}, {seed_part}"
+
+
+def _plain_log_labels(axis, values) -> None:
+    """Label a log axis with plain numbers (0.3, 2) instead of 3x10^-1; minor ticks at 2, 3 and 5
+    are labelled too when the data span fewer than 2.5 decades."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    axis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    if v.size and np.log10(v.max() / v.min()) < 2.5:
+        def minor(x, _):
+            lead = round(x / 10 ** math.floor(math.log10(x) + 1e-9))
+            return f"{x:g}" if lead in (2, 3, 5) else ""
+
+        axis.set_minor_formatter(ticker.FuncFormatter(minor))
+    else:
+        axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def _log_ok(values) -> bool:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return v.size > 0 and bool((v > 0).all()) and v.max() / v.min() > 3
+
+
+# ---- lr sensitivity ---------------------------------------------------------------------------
+
+def lr_sensitivity_figure(
+    trials: pd.DataFrame,
+    metric: str,
+    *,
+    aggregation: str = "best",
+    tolerance: float | None = None,
+    show_tolerance: bool = True,
+    title: str | None = None,
+) -> Figure:
+    """Final metric vs learning rate (log x axis), one line per optimizer.
+
+    Each point is the optimizer's :func:`~sensitivity.report.metrics.lr_curve` at that lr (the
+    aggregation is stated in the title); with several seeds the line is the mean and the band
+    spans min to max over seeds. Points whose runs diverged are marked with an ``x`` at their
+    clipped value (the initial metric). The initial metric (L0) is a dashed reference line. With
+    ``show_tolerance`` each optimizer's tolerance interval is shaded: the lrs of its widest
+    contiguous run within the tolerance, from its best value to the tolerance threshold.
+    """
+    tol = M.default_tolerance(metric) if tolerance is None else tolerance
+    hib = M.higher_is_better(metric)
+    curve = M.lr_curve(trials, metric, aggregation)
+    names = M.optimizer_order(curve["optimizer"])
+    colors = optimizer_colors(names)
+    display = _display(trials)
+    widths = M.tolerance_width(curve, metric, tol)
+    with _style():
+        fig = _figure(figsize=(8.5, 4.8))
+        ax = fig.add_subplot()
+        for name in names:
+            g = curve[curve["optimizer"] == name].sort_values("lr")
+            c = colors[name]
+            w = widths.loc[name, "tolerance_width_decades"] if name in widths.index else math.nan
+            label = f"{display.get(name, name)} (width {w:.2g} dec)" if np.isfinite(w) else display.get(name, name)
+            ax.plot(g["lr"], g["value"], "-o", color=c, ms=4, lw=1.8, label=label, zorder=3)
+            if (g["n_seeds"] > 1).any():
+                ax.fill_between(g["lr"], g["value_min"], g["value_max"], color=c, alpha=0.2, lw=0, zorder=2)
+            div = g[g["n_diverged"] > 0]
+            if not div.empty:
+                ax.scatter(div["lr"], div["value"], marker="x", s=70, color=c, linewidths=2.2, zorder=4)
+            if show_tolerance and name in widths.index and np.isfinite(w):
+                lo, hi = widths.loc[name, "tolerance_lr_low"], widths.loc[name, "tolerance_lr_high"]
+                best = g["value"].max() if hib else g["value"].min()
+                edge = best - tol if hib else best + tol * abs(best)
+                span = (lo / 10 ** 0.08, hi * 10 ** 0.08) if lo == hi else (lo, hi)
+                ax.fill_between(span, [best, best], [edge, edge], color=c, alpha=0.15, lw=0, zorder=1)
+        _reference_lines(ax, curve, names, colors, display, metric)
+        ax.set_xscale("log")
+        if not hib and _log_ok(np.r_[curve["value"], curve["initial"]]):
+            ax.set_yscale("log")
+            _plain_log_labels(ax.yaxis, np.r_[curve["value"], curve["initial"]])
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel(f"final {_metric_label(metric)}")
+        handles, labels = ax.get_legend_handles_labels()
+        handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=8, mew=2))
+        labels.append("diverged (clipped to initial)")
+        if show_tolerance:
+            handles.append(Patch(color="0.5", alpha=0.3))
+            labels.append(f"tolerance: {M.describe_tolerance(metric, tol)}")
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        head = title or f"Learning-rate sensitivity: final {metric.replace('_', ' ')} vs lr"
+        fig.suptitle(f"{head}\neach point: {aggregation_text(trials, aggregation)}"
+                     + ("; band: min-max over seeds" if _seeds(trials) > 1 else ""))
+    return fig
+
+
+def _reference_lines(ax, curve, names, colors, display, metric) -> None:
+    initial = curve.groupby("optimizer")["initial"].mean().dropna()
+    if initial.empty:
+        return
+    what = "initial loss L0" if not M.higher_is_better(metric) else "initial accuracy"
+    spread = float(initial.max() - initial.min())
+    if spread <= 0.01 * abs(float(initial.mean())):
+        v = float(initial.mean())
+        ax.axhline(v, ls="--", color="0.35", lw=1.2, label=f"{what} = {v:.3g}", zorder=1)
+        return
+    for name in names:
+        if name in initial.index:
+            ax.axhline(initial[name], ls="--", color=colors[name], lw=1.0, alpha=0.8,
+                       label=f"{what}, {display.get(name, name)} = {initial[name]:.3g}", zorder=1)
+
+
+# ---- robustness heatmaps ----------------------------------------------------------------------
+
+def _snap_for_heatmap(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Bin continuous samples (random/qmc samplers) so that a heatmap has few cells."""
+    done = M.complete_trials(trials).copy()
+    notes = []
+    many_lr = done.groupby("optimizer")["lr"].nunique().max() > _HEATMAP_MAX_LR
+    if many_lr:
+        done["lr"] = 10 ** (np.round(2 * np.log10(done["lr"])) / 2)
+        notes.append("lr binned to half decades")
+    if done.groupby("optimizer")["beta1"].nunique().max() > _HEATMAP_MAX_ROWS:
+        done["beta1"] = done["beta1"].round(2)
+        if done.groupby("optimizer")["beta1"].nunique().max() > _HEATMAP_MAX_ROWS:
+            done["beta1"] = done["beta1"].round(1)
+        notes.append("beta1 rounded")
+    return done, notes
+
+
+def _heatmap_norm(values: np.ndarray, metric: str) -> mcolors.Normalize:
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return mcolors.Normalize(0.0, 1.0)
+    lo, hi = float(v.min()), float(v.max())
+    if lo == hi:
+        lo, hi = lo - 0.5 * abs(lo or 1.0), hi + 0.5 * abs(hi or 1.0)
+    if not M.higher_is_better(metric) and _log_ok(v):
+        return mcolors.LogNorm(vmin=lo, vmax=hi)
+    return mcolors.Normalize(vmin=lo, vmax=hi)
+
+
+def _text_color(rgba) -> str:
+    r, g, b = rgba[:3]
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.55 else "white"
+
+
+def _beta1_label(name: str) -> str:
+    try:
+        from sensitivity.optim.registry import OPTIMIZERS
+    except ImportError:
+        return "beta1"
+    spec = OPTIMIZERS.get(name)
+    if spec is not None and len(spec.beta1_meaning) <= 20:
+        return f"beta1 ({spec.beta1_meaning})"
+    return "beta1"
+
+
+def robustness_heatmaps(trials: pd.DataFrame, metric: str, *, title: str | None = None) -> Figure:
+    """One lr x beta1 heatmap per optimizer, all on the same colour scale.
+
+    Cells hold the final metric of the best point over the remaining hyperparameters (beta2,
+    gamma, weight decay, whichever vary), each point averaged over seeds; the aggregation is in
+    the title. The colour scale (``vmin``/``vmax``, logarithmic for losses spanning more than a
+    factor 3) is shared by every panel, bright = better. Values are annotated; cells where every
+    run diverged are hatched and marked "div", cells where some diverged carry a "*"; grid points
+    without a completed trial are grey. An optimizer without beta1 (or with one value) gets a
+    single row. Continuous samples (random/qmc) are binned first (stated in the title).
+    """
+    hib = M.higher_is_better(metric)
+    done, notes = _snap_for_heatmap(trials)
+    grid = M.grid_table(done, metric, rows="beta1")
+    names = M.optimizer_order(grid["optimizer"])
+    display = _display(trials)
+    norm = _heatmap_norm(grid["value"].to_numpy(float), metric)
+    cmap = matplotlib.colormaps["viridis" if hib else "viridis_r"].with_extremes(bad="#cfcfcf")
+    n = max(len(names), 1)
+    ncols = n if n <= 3 else math.ceil(n / 2)
+    nrows = math.ceil(n / ncols)
+    max_cols = max((grid[grid["optimizer"] == nm]["lr"].nunique() for nm in names), default=1)
+    with _style(), matplotlib.rc_context({"axes.grid": False}):
+        fig = _figure(figsize=(max(3.6, 0.85 * max_cols + 1.4) * ncols + 1.0, 3.3 * nrows + 1.0))
+        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
+        image = None
+        for ax, name in zip(axes, names):
+            g = grid[grid["optimizer"] == name]
+            lrs = np.sort(g["lr"].unique())
+            rows = np.sort(g["beta1"].dropna().unique())
+            has_nan_row = g["beta1"].isna().any()
+            row_keys = list(rows) + ([math.nan] if has_nan_row else [])
+            mat = np.full((len(row_keys), len(lrs)), np.nan)
+            div = np.zeros_like(mat)
+            for r in g.itertuples(index=False):
+                j = int(np.searchsorted(lrs, r.lr))
+                i = len(rows) if math.isnan(r.beta1) else int(np.searchsorted(rows, r.beta1))
+                mat[i, j] = r.value
+                div[i, j] = r.cell_diverged
+            image = ax.imshow(np.ma.masked_invalid(mat), cmap=cmap, norm=norm, aspect="auto",
+                              origin="lower", interpolation="nearest")
+            for i in range(mat.shape[0]):
+                for j in range(mat.shape[1]):
+                    v = mat[i, j]
+                    if not np.isfinite(v):
+                        continue
+                    color = _text_color(cmap(norm(v)))
+                    text = f"{v:.3g}"
+                    if div[i, j] >= 1:
+                        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="xxx",
+                                               edgecolor="#c0392b", lw=0))
+                        text = f"div\n{v:.3g}"
+                    elif div[i, j] > 0:
+                        text += "*"
+                    ax.text(j, i, text, ha="center", va="center", fontsize=7.5, color=color)
+            ax.set_xticks(range(len(lrs)), [format_lr(v) for v in lrs], rotation=45, ha="right")
+            ax.set_yticks(range(len(row_keys)), ["n/a" if math.isnan(v) else f"{v:g}" for v in row_keys])
+            ax.set_xlabel("learning rate")
+            ax.set_ylabel(_beta1_label(name))
+            finite = g[g["value"].notna()]
+            if not finite.empty:
+                b = finite.loc[finite["value"].idxmax() if hib else finite["value"].idxmin()]
+                where = f"lr {format_lr(b['lr'])}" + ("" if math.isnan(b["beta1"]) else f", beta1 {b['beta1']:g}")
+                ax.set_title(f"{display.get(name, name)}: best {b['value']:.3g} at {where}")
+            else:
+                ax.set_title(display.get(name, name))
+        for ax in axes[len(names):]:
+            ax.set_visible(False)
+        if image is not None:
+            cbar = fig.colorbar(image, ax=list(axes[: len(names)]), shrink=0.9, pad=0.02)
+            cbar.set_label(f"final {_metric_label(metric)} ({'higher' if hib else 'lower'} is better)")
+            if isinstance(norm, mcolors.LogNorm):
+                _plain_log_labels(cbar.ax.yaxis, [norm.vmin, norm.vmax])
+        head = title or f"Robustness: final {metric.replace('_', ' ')} over lr x beta1, one colour scale"
+        agg = aggregation_text(trials, "best", exclude=("beta1",))
+        extra = "; ".join(notes)
+        fig.suptitle(f"{head}\neach cell: {agg}{'; ' + extra if extra else ''}; "
+                     "hatched 'div': all runs diverged (value clipped to initial), *: some diverged; grey: no run")
+    return fig
+
+
+# ---- loss curves ------------------------------------------------------------------------------
+
+def loss_curves_figure(
+    trials: pd.DataFrame, curves: pd.DataFrame, metric: str, *, title: str | None = None
+) -> Figure:
+    """Validation loss (solid) and training loss (dashed) per epoch, one panel per optimizer.
+
+    Each panel fixes beta1 at the optimizer's best point (stated in the panel title) and draws
+    one line per learning rate, coloured by log10(lr) (colour bar); at each lr the remaining
+    hyperparameters are the best point at that beta1 and lines are the mean over seeds. A run
+    that diverged ends with an ``x``. Epoch 0 is the initialised model. The y axis is
+    logarithmic and cut at 1.5x the initial loss so a diverging run does not flatten the rest.
+    """
+    hib = M.higher_is_better(metric)
+    table = M.config_table(trials, metric)
+    names = M.optimizer_order(table["optimizer"])
+    display = _display(trials)
+    done = M.complete_trials(trials)
+    n = max(len(names), 1)
+    ncols = n if n <= 3 else math.ceil(n / 2)
+    nrows = math.ceil(n / ncols)
+    with _style():
+        fig = _figure(figsize=(4.6 * ncols + 0.8, 3.5 * nrows + 0.9))
+        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
+        for ax, name in zip(axes, names):
+            t = table[(table["optimizer"] == name) & table["value"].notna()]
+            if t.empty:
+                ax.set_visible(False)
+                continue
+            best = t.loc[t["value"].idxmax() if hib else t["value"].idxmin()]
+            beta1 = best["beta1"]
+            at = t[t["beta1"].isna()] if math.isnan(beta1) else t[np.isclose(t["beta1"], beta1)]
+            chosen = M.best_per_group(at, ["lr"], metric)
+            lnorm = mcolors.LogNorm(vmin=chosen["lr"].min(), vmax=max(chosen["lr"].max(), chosen["lr"].min() * 1.0001))
+            cmap = _LR_CMAP
+            top = []
+            for row in chosen.sort_values("lr").itertuples(index=False):
+                mask = (done["optimizer"] == name) & np.isclose(done["lr"], row.lr)
+                for hp in M.HP_COLUMNS:
+                    v = getattr(row, hp)
+                    mask &= done[hp].isna() if math.isnan(v) else np.isclose(done[hp], v)
+                ids = done.loc[mask, "trial"]
+                c = curves[curves["trial"].isin(ids)]
+                if c.empty:
+                    continue
+                mean = c.groupby("epoch")[["train_loss", "val_loss"]].mean()
+                color = cmap(lnorm(row.lr))
+                ax.plot(mean.index, mean["val_loss"], "-", color=color, lw=1.6)
+                ax.plot(mean.index, mean["train_loss"], "--", color=color, lw=1.1, alpha=0.9)
+                if row.n_diverged > 0:
+                    last = mean["val_loss"].dropna()
+                    if not last.empty:
+                        ax.plot(last.index[-1], last.iloc[-1], "x", color=color, ms=8, mew=2)
+                init = c.loc[c["epoch"] == 0, "val_loss"]
+                if init.notna().any():
+                    top.append(float(init.mean()))
+            ax.set_yscale("log")
+            if top:
+                ax.set_ylim(top=1.5 * max(top))
+            lo, hi = ax.get_ylim()
+            _plain_log_labels(ax.yaxis, [lo, hi])
+            ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("loss (nats/example)")
+            b1 = "" if math.isnan(beta1) else f" at beta1 = {beta1:g} (best)"
+            ax.set_title(f"{display.get(name, name)}{b1}")
+            sm = ScalarMappable(norm=lnorm, cmap=cmap)
+            cbar = fig.colorbar(sm, ax=ax, pad=0.01)
+            cbar.set_label("learning rate (log scale)")
+            grid_lrs = np.sort(chosen["lr"].unique())
+            if len(grid_lrs) <= 10:
+                cbar.set_ticks(grid_lrs, labels=[format_lr(v) for v in grid_lrs])
+                cbar.ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+                cbar.ax.yaxis.set_minor_locator(ticker.NullLocator())
+        for ax in axes[len(names):]:
+            ax.set_visible(False)
+        handles = [Line2D([], [], color="0.2", ls="-"), Line2D([], [], color="0.2", ls="--"),
+                   Line2D([], [], color="0.2", marker="x", ls="", mew=2)]
+        fig.legend(handles, ["validation loss", "training loss (epoch mean)", "diverged (run stopped)"],
+                   loc="outside lower center", ncols=3, frameon=False)
+        agg = aggregation_text(trials, "best", exclude=("beta1",))
+        fig.suptitle((title or "Loss curves per learning rate")
+                     + f"\nbeta1 fixed at each optimizer's best; per lr: {agg}")
+    return fig
+
+
+# ---- relative performance ---------------------------------------------------------------------
+
+def relative_performance_figure(
+    trials: pd.DataFrame, metric: str, *, aggregation: str = "best", title: str | None = None
+) -> Figure:
+    """DeepOBS-style relative performance vs learning rate, one line per optimizer.
+
+    ``best/L`` for losses (``acc/best`` for accuracies) of each optimizer's lr curve, relative to
+    its own best, NaN -> 0: 1 marks its best lr; how fast a line falls off is its lr sensitivity.
+    """
+    curve = M.relative_performance(M.lr_curve(trials, metric, aggregation), metric)
+    names = M.optimizer_order(curve["optimizer"])
+    colors = optimizer_colors(names)
+    display = _display(trials)
+    ratio = "acc / best acc" if M.higher_is_better(metric) else "best loss / loss"
+    with _style():
+        fig = _figure(figsize=(8.0, 4.2))
+        ax = fig.add_subplot()
+        for name in names:
+            g = curve[curve["optimizer"] == name].sort_values("lr")
+            ax.plot(g["lr"], g["relative_performance"], "-o", ms=4, color=colors[name], label=display.get(name, name))
+            div = g[g["n_diverged"] > 0]
+            ax.scatter(div["lr"], div["relative_performance"], marker="x", s=60, color=colors[name], linewidths=2)
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel(f"relative performance ({ratio})")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        ax.set_title((title or "Relative performance vs learning rate (DeepOBS)")
+                     + f"\neach point: {aggregation_text(trials, aggregation)}; relative to each optimizer's best")
+    return fig

@@ -1,0 +1,348 @@
+"""Storage -> the tidy trials frame: the one place the report side touches Optuna.
+
+:func:`load_trials` reads a stored study (never writes to it) and returns :class:`TrialsData`:
+one row per trial, one long frame of per-epoch curves, and the study's metadata. Everything
+downstream (metrics, figures, rendering) works on these pandas frames alone. What each trial
+stores is fixed by :mod:`sensitivity.records`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sqlite3
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+import sqlalchemy.exc
+
+from sensitivity.errors import UserError
+from sensitivity.records import METRICS, PARAM_NAMES, STUDY_ATTRS, TrialResult
+
+COMPLETE = "COMPLETE"
+"""The trial state the analysis uses; the frame keeps every state in its ``state`` column."""
+
+TRIAL_COLUMNS = (
+    "trial",
+    "state",
+    "optimizer",
+    "optimizer_display",
+    "lr",
+    "beta1",
+    "beta2",
+    "gamma",
+    "weight_decay",
+    "seed",
+    "value",
+    "diverged",
+    "diverged_reason",
+    "diverged_step",
+    "initial_val_loss",
+    "initial_val_acc",
+    "final_train_loss",
+    "final_val_loss",
+    "final_val_acc",
+    "epochs_run",
+    "steps",
+    "wall_time_s",
+    "throughput",
+    "device",
+    "datetime_start",
+    "datetime_complete",
+)
+"""Columns of :attr:`TrialsData.trials`, in order."""
+
+CURVE_COLUMNS = (
+    "trial",
+    "optimizer",
+    "lr",
+    "beta1",
+    "beta2",
+    "gamma",
+    "weight_decay",
+    "seed",
+    "diverged",
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_acc",
+)
+"""Columns of :attr:`TrialsData.curves`, in order."""
+
+_JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
+_HP_PARAMS = tuple(p for p in PARAM_NAMES if p not in ("optimizer", "seed"))
+
+
+@dataclasses.dataclass
+class TrialsData:
+    """A stored study as pandas frames.
+
+    Attributes:
+        trials: one row per trial (every state), columns :data:`TRIAL_COLUMNS`. Params an
+            optimizer does not take (NAG's ``beta2``, ``gamma`` outside AdamRAG) are NaN; so are
+            the result columns of trials that are not COMPLETE. ``value`` is Optuna's objective
+            (diverged runs clipped to the initial value, see :class:`~sensitivity.records.TrialResult`);
+            ``final_*`` are the last recorded epoch values, unclipped (NaN when non-finite).
+            Losses in nats per example, accuracies as fractions, ``wall_time_s`` in seconds,
+            ``throughput`` in training examples per second.
+        curves: long frame, one row per trial and epoch, columns :data:`CURVE_COLUMNS`. Epoch 0
+            is the initialised model (``val_loss``/``val_acc`` = the initial values,
+            ``train_loss`` NaN); epochs 1..``epochs_run`` follow. Non-finite values are NaN.
+        meta: the study's user attributes (:data:`~sensitivity.records.STUDY_ATTRS`) plus
+            ``study_name``, ``direction`` ("minimize"/"maximize") and ``metric`` (the study's
+            attribute, else inferred from the direction), and ``n_trials_by_state``.
+    """
+
+    trials: pd.DataFrame
+    curves: pd.DataFrame
+    meta: dict[str, Any]
+
+    @property
+    def complete(self) -> pd.DataFrame:
+        """The rows of :attr:`trials` whose state is COMPLETE (what the analysis uses)."""
+        return self.trials[self.trials["state"] == COMPLETE]
+
+
+def load_trials(
+    storage: str | os.PathLike | optuna.storages.BaseStorage, study_name: str
+) -> TrialsData:
+    """Read a stored study into a :class:`TrialsData` (read-only: never creates or writes).
+
+    Args:
+        storage: an Optuna RDB URL (``sqlite:///studies/x.db``, ``postgresql://...``), a path
+            to an SQLite database or an Optuna journal file, or a storage object.
+        study_name: the study to read.
+
+    Raises:
+        UserError: the storage cannot be read, the study does not exist (the message lists the
+            studies that do), or it has no COMPLETE trial.
+    """
+    store = open_storage(storage)
+    try:
+        study_id = store.get_study_id_from_name(study_name)
+    except KeyError:
+        names = _study_names(store)
+        known = ", ".join(names) if names else "none"
+        raise UserError(
+            f"no study named {study_name!r} in {_describe(storage)}; studies there: {known} "
+            "(pass one of them with --study, or run a sweep first)"
+        ) from None
+
+    frozen = store.get_all_trials(study_id, deepcopy=False)
+    user_attrs = dict(store.get_study_user_attrs(study_id))
+    directions = store.get_study_directions(study_id)
+    direction = directions[0].name.lower() if directions else "minimize"
+    metric = user_attrs.get("metric")
+    if metric not in METRICS:
+        metric = "val_acc" if direction == "maximize" else "val_loss"
+
+    trials = _trials_frame(frozen)
+    curves = _curves_frame(frozen, metric)
+    counts = trials["state"].value_counts()
+    meta: dict[str, Any] = {key: user_attrs.get(key) for key in STUDY_ATTRS}
+    meta.update({k: v for k, v in user_attrs.items() if k not in meta})
+    meta.update(
+        study_name=study_name,
+        direction=direction,
+        metric=metric,
+        n_trials_by_state={str(k): int(v) for k, v in counts.items()},
+    )
+
+    if not (trials["state"] == COMPLETE).any():
+        raise UserError(
+            f"study {study_name!r} in {_describe(storage)} has no completed trial "
+            f"({len(trials)} trials in total); run or resume its sweep first"
+        )
+    return TrialsData(trials=trials, curves=curves, meta=meta)
+
+
+def open_storage(storage: str | os.PathLike | optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``storage`` without creating anything.
+
+    The same spellings as the sweep's ``--storage``: an RDB URL (SQLite URLs must name an existing
+    Optuna database; other URLs are opened with table creation skipped), a path ending in
+    ``.log``/``.jsonl``/``.journal`` (an existing Optuna journal file), or any other path (an
+    existing SQLite database). Unlike the sweep's opener this changes nothing in the file (no
+    journal-mode switch, no table creation).
+
+    Raises:
+        UserError: the database or file does not exist, or is not an Optuna storage.
+    """
+    if isinstance(storage, optuna.storages.BaseStorage):
+        return storage
+    text = os.fspath(storage)
+    if "://" in text:
+        if text.startswith("sqlite:"):
+            path = _sqlite_path(text)
+            if path is not None:
+                _check_sqlite(path, text)
+        try:
+            return optuna.storages.RDBStorage(text, skip_table_creation=True)
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError) as exc:
+            # a bad URL, a missing database driver, an unreachable server, an old schema
+            raise UserError(f"cannot open Optuna storage {text!r}: {_first_line(exc)}") from exc
+    if text.endswith(_JOURNAL_SUFFIXES):
+        if not os.path.isfile(text):
+            raise UserError(f"journal file {text!r} does not exist; check --storage or run a sweep first")
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(text))
+    _check_sqlite(text, text)  # a bare path is an SQLite database, as the sweep treats it
+    return optuna.storages.RDBStorage("sqlite:///" + os.path.abspath(text), skip_table_creation=True)
+
+
+def _sqlite_path(url: str) -> str | None:
+    """The file path of an ``sqlite:///path`` URL, or None for an in-memory database."""
+    rest = url.split(":", 1)[1]
+    if rest.startswith("///"):
+        path = rest[3:].split("?", 1)[0]
+        return path if path and path != ":memory:" else None
+    return None
+
+
+def _check_sqlite(path: str, shown: str) -> None:
+    if not os.path.isfile(path):
+        raise UserError(f"no SQLite database at {path!r} (from {shown!r}); check --storage or run a sweep first")
+    try:
+        con = sqlite3.connect(f"file:{os.path.abspath(path)}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"{path!r} is not a readable SQLite database: {exc}") from exc
+    if "studies" not in tables:
+        raise UserError(f"{path!r} is not an Optuna database (no 'studies' table); check --storage")
+
+
+def _study_names(store: optuna.storages.BaseStorage) -> list[str]:
+    return sorted(s.study_name for s in store.get_all_studies())
+
+
+def _describe(storage: Any) -> str:
+    if isinstance(storage, optuna.storages.BaseStorage):
+        return type(storage).__name__
+    return repr(os.fspath(storage))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _float(x: Any) -> float:
+    if x is None or isinstance(x, bool):
+        return math.nan if x is None else float(x)
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _last(values: Any) -> float:
+    if isinstance(values, (list, tuple)) and values:
+        return _float(values[-1])
+    return math.nan
+
+
+def _display_names() -> dict[str, str]:
+    try:
+        from sensitivity.optim.registry import OPTIMIZERS
+    except ImportError:  # the registry pulls in torch; the report works without it
+        return {}
+    return {name: spec.display for name, spec in OPTIMIZERS.items()}
+
+
+def _trials_frame(frozen: list[optuna.trial.FrozenTrial]) -> pd.DataFrame:
+    display = _display_names()
+    rows = []
+    for t in frozen:
+        p, a = t.params, t.user_attrs
+        state = t.state.name
+        done = state == COMPLETE
+        name = str(p.get("optimizer", ""))
+        diverged = a.get("diverged")
+        rows.append(
+            {
+                "trial": t.number,
+                "state": state,
+                "optimizer": name,
+                "optimizer_display": display.get(name, name),
+                **{hp: _float(p.get(hp)) for hp in _HP_PARAMS},
+                "seed": p.get("seed"),
+                "value": _float(t.value) if done and t.values else math.nan,
+                "diverged": bool(diverged) if diverged is not None else (False if done else None),
+                "diverged_reason": str(a.get("diverged_reason") or ""),
+                "diverged_step": a.get("diverged_step"),
+                "initial_val_loss": _float(a.get("initial_val_loss")),
+                "initial_val_acc": _float(a.get("initial_val_acc")),
+                "final_train_loss": _last(a.get("train_loss")),
+                "final_val_loss": _last(a.get("val_loss")),
+                "final_val_acc": _last(a.get("val_acc")),
+                "epochs_run": a.get("epochs_run"),
+                "steps": a.get("steps"),
+                "wall_time_s": _float(a.get("wall_time_s")),
+                "throughput": _float(a.get("throughput")),
+                "device": a.get("device"),
+                "datetime_start": t.datetime_start,
+                "datetime_complete": t.datetime_complete,
+            }
+        )
+    frame = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
+    for col in ("seed", "diverged_step", "epochs_run", "steps"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
+    frame["diverged"] = frame["diverged"].astype("boolean")
+    for col in ("datetime_start", "datetime_complete"):
+        frame[col] = pd.to_datetime(frame[col])
+    for col in _HP_PARAMS + ("value", "initial_val_loss", "initial_val_acc", "final_train_loss",
+                            "final_val_loss", "final_val_acc", "wall_time_s", "throughput"):
+        frame[col] = frame[col].astype("float64")
+    return frame.sort_values("trial", kind="stable").reset_index(drop=True)
+
+
+def _curves_frame(frozen: list[optuna.trial.FrozenTrial], metric: str) -> pd.DataFrame:
+    rows = []
+    for t in frozen:
+        p, a = t.params, t.user_attrs
+        key = {
+            "trial": t.number,
+            "optimizer": str(p.get("optimizer", "")),
+            **{hp: _float(p.get(hp)) for hp in _HP_PARAMS},
+            "seed": p.get("seed"),
+            "diverged": bool(a.get("diverged", False)),
+        }
+        try:
+            result = TrialResult.from_user_attrs(a) if "val_loss" in a else None
+        except TypeError:  # attributes from an older or partial writer
+            result = None
+        if result is not None:
+            rows.append({**key, "epoch": 0, "train_loss": math.nan,
+                         "val_loss": _float(result.initial_val_loss),
+                         "val_acc": _float(result.initial_val_acc)})
+            n = max(len(result.train_loss), len(result.val_loss), len(result.val_acc))
+            for i in range(n):
+                rows.append({
+                    **key,
+                    "epoch": i + 1,
+                    "train_loss": _at(result.train_loss, i),
+                    "val_loss": _at(result.val_loss, i),
+                    "val_acc": _at(result.val_acc, i),
+                })
+        else:  # e.g. a RUNNING trial: only the reported objective per epoch exists
+            for epoch, value in sorted(t.intermediate_values.items()):
+                rows.append({**key, "epoch": int(epoch), "train_loss": math.nan,
+                             "val_loss": math.nan, "val_acc": math.nan, metric: _float(value)})
+    frame = pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
+    frame["seed"] = pd.to_numeric(frame["seed"], errors="coerce").astype("Int64")
+    frame["epoch"] = frame["epoch"].astype("int64")
+    for col in _HP_PARAMS + ("train_loss", "val_loss", "val_acc"):
+        frame[col] = frame[col].astype("float64")
+    frame[["train_loss", "val_loss", "val_acc"]] = frame[["train_loss", "val_loss", "val_acc"]].where(
+        np.isfinite(frame[["train_loss", "val_loss", "val_acc"]])
+    )
+    return frame.sort_values(["trial", "epoch"], kind="stable").reset_index(drop=True)
+
+
+def _at(values: list[float], i: int) -> float:
+    return _float(values[i]) if i < len(values) else math.nan

@@ -1,0 +1,505 @@
+"""Sensitivity metrics on the tidy trials frame (pure pandas/numpy; definitions from the field).
+
+Every function reads the frame :func:`sensitivity.report.frame.load_trials` returns and uses only
+its COMPLETE rows. A trial's *final metric* is its last validation loss or accuracy, except that a
+diverged run (or a non-finite final value) counts as its initial value, as the stored objective does
+(:meth:`sensitivity.records.TrialResult.objective`): diverged runs stay in every metric and figure.
+
+Aggregation. A study may vary beta1, beta2, gamma, weight decay and the seed besides the learning
+rate. The per-optimizer learning-rate curve L(lr) that the metrics use is, by default, "the lr curve
+at the best betas": first the mean over seeds of each hyperparameter point, then, at each lr, the
+best of those means over beta1/beta2/gamma/weight decay (``aggregation="best"``). With
+``aggregation="default"`` only the points at the optimizer's default betas/gamma/weight decay
+(:data:`sensitivity.optim.registry.OPTIMIZERS`) are kept (the mean over seeds at each lr).
+
+Metrics:
+
+* :func:`wortsman_sensitivity` / :func:`lr_sensitivity` -- Wortsman et al. 2023, "Small-scale
+  proxies for large-scale Transformer training instabilities", arXiv 2309.14322, sec. 2.2:
+  ``E_lr[min(L(lr), L0) - L*]`` over the lr grid, L* the best final loss on the grid and L0 the
+  loss at initialisation. Lower is better (0 = every lr reaches the best loss).
+* :func:`tolerance_width_decades` / :func:`tolerance_width` -- the span, in decades of lr, of the
+  largest contiguous run of grid lrs whose final metric is within a tolerance of the best.
+* :func:`relative_performance` -- DeepOBS (Schneider, Balles & Hennig 2019, "DeepOBS: A Deep
+  Learning Optimizer Benchmark Suite", ICLR): best/metric for losses, metric/best for accuracies,
+  per lr, NaN -> 0.
+* :func:`divergence_rate` -- the share of completed trials that diverged.
+* :func:`performance_profile` -- Dolan & More 2002, "Benchmarking optimization software with
+  performance profiles", Math. Program. 91:201-213, as used by AlgoPerf (Dahl et al. 2023,
+  arXiv 2306.07179): rho_s(tau), the share of tasks on which optimizer s is within a factor tau
+  of the best optimizer.
+
+Accuracy metrics use loss semantics on the error 1 - acc: Wortsman's sensitivity on accuracy is
+``E_lr[min(1 - acc(lr), 1 - acc0) - (1 - acc*)]``, in accuracy points as a fraction.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from sensitivity.records import METRICS
+
+HP_COLUMNS = ("beta1", "beta2", "gamma", "weight_decay")
+"""Hyperparameters besides lr that a study may vary; aggregated over as the module says."""
+
+AGGREGATIONS = {
+    "best": "best over beta1/beta2/gamma/weight decay at each lr, mean over seeds",
+    "default": "at the default beta1/beta2/gamma/weight decay, mean over seeds",
+}
+"""How the lr curve is formed from the trials, in words for titles and legends."""
+
+_EPS = 1e-12
+
+
+# ---- the final metric of each trial ------------------------------------------------------------
+
+def higher_is_better(metric: str) -> bool:
+    """True for accuracy metrics (``val_acc``), False for losses (``val_loss``).
+
+    Raises:
+        ValueError: unknown metric.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {sorted(METRICS)}")
+    return METRICS[metric] == "maximize"
+
+
+def default_tolerance(metric: str) -> float:
+    """0.10 for losses (within 10% of the best: L <= 1.1 L*), 0.01 for accuracies (1 point)."""
+    return 0.01 if higher_is_better(metric) else 0.10
+
+
+def describe_tolerance(metric: str, tolerance: float) -> str:
+    """The tolerance in words, e.g. ``"loss within 10% of the best (L <= 1.1 L*)"``."""
+    if higher_is_better(metric):
+        return f"accuracy within {100 * tolerance:g} points of the best (acc >= acc* - {tolerance:g})"
+    return f"loss within {100 * tolerance:g}% of the best (L <= {1 + tolerance:g} L*)"
+
+
+def complete_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """The COMPLETE rows of a trials frame (all rows if it has no ``state`` column)."""
+    if "state" not in trials.columns:
+        return trials
+    return trials[trials["state"] == "COMPLETE"]
+
+
+def metric_values(trials: pd.DataFrame, metric: str) -> pd.Series:
+    """Each trial's final metric; diverged or non-finite runs count as their initial value.
+
+    This is the objective :meth:`sensitivity.records.TrialResult.objective` stores, recomputed
+    from the frame so that either metric can be analysed whatever the study optimised.
+    """
+    higher_is_better(metric)
+    final = trials[f"final_{metric}"].astype("float64")
+    initial = trials[f"initial_{metric}"].astype("float64")
+    diverged = trials["diverged"].fillna(False).astype(bool) if "diverged" in trials else False
+    bad = diverged | ~np.isfinite(final)
+    return final.where(~bad, initial)
+
+
+def _order_key(name: str) -> tuple[int, str]:
+    try:
+        from sensitivity.optim.registry import OPTIMIZERS
+    except ImportError:
+        return (0, name)
+    names = list(OPTIMIZERS)
+    return (names.index(name), name) if name in names else (len(names), name)
+
+
+def optimizer_order(names: Iterable[str]) -> list[str]:
+    """Optimizer names in registry order (unknown names after, alphabetically)."""
+    return sorted(set(names), key=_order_key)
+
+
+# ---- aggregation -------------------------------------------------------------------------------
+
+def config_table(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per optimizer and hyperparameter point (lr, betas, gamma, weight decay).
+
+    Columns: optimizer, lr, beta1, beta2, gamma, weight_decay (NaN where an optimizer lacks
+    one), ``value`` (mean final metric over seeds), ``value_min``/``value_max`` (over seeds),
+    ``n_seeds``, ``n_diverged``, ``initial`` (mean initial metric), ``wall_time_s`` (median).
+    """
+    done = complete_trials(trials)
+    frame = done[["optimizer", "lr", *HP_COLUMNS]].copy()
+    frame["metric"] = metric_values(done, metric)
+    frame["initial"] = done[f"initial_{metric}"].astype("float64")
+    frame["div"] = done["diverged"].fillna(False).astype(bool).astype(int)
+    frame["wall"] = done["wall_time_s"].astype("float64")
+    keys = ["optimizer", "lr", *HP_COLUMNS]
+    grouped = frame.groupby(keys, dropna=False, sort=True)
+    table = grouped.agg(
+        value=("metric", "mean"),
+        value_min=("metric", "min"),
+        value_max=("metric", "max"),
+        n_seeds=("metric", "size"),
+        n_diverged=("div", "sum"),
+        initial=("initial", "mean"),
+        wall_time_s=("wall", "median"),
+    ).reset_index()
+    return table
+
+
+def best_per_group(table: pd.DataFrame, by: Sequence[str], metric: str) -> pd.DataFrame:
+    """Within each ``by`` group, the row with the best ``value`` (NaN values last)."""
+    if table.empty:
+        return table
+    ascending = not higher_is_better(metric)
+    ordered = table.sort_values("value", ascending=ascending, na_position="last", kind="stable")
+    return ordered.groupby(list(by), dropna=False, sort=True).head(1)
+
+
+def _defaults_for(optimizers: Iterable[str]) -> dict[str, dict[str, float]]:
+    try:
+        from sensitivity.optim.registry import OPTIMIZERS
+    except ImportError:
+        return {}
+    return {n: dict(OPTIMIZERS[n].defaults) for n in optimizers if n in OPTIMIZERS}
+
+
+def lr_curve(
+    trials: pd.DataFrame,
+    metric: str,
+    aggregation: str = "best",
+    defaults: Mapping[str, Mapping[str, float]] | None = None,
+) -> pd.DataFrame:
+    """Each optimizer's final metric as a function of the learning rate.
+
+    Args:
+        trials: the tidy trials frame (only COMPLETE rows are used).
+        metric: ``val_loss`` or ``val_acc``.
+        aggregation: ``"best"`` (at each lr the best hyperparameter point, each point averaged
+            over seeds) or ``"default"`` (only points at the optimizer's default betas, gamma and
+            weight decay; an optimizer without such points has no rows). See :data:`AGGREGATIONS`.
+        defaults: optimizer name -> hyperparameter defaults for ``"default"``; the registry's
+            when None.
+
+    Returns:
+        One row per optimizer and lr, sorted by lr: the :func:`config_table` columns of the point
+        used (so ``beta1`` etc. say which betas each lr is shown at), plus ``n_points`` (points
+        at that lr) and ``cell_diverged`` (share of all trials at that lr that diverged).
+
+    Raises:
+        ValueError: unknown aggregation or metric.
+    """
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {aggregation!r}; choose one of {sorted(AGGREGATIONS)}")
+    table = config_table(trials, metric)
+    if aggregation == "default":
+        defaults = _defaults_for(table["optimizer"].unique()) if defaults is None else defaults
+        keep = np.zeros(len(table), dtype=bool)
+        for i, row in enumerate(table.itertuples(index=False)):
+            d = defaults.get(row.optimizer)
+            if d is None:
+                continue
+            keep[i] = all(
+                math.isnan(getattr(row, hp)) or hp not in d or math.isclose(getattr(row, hp), d[hp], rel_tol=1e-9)
+                for hp in HP_COLUMNS
+            )
+        table = table[keep]
+    return _collapse(table, ["optimizer", "lr"], metric)
+
+
+def _collapse(table: pd.DataFrame, by: list[str], metric: str) -> pd.DataFrame:
+    """Best point per ``by`` group, with the group's point count and divergence share."""
+    cols = list(table.columns) + ["n_points", "cell_diverged"]
+    if table.empty:
+        return pd.DataFrame(columns=cols)
+    best = best_per_group(table, by, metric)
+    stats = table.groupby(by, dropna=False).agg(
+        n_points=("value", "size"), div=("n_diverged", "sum"), n=("n_seeds", "sum")
+    )
+    stats["cell_diverged"] = stats["div"] / stats["n"]
+    out = best.merge(stats[["n_points", "cell_diverged"]].reset_index(), on=by, how="left")
+    return out.sort_values(by, kind="stable").reset_index(drop=True)[cols]
+
+
+def grid_table(trials: pd.DataFrame, metric: str, rows: str = "beta1") -> pd.DataFrame:
+    """The lr x ``rows`` grid of each optimizer, for robustness heatmaps.
+
+    Each cell is the best point over the remaining hyperparameters (beta2, gamma, weight decay
+    when ``rows="beta1"``), each point averaged over seeds; ``cell_diverged`` is the share of
+    all trials in the cell that diverged. Columns as :func:`lr_curve`.
+    """
+    if rows not in HP_COLUMNS:
+        raise ValueError(f"rows must be one of {HP_COLUMNS}, got {rows!r}")
+    return _collapse(config_table(trials, metric), ["optimizer", "lr", rows], metric)
+
+
+# ---- the metrics -------------------------------------------------------------------------------
+
+def wortsman_sensitivity(values: Sequence[float], initial: float, higher_is_better: bool = False) -> float:
+    """Wortsman et al. 2023 (arXiv 2309.14322, sec. 2.2) LR sensitivity of one lr curve.
+
+    ``mean over the grid of [min(L(lr), L0) - L*]`` with ``L* = min L(lr)``. A NaN value counts
+    as L0 (no progress). With ``higher_is_better`` (accuracies) the values are read as errors
+    ``1 - acc`` (and L0 = ``1 - initial``), which gives ``mean[acc* - max(acc, acc0)]``.
+
+    Args:
+        values: the final metric at each grid lr (shape ``(n_lr,)``).
+        initial: the metric at initialisation (L0 or acc0).
+
+    Returns:
+        The sensitivity in the metric's units (nats for losses, accuracy as a fraction);
+        NaN when no value is finite.
+    """
+    v = np.asarray(values, dtype="float64")
+    if higher_is_better:
+        v, initial = 1.0 - v, 1.0 - initial
+    if v.size == 0 or not np.isfinite(v).any():
+        return math.nan
+    if math.isfinite(initial):
+        v = np.where(np.isfinite(v), np.minimum(v, initial), initial)
+    else:
+        v = v[np.isfinite(v)]
+    best = float(np.min(v))
+    return float(np.mean(v - best))
+
+
+def tolerance_interval(
+    lrs: Sequence[float], values: Sequence[float], tolerance: float, higher_is_better: bool = False
+) -> tuple[float, float, float]:
+    """The largest contiguous run of grid lrs within ``tolerance`` of the best.
+
+    Losses: within when ``L <= L* + tolerance * |L*|`` (tolerance 0.1: within 10% of the best).
+    Accuracies: within when ``acc >= acc* - tolerance`` (tolerance 0.01: within 1 point).
+    Contiguous means adjacent on this curve's sorted lr grid; NaN values are outside. Among runs
+    of equal width the one at lower lrs wins.
+
+    Returns:
+        ``(lr_low, lr_high, width)`` with ``width = log10(lr_high / lr_low)`` in decades of lr; a
+        single point has width 0. All NaN when no value is finite.
+    """
+    lr = np.asarray(lrs, dtype="float64")
+    v = np.asarray(values, dtype="float64")
+    order = np.argsort(lr, kind="stable")
+    lr, v = lr[order], v[order]
+    finite = np.isfinite(v)
+    if not finite.any():
+        return (math.nan, math.nan, math.nan)
+    if higher_is_better:
+        best = float(np.max(v[finite]))
+        inside = finite & (v >= best - tolerance - _EPS)
+    else:
+        best = float(np.min(v[finite]))
+        inside = finite & (v <= best + tolerance * abs(best) + _EPS * max(1.0, abs(best)))
+    best_run: tuple[float, float, float] | None = None
+    start = None
+    for i in range(len(lr) + 1):
+        if i < len(lr) and inside[i]:
+            if start is None:
+                start = i
+            continue
+        if start is not None:
+            lo, hi = lr[start], lr[i - 1]
+            width = float(np.log10(hi / lo))
+            if best_run is None or width > best_run[2] + _EPS:
+                best_run = (float(lo), float(hi), width)
+            start = None
+    assert best_run is not None  # the best point itself is inside
+    return best_run
+
+
+def tolerance_width_decades(
+    lrs: Sequence[float], values: Sequence[float], tolerance: float, higher_is_better: bool = False
+) -> float:
+    """Width in decades of lr of :func:`tolerance_interval` (0 for a single point)."""
+    return tolerance_interval(lrs, values, tolerance, higher_is_better)[2]
+
+
+def lr_sensitivity(curve: pd.DataFrame, metric: str) -> pd.Series:
+    """:func:`wortsman_sensitivity` of each optimizer's :func:`lr_curve`.
+
+    L0 is the mean initial metric over the optimizer's points (one seed: its initial loss).
+    Returns a Series indexed by optimizer, in the metric's units.
+    """
+    hib = higher_is_better(metric)
+    out = {}
+    for name, g in curve.groupby("optimizer", sort=False):
+        initial = float(np.nanmean(g["initial"])) if g["initial"].notna().any() else math.nan
+        out[name] = wortsman_sensitivity(g["value"].to_numpy(float), initial, hib)
+    return pd.Series(out, name="lr_sensitivity", dtype="float64")
+
+
+def tolerance_width(curve: pd.DataFrame, metric: str, tolerance: float | None = None) -> pd.DataFrame:
+    """:func:`tolerance_interval` of each optimizer's :func:`lr_curve`.
+
+    Returns a frame indexed by optimizer with ``tolerance_lr_low``, ``tolerance_lr_high`` and
+    ``tolerance_width_decades``. ``tolerance`` defaults to :func:`default_tolerance`.
+    """
+    tol = default_tolerance(metric) if tolerance is None else float(tolerance)
+    hib = higher_is_better(metric)
+    rows = {}
+    for name, g in curve.groupby("optimizer", sort=False):
+        lo, hi, w = tolerance_interval(g["lr"].to_numpy(float), g["value"].to_numpy(float), tol, hib)
+        rows[name] = {"tolerance_lr_low": lo, "tolerance_lr_high": hi, "tolerance_width_decades": w}
+    return pd.DataFrame.from_dict(
+        rows, orient="index", columns=["tolerance_lr_low", "tolerance_lr_high", "tolerance_width_decades"]
+    ).astype("float64")
+
+
+def relative_performance(curve: pd.DataFrame, metric: str, reference: str = "optimizer") -> pd.DataFrame:
+    """DeepOBS relative performance of each point of an :func:`lr_curve`.
+
+    ``best / value`` for losses and ``value / best`` for accuracies, NaN -> 0, so 1 marks the
+    best lr. ``reference="optimizer"`` takes each optimizer's own best (the shape of its lr
+    sensitivity); ``"all"`` takes the best over all optimizers (shape and level).
+
+    Returns a copy of ``curve`` with a ``relative_performance`` column in [0, 1].
+    """
+    if reference not in ("optimizer", "all"):
+        raise ValueError(f"reference must be 'optimizer' or 'all', got {reference!r}")
+    hib = higher_is_better(metric)
+    out = curve.copy()
+    values = out["value"].astype("float64")
+    if reference == "all":
+        best = pd.Series(values.max() if hib else values.min(), index=out.index)
+    else:
+        best = values.groupby(out["optimizer"]).transform("max" if hib else "min")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = values / best if hib else best / values
+    rel = rel.where(np.isfinite(rel), 0.0).fillna(0.0)
+    out["relative_performance"] = rel.astype("float64")
+    return out
+
+
+def divergence_rate(trials: pd.DataFrame) -> pd.Series:
+    """Share of each optimizer's completed trials with ``diverged`` True (Series by optimizer)."""
+    done = complete_trials(trials)
+    flags = done["diverged"].fillna(False).astype(bool).astype(float)
+    return flags.groupby(done["optimizer"]).mean().rename("divergence_rate")
+
+
+def performance_profile(
+    table: pd.DataFrame, *, higher_is_better: bool, taus: Sequence[float] | None = None
+) -> pd.DataFrame:
+    """Dolan-More performance profiles (as in AlgoPerf) of a figure of merit.
+
+    Args:
+        table: optimizers (rows) x tasks (columns) of one figure, e.g. tolerance width in decades
+            (``higher_is_better=True``) or LR sensitivity (``False``). NaN marks a failure.
+        higher_is_better: whether larger entries are better.
+        taus: ratios at which to evaluate rho (>= 1); 200 log-spaced points from 1 to the
+            largest finite ratio (at least 2) when None.
+
+    The performance ratio of optimizer s on task p is ``r = t / min_s t`` for lower-is-better
+    figures and ``r = max_s t / t`` for higher-is-better ones (equal values give 1, a zero
+    competing with a positive best and NaN entries give inf). ``rho_s(tau)`` is the share of tasks
+    with ``r <= tau``.
+
+    Returns:
+        A frame indexed by ``tau`` with one column per optimizer, values in [0, 1].
+    """
+    t = table.astype("float64").to_numpy()
+    ratios = np.full_like(t, np.inf)
+    for j in range(t.shape[1]):
+        col = t[:, j]
+        ok = np.isfinite(col)
+        if not ok.any():
+            continue
+        best = col[ok].max() if higher_is_better else col[ok].min()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = best / col if higher_is_better else col / best
+        r = np.where(col == best, 1.0, r)
+        ratios[:, j] = np.where(ok & np.isfinite(r), r, np.inf)
+    if taus is None:
+        finite = ratios[np.isfinite(ratios)]
+        top = max(2.0, float(finite.max()) * 1.05) if finite.size else 2.0
+        taus = np.geomspace(1.0, top, 200)
+    taus = np.asarray(taus, dtype="float64")
+    n_tasks = max(t.shape[1], 1)
+    rho = (ratios[:, None, :] <= taus[None, :, None]).sum(axis=2) / n_tasks
+    frame = pd.DataFrame(rho.T, index=pd.Index(taus, name="tau"), columns=table.index)
+    return frame
+
+
+# ---- the summary -------------------------------------------------------------------------------
+
+SUMMARY_COLUMNS = (
+    "optimizer",
+    "optimizer_display",
+    "trials",
+    "best_value",
+    "best_lr",
+    "best_beta1",
+    "best_beta2",
+    "best_gamma",
+    "best_weight_decay",
+    "lr_sensitivity",
+    "tolerance_width_decades",
+    "tolerance_lr_low",
+    "tolerance_lr_high",
+    "divergence_rate",
+    "median_wall_time_s",
+    "lr_min",
+    "lr_max",
+    "lr_points",
+)
+"""Columns of :func:`summarize`, in order."""
+
+
+def summarize(
+    trials: pd.DataFrame,
+    metric: str,
+    tolerance: float | None = None,
+    aggregation: str = "best",
+) -> pd.DataFrame:
+    """One row per optimizer: the report's table of tolerance metrics.
+
+    Columns (:data:`SUMMARY_COLUMNS`): ``trials`` (completed trials), ``best_value`` (best point of
+    the lr curve, mean over seeds) with the ``best_lr``/``best_beta1``/... it was reached at,
+    ``lr_sensitivity`` (Wortsman, metric units), ``tolerance_width_decades`` with the interval's
+    ends, ``divergence_rate`` (share of completed trials), ``median_wall_time_s`` (seconds per
+    trial), and the lr range searched. ``frame.attrs`` records metric, tolerance and aggregation.
+
+    Args:
+        trials: the tidy trials frame.
+        metric: ``val_loss`` or ``val_acc``.
+        tolerance: see :func:`tolerance_interval`; :func:`default_tolerance` when None.
+        aggregation: see :func:`lr_curve`.
+    """
+    tol = default_tolerance(metric) if tolerance is None else float(tolerance)
+    done = complete_trials(trials)
+    curve = lr_curve(trials, metric, aggregation)
+    sens = lr_sensitivity(curve, metric)
+    width = tolerance_width(curve, metric, tol)
+    div = divergence_rate(trials)
+    hib = higher_is_better(metric)
+    display = (
+        done.drop_duplicates("optimizer").set_index("optimizer")["optimizer_display"]
+        if "optimizer_display" in done
+        else pd.Series(dtype="str")
+    )
+    rows = []
+    for name in optimizer_order(done["optimizer"]):
+        mine = done[done["optimizer"] == name]
+        g = curve[curve["optimizer"] == name]
+        row: dict[str, object] = {
+            "optimizer": name,
+            "optimizer_display": display.get(name, name),
+            "trials": len(mine),
+            "divergence_rate": float(div.get(name, math.nan)),
+            "median_wall_time_s": float(mine["wall_time_s"].median()),
+            "lr_min": float(mine["lr"].min()),
+            "lr_max": float(mine["lr"].max()),
+            "lr_points": int(mine["lr"].nunique()),
+            "lr_sensitivity": float(sens.get(name, math.nan)),
+        }
+        if name in width.index:
+            row.update(width.loc[name].to_dict())
+        finite = g[g["value"].notna()]
+        if not finite.empty:
+            best = finite.loc[finite["value"].idxmax() if hib else finite["value"].idxmin()]
+            row.update(best_value=float(best["value"]), best_lr=float(best["lr"]),
+                       **{f"best_{hp}": float(best[hp]) for hp in HP_COLUMNS})
+        rows.append(row)
+    out = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    out["trials"] = out["trials"].astype("int64")
+    out["lr_points"] = out["lr_points"].astype("int64")
+    out.attrs.update(metric=metric, tolerance=tol, aggregation=aggregation,
+                     tolerance_text=describe_tolerance(metric, tol), aggregation_text=AGGREGATIONS[aggregation])
+    return out

@@ -1,0 +1,319 @@
+"""The report side end to end on small studies written directly with Optuna (no training)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+
+import matplotlib.colors as mcolors
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from sensitivity.errors import UserError
+from sensitivity.records import TrialResult
+from sensitivity.report import build_report, load_trials
+from sensitivity.report import figures as F
+from sensitivity.report import metrics as M
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+L0 = 2.3
+EPOCHS = 3
+
+
+NAMES = ["adam", "adamrag", "adamw", "lion", "nag", "sgd"]
+
+
+def _distributions():
+    try:
+        from sensitivity.records import param_distributions
+    except ImportError:  # a records.py without it: the same distributions spelled out
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        return {
+            "optimizer": CategoricalDistribution(NAMES),
+            "lr": FloatDistribution(1e-8, 100, log=True),
+            "beta1": FloatDistribution(0, 1),
+            "beta2": FloatDistribution(0, 1),
+            "gamma": FloatDistribution(0, 1),
+            "weight_decay": FloatDistribution(0, 10),
+            "seed": IntDistribution(0, 2**31 - 1),
+        }
+    return param_distributions(NAMES)
+
+
+def synthetic_loss(optimizer: str, lr: float, beta1: float) -> float:
+    """A bowl in log10(lr) with its centre per optimizer; NaN (diverged) past centre + 1.4."""
+    centre = {"adam": -2.3, "adamrag": -2.3, "nag": -0.5, "lion": -3.3}[optimizer]
+    x = math.log10(lr) - centre
+    if x > 1.4:
+        return math.nan
+    b = 0.0 if math.isnan(beta1) else (beta1 - 0.9) ** 2
+    return 0.2 + 0.35 * x * x + b
+
+
+def make_result(final: float, *, seed: int = 0) -> TrialResult:
+    """A TrialResult ending at ``final`` (NaN: diverged in epoch 2)."""
+    init = L0 + 0.01 * seed
+    if math.isnan(final):
+        return TrialResult(train_loss=[1.9, math.inf], val_loss=[1.8, math.nan], val_acc=[0.4, math.nan],
+                           initial_val_loss=init, initial_val_acc=0.1, diverged=True,
+                           diverged_reason="non-finite loss at step 12", diverged_step=12, epochs_run=2,
+                           steps=12, wall_time_s=0.5, throughput=1000.0, device="cpu")
+    vals = [init + (final - init) * (e + 1) / EPOCHS for e in range(EPOCHS)]
+    return TrialResult(train_loss=[v * 0.9 for v in vals], val_loss=vals,
+                       val_acc=[min(0.99, 1 - v / 2.5) for v in vals], initial_val_loss=init,
+                       initial_val_acc=0.1, epochs_run=EPOCHS, steps=3 * EPOCHS, wall_time_s=1.0 + seed,
+                       throughput=1200.0, device="cpu")
+
+
+def add(study, optimizer, lr, *, beta1=0.9, beta2=None, gamma=None, seed=0, state="COMPLETE", final=None):
+    """Add one trial as the sweep stores it (params, intermediate values, user attrs, value)."""
+    dists = _distributions()
+    params = {"optimizer": optimizer, "lr": lr, "seed": seed}
+    if beta1 is not None:
+        params["beta1"] = beta1
+    if beta2 is not None:
+        params["beta2"] = beta2
+    if gamma is not None:
+        params["gamma"] = gamma
+    final = synthetic_loss(optimizer, lr, math.nan if beta1 is None else beta1) if final is None else final
+    result = make_result(final, seed=seed)
+    kwargs = dict(params=params, distributions={k: dists[k] for k in params})
+    if state == "COMPLETE":
+        kwargs.update(
+            value=result.objective("val_loss"),
+            user_attrs=result.to_user_attrs(),
+            intermediate_values={e + 1: v for e, v in enumerate(result.val_loss) if math.isfinite(v)},
+        )
+    else:
+        kwargs.update(state=optuna.trial.TrialState[state],
+                      intermediate_values={1: 1.9} if state == "RUNNING" else None)
+    study.add_trial(optuna.trial.create_trial(**{k: v for k, v in kwargs.items() if v is not None}))
+
+
+def make_study(storage, name="toy", *, seeds=(0,), with_other_states=True):
+    """A small grid study: four optimizers, 5 lrs each, beta1 in {0.8, 0.9} (NAG, Adam, AdamRAG), Lion one beta1."""
+    study = optuna.create_study(storage=storage, study_name=name, direction="minimize")
+    study.set_user_attr("task", "toy-task")
+    study.set_user_attr("metric", "val_loss")
+    study.set_user_attr("epochs", EPOCHS)
+    study.set_user_attr("sampler", "grid")
+    study.set_user_attr("divergence_factor", 3.0)
+    for seed in seeds:
+        for lr in (1e-4, 1e-3, 1e-2, 1e-1):
+            for b1 in (0.8, 0.9):
+                add(study, "adam", lr, beta1=b1, beta2=0.999, seed=seed)
+                add(study, "adamrag", lr, beta1=b1, beta2=0.999, gamma=0.5, seed=seed)
+        for lr in (1e-2, 1e-1, 1.0, 10.0):
+            for b1 in (0.8, 0.9):
+                add(study, "nag", lr, beta1=b1, seed=seed)
+        for lr in (1e-5, 1e-4, 1e-3, 1e-2):
+            add(study, "lion", lr, beta1=0.9, beta2=0.99, seed=seed)
+    if with_other_states:
+        add(study, "adam", 3e-3, state="FAIL")
+        add(study, "adam", 3e-4, state="RUNNING")
+    return study
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'studies.db'}"
+
+
+@pytest.fixture(scope="module")
+def toy_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("toy") / "studies.db"
+    make_study(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def toy(toy_path):
+    """URL of a module-wide SQLite study named "toy" (tests only read it)."""
+    return f"sqlite:///{toy_path}"
+
+
+# ---- load_trials --------------------------------------------------------------------------------
+
+def test_load_trials_gives_one_tidy_row_per_trial_with_every_state(toy):
+    data = load_trials(toy, "toy")
+    t = data.trials
+    assert len(t) == 8 * 2 + 8 + 4 + 2
+    assert t["state"].value_counts().to_dict() == {"COMPLETE": 28, "FAIL": 1, "RUNNING": 1}
+    for col in ("trial", "optimizer", "optimizer_display", "lr", "beta1", "beta2", "gamma", "weight_decay",
+                "seed", "value", "diverged", "initial_val_loss", "final_val_loss", "final_val_acc",
+                "epochs_run", "wall_time_s", "throughput", "device", "datetime_start", "datetime_complete"):
+        assert col in t.columns, col
+    assert set(t.loc[t["optimizer"] == "adamrag", "optimizer_display"]) == {"AdamRAG"}
+    nag = t[t["optimizer"] == "nag"]
+    assert nag["beta2"].isna().all() and nag["gamma"].isna().all()
+    failed = t[t["state"] == "FAIL"].iloc[0]
+    assert math.isnan(failed["value"]) and math.isnan(failed["final_val_loss"])
+    assert data.meta["metric"] == "val_loss" and data.meta["direction"] == "minimize"
+    assert data.meta["task"] == "toy-task" and data.meta["study_name"] == "toy"
+    assert len(data.complete) == 28
+
+
+def test_diverged_trials_are_kept_with_value_clipped_to_initial_loss(toy):
+    t = load_trials(toy, "toy").trials
+    div = t[t["diverged"].fillna(False)]
+    # NAG at lr 10 (log10 = 1 > -0.5 + 1.4) diverges for both beta1 values.
+    assert sorted(div["optimizer"] + "@" + div["lr"].astype(str)) == ["nag@10.0", "nag@10.0"]
+    assert np.allclose(div["value"], L0)
+    assert div["final_val_loss"].isna().all()
+    assert (div["diverged_reason"] == "non-finite loss at step 12").all()
+
+
+def test_curves_are_long_with_epoch_zero_at_the_initial_loss(toy):
+    data = load_trials(toy, "toy")
+    c = data.curves
+    first = data.complete.iloc[0]["trial"]
+    mine = c[c["trial"] == first]
+    assert mine["epoch"].tolist() == [0, 1, 2, 3]
+    assert mine["val_loss"].iloc[0] == pytest.approx(L0)
+    assert math.isnan(mine["train_loss"].iloc[0])
+    div_trial = data.trials.loc[data.trials["diverged"].fillna(False), "trial"].iloc[0]
+    d = c[c["trial"] == div_trial]
+    assert d["epoch"].tolist() == [0, 1, 2] and math.isnan(d["val_loss"].iloc[-1])
+    assert math.isnan(d["train_loss"].iloc[-1])  # inf stored as None -> NaN, never inf
+    running = data.trials.loc[data.trials["state"] == "RUNNING", "trial"].iloc[0]
+    assert c.loc[c["trial"] == running, "val_loss"].tolist() == [1.9]  # from intermediate values
+
+
+def test_missing_study_names_the_studies_that_exist(toy):
+    with pytest.raises(UserError, match=r"no study named 'nope'.*studies there: toy"):
+        load_trials(toy, "nope")
+
+
+def test_missing_database_is_a_user_error_and_is_not_created(tmp_path):
+    path = tmp_path / "absent.db"
+    with pytest.raises(UserError, match="no SQLite database"):
+        load_trials(f"sqlite:///{path}", "x")
+    with pytest.raises(UserError):
+        load_trials(str(path), "x")
+    assert not path.exists()
+
+
+def test_study_without_completed_trials_is_a_user_error(sqlite_url):
+    study = optuna.create_study(storage=sqlite_url, study_name="empty")
+    add(study, "adam", 1e-3, state="FAIL")
+    with pytest.raises(UserError, match="no completed trial"):
+        load_trials(sqlite_url, "empty")
+
+
+def test_loading_never_writes_to_the_database(toy, toy_path):
+    path = toy_path
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    load_trials(toy, "toy")
+    load_trials(str(path), "toy")  # a bare path is read as SQLite too
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_journal_file_storage_is_read(tmp_path):
+    from optuna.storages.journal import JournalFileBackend
+
+    path = tmp_path / "study.log"
+    make_study(optuna.storages.JournalStorage(JournalFileBackend(str(path))), "j", with_other_states=False)
+    data = load_trials(str(path), "j")
+    assert len(data.trials) == 28
+
+
+# ---- figures ------------------------------------------------------------------------------------
+
+def test_heatmap_panels_share_one_colour_scale_and_mark_divergence(toy):
+    data = load_trials(toy, "toy")
+    fig = F.robustness_heatmaps(data.trials, "val_loss")
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert len(images) == 4  # one panel per optimizer
+    norms = {(im.norm.vmin, im.norm.vmax, type(im.norm)) for im in images}
+    assert len(norms) == 1
+    vmin, vmax, kind = norms.pop()
+    values = M.grid_table(data.trials, "val_loss")["value"]
+    assert vmin == pytest.approx(values.min()) and vmax == pytest.approx(values.max())
+    assert kind is mcolors.LogNorm  # losses spanning more than a factor 3
+    by_title = {ax.get_title().split(":")[0]: ax for ax in fig.axes if ax.images}
+    assert by_title["Lion"].images[0].get_array().shape == (1, 4)  # one beta1 -> a single row
+    nag = by_title["NAG"]
+    assert nag.images[0].get_array().shape == (2, 4)
+    assert len(nag.patches) == 2  # lr 10 diverged at both beta1 values: hatched
+    assert any(t.get_text().startswith("div") for t in nag.texts)
+
+
+def test_lr_sensitivity_figure_marks_diverged_points_and_initial_loss(toy):
+    data = load_trials(toy, "toy")
+    fig = F.lr_sensitivity_figure(data.trials, "val_loss")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    xs = [tuple(c.get_offsets()[:, 0]) for c in ax.collections if len(c.get_offsets())]
+    assert (10.0,) in xs  # NAG's diverged lr is drawn (at its clipped value), not dropped
+    l0 = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert l0 and l0[0].get_ydata()[0] == pytest.approx(L0)
+    assert "best over beta1" in fig.get_suptitle()
+
+
+def test_figures_save_headless(toy, tmp_path):
+    data = load_trials(toy, "toy")
+    for fig in (F.loss_curves_figure(data.trials, data.curves, "val_loss"),
+                F.relative_performance_figure(data.trials, "val_loss")):
+        out = tmp_path / "f.png"
+        fig.savefig(out, dpi=F.DPI)
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---- build_report -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def report(toy_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "toy"
+    return build_report(f"sqlite:///{toy_path}", "toy", out)
+
+
+def test_build_report_writes_every_file_and_a_self_contained_html(report):
+    paths, out = report, report.out_dir
+    for p in paths.all():
+        assert p.is_file() and p.stat().st_size > 0, p
+    assert {p.name for p in out.iterdir()} == {p.name for p in paths.all()}  # no staging left behind
+    html = paths.report_html.read_text()
+    assert html.count("data:image/png;base64,") == len(paths.figures)
+    assert not re.search(r'src="(?!data:)', html)
+    assert "Wortsman" in html and "toy-task" in html and "COMPLETE: 28" in html
+    md = paths.report_md.read_text()
+    for fig in paths.figures.values():
+        assert f"]({fig.name})" in md
+    summary = pd.read_csv(paths.summary_csv)
+    assert summary["optimizer"].tolist() == ["adamrag", "adam", "nag", "lion"]
+    nag = summary.set_index("optimizer").loc["nag"]
+    assert nag["divergence_rate"] == pytest.approx(2 / 8)
+    assert nag["best_lr"] == pytest.approx(0.1) and nag["best_beta1"] == pytest.approx(0.9)
+    assert len(pd.read_csv(paths.trials_csv)) == 30
+
+
+def test_build_report_twice_replaces_the_files(toy, report):
+    before = pd.read_csv(report.summary_csv)
+    second = build_report(toy, "toy", report.out_dir, tolerance=2.0)
+    assert second.summary_csv == report.summary_csv
+    after = pd.read_csv(second.summary_csv)
+    wider = after["tolerance_width_decades"] - before["tolerance_width_decades"]
+    assert (wider >= 0).all() and (wider > 0).any()
+    assert len(list(report.out_dir.iterdir())) == len(second.all())
+
+
+def test_build_report_for_a_missing_study_writes_nothing(toy, tmp_path):
+    with pytest.raises(UserError):
+        build_report(toy, "missing", tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_several_seeds_are_averaged_with_a_band(sqlite_url):
+    make_study(sqlite_url, "s", seeds=(0, 1), with_other_states=False)
+    data = load_trials(sqlite_url, "s")
+    curve = M.lr_curve(data.trials, "val_loss")
+    assert (curve["n_seeds"] == 2).all()
+    fig = F.lr_sensitivity_figure(data.trials, "val_loss", show_tolerance=False)
+    assert "mean over 2 seeds" in fig.get_suptitle()
+    bands = [c for c in fig.axes[0].collections if "FillBetween" in type(c).__name__]
+    assert len(bands) == 4  # one min-max band per optimizer
