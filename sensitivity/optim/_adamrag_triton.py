@@ -81,7 +81,7 @@ def _adamrag_slice(
     else:
         if MASKED:
             m = tl.load(m_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-            v = tl.load(v_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+            v = tl.load(v_ptr + offs, mask=mask, other=1.0).to(tl.float32)
         else:
             m = tl.load(m_ptr + offs).to(tl.float32)
             v = tl.load(v_ptr + offs).to(tl.float32)
@@ -91,7 +91,7 @@ def _adamrag_slice(
         v = v * beta2 + (1.0 - beta2) * (g * g)
         if AMSGRAD:
             if MASKED:
-                vmax = tl.load(vmax_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+                vmax = tl.load(vmax_ptr + offs, mask=mask, other=1.0).to(tl.float32)
             else:
                 vmax = tl.load(vmax_ptr + offs).to(tl.float32)
             vmax = tl.maximum(vmax, v)

@@ -112,6 +112,13 @@ def _gamma_tensor(t: Tensor, gamma: float, schedule: str, a: float, gamma_max: f
     return ((t - 1.0) / (t + (a - 1.0))).clamp(min=0.0, max=1.0 if gamma_max is None else gamma_max)
 
 
+def _one_minus_pow(beta: float, t: Tensor) -> Tensor:
+    """1 - beta^t for a tensor step, without the float32 cancellation of ``1 - beta**t`` near t = 1."""
+    if beta == 0.0:
+        return torch.ones_like(t)
+    return -torch.expm1(t * math.log(beta))
+
+
 def _state_dtype(p: Tensor, fp32_state: bool) -> torch.dtype:
     return torch.float32 if fp32_state and p.dtype in _LOW_PRECISION else p.dtype
 
@@ -676,8 +683,12 @@ def _single_tensor_adamrag(
         else:
             exp_avg.lerp_(grad, 1 - beta1)
             exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            bias_correction1 = 1 - beta1**step
-            bias_correction2 = 1 - beta2**step
+            if isinstance(step, Tensor):
+                bias_correction1 = _one_minus_pow(beta1, step)
+                bias_correction2 = _one_minus_pow(beta2, step)
+            else:
+                bias_correction1 = 1 - beta1**step
+                bias_correction2 = 1 - beta2**step
             step_size = lr / bias_correction1
             bias_correction2_sqrt = bias_correction2**0.5
             if amsgrad:
@@ -875,8 +886,8 @@ def _multi_tensor_capturable_tail(
         if amsgrad:
             torch._foreach_maximum_(vmax_, v_)
         second = vmax_ if amsgrad else v_
-        bias_correction1 = 1 - torch.pow(beta1, t)
-        bias_correction2_sqrt = (1 - torch.pow(beta2, t)).sqrt()
+        bias_correction1 = _one_minus_pow(beta1, t)
+        bias_correction2_sqrt = _one_minus_pow(beta2, t).sqrt()
         # s = -(sqrt(v) + eps sqrt(bc2)) bc1 / (lr sqrt(bc2)), so that m / s = delta
         scale = list((-(bias_correction1) / (lr * bias_correction2_sqrt)).unbind()) if lr != 0 else None
         denom = torch._foreach_sqrt(second)
