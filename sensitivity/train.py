@@ -8,11 +8,12 @@ and knows nothing of Optuna.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -123,6 +124,26 @@ def train_trial(
         the curves up to the epoch where it stopped.
     """
     dev = torch.device(device) if not isinstance(device, torch.device) else device
+    with _cpu_threads(task.cpu_threads if dev.type == "cpu" else None):
+        return _train(task, config, optimizer, hyperparameters, seed, epochs, dev, divergence_factor, on_epoch)
+
+
+@contextlib.contextmanager
+def _cpu_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` intra-op CPU threads, restoring the previous count after."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(n, before))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(task: Task, config: dict[str, Any], optimizer: str, hyperparameters: dict[str, float], seed: int,
+           epochs: int, dev: torch.device, divergence_factor: float, on_epoch: EpochCallback | None) -> TrialResult:
     t_start = time.perf_counter()
     data = load_task_data(task, config, dev)
     torch.manual_seed(seed)

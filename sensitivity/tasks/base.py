@@ -67,6 +67,10 @@ class Task:
         build_model: ``build_model(config, data) -> nn.Module`` (float32, on the CPU).
         augment: optional ``augment(x, generator) -> x`` applied to each training batch on its
             device, shape (B, C, H, W) in and out.
+        image_model: inputs are images (bf16 autocast and channels_last on CUDA).
+        cpu_threads: intra-op threads for training on the CPU (None: torch's default). Tiny
+            models run fastest on one thread: their matrix products are too small to split, and
+            spinning threads lose badly when the cores are shared.
     """
 
     name: str
@@ -77,6 +81,7 @@ class Task:
     build_model: Callable[[dict[str, Any], TaskData], nn.Module]
     augment: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None = None
     image_model: bool = False
+    cpu_threads: int | None = None
 
     def config(self, **overrides: Any) -> dict[str, Any]:
         """The task's defaults updated with the overrides that are not None."""

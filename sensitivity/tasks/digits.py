@@ -62,4 +62,5 @@ DIGITS_MLP = Task(
     datasets=("digits",),
     load=load_digits_data,
     build_model=build_mlp,
+    cpu_threads=1,
 )
