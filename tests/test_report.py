@@ -317,3 +317,33 @@ def test_several_seeds_are_averaged_with_a_band(sqlite_url):
     assert "mean over 2 seeds" in fig.get_suptitle()
     bands = [c for c in fig.axes[0].collections if "FillBetween" in type(c).__name__]
     assert len(bands) == 4  # one min-max band per optimizer
+
+
+def test_accuracy_report_uses_accuracy_semantics(toy, tmp_path):
+    paths = build_report(toy, "toy", tmp_path / "acc", metric="val_acc")
+    summary = pd.read_csv(paths.summary_csv).set_index("optimizer")
+    data = load_trials(toy, "toy")
+    adam = data.complete[data.complete["optimizer"] == "adam"]
+    assert summary.loc["adam", "best_value"] == pytest.approx(adam["final_val_acc"].max())
+    assert "accuracy within 1 points" in paths.report_md.read_text()
+
+
+def test_random_samples_are_binned_for_the_heatmap_and_storage_objects_are_accepted():
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name="rnd")
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        add(study, "adam", float(10 ** rng.uniform(-4, -1)), beta1=float(rng.uniform(0.8, 0.99)), beta2=0.999)
+    data = load_trials(storage, "rnd")
+    fig = F.robustness_heatmaps(data.trials, "val_loss")
+    rows, cols = fig.axes[0].images[0].get_array().shape
+    assert cols <= 7 and rows <= 8  # half decades over 3 decades; beta1 rounded
+    assert "lr binned to half decades" in fig.get_suptitle()
+    assert np.isfinite(M.summarize(data.trials, "val_loss")["lr_sensitivity"]).all()
+
+
+def test_a_study_without_trials_is_a_user_error():
+    storage = optuna.storages.InMemoryStorage()
+    optuna.create_study(storage=storage, study_name="bare")
+    with pytest.raises(UserError, match="no completed trial"):
+        load_trials(storage, "bare")

@@ -391,7 +391,8 @@ def loss_curves_figure(
             chosen = M.best_per_group(at, ["lr"], metric)
             lnorm = mcolors.LogNorm(vmin=chosen["lr"].min(), vmax=max(chosen["lr"].max(), chosen["lr"].min() * 1.0001))
             cmap = _LR_CMAP
-            top = []
+            top: list[float] = []
+            low: list[float] = []
             for row in chosen.sort_values("lr").itertuples(index=False):
                 mask = (done["optimizer"] == name) & np.isclose(done["lr"], row.lr)
                 for hp in M.HP_COLUMNS:
@@ -402,6 +403,8 @@ def loss_curves_figure(
                 if c.empty:
                     continue
                 mean = c.groupby("epoch")[["train_loss", "val_loss"]].mean()
+                shown = mean.to_numpy(float).ravel()
+                low.extend(shown[np.isfinite(shown) & (shown > 0)])
                 color = cmap(lnorm(row.lr))
                 ax.plot(mean.index, mean["val_loss"], "-", color=color, lw=1.6)
                 ax.plot(mean.index, mean["train_loss"], "--", color=color, lw=1.1, alpha=0.9)
@@ -413,8 +416,10 @@ def loss_curves_figure(
                 if init.notna().any():
                     top.append(float(init.mean()))
             ax.set_yscale("log")
-            if top:
-                ax.set_ylim(top=1.5 * max(top))
+            if top and low:  # explicit limits: a diverged run's 1e21 must not stretch the axis
+                hi = 1.5 * max(top)
+                lo = min(v for v in low if v < hi) / 1.3 if any(v < hi for v in low) else hi / 10
+                ax.set_ylim(lo, hi)
             lo, hi = ax.get_ylim()
             _plain_log_labels(ax.yaxis, [lo, hi])
             ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))

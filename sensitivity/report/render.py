@@ -259,9 +259,10 @@ def study_facts(data: TrialsData) -> list[tuple[str, str]]:
     return [(k, v) for k, v in facts if v not in ("", None)]
 
 
-def _settings_line(summary: pd.DataFrame) -> str:
-    return (f"Metric {summary.attrs['metric']}; lr curve: {summary.attrs['aggregation_text']}; "
-            f"tolerance: {summary.attrs['tolerance_text']}.")
+def _settings_line(data: TrialsData, summary: pd.DataFrame) -> str:
+    agg = F.aggregation_text(data.trials, summary.attrs["aggregation"])
+    return (f"Metric {summary.attrs['metric']}; each optimizer's lr curve: {agg} "
+            f"(definition: {summary.attrs['aggregation_text']}); tolerance: {summary.attrs['tolerance_text']}.")
 
 
 def render_markdown(data: TrialsData, summary: pd.DataFrame) -> str:
@@ -269,7 +270,7 @@ def render_markdown(data: TrialsData, summary: pd.DataFrame) -> str:
     name = data.meta["study_name"]
     lines = [f"# Sensitivity report: {name}", ""]
     lines += [f"- **{k}**: {v}" for k, v in study_facts(data)]
-    lines += ["", "## Summary", "", _settings_line(summary), "", markdown_table(summary_table(summary)), ""]
+    lines += ["", "## Summary", "", _settings_line(data, summary), "", markdown_table(summary_table(summary)), ""]
     lines += ["Full numbers: [summary.csv](summary.csv), [trials.csv](trials.csv), [curves.csv](curves.csv).", ""]
     for _, filename, heading in FIGURES:
         lines += [f"## {heading}", "", f"![{heading}]({filename})", ""]
@@ -306,7 +307,7 @@ def render_html(data: TrialsData, summary: pd.DataFrame, pngs: dict[str, bytes])
         *(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in study_facts(data)),
         "</dl>",
         "<h2>Summary</h2>",
-        f'<p class="note">{esc(_settings_line(summary))}</p>',
+        f'<p class="note">{esc(_settings_line(data, summary))}</p>',
         summary_table(summary).to_html(index=False, escape=True, border=0),
     ]
     for key, _, heading in FIGURES:
