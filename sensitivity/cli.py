@@ -197,12 +197,12 @@ def report(
 
     out_dir = out or Path("reports") / study
     paths = build_report(storage, study, out_dir, tolerance=tolerance)
-    console.print(f"report written to {out_dir}/ (open {Path(out_dir) / 'report.html'})")
-    summary = getattr(paths, "summary", None)
-    if summary is not None and Path(summary).exists():
-        import pandas as pd
+    import pandas as pd
 
-        console.print(pd.read_csv(summary).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    table = pd.read_csv(paths.summary_csv)
+    cols = ["optimizer", "trials", "best_value", "best_lr", "lr_sensitivity", "tolerance_width_decades", "divergence_rate"]
+    console.print(table[[c for c in cols if c in table]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    console.print(f"report written to {paths.out_dir}/ (open {paths.report_html})")
 
 
 @app.command()
