@@ -325,7 +325,7 @@ def test_accuracy_report_uses_accuracy_semantics(toy, tmp_path):
     data = load_trials(toy, "toy")
     adam = data.complete[data.complete["optimizer"] == "adam"]
     assert summary.loc["adam", "best_value"] == pytest.approx(adam["final_val_acc"].max())
-    assert "accuracy within 1 points" in paths.report_md.read_text()
+    assert "accuracy within 1 point of the best" in paths.report_md.read_text()
 
 
 def test_random_samples_are_binned_for_the_heatmap_and_storage_objects_are_accepted():

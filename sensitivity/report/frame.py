@@ -232,8 +232,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _float(x: Any) -> float:
-    if x is None or isinstance(x, bool):
-        return math.nan if x is None else float(x)
+    """``float(x)``; None (how user attributes store non-finite numbers) and non-numbers -> NaN."""
+    if x is None:
+        return math.nan
     try:
         return float(x)
     except (TypeError, ValueError):

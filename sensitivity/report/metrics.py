@@ -76,7 +76,8 @@ def default_tolerance(metric: str) -> float:
 def describe_tolerance(metric: str, tolerance: float) -> str:
     """The tolerance in words, e.g. ``"loss within 10% of the best (L <= 1.1 L*)"``."""
     if higher_is_better(metric):
-        return f"accuracy within {100 * tolerance:g} points of the best (acc >= acc* - {tolerance:g})"
+        points = f"{100 * tolerance:g} point" + ("" if math.isclose(100 * tolerance, 1) else "s")
+        return f"accuracy within {points} of the best (acc >= acc* - {tolerance:g})"
     return f"loss within {100 * tolerance:g}% of the best (L <= {1 + tolerance:g} L*)"
 
 
