@@ -194,3 +194,11 @@ def test_performance_profile_higher_is_better_and_zero_widths():
     assert rho["b"].tolist() == pytest.approx([1 / 3, 2 / 3])
     default = M.performance_profile(table, higher_is_better=True)
     assert default.index[0] == 1.0 and np.all(np.diff(default["b"].to_numpy()) >= 0)
+
+
+def test_equal_width_tolerance_runs_prefer_the_one_holding_the_best():
+    from sensitivity.report.metrics import tolerance_interval
+
+    # losses 0.150 at 1e-3 and 0.139 at 1e-2, 0.160 between: two single-point runs within 10%
+    lo, hi, width = tolerance_interval([1e-3, 3.16e-3, 1e-2], [0.150, 0.160, 0.139], 0.1)
+    assert (lo, hi, width) == (1e-2, 1e-2, 0.0)

@@ -269,7 +269,7 @@ def tolerance_interval(
     Losses: within when ``L <= L* + tolerance * |L*|`` (tolerance 0.1: within 10% of the best).
     Accuracies: within when ``acc >= acc* - tolerance`` (tolerance 0.01: within 1 point).
     Contiguous means adjacent on this curve's sorted lr grid; NaN values are outside. Among runs
-    of equal width the one at lower lrs wins.
+    of equal width the one holding the best value wins, then the one at lower lrs.
 
     Returns:
         ``(lr_low, lr_high, width)`` with ``width = log10(lr_high / lr_low)`` in decades of lr; a
@@ -288,7 +288,9 @@ def tolerance_interval(
     else:
         best = float(np.min(v[finite]))
         inside = finite & (v <= best + tolerance * abs(best) + _EPS * max(1.0, abs(best)))
+    best_index = int(np.flatnonzero(finite & (v == best))[0])
     best_run: tuple[float, float, float] | None = None
+    best_run_has_best = False
     start = None
     for i in range(len(lr) + 1):
         if i < len(lr) and inside[i]:
@@ -298,8 +300,10 @@ def tolerance_interval(
         if start is not None:
             lo, hi = lr[start], lr[i - 1]
             width = float(np.log10(hi / lo))
-            if best_run is None or width > best_run[2] + _EPS:
-                best_run = (float(lo), float(hi), width)
+            has_best = start <= best_index <= i - 1
+            tie = best_run is not None and abs(width - best_run[2]) <= _EPS
+            if best_run is None or width > best_run[2] + _EPS or (tie and has_best and not best_run_has_best):
+                best_run, best_run_has_best = (float(lo), float(hi), width), has_best
             start = None
     assert best_run is not None  # the best point itself is inside
     return best_run
