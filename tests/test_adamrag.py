@@ -608,3 +608,25 @@ def test_state_holds_the_documented_buffers():
     opt.step()
     assert set(opt.state[p]) == {"step", "exp_avg", "exp_avg_sq", "ravine_buf", "max_exp_avg_sq"}
     assert copy.deepcopy(opt.state_dict())["param_groups"][0]["gamma"] == 0.5
+
+
+@pytest.mark.parametrize("workspaces", [False, True], ids=["allocating", "workspace"])
+def test_functional_foreach_with_and_without_workspaces_matches_forloop(workspaces):
+    """The for-each core as used on CUDA (allocating temporaries) and on CPU (persistent scratch)."""
+
+    def run(foreach):
+        params = [x.clone() for x in _initial_points()]
+        state = [[torch.zeros_like(p) for p in params] for _ in range(4)]
+        steps = [torch.tensor(0.0) for _ in params]
+        ws = [torch.empty_like(p) for p in params] if foreach and workspaces else None
+        for t in range(1, 8):
+            grads = [_grad(p, a, t) for p, a in zip(params, _curvatures())]
+            adamrag(
+                params, grads, state[0], state[1], state[2], state[3], steps, foreach=foreach, workspaces=ws,
+                amsgrad=True, beta1=0.9, beta2=0.99, lr=1e-2, weight_decay=0.1, decoupled_weight_decay=False,
+                eps=1e-8, maximize=True, gamma=0.6, gamma_schedule="constant", nesterov_a=3.0, gamma_max=None,
+            )  # fmt: skip
+        return params
+
+    for got, want in zip(run(True), run(False)):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)

@@ -219,6 +219,11 @@ _tables: OrderedDict[tuple, _Tables] = OrderedDict()
 
 
 def _get_tables(rows: list[list[Tensor]], device: torch.device, block: int) -> _Tables:
+    """The cached tables for these tensors: keyed by every address and size, so any move rebuilds them.
+
+    Layout checks (dense tensors, gradient and state strides equal to the parameter's) run when a
+    table is built; autograd gives gradients their parameter's strides, so a cached table stays valid.
+    """
     ptrs = [[t.data_ptr() for t in row] for row in rows]
     numels = [t.numel() for t in rows[0]]
     key = (device, block, tuple(numels), *(tuple(r) for r in ptrs))
@@ -226,6 +231,8 @@ def _get_tables(rows: list[list[Tensor]], device: torch.device, block: int) -> _
     if tables is None:
         for j, p in enumerate(rows[0]):
             _check_dense(p, [row[j] for row in rows[1:5]] + [rows[6][j]])
+            if rows[5][j].device != device:
+                raise RuntimeError("AdamRAG(fused=True) keeps `step` on the parameter's device; got a host step")
         tables = _Tables(ptrs, numels, device, block)
         _tables[key] = tables
         while len(_tables) > _TABLE_CACHE_SIZE:
@@ -292,31 +299,23 @@ def fused_adamrag(
         raise RuntimeError("AdamRAG with fused=True does not support differentiable=True")
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(params):
-        if state_steps[i].device != p.device:
-            raise RuntimeError("AdamRAG(fused=True) keeps `step` on the parameter's device; got a host step")
         groups.setdefault((p.device, p.dtype, exp_avgs[i].dtype), []).append(i)
     log_b1 = math.log(beta1) if beta1 > 0 else -math.inf
     log_b2 = math.log(beta2) if beta2 > 0 else -math.inf
+    single = len(groups) == 1
     for (device, p_dtype, s_dtype), idx in groups.items():
-        steps = [state_steps[i] for i in idx]
+        if single:
+            rows = [params, grads, exp_avgs, exp_avg_sqs, ravine_bufs, state_steps]
+        else:
+            rows = [[lst[i] for i in idx] for lst in (params, grads, exp_avgs, exp_avg_sqs, ravine_bufs, state_steps)]
+        rows.append(([max_exp_avg_sqs[i] for i in idx] if not single else max_exp_avg_sqs) if amsgrad else rows[4])
+        if has_complex:
+            rows = [[_real(t) for t in row] if j != 5 else row for j, row in enumerate(rows)]
+        steps = rows[5]
+        if steps[0].device != device:
+            raise RuntimeError("AdamRAG(fused=True) keeps `step` on the parameter's device; got a host step")
         torch._foreach_add_(steps, 1)
-        rows: list[list[Tensor]] = [[], [], [], [], [], [], []]
-        for i in idx:
-            p, g = _real(params[i]), _real(grads[i])
-            m, v, d = _real(exp_avgs[i]), _real(exp_avg_sqs[i]), _real(ravine_bufs[i])
-            if g.stride() != p.stride() or g.dtype != p.dtype:
-                g = torch.empty_like(p).copy_(g)
-            vmax = _real(max_exp_avg_sqs[i]) if amsgrad else d  # unused unless amsgrad
-            rows[0].append(p)
-            rows[1].append(g)
-            rows[2].append(m)
-            rows[3].append(v)
-            rows[4].append(d)
-            rows[5].append(state_steps[i])
-            rows[6].append(vmax)
         tables = _get_tables(rows, device, _BLOCK)
-        if tables.n_blocks == 0:
-            continue
         real_dtype = rows[0][0].dtype
         state_dtype = rows[2][0].dtype
         _adamrag_kernel[(tables.n_blocks,)](

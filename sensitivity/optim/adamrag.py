@@ -702,8 +702,12 @@ def _single_tensor_adamrag(
                 second = max_exp_avg_sq
             else:
                 second = exp_avg_sq
-            denom = (second.sqrt() / bias_correction2_sqrt).add_(eps)
-            delta = (exp_avg.clone() if differentiable else exp_avg).div(denom).mul_(-step_size)
+            if differentiable:  # out of place where autograd needs the operands
+                denom = (second.sqrt() / bias_correction2_sqrt).add_(eps)
+                delta = exp_avg.clone().div(denom).mul_(-step_size)
+            else:  # one temporary: sqrt(v), then the denominator, then delta, in place
+                denom = second.sqrt().div_(bias_correction2_sqrt).add_(eps)
+                delta = torch.div(exp_avg, denom, out=denom).mul_(-step_size)
 
         if weight_decay != 0 and decoupled_weight_decay:
             delta.add_(param, alpha=-lr * weight_decay)
@@ -782,7 +786,9 @@ def _multi_tensor_adamrag(
         y <- y + gamma_t d
         d <- d + c m / s                       (= gamma_{t-1} d + delta)
         y <- y + (1 + gamma_t) c m / s         (= y + delta + gamma_t d)
-    Passes: lerp m, mul+addcmul v, sqrt, add eps, then 2 on d and 2 on y.
+    Passes: lerp m, mul+addcmul v, sqrt, add eps, then 2 on d and 2 on y. On CPU the scratch s
+    lives in ``workspaces``: a fresh parameter-sized allocation (page faults) costs more than the
+    arithmetic there. (Cutting the lists into L2-sized waves was measured: within noise, not kept.)
     """
     if not params:
         return
@@ -806,22 +812,8 @@ def _multi_tensor_adamrag(
         else:
             torch._foreach_add_(steps, 1)
 
-        # The gradient used by the moments: -g (maximize), + wd y (coupled), cast to the state dtype.
-        needs_copy = maximize or (weight_decay != 0 and not decoupled_weight_decay) or g_[0].dtype != m_[0].dtype
-        if needs_copy:
-            if ws is not None:
-                torch._foreach_copy_(ws, g_)
-                g = ws
-            else:
-                g = [t.to(m_[0].dtype) for t in g_] if g_[0].dtype != m_[0].dtype else [t.clone() for t in g_]
-            if maximize:
-                torch._foreach_neg_(g)
-            if weight_decay != 0 and not decoupled_weight_decay:
-                torch._foreach_add_(g, p_, alpha=weight_decay)
-        else:
-            g = g_
-
         if capturable:
+            g = _foreach_effective_grads(p_, g_, m_, None, maximize, weight_decay, decoupled_weight_decay)
             _multi_tensor_capturable_tail(
                 p_, g, m_, v_, vmax_, d_, steps, amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr,
                 weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay, eps=eps,
@@ -830,45 +822,81 @@ def _multi_tensor_adamrag(
             continue
 
         step = key[3] + 1  # grouped by the step before this increment
-        gamma_t = _gamma_value(step, *sched)
-        gamma_prev = _gamma_value(step - 1, *sched)
+        scalars = dict(
+            step=step, gamma_t=_gamma_value(step, *sched), gamma_prev=_gamma_value(step - 1, *sched),
+            amsgrad=amsgrad, beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay,
+            decoupled_weight_decay=decoupled_weight_decay, eps=eps, maximize=maximize, _direction=_direction,
+        )
+        _foreach_host_step(p_, g_, m_, v_, vmax_, d_, ws, **scalars)
 
-        if _direction == "adam":
-            torch._foreach_lerp_(m_, g, 1 - beta1)
-            torch._foreach_mul_(v_, beta2)
-            torch._foreach_addcmul_(v_, g, g, 1 - beta2)
-            if amsgrad:
-                torch._foreach_maximum_(vmax_, v_)
-            second = vmax_ if amsgrad else v_
-            bias_correction1 = 1 - beta1**step
-            bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-            c = -lr * bias_correction2_sqrt / bias_correction1
-            if ws is not None:  # g (if it lived in ws) is no longer needed: reuse ws for s
-                for s_i, v_i in zip(ws, second):
-                    torch.sqrt(v_i, out=s_i)
-                denom = ws
-            else:
-                denom = torch._foreach_sqrt(second)
-            torch._foreach_add_(denom, eps * bias_correction2_sqrt)
-            numer = m_
-        else:  # delta = -lr g  (Nesterov SGD, tests only)
-            c, numer, denom = -lr, g, None
 
-        if gamma_prev == 0.0:
-            torch._foreach_zero_(d_)
+def _foreach_effective_grads(p_, g_, m_, ws, maximize, weight_decay, decoupled_weight_decay):
+    """The gradient the moments see: -g (maximize), + wd y (coupled decay), in the state dtype.
+
+    Written into ``ws`` when given (no allocation), else into new tensors; ``g_`` itself is never modified.
+    """
+    coupled = weight_decay != 0 and not decoupled_weight_decay
+    if not (maximize or coupled or g_[0].dtype != m_[0].dtype):
+        return g_
+    if ws:
+        torch._foreach_copy_(ws, g_)
+        g = ws
+    elif g_[0].dtype != m_[0].dtype:
+        g = [t.to(m_[0].dtype) for t in g_]
+    else:
+        g = torch._foreach_neg(g_) if maximize else torch._foreach_add(g_, p_, alpha=weight_decay)
+        if maximize and coupled:
+            torch._foreach_add_(g, p_, alpha=weight_decay)
+        return g
+    if maximize:
+        torch._foreach_neg_(g)
+    if coupled:
+        torch._foreach_add_(g, p_, alpha=weight_decay)
+    return g
+
+
+def _foreach_host_step(
+    p_, g_, m_, v_, vmax_, d_, ws, *, step, gamma_t, gamma_prev, amsgrad, beta1, beta2, lr, weight_decay,
+    decoupled_weight_decay, eps, maximize, _direction,
+) -> None:
+    """One for-each AdamRAG update of aligned lists sharing one host step (see _multi_tensor_adamrag)."""
+    g = _foreach_effective_grads(p_, g_, m_, ws, maximize, weight_decay, decoupled_weight_decay)
+    if _direction == "adam":
+        torch._foreach_lerp_(m_, g, 1 - beta1)
+        torch._foreach_mul_(v_, beta2)
+        torch._foreach_addcmul_(v_, g, g, 1 - beta2)
+        if amsgrad:
+            torch._foreach_maximum_(vmax_, v_)
+        second = vmax_ if amsgrad else v_
+        bias_correction1 = 1 - beta1**step
+        bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+        c = -lr * bias_correction2_sqrt / bias_correction1
+        if ws:  # g (if it lived in ws) is no longer needed: reuse ws for s
+            for s_i, v_i in zip(ws, second):
+                torch.sqrt(v_i, out=s_i)
+            denom = ws
         else:
-            torch._foreach_mul_(d_, gamma_prev)
-        if weight_decay != 0 and decoupled_weight_decay:
-            torch._foreach_add_(d_, p_, alpha=-lr * weight_decay)
-            torch._foreach_mul_(p_, 1 - lr * weight_decay)
-        if gamma_t != 0.0 and (gamma_prev != 0.0 or (weight_decay != 0 and decoupled_weight_decay)):
-            torch._foreach_add_(p_, d_, alpha=gamma_t)
-        if denom is None:
-            torch._foreach_add_(d_, numer, alpha=c)
-            torch._foreach_add_(p_, numer, alpha=(1 + gamma_t) * c)
-        else:
-            torch._foreach_addcdiv_(d_, numer, denom, c)
-            torch._foreach_addcdiv_(p_, numer, denom, (1 + gamma_t) * c)
+            denom = torch._foreach_sqrt(second)
+        torch._foreach_add_(denom, eps * bias_correction2_sqrt)
+        numer = m_
+    else:  # delta = -lr g  (Nesterov SGD, tests only)
+        c, numer, denom = -lr, g, None
+
+    if gamma_prev == 0.0:
+        torch._foreach_zero_(d_)
+    else:
+        torch._foreach_mul_(d_, gamma_prev)
+    if weight_decay != 0 and decoupled_weight_decay:
+        torch._foreach_add_(d_, p_, alpha=-lr * weight_decay)
+        torch._foreach_mul_(p_, 1 - lr * weight_decay)
+    if gamma_t != 0.0 and (gamma_prev != 0.0 or (weight_decay != 0 and decoupled_weight_decay)):
+        torch._foreach_add_(p_, d_, alpha=gamma_t)
+    if denom is None:
+        torch._foreach_add_(d_, numer, alpha=c)
+        torch._foreach_add_(p_, numer, alpha=(1 + gamma_t) * c)
+    else:
+        torch._foreach_addcdiv_(d_, numer, denom, c)
+        torch._foreach_addcdiv_(p_, numer, denom, (1 + gamma_t) * c)
 
 
 def _multi_tensor_capturable_tail(
