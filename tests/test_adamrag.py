@@ -480,6 +480,7 @@ def test_param_group_with_invalid_gamma_is_refused():
     opt = AdamRAG([torch.zeros(2, requires_grad=True)])
     with pytest.raises(ValueError, match="gamma.*1.5"):
         opt.add_param_group({"params": [torch.zeros(2, requires_grad=True)], "gamma": 1.5})
+    assert len(opt.param_groups) == 1  # the refused group was not added
 
 
 def test_fused_with_foreach_or_differentiable_is_refused():

@@ -175,14 +175,19 @@ class AdamRAG(Optimizer):
 
     # ---------------------------------------------------------------- groups and state
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a parameter group; its own lr, betas, eps, gamma, ... are validated like the defaults."""
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        _validate_hyperparameters(group)
-        if group["fused"] and group["differentiable"]:
+        """Add a parameter group; its own lr, betas, eps, gamma, ... are validated like the defaults.
+
+        Raises:
+            ValueError: an invalid hyperparameter (the optimizer is left unchanged).
+        """
+        merged = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
+        _validate_hyperparameters(merged)
+        if merged["fused"] and merged["differentiable"]:
             raise RuntimeError("`fused` does not support `differentiable`")
-        if group["fused"] and group["foreach"]:
+        if merged["fused"] and merged["foreach"]:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+        super().add_param_group(param_group)
+        _validate_hyperparameters(self.param_groups[-1])  # store the normalised floats
 
     def __setstate__(self, state):
         super().__setstate__(state)
