@@ -122,7 +122,7 @@ def _adamrag_slice(
         tl.store(p_ptr + offs, p.to(P_DTYPE))
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["K"])
 def _adamrag_kernel(
     ptr_table,  # int64 [7, K]: param, grad, exp_avg, exp_avg_sq, ravine_buf, step, max_exp_avg_sq
     numels,  # int64 [K]: elements of each (real-viewed) tensor
