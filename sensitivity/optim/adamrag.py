@@ -14,7 +14,7 @@ import math
 import numbers
 import os
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -235,8 +235,10 @@ class AdamRAG(Optimizer):
                 f"AdamRAG(fused=True) needs CUDA parameters (a Triton kernel), got a parameter on {p.device}; "
                 "use foreach=True on this device"
             )
-        if not (p.dtype in (torch.float32, torch.bfloat16, torch.float16) or p.dtype in (torch.complex64,)):
-            raise RuntimeError(f"AdamRAG(fused=True) supports float32, bfloat16, float16 and complex64 params, got {p.dtype}")
+        if p.dtype not in (torch.float32, torch.bfloat16, torch.float16, torch.complex64):
+            raise RuntimeError(
+                f"AdamRAG(fused=True) supports float32, bfloat16, float16 and complex64 params, got {p.dtype}"
+            )
 
     def _init_group(
         self,
