@@ -1,28 +1,93 @@
 """Opening Optuna storage safely: SQLite (default), any RDB URL, or a journal file.
 
-Checks happen before anything is written: a path that is not an SQLite database, a URL Optuna
+Checks happen before anything is written: a path that is not an Optuna database, a URL Optuna
 cannot parse, or a server that does not answer gives a :class:`UserError` and leaves the file as
-it was. SQLite databases are switched to write-ahead logging with a long busy timeout, so that
-several local worker processes share one file without "database is locked" failures.
+it was.
+
+Several processes share one storage:
+
+* **SQLite**: write-ahead logging, a long busy timeout, and every transaction opened with
+  ``BEGIN IMMEDIATE``. Python's ``sqlite3`` driver opens no transaction for a ``SELECT``, so
+  Optuna's ``SELECT ... FOR UPDATE`` then ``UPDATE`` that moves a queued trial from WAITING to
+  RUNNING is not atomic on SQLite: with four processes popping one queue, about one trial in ten
+  was taken twice (optuna/optuna#4002, and Optuna's FAQ "sqlite_concurrency"). With
+  ``BEGIN IMMEDIATE`` each transaction holds the write lock from its first statement, the pop is
+  atomic, and waiting writers queue on the busy timeout instead of failing with "database is
+  locked". Readers are never blocked by the WAL.
+* **PostgreSQL / MySQL**: ``SELECT ... FOR UPDATE`` is honoured; a connect timeout makes an
+  unreachable server fail in seconds.
+* **Journal file** (``*.log``): Optuna's JournalStorage, whose file lock orders all writes. Optuna
+  has no heartbeat for it; :class:`JournalHeartbeatStorage` adds one (a trial system attribute
+  holding the worker's wall-clock time), so killed workers are detected there too.
+
+Heartbeats: a running trial records that its worker is alive every ``ADAMRAG_SENS_HEARTBEAT_S``
+seconds (default 20); a RUNNING trial whose last heartbeat is older than ``ADAMRAG_SENS_GRACE_S``
+(default 3 x the interval) is failed and its point queued again.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import sqlite3
+import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
+from optuna.storages._heartbeat import BaseHeartbeat  # the interface fail_stale_trials uses
+from optuna.trial import TrialState
 
 from sensitivity.errors import UserError
 
 HEARTBEAT_INTERVAL_S = 20
-"""How often a running trial records that its worker is alive (seconds)."""
-GRACE_PERIOD_S = 60
-"""A RUNNING trial whose heartbeat is older than this is failed and re-queued (seconds)."""
-SQLITE_BUSY_TIMEOUT_S = 120
+"""Default: how often a running trial records that its worker is alive (seconds)."""
+GRACE_PERIOD_FACTOR = 3
+"""Default grace period, in heartbeat intervals: a RUNNING trial whose heartbeat is older is failed."""
+SQLITE_BUSY_TIMEOUT_S = 300
+"""How long an SQLite writer waits for the lock before "database is locked" (seconds)."""
+CONNECT_TIMEOUT_S = 10
+"""How long opening a PostgreSQL/MySQL connection may take before the server counts as unreachable."""
+HEARTBEAT_ENV = "ADAMRAG_SENS_HEARTBEAT_S"
+GRACE_ENV = "ADAMRAG_SENS_GRACE_S"
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+_JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
+_RDB_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
+_DRIVER_HINT = {
+    "postgresql": "pip install psycopg2-binary (or: pip install 'adamrag-sens[postgres]')",
+    "postgres": "pip install psycopg2-binary (or: pip install 'adamrag-sens[postgres]')",
+    "mysql": "pip install pymysql and use mysql+pymysql://...",
+    "mariadb": "pip install pymysql and use mysql+pymysql://...",
+}
+
+
+def heartbeat_settings() -> tuple[int, float]:
+    """(heartbeat interval, grace period) in seconds, from the environment or the defaults.
+
+    ``ADAMRAG_SENS_HEARTBEAT_S`` sets the interval (a whole number >= 1, as Optuna requires);
+    ``ADAMRAG_SENS_GRACE_S`` the grace period (default ``3 x interval``; must exceed the interval).
+
+    Raises:
+        UserError: a value that is not a number in range.
+    """
+    raw = os.environ.get(HEARTBEAT_ENV, "").strip()
+    try:
+        interval = int(raw) if raw else HEARTBEAT_INTERVAL_S
+    except ValueError:
+        raise UserError(f"{HEARTBEAT_ENV}={raw!r} is not a whole number of seconds; unset it or give e.g. 20") from None
+    if interval < 1:
+        raise UserError(f"{HEARTBEAT_ENV}={raw} must be >= 1 (seconds)")
+    raw_grace = os.environ.get(GRACE_ENV, "").strip()
+    try:
+        grace = float(raw_grace) if raw_grace else float(GRACE_PERIOD_FACTOR * interval)
+    except ValueError:
+        raise UserError(f"{GRACE_ENV}={raw_grace!r} is not a number of seconds; unset it or give e.g. 60") from None
+    if not grace > interval:
+        raise UserError(f"{GRACE_ENV}={raw_grace} must exceed the heartbeat interval ({interval} s)")
+    return interval, grace
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -34,21 +99,33 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(rest.split("?", 1)[0])
 
 
+def is_journal_path(storage: str) -> bool:
+    """True for a storage given as a journal file path (``*.log``, ``*.jsonl``, ``*.journal``)."""
+    return "://" not in storage and Path(storage).suffix in _JOURNAL_SUFFIXES
+
+
 def normalize_storage_url(storage: str) -> str:
-    """A bare file path becomes a URL: ``x.db``/``x.sqlite`` -> ``sqlite:///x.db``; URLs pass through."""
-    if "://" in storage:
+    """A bare file path becomes a URL: ``x.db``/``x.sqlite`` -> ``sqlite:///x.db``; URLs and journal paths pass through.
+
+    Raises:
+        UserError: text that starts like a URL scheme but is not one (``sqlite:/x.db``).
+    """
+    if "://" in storage or is_journal_path(storage):
         return storage
-    path = Path(storage)
-    if path.suffix in (".log", ".jsonl", ".journal"):
-        return storage
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", storage):  # "sqlite:/x.db", "postgresql:host": not a path
+        raise UserError(
+            f"storage URL {storage!r} is malformed; use sqlite:///path.db, postgresql://user@host/db, "
+            f"or a journal file path ending in .log"
+        )
     return f"sqlite:///{storage}"
 
 
 def check_sqlite_file(path: Path) -> None:
-    """Refuse a file that exists but is not an SQLite database (nothing is written).
+    """Refuse a file that exists but is not an Optuna SQLite database (nothing is written).
 
     Raises:
-        UserError: the path is a folder, unreadable, or not an SQLite file.
+        UserError: the path is a folder, unreadable, not an SQLite file, or an SQLite database
+            of another program (tables, but none of Optuna's).
     """
     if path.is_dir():
         raise UserError(f"storage path {path} is a folder; give a database file, e.g. --storage sqlite:///{path}/studies.db")
@@ -61,15 +138,140 @@ def check_sqlite_file(path: Path) -> None:
         raise UserError(f"cannot read storage file {path} ({err.strerror}); check its permissions") from None
     if head != _SQLITE_MAGIC:
         raise UserError(f"{path} is not an SQLite database; give another --storage path (the file was left untouched)")
+    try:  # read-only look at the schema: another program's database must not get Optuna's tables
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=SQLITE_BUSY_TIMEOUT_S)
+        try:
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            con.close()
+    except sqlite3.Error as err:
+        raise UserError(f"cannot read SQLite database {path} ({err}); give another --storage path") from None
+    if tables and not {"studies", "trials"} <= tables:
+        raise UserError(
+            f"{path} is an SQLite database of another program (no Optuna tables); give another --storage path "
+            f"(the file was left untouched)"
+        )
+
+
+def _check_journal_file(path: Path) -> None:
+    if path.is_dir():
+        raise UserError(f"storage path {path} is a folder; give a journal file, e.g. --storage {path}/studies.log")
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    try:
+        with path.open("rb") as fh:
+            first = fh.readline(1 << 20)
+        record = json.loads(first)
+    except OSError as err:
+        raise UserError(f"cannot read journal file {path} ({err.strerror}); check its permissions") from None
+    except ValueError:
+        record = None
+    if not (isinstance(record, dict) and "op_code" in record):
+        raise UserError(f"{path} is not an Optuna journal file; give another --storage path (the file was left untouched)")
 
 
 def _enable_wal(path: Path) -> None:
     """Switch an SQLite file to WAL journaling (persistent in the file; readers never block writers)."""
     con = sqlite3.connect(str(path), timeout=SQLITE_BUSY_TIMEOUT_S)
     try:
-        con.execute("PRAGMA journal_mode=WAL")
+        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            con.execute("PRAGMA journal_mode=WAL")
     finally:
         con.close()
+
+
+def _begin_immediate(engine: Any) -> None:
+    """Make every transaction on ``engine`` (SQLite) start with ``BEGIN IMMEDIATE`` (SQLAlchemy's
+    documented recipe for pysqlite): the driver's own implicit transactions are turned off and each
+    transaction takes the write lock at once, so a read-then-update is atomic."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # no implicit BEGIN from the sqlite3 module
+        # WAL + synchronous=NORMAL: no fsync per commit; a killed process loses nothing, a power
+        # cut at most the last commits, and the file never corrupts (sqlite.org/wal.html).
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections opened before the listeners existed are dropped
+
+
+def _with_installed_driver(url: str) -> str:
+    """``postgresql://`` (or ``postgres://``) without a driver: name the one installed, psycopg2
+    (this package's ``postgres`` extra) or psycopg 3, since SQLAlchemy's default differs by version."""
+    scheme, rest = url.split("://", 1)
+    if scheme not in ("postgresql", "postgres"):
+        return url
+    import importlib.util
+
+    for module, driver in (("psycopg2", "psycopg2"), ("psycopg", "psycopg")):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{driver}://{rest}"
+    return f"postgresql://{rest}"
+
+
+def _open_rdb(url: str, engine_kwargs: dict[str, Any], hb: dict[str, Any], retry: bool) -> optuna.storages.RDBStorage:
+    """RDBStorage(url); on SQLite, retried a few times when another process is creating the tables
+    of a new file at the same moment ("table ... already exists", "database is locked")."""
+    for attempt in range(4):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
+        except Exception as err:  # noqa: BLE001
+            text = str(err.__cause__ or err)
+            if not retry or attempt == 3 or not ("already exists" in text or "locked" in text):
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+class JournalHeartbeatStorage(optuna.storages.JournalStorage, BaseHeartbeat):
+    """Optuna's JournalStorage with the heartbeat that Optuna gives only its RDB storage.
+
+    A heartbeat is the trial system attribute ``heartbeat``: the worker's wall-clock time
+    (seconds since the epoch). A RUNNING trial whose heartbeat is older than the grace period is
+    stale. Workers on several machines sharing a journal file therefore need clocks that agree to
+    well within the grace period (NTP). A trial without any heartbeat is never stale.
+
+    Example::
+
+        storage = JournalHeartbeatStorage(JournalFileBackend("study.log"), heartbeat_interval=20,
+                                          grace_period=60)
+        optuna.storages.fail_stale_trials(study)   # works as with RDBStorage
+    """
+
+    HEARTBEAT_ATTR = "heartbeat"
+
+    def __init__(self, backend: Any, heartbeat_interval: int | None = None, grace_period: float | None = None) -> None:
+        super().__init__(backend)
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period if grace_period is not None else (
+            2 * heartbeat_interval if heartbeat_interval else None
+        )
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        self.set_trial_system_attr(trial_id, self.HEARTBEAT_ATTR, time.time())
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        assert self.grace_period is not None
+        now = time.time()
+        stale = []
+        for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            beat = t.system_attrs.get(self.HEARTBEAT_ATTR)
+            if beat is not None and now - float(beat) > self.grace_period:
+                stale.append(t._trial_id)  # noqa: SLF001
+        return stale
+
+    def get_heartbeat_interval(self) -> int | None:
+        return self.heartbeat_interval
+
+    def get_heartbeat_stale_trial_callback(self) -> None:
+        return None
 
 
 def open_storage(storage: str, *, create: bool = True, heartbeat: bool = True) -> optuna.storages.BaseStorage:
@@ -81,49 +283,64 @@ def open_storage(storage: str, *, create: bool = True, heartbeat: bool = True) -
             a path ending in ``.log``/``.jsonl``/``.journal`` for Optuna's JournalStorage, or a
             bare path (treated as SQLite).
         create: when False, a SQLite or journal file that does not exist is an error instead
-            of being created (for commands that only read).
+            of being created (for commands that only read or join).
         heartbeat: record heartbeats for running trials, so that trials of a killed worker are
-            detected (RDB storages only; journal storage supports them too).
+            detected (see :func:`heartbeat_settings`).
 
     Raises:
-        UserError: malformed URL, a file that is not a database, a missing file with
-            ``create=False``, or a server that cannot be reached. Nothing has been written then.
+        UserError: malformed URL, a file that is not an Optuna database, a missing file with
+            ``create=False``, a missing database driver, or a server that cannot be reached.
+            Nothing has been written then.
     """
     url = normalize_storage_url(storage)
-    hb = {"heartbeat_interval": HEARTBEAT_INTERVAL_S, "grace_period": GRACE_PERIOD_S} if heartbeat else {}
+    interval, grace = heartbeat_settings() if heartbeat else (None, None)
     if "://" not in url:  # journal file
         path = Path(url)
+        _check_journal_file(path)
         if not create and not path.exists():
             raise UserError(f"journal file {path} does not exist; check --storage")
-        if path.parent and not path.parent.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         from optuna.storages.journal import JournalFileBackend
 
         try:
-            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+            return JournalHeartbeatStorage(JournalFileBackend(str(path)), interval, grace)
         except Exception as err:  # noqa: BLE001 - any parse error of a foreign file
             raise UserError(f"cannot open journal file {path} ({err}); give another --storage path") from None
+    scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
     sqlite_path = _sqlite_path(url)
-    engine_kwargs = {}
-    if sqlite_path is not None:
-        check_sqlite_file(sqlite_path)
-        if not sqlite_path.exists():
-            if not create:
-                raise UserError(f"no database at {sqlite_path}; run `adamrag-sens sweep` first or check --storage")
-            sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-        _enable_wal(sqlite_path)
+    engine_kwargs: dict[str, Any] = {}
+    if scheme == "sqlite":
+        if sqlite_path is None and url not in ("sqlite://", "sqlite:///:memory:"):
+            raise UserError(f"storage URL {storage!r} is malformed; use sqlite:///relative/path.db or sqlite:////absolute/path.db")
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
-    elif url.startswith("sqlite://"):
-        pass
-    elif url.split("://", 1)[0].split("+", 1)[0] not in ("postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql"):
+        if sqlite_path is not None:
+            check_sqlite_file(sqlite_path)
+            if not sqlite_path.exists():
+                if not create:
+                    raise UserError(f"no database at {sqlite_path}; run `adamrag-sens sweep` first or check --storage")
+                sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            _enable_wal(sqlite_path)
+    elif scheme in _RDB_SCHEMES:
+        url = _with_installed_driver(url)
+        if "connect_timeout" not in url:
+            engine_kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+        engine_kwargs["pool_pre_ping"] = True  # survive server restarts and idle disconnects in long runs
+    else:
         raise UserError(
             f"storage URL {storage!r} has an unknown scheme; use sqlite:///path.db, postgresql://user@host/db, "
             f"or a journal file path ending in .log"
         )
+    hb = {"heartbeat_interval": interval, "grace_period": grace} if interval else {}
     try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna's terms since 2.9
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
+        rdb = _open_rdb(url, engine_kwargs, hb, retry=scheme == "sqlite")
     except Exception as err:  # noqa: BLE001 - SQLAlchemy/driver errors have many types
-        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        cause = err.__cause__ or err
+        text = str(cause).strip() or type(cause).__name__
+        if isinstance(cause, ImportError) or text.startswith("No module named"):
+            hint = _DRIVER_HINT.get(scheme, "install the database driver SQLAlchemy names")
+            raise UserError(f"storage {storage!r} needs a database driver ({text}): {hint}") from None
+        reason = " ".join(text.split())[:200]
         raise UserError(f"cannot open storage {storage!r} ({reason}); check the URL, the server and its credentials") from None
+    if scheme == "sqlite":
+        _begin_immediate(rdb.engine)
+    return rdb
