@@ -1,39 +1,50 @@
 """Running a sweep: StudySpec -> an Optuna study whose planned points each run exactly once.
 
-A study's points (see :mod:`sensitivity.study.space`) are put in Optuna's queue of WAITING trials
-(``Study.enqueue_trial``) with their canonical key as a user attribute. A worker takes a WAITING
-trial by moving it to RUNNING through the storage's conditional state update (the same mechanism
-``Study.ask`` uses, and atomic in every Optuna storage), so two workers never take the same one,
-and no trial is ever sampled outside the plan. Running the same sweep again enqueues only the
-points that have no COMPLETE, RUNNING or WAITING trial: what is done stays done, a FAIL (a crash,
-Ctrl-C, a killed worker detected by its stale heartbeat) is run again.
+:func:`prepare_sweep` validates everything a user can get wrong, creates or loads the study, and
+puts the plan in Optuna's queue (see :mod:`sensitivity.study.queue`). :func:`run_worker` then takes
+queued points one at a time and trains them; any number of workers may do so at once, in this
+process, in local worker processes (:mod:`sensitivity.study.parallel`), or on other machines
+(``adamrag-sens worker``, :func:`join_study`). Running the same sweep again queues only the points
+that have no COMPLETE, RUNNING or WAITING trial: what is done stays done, a FAIL (a crash, Ctrl-C,
+a killed worker detected by its stale heartbeat) is run again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
 import socket
 import threading
+import time
 import warnings
-from typing import Any, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 import sensitivity
 from sensitivity.errors import UserError
 from sensitivity.optim.registry import OPTIMIZERS
 from sensitivity.records import METRICS, PARAM_NAMES, TrialResult, param_distributions
-from sensitivity.study.space import Point, plan_points, point_key
+from sensitivity.study.queue import POINT_KEY, PlanProgress, PointQueue, enqueue_missing
+from sensitivity.study.space import Point, plan_points
 from sensitivity.study.spec import StudySpec
-from sensitivity.study.storage import open_storage
+from sensitivity.study.storage import heartbeat_settings, open_storage
 from sensitivity.tasks import get_task
 from sensitivity.train import load_task_data, resolve_device, train_trial
 
-POINT_KEY = "point_key"
+__all__ = [
+    "POINT_KEY", "SweepCallbacks", "SweepResult", "best_trial", "create_or_load_study", "enqueue_missing",
+    "join_study", "load_spec", "plan_progress_of", "prepare_sweep", "run_sweep", "run_trial", "run_worker",
+]
+
 _COMPARED_CONFIG = ("dataset", "train_size", "val_size", "batch_size", "epochs", "hidden")
+OPTIMIZER_CHOICES = "optimizer_choices"
+"""Study user attribute: the choices of the stored categorical param ``optimizer`` (fixed at creation)."""
 
 
 class SweepCallbacks(Protocol):
@@ -43,6 +54,7 @@ class SweepCallbacks(Protocol):
     def on_trial_start(self, number: int, params: dict[str, Any]) -> None: ...
     def on_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None: ...
     def on_trial_end(self, number: int, params: dict[str, Any], value: float, result: TrialResult) -> None: ...
+    def on_wait(self, running: int) -> None: ...
 
 
 @dataclasses.dataclass
@@ -57,6 +69,7 @@ class SweepResult:
         ran: trials this call ran to completion (diverged ones included).
         diverged: of ``ran``, how many diverged.
         best: params and value of the best COMPLETE trial in the study (None when there is none).
+        progress: where the plan stands in storage at the end (all workers together).
     """
 
     study_name: str
@@ -66,6 +79,7 @@ class SweepResult:
     ran: int = 0
     diverged: int = 0
     best: dict[str, Any] | None = None
+    progress: PlanProgress | None = None
 
 
 def _call(callbacks: Any, name: str, *args: Any) -> None:
@@ -116,33 +130,49 @@ def create_or_load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) 
     study.set_user_attr("epochs", int(config["epochs"]))
     study.set_user_attr("divergence_factor", spec.divergence_factor)
     study.set_user_attr("package_version", sensitivity.__version__)
+    study.set_user_attr(OPTIMIZER_CHOICES, sorted(OPTIMIZERS))
     return study
 
 
-def enqueue_missing(study: optuna.Study, plan: list[Point]) -> tuple[int, int]:
-    """Queue every planned point that has no COMPLETE, RUNNING or WAITING trial.
+def study_distributions(study: optuna.Study, optimizers: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """The param distributions trials of ``study`` must use, checked against what storage holds.
 
-    Returns:
-        (points already complete, points newly queued).
+    Optuna fixes a param's distribution kind (and a categorical's choices) with the first trial
+    that stores it. The choices of ``optimizer`` are therefore the ones the study was created
+    with, not the registry's of today, and an optimizer outside them cannot join the study.
+
+    Raises:
+        UserError: ``optimizers`` names an optimizer outside the stored choices, or a stored
+            param has a distribution Optuna cannot change to the current one.
     """
-    live: set[str] = set()
-    complete: set[str] = set()
-    for t in study.get_trials(deepcopy=False):
-        key = t.user_attrs.get(POINT_KEY)
-        if key is None:
-            continue
-        if t.state == TrialState.COMPLETE:
-            complete.add(key)
-        if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING):
-            live.add(key)
-    queued = 0
-    for point in plan:
-        key = point_key(point)
-        if key not in live:
-            study.enqueue_trial(point, user_attrs={POINT_KEY: key})
-            live.add(key)
-            queued += 1
-    return sum(point_key(p) in complete for p in plan), queued
+    name = study.study_name
+    trials = [t for t in study.get_trials(deepcopy=False) if t.distributions]
+    choices = study.user_attrs.get(OPTIMIZER_CHOICES)
+    if choices is None:
+        stored = next((t.distributions["optimizer"] for t in trials if "optimizer" in t.distributions), None)
+        choices = list(stored.choices) if stored is not None else sorted(OPTIMIZERS)
+    missing = [o for o in optimizers if o not in choices]
+    if missing:
+        raise UserError(
+            f"study {name!r} stores the param 'optimizer' with the choices {', '.join(choices)}, and Optuna cannot "
+            f"add {', '.join(missing)} to a stored categorical: sweep {', '.join(missing)} under a new --study name "
+            f"(the existing study stays as it is for `adamrag-sens report`)"
+        )
+    dists = param_distributions(list(choices))
+    seen: set[str] = set()
+    for t in trials:
+        for pname, old in t.distributions.items():
+            if pname in seen or pname not in dists:
+                continue
+            seen.add(pname)
+            try:
+                optuna.distributions.check_distribution_compatibility(old, dists[pname])
+            except ValueError as err:
+                raise UserError(
+                    f"study {name!r} stores the param {pname!r} as {old}, which Optuna cannot change ({err}); "
+                    f"run this sweep under a new --study name"
+                ) from None
+    return dists
 
 
 def _suggest(trial: optuna.Trial, name: str, dist: Any) -> Any:
@@ -164,7 +194,7 @@ class _Heartbeat:
         self._thread: threading.Thread | None = None
         interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
         if interval:
-            self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+            self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True, name="heartbeat")
 
     def _run(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -185,84 +215,135 @@ class _Heartbeat:
             self._thread.join()
 
 
-def _pop_waiting(study: optuna.Study, storage: optuna.storages.BaseStorage, wanted: set[str]) -> optuna.Trial | None:
-    """Take one WAITING trial of the plan (atomically, WAITING -> RUNNING), or None."""
-    study_id = storage.get_study_id_from_name(study.study_name)
-    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if t.user_attrs.get(POINT_KEY) not in wanted:
-            continue  # a point of an earlier plan that this sweep no longer asks for
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-        if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
-            return optuna.Trial(study, trial_id)
-    return None
+_TRANSIENT_RETRIES = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
-def run_trial(study: optuna.Study, trial: optuna.Trial, spec: StudySpec, callbacks: Any = None) -> TrialResult:
+def _retrying(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call a storage write, retrying on transient storage errors (a dropped connection, a lock
+    held longer than the busy timeout) for about half a minute before giving up."""
+    import sqlalchemy.exc
+
+    for pause in (*_TRANSIENT_RETRIES, None):
+        try:
+            return fn(*args, **kwargs)
+        except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError):
+            if pause is None:
+                raise
+            time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Ignore Ctrl-C while a trial's failure is being recorded (a second Ctrl-C must not leave it RUNNING)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_trial(study: optuna.Study, trial: optuna.Trial, spec: StudySpec, callbacks: Any = None,
+              distributions: dict[str, Any] | None = None) -> TrialResult | None:
     """Train the point held by ``trial`` and tell the study its outcome.
 
     A diverged run is a COMPLETE trial with ``diverged`` set and its value clipped (see
     :meth:`TrialResult.objective`). An exception (Ctrl-C included) marks the trial FAIL and is
     re-raised, so the next run of the sweep runs the point again.
+
+    Returns:
+        The result, or None when another worker failed this trial as stale while it ran (its
+        heartbeats were late); the point is then queued again by that worker and the result here
+        is dropped.
     """
     storage = study._storage  # the study's own storage object  # noqa: SLF001
-    dists = param_distributions(list(OPTIMIZERS))
-    fixed = storage.get_trial_system_attrs(trial._trial_id).get("fixed_params", {})  # noqa: SLF001
-    params = {name: _suggest(trial, name, dists[name]) for name in PARAM_NAMES if name in fixed}
-    hp = {k: v for k, v in params.items() if k not in ("optimizer", "seed")}
-    task = get_task(spec.task)
-    config = spec.task_config()
-    device = resolve_device(spec.device)
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-    _call(callbacks, "on_trial_start", trial.number, params)
-
-    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-        trial.report(metrics[spec.metric], epoch)
-        _call(callbacks, "on_epoch", trial.number, epoch, metrics)
-
+    trial_id = trial._trial_id  # noqa: SLF001
+    dists = distributions or param_distributions(sorted(OPTIMIZERS))
+    params: dict[str, Any] = {}
     try:
-        with _Heartbeat(storage, trial._trial_id):  # noqa: SLF001
+        with _Heartbeat(storage, trial_id):
+            fixed = storage.get_trial_system_attrs(trial_id).get("fixed_params", {})
+            params = {name: _suggest(trial, name, dists[name]) for name in PARAM_NAMES if name in fixed}
+            hp = {k: v for k, v in params.items() if k not in ("optimizer", "seed")}
+            task = get_task(spec.task)
+            config = spec.task_config()
+            device = resolve_device(spec.device)
+            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+            _call(callbacks, "on_trial_start", trial.number, params)
+
+            def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+                trial.report(metrics[spec.metric], epoch)
+                _call(callbacks, "on_epoch", trial.number, epoch, metrics)
+
             result = train_trial(
                 task, config, params["optimizer"], hp, seed=int(params["seed"]),
                 epochs=int(config["epochs"]), device=device,
                 divergence_factor=spec.divergence_factor, on_epoch=on_epoch,
             )
-        for key, value in result.to_user_attrs().items():
-            trial.set_user_attr(key, value)
-        value = result.objective(spec.metric)
-        study.tell(trial, value)
+            for key, value in result.to_user_attrs().items():
+                _retrying(storage.set_trial_user_attr, trial_id, key, value)
+            value = result.objective(spec.metric)
+            _retrying(study.tell, trial, value, skip_if_finished=True)
+    except UpdateFinishedTrialError:
+        result = None
     except BaseException as err:
-        try:
-            trial.set_user_attr("error", f"{type(err).__name__}: {err}"[:500])
-            study.tell(trial, state=TrialState.FAIL)
-        except Exception:  # noqa: BLE001 - storage gone: the heartbeat going stale covers it
-            pass
+        with _sigint_deferred():
+            try:
+                storage.set_trial_user_attr(trial_id, "error", f"{type(err).__name__}: {err}"[:500])
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            except Exception:  # noqa: BLE001 - storage gone: the heartbeat going stale covers it
+                pass
         raise
+    if result is None or storage.get_trial(trial_id).state != TrialState.COMPLETE:
+        warnings.warn(
+            f"trial #{trial.number} was failed as stale by another worker while it ran (late heartbeats); "
+            f"its result is dropped and its point runs again", RuntimeWarning, stacklevel=2,
+        )
+        return None
     _call(callbacks, "on_trial_end", trial.number, params, value, result)
     return result
 
 
 def run_worker(study: optuna.Study, spec: StudySpec, plan: list[Point], callbacks: Any = None,
-               max_trials: int | None = None) -> tuple[int, int]:
+               max_trials: int | None = None, *, wait: bool = True) -> tuple[int, int]:
     """Run queued points of ``plan`` until none is left (or ``max_trials`` ran).
+
+    Each round first fails trials of dead workers (stale heartbeats) and queues their points
+    again. When nothing is queued but other workers still run points of the plan, the worker
+    waits (``wait=True``) and checks again every few seconds: if one of them dies, its point is
+    run here. It returns when every point is complete or failed with an error.
 
     Returns:
         (trials run, of which diverged).
+
+    Raises:
+        UserError: the study's stored params cannot hold this plan's (see :func:`study_distributions`).
+        KeyboardInterrupt: Ctrl-C; the running trial is stored as FAIL.
     """
-    storage = study._storage  # noqa: SLF001
-    wanted = {point_key(p) for p in plan}
+    queue = PointQueue(study, plan)
+    dists = study_distributions(study, sorted({p["optimizer"] for p in plan}))
+    interval, _grace = heartbeat_settings()
+    pause = min(float(interval), 1.0)  # while waiting for other workers' last trials
     ran = diverged = 0
     while max_trials is None or ran < max_trials:
-        if getattr(storage, "get_heartbeat_interval", lambda: None)():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)  # trials of killed workers -> FAIL
-        enqueue_missing(study, plan)  # re-queue points whose trial failed, here or elsewhere
-        trial = _pop_waiting(study, storage, wanted)
+        queue.fail_stale()
+        trial = queue.pop()
         if trial is None:
-            break
-        result = run_trial(study, trial, spec, callbacks)
-        ran += 1
-        diverged += int(result.diverged)
+            if not wait or not queue.heartbeat:
+                break
+            running = queue.progress().running
+            if running == 0:
+                break
+            _call(callbacks, "on_wait", running)
+            time.sleep(pause)
+            continue
+        result = run_trial(study, trial, spec, callbacks, dists)
+        if result is not None:
+            ran += 1
+            diverged += int(result.diverged)
     return ran, diverged
 
 
@@ -276,6 +357,20 @@ def best_trial(study: optuna.Study) -> dict[str, Any] | None:
     return {"number": t.number, "value": t.value, "params": dict(t.params), "diverged": t.user_attrs.get("diverged")}
 
 
+def check_can_run(spec: StudySpec) -> None:
+    """Fail now, before any write, when this machine cannot run ``spec``'s trials.
+
+    Raises:
+        UserError: unknown task, absent device, or data missing (checked on the CPU, so a
+            process that only coordinates workers holds no GPU memory).
+    """
+    import torch
+
+    task = get_task(spec.task)
+    resolve_device(spec.device)
+    load_task_data(task, spec.task_config(), torch.device("cpu"))
+
+
 def prepare_sweep(spec: StudySpec) -> tuple[optuna.Study, list[Point], int, int]:
     """Validate, check data and device, open storage, create/load the study and queue missing points.
 
@@ -285,21 +380,27 @@ def prepare_sweep(spec: StudySpec) -> tuple[optuna.Study, list[Point], int, int]
         (study, plan, points already complete, points newly queued).
 
     Raises:
-        UserError: invalid spec, missing data, absent device, bad storage or a study of that
-            name holding another experiment.
+        UserError: invalid spec, missing data, absent device, bad storage, a study of that
+            name holding another experiment, or one whose stored params cannot hold this plan.
     """
     spec.validate()
-    task = get_task(spec.task)
-    device = resolve_device(spec.device)
-    load_task_data(task, spec.task_config(), device)  # fails early when data are missing
+    check_can_run(spec)
     plan = plan_points(spec)
     storage = open_storage(spec.storage)
     study = create_or_load_study(spec, storage)
+    dists = study_distributions(study, spec.optimizers)  # refuses before the writes below
+    if OPTIMIZER_CHOICES not in study.user_attrs:  # a study made before the choices were recorded
+        study.set_user_attr(OPTIMIZER_CHOICES, list(dists["optimizer"].choices))
     study.set_user_attr("sampler", spec.sampler)
     study.set_user_attr("spec", spec.to_dict())
     study.set_user_attr("points", plan)
     complete, queued = enqueue_missing(study, plan)
     return study, plan, complete, queued
+
+
+def plan_progress_of(study: optuna.Study, plan: list[Point]) -> PlanProgress:
+    """Where ``plan`` stands in ``study`` (all workers together)."""
+    return PointQueue(study, plan).progress()
 
 
 def run_sweep(spec: StudySpec, callbacks: Any = None) -> SweepResult:
@@ -320,8 +421,8 @@ def run_sweep(spec: StudySpec, callbacks: Any = None) -> SweepResult:
     _call(callbacks, "on_plan", len(plan), complete, queued)
     ran, diverged = run_worker(study, spec, plan, callbacks)
     return SweepResult(
-        study_name=study.study_name, storage=spec.storage, planned=len(plan),
-        complete_before=complete, ran=ran, diverged=diverged, best=best_trial(study),
+        study_name=study.study_name, storage=spec.storage, planned=len(plan), complete_before=complete,
+        ran=ran, diverged=diverged, best=best_trial(study), progress=plan_progress_of(study, plan),
     )
 
 
@@ -331,11 +432,41 @@ def load_spec(storage: str, study_name: str) -> StudySpec:
     Raises:
         UserError: no such study, or it was not made by ``adamrag-sens sweep``.
     """
+    return join_study(storage, study_name, check=False)[1]
+
+
+def join_study(storage: str, study_name: str, *, device: str | None = None,
+               check: bool = True) -> tuple[optuna.Study, StudySpec, list[Point]]:
+    """Open a study made by ``adamrag-sens sweep`` to work on its queue from another process.
+
+    Nothing is written: the plan is the one the sweep stored (study attribute ``points``).
+
+    Args:
+        storage: the study's storage URL or journal path (must exist).
+        study_name: the study's name.
+        device: this worker's device, overriding the study's (``cuda:1``, ``cpu``).
+        check: verify that this machine has the data and the device.
+
+    Returns:
+        (study, spec with this storage and device, plan).
+
+    Raises:
+        UserError: no storage or no such study there, a study not made by ``adamrag-sens sweep``,
+            or (``check``) data or device missing on this machine.
+    """
     st = open_storage(storage, create=False)
     names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
     if study_name not in names:
         raise UserError(f"no study {study_name!r} in {storage}; studies there: {', '.join(names) or 'none'}")
-    attrs = optuna.load_study(study_name=study_name, storage=st).user_attrs
-    if "spec" not in attrs:
+    study = optuna.load_study(study_name=study_name, storage=st)
+    attrs = study.user_attrs
+    if "spec" not in attrs or "points" not in attrs:
         raise UserError(f"study {study_name!r} was not created by adamrag-sens sweep; nothing to join")
-    return dataclasses.replace(StudySpec.from_dict(attrs["spec"]), storage=storage)
+    spec = dataclasses.replace(StudySpec.from_dict(attrs["spec"]), storage=storage, study_name=study_name)
+    if device is not None:
+        spec = dataclasses.replace(spec, device=device)
+    if check:
+        check_can_run(spec)
+    plan = [dict(p) for p in attrs["points"]]
+    return study, spec, plan
+

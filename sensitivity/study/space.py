@@ -17,10 +17,13 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from typing import Any
+import warnings
+from typing import TYPE_CHECKING, Any
 
-from sensitivity.optim.registry import OPTIMIZERS, OptimizerSpec
 from sensitivity.study.spec import StudySpec
+
+if TYPE_CHECKING:  # the registry imports torch: loaded only when a plan is made
+    from sensitivity.optim.registry import OptimizerSpec
 
 DEFAULT_BETA1_GRID = (0.8, 0.9, 0.95)
 DEFAULT_BETA1_RANGE = (0.5, 0.99)
@@ -55,8 +58,10 @@ def _unit_points(spec: StudySpec, dims: list[str]) -> list[dict[str, float]]:
     import optuna
 
     if spec.sampler == "qmc":
-        sampler = optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=spec.sampler_seed,
-                                             warn_independent_sampling=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=spec.sampler_seed,
+                                                 warn_independent_sampling=False)
     else:
         sampler = optuna.samplers.RandomSampler(seed=spec.sampler_seed)
     study = optuna.create_study(sampler=sampler)
@@ -88,35 +93,47 @@ def _random_points(spec: StudySpec, opts: list[OptimizerSpec]) -> list[tuple[Opt
     dims = ["lr"] + [d for d, on in varied.items() if on]
     units = _unit_points(spec, dims)
     out = []
-    for opt in opts:
-        lr_lo, lr_hi = (min(spec.lr), max(spec.lr)) if spec.lr and len(set(spec.lr)) > 1 else opt.lr_range
-        for u in units:
-            point: Point = {"lr": _round(_log_uniform(u["lr"], lr_lo, lr_hi), 4) if not (spec.lr and len(set(spec.lr)) == 1) else spec.lr[0]}
-            for name in ("beta1", "beta2", "gamma"):
-                if name not in opt.hyperparameters:
-                    continue
-                given = getattr(spec, name)
-                if varied[name]:
-                    lo, hi = (min(given), max(given)) if given else DEFAULT_BETA1_RANGE
-                    point[name] = _round(_beta_from_unit(u[name], lo, hi), 5)
-                else:
-                    point[name] = float(given[0]) if given else float(opt.defaults[name])
-            if spec.weight_decay is not None and "weight_decay" in opt.hyperparameters:
-                if varied["weight_decay"]:
-                    lo, hi = min(spec.weight_decay), max(spec.weight_decay)
-                    point["weight_decay"] = _round(lo + u["weight_decay"] * (hi - lo), 4)
-                else:
-                    point["weight_decay"] = float(spec.weight_decay[0])
-            out.append((opt, point))
+    for u in units:  # point-major: every optimizer gets unit point i before any gets point i + 1
+        for opt in opts:
+            out.append((opt, _map_unit_point(spec, opt, u, varied)))
     return out
+
+
+def _map_unit_point(spec: StudySpec, opt: OptimizerSpec, u: dict[str, float], varied: dict[str, bool]) -> Point:
+    """Unit-cube point ``u`` in ``opt``'s ranges: the same quantiles for every optimizer, so where
+    two optimizers' ranges agree (always for an explicit ``--lr`` range) their values are equal."""
+    if spec.lr and len(set(spec.lr)) == 1:
+        lr = float(spec.lr[0])
+    else:
+        lr_lo, lr_hi = (min(spec.lr), max(spec.lr)) if spec.lr else opt.lr_range
+        lr = _round(_log_uniform(u["lr"], lr_lo, lr_hi), 4)
+    point: Point = {"lr": lr}
+    for name in ("beta1", "beta2", "gamma"):
+        if name not in opt.hyperparameters:
+            continue
+        given = getattr(spec, name)
+        if varied[name]:
+            lo, hi = (min(given), max(given)) if given else DEFAULT_BETA1_RANGE
+            point[name] = _round(_beta_from_unit(u[name], lo, hi), 5)
+        else:
+            point[name] = float(given[0]) if given else float(opt.defaults[name])
+    if spec.weight_decay is not None and "weight_decay" in opt.hyperparameters:
+        if varied["weight_decay"]:
+            lo, hi = min(spec.weight_decay), max(spec.weight_decay)
+            point["weight_decay"] = _round(lo + u["weight_decay"] * (hi - lo), 4)
+        else:
+            point["weight_decay"] = float(spec.weight_decay[0])
+    return point
 
 
 def plan_points(spec: StudySpec) -> list[Point]:
     """Every trial the spec asks for, as param dicts with ``optimizer`` and ``seed``, in run order.
 
-    The order interleaves optimizers within each seed, so a study stopped half way has comparable
-    coverage of every optimizer.
+    The order is seed-major, and within a seed interleaves the optimizers point by point (grid and
+    random/qmc alike), so a study stopped half way has comparable coverage of every optimizer.
     """
+    from sensitivity.optim.registry import OPTIMIZERS
+
     opts = [OPTIMIZERS[name] for name in spec.optimizers]
     if spec.sampler == "grid":
         per_opt = [[(opt, p) for p in _grid_points(spec, opt)] for opt in opts]
