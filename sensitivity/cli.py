@@ -85,6 +85,15 @@ class _Progress:
         best = "-" if self.best is None else f"{self.best:.4f}"
         self.progress.update(self.task_id, advance=1, best=best)
 
+    def on_wait(self, running: int) -> None:
+        self.progress.update(self.task_id, description=f"waiting for {running} trial(s) of other workers")
+
+    def on_poll(self, prog: Any, workers_alive: int) -> None:
+        """Multi-worker display, read from storage: points complete, trials running, best so far."""
+        best = "-" if prog.best is None else f"{prog.best:.4f}"
+        desc = f"{workers_alive} workers, {prog.running} running"
+        self.progress.update(self.task_id, completed=prog.complete, description=desc, best=best)
+
 
 def _progress_bar():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -99,6 +108,20 @@ def _progress_bar():
         console=console,
         transient=False,
     )
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM (a scheduler stopping the job) ends a sweep or worker as Ctrl-C does: cleanly."""
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _format_params(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
 @app.command()
@@ -128,12 +151,20 @@ def sweep(
     batch_size: Optional[int] = typer.Option(None, help="Mini-batch size (default: the task's)."),
     divergence_factor: float = typer.Option(5.0, help="A run diverges when its epoch training loss exceeds this multiple of the initial loss."),
     sampler_seed: int = typer.Option(0, help="Seed of the random/qmc point generator."),
+    workers: int = typer.Option(1, help="Trials at once on this machine: N worker processes (each with cpus/N torch threads)."),
+    gpus: Optional[str] = typer.Option(None, help="GPUs to spread workers over, e.g. 0,1 (one process per GPU and trial slot)."),
+    trials_per_gpu: int = typer.Option(1, help="With --gpus: worker processes per GPU (len(gpus) x K workers in all)."),
 ) -> None:
-    """Run (or resume) a sensitivity sweep: one Optuna trial per training run."""
+    """Run (or resume) a sensitivity sweep: one Optuna trial per training run.
+
+    Other processes or machines can help with the same study: `adamrag-sens worker --storage URL --study NAME`.
+    """
     _quiet_optuna()
-    from sensitivity.study.runner import run_sweep
-    from sensitivity.study.spec import StudySpec, parse_floats
+    _sigterm_as_interrupt()
     from sensitivity.records import METRICS
+    from sensitivity.study.parallel import plan_local_workers
+    from sensitivity.study.runner import best_trial, prepare_sweep, run_worker
+    from sensitivity.study.spec import StudySpec, parse_floats
 
     spec = StudySpec(
         task=task, optimizers=_csv(optimizers) or (), sampler=sampler.lower(),
@@ -144,43 +175,109 @@ def sweep(
         data_dir=str(data_dir) if data_dir else None, download=download, train_size=train_size,
         val_size=val_size, batch_size=batch_size, divergence_factor=divergence_factor, sampler_seed=sampler_seed,
     ).validate()
-    console.print(f"study [bold]{spec.resolved_study_name}[/] in {storage}  task {task}  "
-                  f"optimizers {','.join(spec.optimizers)}  sampler {spec.sampler}")
-    with _progress_bar() as bar:
-        progress = _Progress(bar, METRICS.get(metric, "minimize"))
-        result = run_sweep(spec, callbacks=progress)
-    if result.ran == 0:
-        console.print(f"nothing to run: all {result.planned} points of study {result.study_name!r} are complete")
+    launch = plan_local_workers(workers, gpus, trials_per_gpu, spec.device)
+    study_obj, plan, complete, queued = prepare_sweep(spec)
+    name = study_obj.study_name
+    where = f"{launch.count} worker processes" if (launch.count > 1 or gpus) else "this process"
+    console.print(f"study [bold]{name}[/] in {storage}  task {task}  optimizers {','.join(spec.optimizers)}  "
+                  f"sampler {spec.sampler}  {len(plan)} points ({complete} complete, {queued} queued now)  on {where}",
+                  highlight=False)
+    if complete == len(plan):
+        console.print(f"nothing to run: all {len(plan)} points of study {name!r} are complete")
+    elif launch.count > 1 or gpus:
+        _sweep_with_workers(spec, study_obj, plan, complete, launch, METRICS[spec.metric])
     else:
-        console.print(f"ran {result.ran} trials ({result.diverged} diverged); "
-                      f"{result.complete_before + result.ran} of {result.planned} points complete")
-    if result.best:
-        p = result.best["params"]
-        console.print(f"best {metric} {result.best['value']:.4f}: trial #{result.best['number']} "
-                      + " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items()))
-    console.print(f"report: adamrag-sens report --storage {storage} --study {result.study_name}")
+        with _progress_bar() as bar:
+            progress = _Progress(bar, METRICS[spec.metric])
+            progress.on_plan(len(plan), complete, queued)
+            ran, diverged = run_worker(study_obj, spec, plan, callbacks=progress)
+        _print_outcome(study_obj, plan, ran, diverged)
+    best = best_trial(study_obj)
+    if best:
+        console.print(f"best {spec.metric} {best['value']:.4f}: trial #{best['number']} {_format_params(best['params'])}",
+                      highlight=False)
+    console.print(f"report: adamrag-sens report --storage {storage} --study {name}", highlight=False)
+
+
+def _print_outcome(study_obj: Any, plan: list, ran: int, diverged: int) -> None:
+    from sensitivity.study.runner import plan_progress_of
+
+    prog = plan_progress_of(study_obj, plan)
+    line = f"ran {ran} trials ({diverged} diverged); {prog.complete} of {prog.total} points complete"
+    if prog.failed:
+        line += f"; {prog.failed} failed (see the errors above): run the same command again to retry them"
+    console.print(line, highlight=False)
+
+
+def _sweep_with_workers(spec: Any, study_obj: Any, plan: list, complete_before: int, launch: Any, direction: str) -> None:
+    """Run the queued points in local worker processes and show their progress (read from storage)."""
+    from sensitivity.study.parallel import run_local_workers
+    from sensitivity.study.runner import plan_progress_of
+
+    with _progress_bar() as bar:
+        progress = _Progress(bar, direction)
+        progress.on_plan(len(plan), complete_before, 0)
+        outcome = run_local_workers(
+            spec.storage, study_obj.study_name, launch, poll=lambda: plan_progress_of(study_obj, plan),
+            on_progress=progress.on_poll,
+        )
+    prog = plan_progress_of(study_obj, plan)
+    line = (f"{launch.count} workers ({launch.threads} torch threads each) completed {prog.complete - complete_before} "
+            f"points; {prog.complete} of {prog.total} complete ({prog.diverged} diverged)")
+    if prog.failed:
+        line += f"; {prog.failed} failed: run the same command again to retry them"
+    console.print(line, highlight=False)
+    for index, code in outcome.failed:
+        err_console.print(f"worker {index} exited with code {code} (its error is printed above)", highlight=False)
+    for index, signum in outcome.killed:
+        err_console.print(f"worker {index} was killed by signal {signum}; its running trial was failed when its "
+                          f"heartbeat went stale and its point queued again", highlight=False)
+    if outcome.failed:
+        raise typer.Exit(1)
 
 
 @app.command()
 @user_errors
 def worker(
-    storage: str = typer.Option(..., help="Storage URL of the study to join."),
+    storage: str = typer.Option(..., help="Storage URL of the study to join (e.g. postgresql://user@host/db)."),
     study: str = typer.Option(..., help="Name of the study to join."),
-    device: Optional[str] = typer.Option(None, help="Device for this worker (default: the study's)."),
+    device: Optional[str] = typer.Option(None, help="Device for this worker, e.g. cuda:1 (default: the study's)."),
+    threads: Optional[int] = typer.Option(None, help="torch intra-op threads for this worker (default: torch's)."),
+    wait: bool = typer.Option(True, help="When nothing is queued, wait for other workers' running trials (and re-run them if their worker dies)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar or summary (for workers started by `sweep --workers`)."),
 ) -> None:
-    """Join a study from another process or machine and run its queued points until none is left."""
-    import dataclasses
+    """Join a study from another process or machine and run its queued points until none is left.
 
+    The study's plan, task and budget come from storage (written by `adamrag-sens sweep`); this
+    machine needs the package, the data and a device.
+    """
     _quiet_optuna()
-    from sensitivity.study.runner import load_spec, run_sweep
+    _sigterm_as_interrupt()
+    from sensitivity.study.queue import enqueue_missing
+    from sensitivity.study.runner import join_study, run_worker
 
-    spec = load_spec(storage, study)
-    if device is not None:
-        spec = dataclasses.replace(spec, device=device)
-    spec = dataclasses.replace(spec, study_name=study)
+    if threads is not None:
+        if threads < 1:
+            raise UserError(f"--threads {threads} must be >= 1")
+        import torch
+
+        torch.set_num_threads(threads)
+    study_obj, spec, plan = join_study(storage, study, device=device)
+    enqueue_missing(study_obj, plan)  # points whose trial failed earlier run again
+    if quiet:
+        run_worker(study_obj, spec, plan, wait=wait)
+        return
+    from sensitivity.records import METRICS
+
     with _progress_bar() as bar:
-        result = run_sweep(spec, callbacks=_Progress(bar, "minimize" if spec.metric == "val_loss" else "maximize"))
-    console.print(f"worker ran {result.ran} trials; {result.complete_before + result.ran} of {result.planned} points complete")
+        progress = _Progress(bar, METRICS.get(spec.metric, "minimize"))
+        from sensitivity.study.runner import plan_progress_of
+
+        prog = plan_progress_of(study_obj, plan)
+        progress.on_plan(len(plan), prog.complete, 0)
+        ran, diverged = run_worker(study_obj, spec, plan, callbacks=progress, wait=wait)
+    console.print(f"worker ran {ran} trials on study {study!r}", highlight=False)
+    _print_outcome(study_obj, plan, ran, diverged)
 
 
 @app.command()

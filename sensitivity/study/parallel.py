@@ -1,0 +1,202 @@
+"""Local worker processes: ``adamrag-sens sweep --workers N`` and ``--gpus 0,1 --trials-per-gpu K``.
+
+The coordinating process queues the plan once (:func:`~sensitivity.study.runner.prepare_sweep`),
+then starts N processes of ``adamrag-sens worker`` (the same command that joins a study from
+another machine), each with ``max(1, cpus // N)`` torch threads and, with ``--gpus``, one GPU made
+visible to it through ``CUDA_VISIBLE_DEVICES``. It trains nothing itself: it reads the study's
+progress from storage and shows it. Workers run in their own process groups, so Ctrl-C reaches the
+coordinator only, which passes one SIGINT to each worker (each marks its running trial FAIL and
+exits) and waits for them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Callable
+
+from sensitivity.errors import UserError
+from sensitivity.study.queue import PlanProgress
+
+STOP_TIMEOUT_S = 60.0
+"""How long stopped workers may take to record their running trial before they are killed (seconds)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalWorkers:
+    """How many worker processes to start on this machine, and where each trains.
+
+    Attributes:
+        count: number of worker processes.
+        threads: torch intra-op threads per worker (``max(1, cpus // count)``).
+        devices: per worker, the ``--device`` it is given (None: the study's own).
+        visible_gpus: per worker, its ``CUDA_VISIBLE_DEVICES`` (None: inherited).
+    """
+
+    count: int
+    threads: int
+    devices: tuple[str | None, ...]
+    visible_gpus: tuple[str | None, ...]
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def parse_gpus(text: str) -> tuple[int, ...]:
+    """``"0,1"`` -> (0, 1).
+
+    Raises:
+        UserError: not a comma-separated list of distinct non-negative integers.
+    """
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        ids = tuple(int(p) for p in parts)
+    except ValueError:
+        raise UserError(f"--gpus {text!r} is not a list of GPU numbers; give e.g. --gpus 0,1") from None
+    if not ids or any(i < 0 for i in ids):
+        raise UserError(f"--gpus {text!r} is not a list of GPU numbers; give e.g. --gpus 0,1")
+    if len(set(ids)) != len(ids):
+        raise UserError(f"--gpus {text!r} names a GPU twice; use --trials-per-gpu for several trials per GPU")
+    return ids
+
+
+def plan_local_workers(workers: int, gpus: str | None, trials_per_gpu: int, device: str) -> LocalWorkers:
+    """Check the worker flags and decide each worker's device.
+
+    Args:
+        workers: ``--workers`` (worker processes without ``--gpus``).
+        gpus: ``--gpus`` text, or None.
+        trials_per_gpu: ``--trials-per-gpu`` (workers per GPU with ``--gpus``).
+        device: the sweep's ``--device``.
+
+    Raises:
+        UserError: a count below 1, ``--gpus`` with ``--workers`` or with a CPU device, or a GPU
+            that is not there.
+    """
+    if workers < 1:
+        raise UserError(f"--workers {workers} must be >= 1")
+    if trials_per_gpu < 1:
+        raise UserError(f"--trials-per-gpu {trials_per_gpu} must be >= 1")
+    cpus = available_cpus()
+    if gpus is None:
+        if trials_per_gpu != 1:
+            raise UserError("--trials-per-gpu needs --gpus; without GPUs use --workers N")
+        return LocalWorkers(workers, max(1, cpus // workers), (None,) * workers, (None,) * workers)
+    if workers != 1:
+        raise UserError("give either --workers N or --gpus with --trials-per-gpu K (which starts len(gpus) x K workers)")
+    if device not in ("auto", "cuda"):
+        raise UserError(f"--gpus puts workers on GPUs, but --device is {device!r}; drop --device or use --device cuda")
+    ids = parse_gpus(gpus)
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UserError(f"--gpus {gpus} asked for but no CUDA GPU is visible; drop --gpus (use --workers N on CPUs)")
+    visible = torch.cuda.device_count()
+    if max(ids) >= visible:
+        raise UserError(f"--gpus {gpus}: GPU {max(ids)} does not exist ({visible} visible: 0..{visible - 1})")
+    parent_mask = [p.strip() for p in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if p.strip()]
+    mask = [parent_mask[i] if parent_mask else str(i) for i in ids]
+    count = len(ids) * trials_per_gpu
+    per_worker = [m for m in mask for _ in range(trials_per_gpu)]
+    return LocalWorkers(count, max(1, cpus // count), ("cuda",) * count, tuple(per_worker))
+
+
+def worker_command(storage: str, study_name: str, threads: int, device: str | None) -> list[str]:
+    """The command line of one local worker process (``adamrag-sens worker``, quiet)."""
+    cmd = [sys.executable, "-m", "sensitivity.cli", "worker", "--storage", storage, "--study", study_name,
+           "--threads", str(threads), "--quiet"]
+    if device is not None:
+        cmd += ["--device", device]
+    return cmd
+
+
+@dataclasses.dataclass
+class WorkersOutcome:
+    """How the local workers ended: each one's exit code (0 done, 130 stopped by Ctrl-C)."""
+
+    returncodes: list[int]
+
+    @property
+    def failed(self) -> list[tuple[int, int]]:
+        """(worker index, exit code) of workers that ended with an error of their own."""
+        return [(i, rc) for i, rc in enumerate(self.returncodes) if rc > 0 and rc != 130]
+
+    @property
+    def killed(self) -> list[tuple[int, int]]:
+        """(worker index, signal number) of workers killed by a signal other than SIGINT (their
+        running trial went stale and was run again by another worker)."""
+        return [(i, -rc) for i, rc in enumerate(self.returncodes) if rc < 0 and rc != -signal.SIGINT]
+
+
+def run_local_workers(storage: str, study_name: str, launch: LocalWorkers,
+                      poll: Callable[[], PlanProgress], on_progress: Callable[[PlanProgress, int], None],
+                      poll_s: float = 1.0) -> WorkersOutcome:
+    """Start ``launch.count`` worker processes on the study and show progress until all have ended.
+
+    Args:
+        storage, study_name: the study (already prepared and queued).
+        launch: see :func:`plan_local_workers`.
+        poll: reads the plan's progress from storage.
+        on_progress: called with (progress, workers still running) after each poll.
+        poll_s: seconds between polls (stretched when a poll itself is slow).
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C (or SIGTERM) here; the workers have been stopped cleanly first.
+    """
+    procs: list[subprocess.Popen] = []
+    try:
+        for i in range(launch.count):
+            env = dict(os.environ)
+            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(launch.threads)
+            if launch.visible_gpus[i] is not None:
+                env["CUDA_VISIBLE_DEVICES"] = launch.visible_gpus[i]
+            procs.append(subprocess.Popen(
+                worker_command(storage, study_name, launch.threads, launch.devices[i]),
+                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
+            ))
+        while True:
+            alive = sum(p.poll() is None for p in procs)
+            start = time.monotonic()
+            try:
+                progress = poll()
+            except Exception:  # noqa: BLE001 - a failed read only skips one update of the display
+                progress = None
+            if progress is not None:
+                on_progress(progress, alive)
+            if alive == 0:
+                break
+            time.sleep(max(poll_s, 5 * (time.monotonic() - start)))
+    finally:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan workers
+        try:
+            stop_workers(procs)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    return WorkersOutcome([p.returncode for p in procs])
+
+
+def stop_workers(procs: list[subprocess.Popen], timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """Send one SIGINT to each live worker, wait up to ``timeout_s``, then SIGKILL what is left
+    (a killed worker's trial goes stale and is run again later)."""
+    live = [p for p in procs if p.poll() is None]
+    for p in live:
+        try:
+            p.send_signal(signal.SIGINT)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout_s
+    for p in live:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()

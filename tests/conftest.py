@@ -1,0 +1,52 @@
+"""Shared fixtures: running the command line in a child process, and fast heartbeats."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")  # children share 2 cores with the test process
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+@pytest.fixture()
+def cli_process(tmp_path):
+    """``cli_process(*args, env=None)`` starts ``adamrag-sens ARGS`` as a child process in ``tmp_path``
+    (the same interpreter and package), with stdout and stderr captured; returns the Popen."""
+
+    def start(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "sensitivity.cli", *args], cwd=tmp_path, env=_child_env(env),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs,
+        )
+
+    return start
+
+
+@pytest.fixture()
+def run_cli(cli_process):
+    """``run_cli(*args, env=None, timeout=180)`` runs ``adamrag-sens ARGS`` to the end; returns
+    (exit code, stdout, stderr)."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> tuple[int, str, str]:
+        proc = cli_process(*args, env=env)
+        out, err = proc.communicate(timeout=timeout)
+        return proc.returncode, out, err
+
+    return run
+
+
+@pytest.fixture()
+def fast_heartbeat(monkeypatch):
+    """Heartbeats every second, stale after 3 s (this process and the children it starts)."""
+    monkeypatch.setenv("ADAMRAG_SENS_HEARTBEAT_S", "1")
+    monkeypatch.setenv("ADAMRAG_SENS_GRACE_S", "3")
+    return {"ADAMRAG_SENS_HEARTBEAT_S": "1", "ADAMRAG_SENS_GRACE_S": "3"}

@@ -1,0 +1,179 @@
+"""Several worker processes on one study: every point runs exactly once, killed and interrupted
+workers lose nothing, and the next run completes exactly what is missing.
+
+Budgets are tiny (digits-mlp, one epoch, or a few hundred epochs of ~20 ms where a trial must be
+caught mid-run); what costs time is starting Python processes.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import signal
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sensitivity.errors import UserError
+from sensitivity.study.queue import DUPLICATE_OF, POINT_KEY, STALE_ERROR, enqueue_missing
+from sensitivity.study.runner import prepare_sweep, run_sweep
+from sensitivity.study.space import plan_points, point_key
+from sensitivity.study.spec import StudySpec
+from sensitivity.study.storage import open_storage
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=open_storage(url, create=False)).get_trials(deepcopy=False)
+
+
+def _assert_each_point_complete_once(url: str, spec: StudySpec) -> list[optuna.trial.FrozenTrial]:
+    trials = _trials(url, spec.study_name)
+    complete = collections.Counter(t.user_attrs[POINT_KEY] for t in trials if t.state == TrialState.COMPLETE)
+    assert complete == {point_key(p): 1 for p in plan_points(spec)}
+    assert not [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    by_number = {t.number: t for t in trials}
+    for t in trials:
+        if t.state == TrialState.PRUNED:  # only duplicates are pruned, and they name the point's holder
+            assert by_number[t.user_attrs[DUPLICATE_OF]].user_attrs[POINT_KEY] == t.user_attrs[POINT_KEY]
+    return trials
+
+
+def _wait_for(condition, timeout: float, what: str):
+    start = time.monotonic()
+    deadline = start + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what} ({time.monotonic() - start:.0f} s)")
+
+
+def _running_mid_trial(url: str, name: str, count: int = 1):
+    """Trials RUNNING that have finished at least one epoch (so the worker is inside training)."""
+    try:
+        running = [t for t in _trials(url, name) if t.state == TrialState.RUNNING and t.intermediate_values]
+    except (KeyError, UserError, optuna.exceptions.StorageInternalError):
+        return None  # not created yet
+    return running if len(running) >= count else None
+
+
+def _args(spec: StudySpec) -> list[str]:
+    return ["--optimizers", ",".join(spec.optimizers), "--lr", ",".join(map(str, spec.lr)),
+            "--beta1", ",".join(map(str, spec.beta1)), "--seeds", str(spec.seeds), "--epochs", str(spec.epochs),
+            "--storage", spec.storage, "--study", spec.study_name]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return "\nState:\tZ" not in fh.read()
+    except FileNotFoundError:
+        return False
+
+
+def test_four_processes_on_one_sqlite_grid_run_every_point_exactly_once(tmp_path, cli_process):
+    url = f"sqlite:///{tmp_path}/grid.db"
+    spec = StudySpec(optimizers=("adam", "nag"), lr=(1e-3, 3e-3, 1e-2, 3e-2), beta1=(0.9,), seeds=2, epochs=1,
+                     storage=url, study_name="grid")
+    prepare_sweep(spec)  # the study exists, so that `worker` can join it at once
+    procs = [cli_process("sweep", *_args(spec)) for _ in range(2)]
+    procs += [cli_process("worker", "--storage", url, "--study", "grid") for _ in range(2)]
+    outputs = [p.communicate(timeout=180) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, err
+        assert "locked" not in err and "Traceback" not in err, err
+    _assert_each_point_complete_once(url, spec)
+
+
+def test_a_worker_killed_mid_trial_has_its_point_run_by_another(tmp_path, cli_process, fast_heartbeat):
+    url = f"sqlite:///{tmp_path}/kill.db"
+    spec = StudySpec(optimizers=("adam",), lr=(1e-3, 1e-2, 1e-1), beta1=(0.9,), seeds=1, epochs=120,
+                     storage=url, study_name="kill")
+    sweep = cli_process("sweep", *_args(spec), "--workers", "2", env=fast_heartbeat)
+    victim = _wait_for(lambda: _running_mid_trial(url, "kill"), 120, "a trial in training")[0]
+    pid = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
+    assert pid != sweep.pid  # a worker process, not the coordinator
+    os.kill(pid, signal.SIGKILL)
+    out, err = sweep.communicate(timeout=180)
+    assert sweep.returncode == 0, err
+    assert "killed by signal 9" in err
+    trials = _assert_each_point_complete_once(url, spec)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert [t.number for t in failed] == [victim.number]
+    assert failed[0].user_attrs["error"] == STALE_ERROR
+
+
+def test_ctrl_c_fails_the_running_trial_and_the_next_run_completes_exactly_the_missing_points(tmp_path):
+    url = f"sqlite:///{tmp_path}/int.db"
+    spec = StudySpec(optimizers=("adam",), lr=(1e-3, 1e-2, 1e-1), beta1=(0.9,), seeds=1, epochs=3,
+                     storage=url, study_name="int")
+
+    class CtrlCInSecondTrial:  # Ctrl-C arrives as KeyboardInterrupt in the main thread, mid-training
+        def on_epoch(self, number, epoch, metrics):
+            if number == 1 and epoch == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(spec, callbacks=CtrlCInSecondTrial())
+    before = _trials(url, "int")
+    assert [t.state for t in before] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
+    assert before[1].user_attrs["error"].startswith("KeyboardInterrupt")
+
+    result = run_sweep(spec)
+    assert (result.complete_before, result.ran) == (1, 2)
+    trials = _assert_each_point_complete_once(url, spec)
+    assert trials[0].datetime_complete == before[0].datetime_complete  # finished trials were left as they were
+    assert [t.state for t in trials[:2]] == [TrialState.COMPLETE, TrialState.FAIL]
+
+
+def test_ctrl_c_with_workers_stops_every_worker_cleanly(tmp_path, cli_process):
+    url = f"sqlite:///{tmp_path}/intw.db"
+    spec = StudySpec(optimizers=("adam", "nag"), lr=(1e-3, 1e-2), beta1=(0.9,), seeds=1, epochs=250,
+                     storage=url, study_name="intw")
+    sweep = cli_process("sweep", *_args(spec), "--workers", "2")
+    running = _wait_for(lambda: _running_mid_trial(url, "intw", count=2), 120, "two trials in training")
+    pids = {int(t.user_attrs["worker"].rsplit(":", 1)[1]) for t in running}
+    sweep.send_signal(signal.SIGINT)
+    out, err = sweep.communicate(timeout=90)
+    assert sweep.returncode == 130, err
+    assert not any(_alive(pid) for pid in pids)
+    trials = _trials(url, "intw")
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert {t.number for t in failed} == {t.number for t in running}
+    assert all(t.user_attrs["error"].startswith("KeyboardInterrupt") for t in failed)
+
+    # the next run queues exactly the points that are not complete: the interrupted ones among them
+    study = optuna.load_study(study_name="intw", storage=open_storage(url))
+    complete, queued = enqueue_missing(study, plan_points(spec))
+    assert complete == sum(t.state == TrialState.COMPLETE for t in trials)
+    assert queued == len(failed)
+    waiting = collections.Counter(
+        t.user_attrs[POINT_KEY] for t in study.get_trials(deepcopy=False) if t.state == TrialState.WAITING
+    )
+    assert sum(waiting.values()) == len(plan_points(spec)) - complete and set(waiting.values()) == {1}
+    assert {t.user_attrs[POINT_KEY] for t in failed} <= set(waiting)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_resume_with_a_changed_grid_keeps_old_points_and_runs_only_new_ones(tmp_path, kind):
+    url = f"sqlite:///{tmp_path}/r.db" if kind == "sqlite" else str(tmp_path / "r.log")
+    first = StudySpec(optimizers=("adam", "nag"), lr=(1e-3, 1e-2), beta1=(0.9,), epochs=1, storage=url, study_name="r")
+    assert run_sweep(first).ran == 4
+    second = dataclasses.replace(first, lr=(1e-2, 1e-1))
+    result = run_sweep(second)
+    assert (result.complete_before, result.ran) == (2, 2)
+    trials = _trials(url, "r")
+    assert len(trials) == 6 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert sorted({t.params["lr"] for t in trials}) == [1e-3, 1e-2, 1e-1]  # the old lr is kept
+
+    from sensitivity.report import load_trials
+
+    frame = load_trials(url, "r").complete
+    assert sorted(frame["lr"].unique()) == [1e-3, 1e-2, 1e-1]
