@@ -35,9 +35,16 @@ OPTIONS = {
 }
 
 
-def _grad(p: torch.Tensor, t: int) -> torch.Tensor:
-    """A deterministic, point-dependent gradient: sin(3 y) + 0.1 cos(t) + 0.5 y."""
-    return torch.sin(3 * p) + 0.1 * math.cos(t) + 0.5 * p
+def _grad(p: torch.Tensor, t: int, maximize: bool = False) -> torch.Tensor:
+    """A deterministic, point-dependent gradient: sin(3 y) + 0.1 cos(t) + 0.5 y.
+
+    With ``maximize`` the field is negated, so that ascent follows the same well-conditioned
+    dynamics as descent. (Ascending the un-negated field drives points away from its zeros, where
+    an Adam step with a small beta1 is nearly sign(g): there a last-bit difference between two
+    correct implementations flips a step and grows to ~lr, which says nothing about either.)
+    """
+    g = torch.sin(3 * p) + 0.1 * math.cos(t) + 0.5 * p
+    return -g if maximize else g
 
 
 def _run(flags, steps=12, dtype=torch.float32, shapes=SHAPES, **hp):
@@ -46,7 +53,7 @@ def _run(flags, steps=12, dtype=torch.float32, shapes=SHAPES, **hp):
     opt = AdamRAG(params, lr=1e-2, **hp, **flags)
     for t in range(1, steps + 1):
         for p in params:
-            p.grad = _grad(p.detach(), t)
+            p.grad = _grad(p.detach(), t, hp.get("maximize", False))
         opt.step()
     torch.cuda.synchronize()
     return [p.detach().float() for p in params], opt, params
