@@ -91,7 +91,7 @@ class _Progress:
     def on_poll(self, prog: Any, workers_alive: int) -> None:
         """Multi-worker display, read from storage: points complete, trials running, best so far."""
         best = "-" if prog.best is None else f"{prog.best:.4f}"
-        desc = f"{workers_alive} workers, {prog.running} running"
+        desc = f"{workers_alive} workers, {prog.running} running" if workers_alive else "workers done"
         self.progress.update(self.task_id, completed=prog.complete, description=desc, best=best)
 
 

@@ -200,9 +200,14 @@ def _begin_immediate(engine: Any) -> None:
     engine.dispose()  # connections opened before the listeners existed are dropped
 
 
-def _with_installed_driver(url: str) -> str:
+def with_installed_driver(url: str) -> str:
     """``postgresql://`` (or ``postgres://``) without a driver: name the one installed, psycopg2
-    (this package's ``postgres`` extra) or psycopg 3, since SQLAlchemy's default differs by version."""
+    (this package's ``postgres`` extra) or psycopg 3. SQLAlchemy 2.1 defaults to psycopg 3 and
+    older versions to psycopg2, so a bare URL fails on one or the other; other URLs pass through.
+
+    Example: ``with_installed_driver("postgresql://u@h/db") == "postgresql+psycopg2://u@h/db"``
+    where psycopg2 is installed.
+    """
     scheme, rest = url.split("://", 1)
     if scheme not in ("postgresql", "postgres"):
         return url
@@ -321,7 +326,7 @@ def open_storage(storage: str, *, create: bool = True, heartbeat: bool = True) -
                 sqlite_path.parent.mkdir(parents=True, exist_ok=True)
             _enable_wal(sqlite_path)
     elif scheme in _RDB_SCHEMES:
-        url = _with_installed_driver(url)
+        url = with_installed_driver(url)
         if "connect_timeout" not in url:
             engine_kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
         engine_kwargs["pool_pre_ping"] = True  # survive server restarts and idle disconnects in long runs
