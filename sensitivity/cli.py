@@ -228,10 +228,11 @@ def _sweep_with_workers(spec: Any, study_obj: Any, plan: list, complete_before: 
         line += f"; {prog.failed} failed: run the same command again to retry them"
     console.print(line, highlight=False)
     for index, code in outcome.failed:
-        err_console.print(f"worker {index} exited with code {code} (its error is printed above)", highlight=False)
+        err_console.print(f"worker {index} exited with code {code} (its error is printed above)", highlight=False,
+                          soft_wrap=True)
     for index, signum in outcome.killed:
         err_console.print(f"worker {index} was killed by signal {signum}; its running trial was failed when its "
-                          f"heartbeat went stale and its point queued again", highlight=False)
+                          f"heartbeat went stale and its point queued again", highlight=False, soft_wrap=True)
     if outcome.failed:
         raise typer.Exit(1)
 
