@@ -28,7 +28,7 @@ pytestmark = [
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def test_sweep_with_two_workers_on_postgresql_runs_every_point_once(run_cli):
+def test_sweep_with_two_workers_on_postgresql_runs_every_point_once(run_cli, tmp_path):
     name = f"pg-{uuid.uuid4().hex[:8]}"
     args = ["sweep", "--optimizers", "adam,nag", "--lr", "1e-3,1e-2,1e-1", "--beta1", "0.9", "--epochs", "1",
             "--storage", URL, "--study", name]
@@ -41,6 +41,12 @@ def test_sweep_with_two_workers_on_postgresql_runs_every_point_once(run_cli):
     complete = collections.Counter(t.user_attrs[POINT_KEY] for t in trials if t.state == TrialState.COMPLETE)
     assert complete == {point_key(p): 1 for p in plan_points(spec)}
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+
+    # the report reads the same URL (a bare postgresql:// picks the installed driver)
+    code, out, err = run_cli("report", "--storage", URL, "--study", name, "--out", str(tmp_path / "report"))
+    assert code == 0, err
+    assert (tmp_path / "report" / "report.html").is_file()
+    assert len((tmp_path / "report" / "trials.csv").read_text().strip().splitlines()) == 1 + len(trials)
 
 
 def test_four_processes_popping_one_postgresql_queue_take_each_point_once():

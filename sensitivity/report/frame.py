@@ -179,8 +179,14 @@ def open_storage(storage: str | os.PathLike | optuna.storages.BaseStorage) -> op
             path = _sqlite_path(text)
             if path is not None:
                 _check_sqlite(path, text)
+        from sensitivity.study.storage import CONNECT_TIMEOUT_S, with_installed_driver
+
+        url = with_installed_driver(text)
+        engine_kwargs = {}
+        if url.startswith("postgresql") and "connect_timeout" not in url:
+            engine_kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
         try:
-            return optuna.storages.RDBStorage(text, skip_table_creation=True)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=True)
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError) as exc:
             # a bad URL, a missing database driver, an unreachable server, an old schema
             raise UserError(f"cannot open Optuna storage {text!r}: {_first_line(exc)}") from exc
