@@ -127,6 +127,8 @@ def _format_params(params: dict[str, Any]) -> str:
 @app.command()
 @user_errors
 def sweep(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, "--config", help="A study definition (TOML, keys = these flags with _ for -, e.g. studies/default.toml); flags given here override it."),
     task: str = typer.Option("digits-mlp", help="Workload (see `adamrag-sens tasks`)."),
     optimizers: str = typer.Option("adamrag,adam,nag,lion", help="Comma-separated optimizer names (see `adamrag-sens optimizers`)."),
     sampler: str = typer.Option("grid", help="grid (cartesian product), random (seeded) or qmc (scrambled Sobol)."),
@@ -159,6 +161,22 @@ def sweep(
 
     Other processes or machines can help with the same study: `adamrag-sens worker --storage URL --study NAME`.
     """
+    if config is not None:
+        given = _read_study_definition(ctx, config)
+        task, optimizers, sampler, lr, lr_points, beta1, beta2, gamma, weight_decay = (
+            given.get(k, v) for k, v in (("task", task), ("optimizers", optimizers), ("sampler", sampler), ("lr", lr),
+                                         ("lr_points", lr_points), ("beta1", beta1), ("beta2", beta2),
+                                         ("gamma", gamma), ("weight_decay", weight_decay)))
+        n_trials, epochs, seeds, metric, device, storage, study, dataset, data_dir, download = (
+            given.get(k, v) for k, v in (("n_trials", n_trials), ("epochs", epochs), ("seeds", seeds),
+                                         ("metric", metric), ("device", device), ("storage", storage),
+                                         ("study", study), ("dataset", dataset), ("data_dir", data_dir),
+                                         ("download", download)))
+        train_size, val_size, batch_size, divergence_factor, sampler_seed, workers, gpus, trials_per_gpu = (
+            given.get(k, v) for k, v in (("train_size", train_size), ("val_size", val_size),
+                                         ("batch_size", batch_size), ("divergence_factor", divergence_factor),
+                                         ("sampler_seed", sampler_seed), ("workers", workers), ("gpus", gpus),
+                                         ("trials_per_gpu", trials_per_gpu)))
     _quiet_optuna()
     _sigterm_as_interrupt()
     from sensitivity.records import METRICS
@@ -197,6 +215,42 @@ def sweep(
         console.print(f"best {spec.metric} {best['value']:.4f}: trial #{best['number']} {_format_params(best['params'])}",
                       highlight=False)
     console.print(f"report: adamrag-sens report --storage {storage} --study {name}", highlight=False)
+
+
+def _read_study_definition(ctx: typer.Context, path: Path) -> dict[str, Any]:
+    """Values of a TOML study definition for the flags not given on the command line.
+
+    Each value goes through the flag's own type conversion (lists become comma-separated text
+    first), so a file and the command line accept and refuse the same things.
+
+    Raises:
+        UserError: unreadable file, TOML syntax error, unknown key, or a value of the wrong type.
+    """
+    import tomllib
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise UserError(f"cannot read study definition {path} ({err.strerror}); check --config") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"study definition {path} is not valid TOML ({err}); fix the file") from None
+    params = {p.name: p for p in ctx.command.params if p.name not in ("config",)}
+    unknown = sorted(set(data) - set(params))
+    if unknown:
+        raise UserError(f"study definition {path}: unknown key(s) {', '.join(unknown)}; "
+                        f"keys are the sweep flags with _ for -, e.g. {', '.join(list(params)[:6])}")
+    values = {}
+    for key, value in data.items():
+        source = ctx.get_parameter_source(key)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            continue  # the command line wins
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        try:
+            values[key] = params[key].process_value(ctx, value)
+        except Exception as err:  # noqa: BLE001 - click.BadParameter and friends
+            raise UserError(f"study definition {path}: {key} = {value!r} is invalid ({err}); fix the file") from None
+    return values
 
 
 def _print_outcome(study_obj: Any, plan: list, ran: int, diverged: int) -> None:

@@ -1,0 +1,66 @@
+"""Study definitions (studies/*.toml, `sweep --config`): the file fills flags, the command line wins."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from sensitivity.cli import app
+from sensitivity.study.spec import StudySpec
+
+runner = CliRunner()
+STUDIES = Path(__file__).resolve().parent.parent / "studies"
+
+
+@pytest.mark.parametrize("path", sorted(STUDIES.glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_definitions_name_only_sweep_flags_and_validate(path):
+    data = tomllib.loads(path.read_text())
+    sweep = next(c for c in app.registered_commands if c.callback.__name__ == "sweep")
+    import inspect
+
+    flags = set(inspect.signature(sweep.callback).parameters) - {"ctx", "config"}
+    assert set(data) <= flags
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+              if k in StudySpec.__dataclass_fields__}
+    StudySpec(**fields).validate()  # raises UserError on a bad value
+
+
+def test_config_fills_flags_and_the_command_line_overrides(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.toml").write_text(
+        'study = "from-file"\noptimizers = ["adam", "nag"]\nlr = [1e-3, 1e-2]\nbeta1 = [0.9]\nepochs = 3\n'
+    )
+    result = runner.invoke(app, ["sweep", "--config", "s.toml", "--epochs", "1", "--optimizers", "adam"])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="from-file", storage="sqlite:///studies/adamrag-sens.db")
+    assert study.user_attrs["epochs"] == 1  # the flag, not the file's 3
+    assert sorted(t.params["lr"] for t in study.trials) == [1e-3, 1e-2]  # from the file
+    assert {t.params["optimizer"] for t in study.trials} == {"adam"}  # the flag
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("bogus = 1\n", "unknown key(s) bogus"),
+        ('epochs = "many"\n', "epochs = 'many' is invalid"),
+        ("epochs = [\n", "is not valid TOML"),
+        ("lr = [1e-3, -2]\n", "--lr value -2 must be > 0"),
+    ],
+)
+def test_a_bad_definition_is_one_line_and_exit_2(tmp_path, monkeypatch, text, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.toml").write_text(text)
+    result = runner.invoke(app, ["sweep", "--config", "bad.toml"])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not (tmp_path / "studies").exists()
+
+
+def test_a_missing_definition_is_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["sweep", "--config", "nope.toml"])
+    assert result.exit_code == 2 and "cannot read study definition nope.toml" in result.output
