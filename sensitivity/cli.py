@@ -350,10 +350,21 @@ def report(
     out_dir = out or Path("reports") / study
     paths = build_report(storage, study, out_dir, tolerance=tolerance)
     import pandas as pd
+    from rich.table import Table
 
-    table = pd.read_csv(paths.summary_csv)
-    cols = ["optimizer", "trials", "best_value", "best_lr", "lr_sensitivity", "tolerance_width_decades", "divergence_rate"]
-    console.print(table[[c for c in cols if c in table]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    summary = pd.read_csv(paths.summary_csv)
+    table = Table(title=f"study {study}: summary (definitions in report.html)")
+    columns = (("optimizer", "optimizer", str), ("trials", "trials", lambda v: f"{v:.0f}"),
+               ("best_value", "best", lambda v: f"{v:.4g}"), ("best_lr", "best lr", lambda v: f"{v:.3g}"),
+               ("lr_sensitivity", "lr sens.", lambda v: f"{v:.3g}"),
+               ("tolerance_width_decades", "tol. (decades)", lambda v: f"{v:.2g}"),
+               ("divergence_rate", "diverged", lambda v: f"{v:.0%}"))
+    shown = [c for c in columns if c[0] in summary]
+    for _, header, _fmt in shown:
+        table.add_column(header, justify="left" if header == "optimizer" else "right")
+    for _, row in summary.iterrows():
+        table.add_row(*("-" if pd.isna(row[key]) else fmt(row[key]) for key, _, fmt in shown))
+    console.print(table)
     console.print(f"report written to {paths.out_dir}/ (open {paths.report_html})")
 
 
