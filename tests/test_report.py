@@ -28,20 +28,8 @@ NAMES = ["adam", "adamrag", "adamw", "lion", "nag", "sgd"]
 
 
 def _distributions():
-    try:
-        from sensitivity.records import param_distributions
-    except ImportError:  # a records.py without it: the same distributions spelled out
-        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from sensitivity.records import param_distributions
 
-        return {
-            "optimizer": CategoricalDistribution(NAMES),
-            "lr": FloatDistribution(1e-8, 100, log=True),
-            "beta1": FloatDistribution(0, 1),
-            "beta2": FloatDistribution(0, 1),
-            "gamma": FloatDistribution(0, 1),
-            "weight_decay": FloatDistribution(0, 10),
-            "seed": IntDistribution(0, 2**31 - 1),
-        }
     return param_distributions(NAMES)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sqlite3
 from typing import Any
 
 import numpy as np
@@ -210,14 +209,9 @@ def _sqlite_path(url: str) -> str | None:
 def _check_sqlite(path: str, shown: str) -> None:
     if not os.path.isfile(path):
         raise UserError(f"no SQLite database at {path!r} (from {shown!r}); check --storage or run a sweep first")
-    try:
-        con = sqlite3.connect(f"file:{os.path.abspath(path)}?mode=ro", uri=True)
-        try:
-            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        finally:
-            con.close()
-    except sqlite3.DatabaseError as exc:
-        raise UserError(f"{path!r} is not a readable SQLite database: {exc}") from exc
+    from sensitivity.study.storage import sqlite_tables
+
+    tables = sqlite_tables(path)
     if "studies" not in tables:
         raise UserError(f"{path!r} is not an Optuna database (no 'studies' table); check --storage")
 

@@ -138,19 +138,28 @@ def check_sqlite_file(path: Path) -> None:
         raise UserError(f"cannot read storage file {path} ({err.strerror}); check its permissions") from None
     if head != _SQLITE_MAGIC:
         raise UserError(f"{path} is not an SQLite database; give another --storage path (the file was left untouched)")
-    try:  # read-only look at the schema: another program's database must not get Optuna's tables
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=SQLITE_BUSY_TIMEOUT_S)
-        try:
-            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        finally:
-            con.close()
-    except sqlite3.Error as err:
-        raise UserError(f"cannot read SQLite database {path} ({err}); give another --storage path") from None
+    tables = sqlite_tables(path)  # another program's database must not get Optuna's tables
     if tables and not {"studies", "trials"} <= tables:
         raise UserError(
             f"{path} is an SQLite database of another program (no Optuna tables); give another --storage path "
             f"(the file was left untouched)"
         )
+
+
+def sqlite_tables(path: Path | str) -> set[str]:
+    """Names of the tables in an SQLite file, read without writing anything (read-only URI).
+
+    Raises:
+        UserError: the file cannot be read as an SQLite database.
+    """
+    try:
+        con = sqlite3.connect(f"file:{os.path.abspath(path)}?mode=ro", uri=True, timeout=SQLITE_BUSY_TIMEOUT_S)
+        try:
+            return {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            con.close()
+    except sqlite3.Error as err:
+        raise UserError(f"cannot read SQLite database {path} ({err}); give another --storage path") from None
 
 
 def _check_journal_file(path: Path) -> None:
