@@ -151,7 +151,7 @@ def sweep(
     train_size: Optional[int] = typer.Option(None, help="Use the first N training examples."),
     val_size: Optional[int] = typer.Option(None, help="Use the first N validation examples."),
     batch_size: Optional[int] = typer.Option(None, help="Mini-batch size (default: the task's)."),
-    divergence_factor: float = typer.Option(5.0, help="A run diverges when its epoch training loss exceeds this multiple of the initial loss."),
+    divergence_factor: float = typer.Option(5.0, help="A run diverges when its epoch training or validation loss exceeds this multiple of the initial loss."),
     sampler_seed: int = typer.Option(0, help="Seed of the random/qmc point generator."),
     workers: int = typer.Option(1, help="Trials at once on this machine: N worker processes (each with cpus/N torch threads)."),
     gpus: Optional[str] = typer.Option(None, help="GPUs to spread workers over, e.g. 0,1 (one process per GPU and trial slot)."),

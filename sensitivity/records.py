@@ -52,8 +52,8 @@ class TrialResult:
         initial_val_loss: validation loss of the initialised model before any step (L0 of
             Wortsman et al. 2023, arXiv 2309.14322).
         initial_val_acc: validation accuracy before any step.
-        diverged: True when the run stopped because its loss became non-finite or exceeded
-            ``divergence_factor * initial_val_loss``.
+        diverged: True when the run stopped because its loss became non-finite, or an epoch's
+            training or validation loss exceeded ``divergence_factor * initial_val_loss``.
         diverged_reason: "" or a short phrase ("non-finite loss at step 37", ...).
         diverged_step: optimizer step at which divergence was detected, or -1.
         epochs_run: epochs completed (a diverged run stops early).

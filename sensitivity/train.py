@@ -115,8 +115,8 @@ def train_trial(
         epochs: passes over the training set (>= 1).
         device: where to train; images use bf16 autocast and channels_last on CUDA.
         divergence_factor: the run is stopped and marked diverged when a training loss is
-            non-finite, or when an epoch's mean training loss exceeds this multiple of L0
-            (the validation loss at initialisation).
+            non-finite, or when an epoch's mean training loss or its validation loss exceeds this
+            multiple of L0 (the validation loss at initialisation).
         on_epoch: called after each epoch with ``(epoch, {"train_loss", "val_loss", "val_acc"})``.
 
     Returns:
@@ -203,13 +203,18 @@ def _train(task: Task, config: dict[str, Any], optimizer: str, hyperparameters: 
         result.epochs_run = epoch
         if on_epoch is not None:
             on_epoch(epoch, {"train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc})
-        if train_loss > divergence_factor * initial_loss or not math.isfinite(val_loss):
+        limit = divergence_factor * initial_loss
+        reason = ""
+        if not math.isfinite(val_loss):
+            reason = f"non-finite validation loss after epoch {epoch}"
+        elif train_loss > limit:
+            reason = f"epoch {epoch} mean training loss {train_loss:.3g} > {divergence_factor:g} x initial {initial_loss:.3g}"
+        elif val_loss > limit:  # e.g. BatchNorm statistics blown up by a huge step: training loss alone misses it
+            reason = f"epoch {epoch} validation loss {val_loss:.3g} > {divergence_factor:g} x initial {initial_loss:.3g}"
+        if reason:
             result.diverged = True
             result.diverged_step = result.steps
-            result.diverged_reason = (
-                f"epoch {epoch} mean training loss {train_loss:.3g} > {divergence_factor:g} x initial {initial_loss:.3g}"
-                if math.isfinite(val_loss) else f"non-finite validation loss after epoch {epoch}"
-            )
+            result.diverged_reason = reason
             break
     result.wall_time_s = time.perf_counter() - t_start
     result.throughput = result.steps * batch_size / train_seconds if train_seconds > 0 else 0.0

@@ -79,3 +79,23 @@ def test_a_device_that_is_not_there_is_a_user_error():
     with pytest.raises(UserError):
         resolve_device("tpu")
     assert resolve_device("auto").type == "cpu"
+
+
+def test_validation_loss_far_above_initial_counts_as_diverged(monkeypatch):
+    # a run whose training loss looks fine but whose evaluation explodes (as BatchNorm statistics
+    # do after a huge step) is diverged, not a finite point at 1e6 on the sensitivity curve
+    import sensitivity.train as train
+
+    real = train.evaluate
+    calls = []
+
+    def exploding(model, x, y, batch_size, autocast):
+        calls.append(1)
+        loss, acc = real(model, x, y, batch_size, autocast)
+        return (loss, acc) if len(calls) == 1 else (1e6, 0.1)
+
+    monkeypatch.setattr(train, "evaluate", exploding)
+    result = _run("adam", {"lr": 1e-3}, epochs=3)
+    assert result.diverged and result.epochs_run == 1
+    assert "validation loss" in result.diverged_reason
+    assert result.objective("val_loss") == result.initial_val_loss
