@@ -348,7 +348,14 @@ def report(
     from sensitivity.report import build_report
 
     out_dir = out or Path("reports") / study
-    paths = build_report(storage, study, out_dir, tolerance=tolerance)
+    if tolerance is not None and not (tolerance >= 0 and tolerance < float("inf")):
+        raise UserError(f"--tolerance {tolerance} must be a finite number >= 0 (e.g. 0.1 = within 10% of the best loss)")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file; give a folder for the report (it is created if missing)")
+    try:
+        paths = build_report(storage, study, out_dir, tolerance=tolerance)
+    except OSError as err:  # a folder that cannot be created or written
+        raise UserError(f"cannot write the report to {out_dir} ({err.strerror or err}); give another --out folder") from None
     import pandas as pd
     from rich.table import Table
 

@@ -89,3 +89,13 @@ def test_crop_flip_moves_pixels_without_inventing_values():
 def test_unknown_task_lists_the_known_ones():
     with pytest.raises(UserError, match="digits-mlp.*resnet18"):
         get_task("mnist-cnn")
+
+
+def test_junk_fashion_mnist_files_are_a_user_error(tmp_path):
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / name).write_bytes(b"not an idx file at all")
+    task = get_task("resnet18")
+    with pytest.raises(UserError, match="unreadable.*delete that folder"):
+        task.load(task.config(dataset="fashion-mnist", data_dir=str(tmp_path)))

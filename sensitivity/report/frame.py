@@ -122,6 +122,9 @@ def load_trials(
     store = open_storage(storage)
     try:
         study_id = store.get_study_id_from_name(study_name)
+    except optuna.exceptions.StorageInternalError as exc:  # the server went away or never answered
+        raise UserError(f"cannot read Optuna storage {_describe(storage)}: {_first_line(exc.__cause__ or exc)}; "
+                        "check the URL and that the server is up") from None
     except KeyError:
         names = _study_names(store)
         known = ", ".join(names) if names else "none"
@@ -186,9 +189,12 @@ def open_storage(storage: str | os.PathLike | optuna.storages.BaseStorage) -> op
             engine_kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=True)
+        except optuna.exceptions.StorageInternalError as exc:  # Optuna wraps a failed connection
+            raise UserError(f"cannot open Optuna storage {text!r}: {_first_line(exc.__cause__ or exc)}; "
+                            "check the URL and that the server is up") from None
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError) as exc:
             # a bad URL, a missing database driver, an unreachable server, an old schema
-            raise UserError(f"cannot open Optuna storage {text!r}: {_first_line(exc)}") from exc
+            raise UserError(f"cannot open Optuna storage {text!r}: {_first_line(exc)}") from None
     if text.endswith(_JOURNAL_SUFFIXES):
         if not os.path.isfile(text):
             raise UserError(f"journal file {text!r} does not exist; check --storage or run a sweep first")

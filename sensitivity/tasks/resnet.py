@@ -108,10 +108,10 @@ def load_image_data(config: dict[str, Any]) -> TaskData:
         try:
             train = datasets.CIFAR10(str(data_dir), train=True, download=download)
             test = datasets.CIFAR10(str(data_dir), train=False, download=download)
-        except RuntimeError as err:
+        except (RuntimeError, OSError) as err:  # missing or corrupt files; a failed download (URLError)
             raise UserError(
-                f"CIFAR-10 not found in {data_dir / 'cifar-10-batches-py'} ({err}); pass --download on a "
-                f"machine online, or --data-dir pointing at a folder that holds cifar-10-batches-py"
+                f"CIFAR-10 not found in {data_dir / 'cifar-10-batches-py'} ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+                f"pass --download on a machine online, or --data-dir pointing at a folder that holds cifar-10-batches-py"
             ) from None
         to_tensor = lambda a: torch.as_tensor(a).permute(0, 3, 1, 2).float() / 255.0  # noqa: E731
         x_tr, y_tr = to_tensor(train.data), torch.as_tensor(train.targets, dtype=torch.int64)
@@ -122,8 +122,9 @@ def load_image_data(config: dict[str, Any]) -> TaskData:
         try:
             train = datasets.FashionMNIST(str(data_dir), train=True, download=download)
             test = datasets.FashionMNIST(str(data_dir), train=False, download=download)
-        except RuntimeError as err:
-            raise UserError(f"Fashion-MNIST in {data_dir / 'FashionMNIST' / 'raw'} is unreadable ({err}); "
+        except (RuntimeError, OSError, AssertionError, ValueError) as err:  # torchvision asserts on bad IDX headers
+            raise UserError(f"Fashion-MNIST in {data_dir / 'FashionMNIST' / 'raw'} is unreadable "
+                            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'bad IDX file'}); "
                             f"delete that folder and run again") from None
         x_tr, y_tr = train.data.unsqueeze(1).float() / 255.0, train.targets.long()
         x_va, y_va = test.data.unsqueeze(1).float() / 255.0, test.targets.long()

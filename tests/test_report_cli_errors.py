@@ -1,0 +1,37 @@
+"""`adamrag-sens report` mistakes: one line, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from sensitivity.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def small_study(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["sweep", "--optimizers", "adam", "--lr", "1e-3,1e-2", "--beta1", "0.9", "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--tolerance", "-1"], "--tolerance -1.0 must be a finite number >= 0"),
+        (["--tolerance", "nan"], "must be a finite number >= 0"),
+        (["--out", "a-file.txt"], "is a file; give a folder"),
+        (["--storage", "postgresql://nobody@127.0.0.1:1/x"], "cannot open Optuna storage"),
+        (["--study", "nope"], "no study named 'nope'"),
+    ],
+)
+def test_report_mistakes_are_one_line_and_exit_2(small_study, args, message):
+    (small_study / "a-file.txt").write_text("keep me")
+    result = runner.invoke(app, ["report", "--study", "digits-mlp", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert (small_study / "a-file.txt").read_text() == "keep me"
