@@ -99,3 +99,10 @@ def test_junk_fashion_mnist_files_are_a_user_error(tmp_path):
     task = get_task("resnet18")
     with pytest.raises(UserError, match="unreadable.*delete that folder"):
         task.load(task.config(dataset="fashion-mnist", data_dir=str(tmp_path)))
+
+
+def test_digits_val_size_takes_the_first_validation_examples():
+    task = get_task("digits-mlp")
+    full = task.load(task.config())
+    part = task.load(task.config(val_size=50))
+    assert len(part.y_val) == 50 and torch.equal(part.y_val, full.y_val[:50])

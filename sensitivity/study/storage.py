@@ -230,7 +230,8 @@ def with_installed_driver(url: str) -> str:
 
 def _open_rdb(url: str, engine_kwargs: dict[str, Any], hb: dict[str, Any], retry: bool) -> optuna.storages.RDBStorage:
     """RDBStorage(url); on SQLite, retried a few times when another process is creating the tables
-    of a new file at the same moment ("table ... already exists", "database is locked")."""
+    of a new file at the same moment ("table ... already exists", "database is locked", "UNIQUE constraint
+    failed: alembic_version" when both write the schema version)."""
     for attempt in range(4):
         try:
             with warnings.catch_warnings():
@@ -238,7 +239,7 @@ def _open_rdb(url: str, engine_kwargs: dict[str, Any], hb: dict[str, Any], retry
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
         except Exception as err:  # noqa: BLE001
             text = str(err.__cause__ or err)
-            if not retry or attempt == 3 or not ("already exists" in text or "locked" in text):
+            if not retry or attempt == 3 or not ("already exists" in text or "locked" in text or "UNIQUE constraint" in text):
                 raise
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")

@@ -29,7 +29,7 @@ def load_digits_data(config: dict[str, Any]) -> TaskData:
         torch.arange(len(y)).numpy(), test_size=0.2, random_state=0, stratify=y.numpy()
     )
     x_train, y_train = subset_first(x[idx_train], y[idx_train], config.get("train_size"))
-    x_val, y_val = x[idx_val], y[idx_val]
+    x_val, y_val = subset_first(x[idx_val], y[idx_val], config.get("val_size"))
     mean = x_train.mean(0, keepdim=True)
     std = x_train.std(0, keepdim=True).clamp_min(1e-3)
     return TaskData(
@@ -58,7 +58,7 @@ def build_mlp(config: dict[str, Any], data: TaskData) -> nn.Module:
 DIGITS_MLP = Task(
     name="digits-mlp",
     description="MLP (64-128-128-10) on scikit-learn's 1,797 real 8x8 digits; no download; CPU-sized",
-    defaults={"dataset": "digits", "epochs": 10, "batch_size": 64, "hidden": 128, "train_size": None},
+    defaults={"dataset": "digits", "epochs": 10, "batch_size": 64, "hidden": 128, "train_size": None, "val_size": None},
     datasets=("digits",),
     load=load_digits_data,
     build_model=build_mlp,
