@@ -111,13 +111,11 @@ def _progress_bar():
 
 
 def _sigterm_as_interrupt() -> None:
-    """SIGTERM (a scheduler stopping the job) ends a sweep or worker as Ctrl-C does: cleanly."""
-    import signal
+    """SIGTERM (a scheduler stopping the job) ends a sweep or worker as Ctrl-C does: cleanly; a stop
+    request is remembered, so it is not lost when Python swallows the first KeyboardInterrupt."""
+    from sensitivity import interrupt
 
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
+    interrupt.install()
 
 
 def _format_params(params: dict[str, Any]) -> str:

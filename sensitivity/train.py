@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
+from sensitivity import interrupt
 from sensitivity.errors import UserError
 from sensitivity.optim.registry import build_optimizer
 from sensitivity.records import TrialResult
@@ -182,6 +183,7 @@ def _train(task: Task, config: dict[str, Any], optimizer: str, hyperparameters: 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            interrupt.check()  # a Ctrl-C that Python swallowed still stops the run here
             result.steps += 1
             loss_sum += loss.detach()
             if (i + 1) % check_every == 0 or i + 1 == steps_per_epoch:

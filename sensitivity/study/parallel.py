@@ -137,6 +137,24 @@ class WorkersOutcome:
         return [(i, -rc) for i, rc in enumerate(self.returncodes) if rc < 0 and rc != -signal.SIGINT]
 
 
+def _end_with_parent() -> None:
+    """In a new worker (Linux): get SIGTERM when the coordinating process dies, even by SIGKILL.
+
+    A worker ends on SIGTERM as on Ctrl-C (its running trial is stored as FAIL), so killing the
+    coordinator never leaves workers training on. Elsewhere this does nothing; the workers then
+    finish the queue on their own, as `adamrag-sens worker` processes would.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def run_local_workers(storage: str, study_name: str, launch: LocalWorkers,
                       poll: Callable[[], PlanProgress], on_progress: Callable[[PlanProgress, int], None],
                       poll_s: float = 1.0) -> WorkersOutcome:
@@ -162,6 +180,7 @@ def run_local_workers(storage: str, study_name: str, launch: LocalWorkers,
             procs.append(subprocess.Popen(
                 worker_command(storage, study_name, launch.threads, launch.devices[i]),
                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=_end_with_parent,
             ))
         while True:
             alive = sum(p.poll() is None for p in procs)

@@ -27,6 +27,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 import sensitivity
+from sensitivity import interrupt
 from sensitivity.errors import UserError
 from sensitivity.optim.registry import OPTIMIZERS
 from sensitivity.records import METRICS, PARAM_NAMES, TrialResult, param_distributions
@@ -329,6 +330,7 @@ def run_worker(study: optuna.Study, spec: StudySpec, plan: list[Point], callback
     pause = min(float(interval), 1.0)  # while waiting for other workers' last trials
     ran = diverged = 0
     while max_trials is None or ran < max_trials:
+        interrupt.check()  # a stop request whose KeyboardInterrupt Python swallowed
         queue.fail_stale()
         trial = queue.pop()
         if trial is None:
