@@ -1,7 +1,7 @@
 """AdamRAG against independent references, for every implementation path (CPU).
 
 References written here, not taken from the code under test:
-- a float64 two-sequence recursion (w, y) straight from DESIGN.md (no ravine buffer);
+- a float64 two-sequence recursion (w, y) straight from the README's AdamRAG section (no ravine buffer);
 - torch.optim.Adam / AdamW (gamma = 0) and torch.optim.SGD(nesterov=True) (Adam step replaced by -lr g).
 
 The fused Triton kernel runs here under Triton's interpreter (TRITON_INTERPRET=1, set below when
@@ -120,7 +120,7 @@ def _reference(
     init=None,
     return_w=False,
 ):
-    """Float64 two-sequence recursion of DESIGN.md: w_t = y_t + Adam step, y_{t+1} = w_t + gamma_t (w_t - w_{t-1})."""
+    """Float64 two-sequence recursion of the README's AdamRAG section: w_t = y_t + Adam step, y_{t+1} = w_t + gamma_t (w_t - w_{t-1})."""
     b1, b2 = betas
     ys = [x.double().clone() for x in (_initial_points() if init is None else init)]
     a = _curvatures([tuple(x.shape) for x in ys])

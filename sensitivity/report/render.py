@@ -47,14 +47,14 @@ DEFINITIONS = (
     ("Tolerance width",
      "Span, in decades of lr (log10(lr_high / lr_low)), of the largest contiguous run of the optimizer's "
      "grid lrs whose final metric is within the tolerance of its best; a single point has width 0.",
-     "adamrag-sens (DESIGN.md), after the lr-range robustness plots of Wortsman et al. 2023"),
+     "adamrag-sens (README, section Metrics), after the lr-range robustness plots of Wortsman et al. 2023"),
     ("Relative performance",
      "best/L for losses, acc/best for accuracies, per lr, relative to the optimizer's own best; NaN -> 0.",
      "Schneider, Balles & Hennig 2019, DeepOBS: A Deep Learning Optimizer Benchmark Suite, ICLR"),
     ("Divergence rate",
      "Share of completed trials that diverged (non-finite loss, or loss above the study's divergence "
      "factor times the initial loss). Diverged runs stay in every metric at their initial value.",
-     "adamrag-sens (DESIGN.md)"),
+     "adamrag-sens (README, section Metrics)"),
     ("Performance profile",
      "rho_s(tau): share of tasks on which optimizer s is within a factor tau of the best optimizer "
      "(computed across studies; one study is one task).",
