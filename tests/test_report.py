@@ -325,8 +325,11 @@ def test_random_samples_are_binned_for_the_heatmap_and_storage_objects_are_accep
     data = load_trials(storage, "rnd")
     fig = F.robustness_heatmaps(data.trials, "val_loss")
     rows, cols = fig.axes[0].images[0].get_array().shape
-    assert cols <= 7 and rows <= 8  # half decades over 3 decades; beta1 rounded
+    assert cols <= 7 and rows <= 8  # half decades over 3 decades; beta1 binned
     assert "lr binned to half decades" in fig.get_suptitle()
+    # beta1 in [0.8, 0.99] falls in half decades of 1 - beta1: 0.8 (1-0.2 ~ 10^-0.5 bin), 0.9, 0.968, 0.99
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels and all(float(x) < 1 for x in labels), labels
     assert np.isfinite(M.summarize(data.trials, "val_loss")["lr_sensitivity"]).all()
 
 

@@ -240,10 +240,11 @@ def _snap_for_heatmap(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         done["lr"] = 10 ** (np.round(2 * np.log10(done["lr"])) / 2)
         notes.append("lr binned to half decades")
     if done.groupby("optimizer")["beta1"].nunique().max() > _HEATMAP_MAX_ROWS:
-        done["beta1"] = done["beta1"].round(2)
-        if done.groupby("optimizer")["beta1"].nunique().max() > _HEATMAP_MAX_ROWS:
-            done["beta1"] = done["beta1"].round(1)
-        notes.append("beta1 rounded")
+        # bin in log10(1 - beta1), as the random sampler draws it: half decades of 1 - beta1
+        # (0.68, 0.9, 0.968, 0.99, ...); rounding beta1 itself would put 0.97 in a cell "1"
+        one_minus = np.clip(1.0 - done["beta1"], 1e-6, 1.0)
+        done["beta1"] = (1.0 - 10 ** (np.round(2 * np.log10(one_minus)) / 2)).round(4)
+        notes.append("beta1 binned to half decades of 1 - beta1")
     return done, notes
 
 
