@@ -25,7 +25,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=False)
+console = Console(stderr=False, soft_wrap=True)  # long lines (commands to copy) never wrap mid-word
 err_console = Console(stderr=True)
 
 from sensitivity.study.spec import DEFAULT_STORAGE  # noqa: E402
