@@ -306,6 +306,9 @@ def worker(
     """
     _quiet_optuna()
     _sigterm_as_interrupt()
+    from sensitivity.study.parallel import stop_when_parent_dies
+
+    stop_when_parent_dies()
     from sensitivity.study.queue import enqueue_missing
     from sensitivity.study.runner import join_study, run_worker
 

@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Callable
 
@@ -137,22 +138,24 @@ class WorkersOutcome:
         return [(i, -rc) for i, rc in enumerate(self.returncodes) if rc < 0 and rc != -signal.SIGINT]
 
 
-def _end_with_parent() -> None:
-    """In a new worker (Linux): get SIGTERM when the coordinating process dies, even by SIGKILL.
+PARENT_ENV = "ADAMRAG_SENS_PARENT_PID"
+"""Set by a coordinating ``sweep --workers`` for its workers: see :func:`stop_when_parent_dies`."""
 
-    A worker ends on SIGTERM as on Ctrl-C (its running trial is stored as FAIL), so killing the
-    coordinator never leaves workers training on. Elsewhere this does nothing; the workers then
-    finish the queue on their own, as `adamrag-sens worker` processes would.
-    """
-    if not sys.platform.startswith("linux"):
+
+def stop_when_parent_dies(poll_s: float = 1.0) -> None:
+    """In a worker started by a coordinator: end as on SIGTERM (running trial stored as FAIL) once
+    the coordinator is gone, even if it was killed with SIGKILL. Does nothing for a worker started
+    by hand. Watches the parent process id from a daemon thread."""
+    expected = os.environ.get(PARENT_ENV)
+    if not expected or not expected.isdigit():
         return
-    try:
-        import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    def watch() -> None:
+        while os.getppid() == int(expected):
+            time.sleep(poll_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def run_local_workers(storage: str, study_name: str, launch: LocalWorkers,
@@ -175,12 +178,12 @@ def run_local_workers(storage: str, study_name: str, launch: LocalWorkers,
         for i in range(launch.count):
             env = dict(os.environ)
             env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(launch.threads)
+            env[PARENT_ENV] = str(os.getpid())  # the worker stops if this process dies, even by SIGKILL
             if launch.visible_gpus[i] is not None:
                 env["CUDA_VISIBLE_DEVICES"] = launch.visible_gpus[i]
             procs.append(subprocess.Popen(
                 worker_command(storage, study_name, launch.threads, launch.devices[i]),
                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
-                preexec_fn=_end_with_parent,
             ))
         while True:
             alive = sum(p.poll() is None for p in procs)
