@@ -177,3 +177,19 @@ def test_resume_with_a_changed_grid_keeps_old_points_and_runs_only_new_ones(tmp_
 
     frame = load_trials(url, "r").complete
     assert sorted(frame["lr"].unique()) == [1e-3, 1e-2, 1e-1]
+
+
+def test_killing_the_coordinator_stops_its_workers(tmp_path, cli_process):
+    url = f"sqlite:///{tmp_path}/orphan.db"
+    spec = StudySpec(optimizers=("adam", "nag"), lr=(1e-3, 1e-2), beta1=(0.9,), seeds=1, epochs=250,
+                     storage=url, study_name="orphan")
+    sweep = cli_process("sweep", *_args(spec), "--workers", "2")
+    running = _wait_for(lambda: _running_mid_trial(url, "orphan", count=2), 120, "two trials in training")
+    pids = {int(t.user_attrs["worker"].rsplit(":", 1)[1]) for t in running}
+    sweep.send_signal(signal.SIGKILL)  # no chance to stop its workers itself
+    sweep.communicate(timeout=30)
+    _wait_for(lambda: not any(_alive(pid) for pid in pids), 30, "the workers to end")
+    trials = _trials(url, "orphan")
+    assert not [t for t in trials if t.state == TrialState.RUNNING]  # each stored its trial as FAIL
+    failed = {t.number for t in trials if t.state == TrialState.FAIL}
+    assert failed == {t.number for t in running}
