@@ -201,9 +201,46 @@ def run_local_workers(storage: str, study_name: str, launch: LocalWorkers,
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan workers
         try:
             stop_workers(procs)
+            fail_trials_of_ended_workers(storage, study_name, [p.pid for p in procs])
         finally:
             signal.signal(signal.SIGINT, previous)
     return WorkersOutcome([p.returncode for p in procs])
+
+
+ENDED_WORKER_ERROR = "KeyboardInterrupt: the worker ended before recording this trial; settled by the coordinator"
+"""The ``error`` user attribute of trials failed by :func:`fail_trials_of_ended_workers`."""
+
+
+def fail_trials_of_ended_workers(storage: str, study_name: str, pids: list[int]) -> int:
+    """Mark FAIL every RUNNING trial whose worker (this host, one of ``pids``) has ended.
+
+    A worker stopped by Ctrl-C records its own trial as FAIL; one that could not (killed after
+    the stop timeout, or interrupted between taking a trial and starting it) would otherwise leave
+    the trial RUNNING until its heartbeat goes stale. The coordinator knows its workers are gone,
+    so it settles them at once; the next run queues those points again.
+
+    Returns:
+        How many trials were failed here.
+    """
+    import socket
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from sensitivity.study.storage import open_storage
+
+    owners = {f"{socket.gethostname()}:{pid}" for pid in pids}
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_storage(storage, create=False))
+        failed = 0
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.user_attrs.get("worker") in owners:
+                study._storage.set_trial_user_attr(t._trial_id, "error", ENDED_WORKER_ERROR)  # noqa: SLF001
+                study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+                failed += 1
+        return failed
+    except Exception:  # noqa: BLE001 - storage unreachable: heartbeats going stale cover it
+        return 0
 
 
 def stop_workers(procs: list[subprocess.Popen], timeout_s: float = STOP_TIMEOUT_S) -> None:
