@@ -134,7 +134,8 @@ def test_ctrl_c_fails_the_running_trial_and_the_next_run_completes_exactly_the_m
 
 def test_ctrl_c_with_workers_stops_every_worker_cleanly(tmp_path, cli_process):
     url = f"sqlite:///{tmp_path}/intw.db"
-    spec = StudySpec(optimizers=("adam", "nag"), lr=(1e-3, 1e-2), beta1=(0.9,), seeds=1, epochs=250,
+    # long trials, so that the two seen in training are still the ones running when the signal lands
+    spec = StudySpec(optimizers=("adam", "nag"), lr=(1e-3, 1e-2), beta1=(0.9,), seeds=1, epochs=3000,
                      storage=url, study_name="intw")
     sweep = cli_process("sweep", *_args(spec), "--workers", "2")
     running = _wait_for(lambda: _running_mid_trial(url, "intw", count=2), 120, "two trials in training")
@@ -146,6 +147,7 @@ def test_ctrl_c_with_workers_stops_every_worker_cleanly(tmp_path, cli_process):
     trials = _trials(url, "intw")
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert 1 <= len(failed) <= 2  # one running trial per worker at most
     assert {t.number for t in failed} == {t.number for t in running}
     assert all(t.user_attrs["error"].startswith("KeyboardInterrupt") for t in failed)
 
@@ -181,7 +183,7 @@ def test_resume_with_a_changed_grid_keeps_old_points_and_runs_only_new_ones(tmp_
 
 def test_killing_the_coordinator_stops_its_workers(tmp_path, cli_process):
     url = f"sqlite:///{tmp_path}/orphan.db"
-    spec = StudySpec(optimizers=("adam", "nag"), lr=(1e-3, 1e-2), beta1=(0.9,), seeds=1, epochs=250,
+    spec = StudySpec(optimizers=("adam", "nag"), lr=(1e-3, 1e-2), beta1=(0.9,), seeds=1, epochs=3000,
                      storage=url, study_name="orphan")
     sweep = cli_process("sweep", *_args(spec), "--workers", "2")
     running = _wait_for(lambda: _running_mid_trial(url, "orphan", count=2), 120, "two trials in training")
