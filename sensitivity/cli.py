@@ -159,22 +159,9 @@ def sweep(
 
     Other processes or machines can help with the same study: `adamrag-sens worker --storage URL --study NAME`.
     """
-    if config is not None:
-        given = _read_study_definition(ctx, config)
-        task, optimizers, sampler, lr, lr_points, beta1, beta2, gamma, weight_decay = (
-            given.get(k, v) for k, v in (("task", task), ("optimizers", optimizers), ("sampler", sampler), ("lr", lr),
-                                         ("lr_points", lr_points), ("beta1", beta1), ("beta2", beta2),
-                                         ("gamma", gamma), ("weight_decay", weight_decay)))
-        n_trials, epochs, seeds, metric, device, storage, study, dataset, data_dir, download = (
-            given.get(k, v) for k, v in (("n_trials", n_trials), ("epochs", epochs), ("seeds", seeds),
-                                         ("metric", metric), ("device", device), ("storage", storage),
-                                         ("study", study), ("dataset", dataset), ("data_dir", data_dir),
-                                         ("download", download)))
-        train_size, val_size, batch_size, divergence_factor, sampler_seed, workers, gpus, trials_per_gpu = (
-            given.get(k, v) for k, v in (("train_size", train_size), ("val_size", val_size),
-                                         ("batch_size", batch_size), ("divergence_factor", divergence_factor),
-                                         ("sampler_seed", sampler_seed), ("workers", workers), ("gpus", gpus),
-                                         ("trials_per_gpu", trials_per_gpu)))
+    if config is not None:  # run again with the file's values for the flags not given
+        values = {**ctx.params, **_read_study_definition(ctx, config), "config": None}
+        return sweep(ctx, **values)
     _quiet_optuna()
     _sigterm_as_interrupt()
     from sensitivity.records import METRICS
