@@ -384,7 +384,7 @@ def optimizers() -> None:
     """List the optimizers, what beta1/beta2 mean for each, and their default search ranges."""
     from rich.table import Table
 
-    from sensitivity.optim.registry import OPTIMIZERS
+    from sensitivity.catalog import OPTIMIZERS
 
     table = Table(title="optimizers")
     for col in ("name", "hyperparameters", "default lr range", "defaults", "beta1", "beta2", "source"):

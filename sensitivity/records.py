@@ -136,7 +136,7 @@ def param_distributions(optimizer_names: tuple[str, ...] | list[str]) -> dict[st
     categorical choices).
 
     Args:
-        optimizer_names: every optimizer name the registry knows (sorted for stability).
+        optimizer_names: every optimizer name the catalog knows (sorted for stability).
 
     Returns:
         ``{param name: optuna.distributions.BaseDistribution}`` for ``PARAM_NAMES``.

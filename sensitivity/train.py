@@ -110,7 +110,7 @@ def train_trial(
     Args:
         task: the workload (see :mod:`sensitivity.tasks`).
         config: the task's configuration (``task.config(...)``); ``batch_size`` is used here.
-        optimizer: registry name (``adamrag``, ``adam``, ``nag``, ``lion``, ...).
+        optimizer: catalog name (``adamrag``, ``adam``, ``nag``, ``lion``, ...).
         hyperparameters: ``lr`` and any of ``beta1, beta2, gamma, weight_decay``.
         seed: seeds the model initialisation, the batch order and the augmentation.
         epochs: passes over the training set (>= 1).

@@ -18,6 +18,7 @@ import optuna
 import pandas as pd
 import sqlalchemy.exc
 
+from sensitivity.catalog import display_names
 from sensitivity.errors import UserError
 from sensitivity.records import METRICS, PARAM_NAMES, STUDY_ATTRS, TrialResult
 
@@ -253,16 +254,8 @@ def _last(values: Any) -> float:
     return math.nan
 
 
-def _display_names() -> dict[str, str]:
-    try:
-        from sensitivity.optim.registry import OPTIMIZERS
-    except ImportError:  # the registry pulls in torch; the report works without it
-        return {}
-    return {name: spec.display for name, spec in OPTIMIZERS.items()}
-
-
 def _trials_frame(frozen: list[optuna.trial.FrozenTrial]) -> pd.DataFrame:
-    display = _display_names()
+    display = display_names()
     rows = []
     for t in frozen:
         p, a = t.params, t.user_attrs

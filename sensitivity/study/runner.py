@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 import sensitivity
 from sensitivity import interrupt
 from sensitivity.errors import UserError
-from sensitivity.optim.registry import OPTIMIZERS
+from sensitivity.catalog import OPTIMIZERS
 from sensitivity.records import METRICS, PARAM_NAMES, TrialResult, param_distributions
 from sensitivity.study.queue import POINT_KEY, PlanProgress, PointQueue, enqueue_missing
 from sensitivity.study.space import Point, plan_points
