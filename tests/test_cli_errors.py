@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from sensitivity.cli import app
 from sensitivity.study.runner import OPTIMIZER_CHOICES, run_sweep
 from sensitivity.study.spec import StudySpec
-from sensitivity.study.storage import open_storage
+from sensitivity.storage import open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 runner = CliRunner()
@@ -158,7 +158,7 @@ def test_bad_worker_input_is_one_line_exit_2_and_changes_nothing(db, case):
 
 
 def test_worker_on_a_missing_database_creates_nothing(tmp_path):
-    _check_one_line_exit_2(["worker", "--storage", f"sqlite:///{tmp_path}/none.db", "--study", "x"], "no database at")
+    _check_one_line_exit_2(["worker", "--storage", f"sqlite:///{tmp_path}/none.db", "--study", "x"], "no SQLite database at")
     _check_one_line_exit_2(["worker", "--storage", str(tmp_path / "none.log"), "--study", "x"], "does not exist")
     assert list(tmp_path.iterdir()) == []
 

@@ -22,7 +22,7 @@ from sensitivity.errors import UserError
 from sensitivity.study.queue import DUPLICATE_OF, POINT_KEY, PointQueue, enqueue_missing
 from sensitivity.study.runner import study_distributions
 from sensitivity.study.space import point_key
-from sensitivity.study.storage import open_storage
+from sensitivity.storage import open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -58,7 +58,7 @@ _POP_AND_FINISH = textwrap.dedent("""
     import json, sys, optuna
     from optuna.trial import TrialState
     from sensitivity.study.queue import PointQueue, enqueue_missing
-    from sensitivity.study.storage import open_storage
+    from sensitivity.storage import open_storage
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     url, plan, name = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
     study = optuna.load_study(study_name=name, storage=open_storage(url))

@@ -22,7 +22,7 @@ from sensitivity.study.queue import DUPLICATE_OF, POINT_KEY, STALE_ERROR, enqueu
 from sensitivity.study.runner import prepare_sweep, run_sweep
 from sensitivity.study.space import plan_points, point_key
 from sensitivity.study.spec import StudySpec
-from sensitivity.study.storage import open_storage
+from sensitivity.storage import open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

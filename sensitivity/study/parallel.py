@@ -227,7 +227,7 @@ def fail_trials_of_ended_workers(storage: str, study_name: str, pids: list[int])
     import optuna
     from optuna.trial import TrialState
 
-    from sensitivity.study.storage import open_storage
+    from sensitivity.storage import open_storage, storage_of, trial_id_of
 
     owners = {f"{socket.gethostname()}:{pid}" for pid in pids}
     try:
@@ -235,7 +235,7 @@ def fail_trials_of_ended_workers(storage: str, study_name: str, pids: list[int])
         failed = 0
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.user_attrs.get("worker") in owners:
-                study._storage.set_trial_user_attr(t._trial_id, "error", ENDED_WORKER_ERROR)  # noqa: SLF001
+                storage_of(study).set_trial_user_attr(trial_id_of(t), "error", ENDED_WORKER_ERROR)
                 study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
                 failed += 1
         return failed

@@ -34,7 +34,9 @@ from sensitivity.records import METRICS, PARAM_NAMES, TrialResult, param_distrib
 from sensitivity.study.queue import POINT_KEY, PlanProgress, PointQueue, enqueue_missing
 from sensitivity.study.space import Point, plan_points
 from sensitivity.study.spec import StudySpec
-from sensitivity.study.storage import heartbeat_settings, open_storage
+from sensitivity.storage import (
+    fixed_params, heartbeat_interval, heartbeat_settings, open_storage, record_heartbeat, storage_of, trial_id_of,
+)
 from sensitivity.tasks import get_task
 from sensitivity.train import load_task_data, resolve_device, train_trial
 
@@ -193,20 +195,20 @@ class _Heartbeat:
         self._storage, self._trial_id = storage, trial_id
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+        interval = heartbeat_interval(storage)
         if interval:
             self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True, name="heartbeat")
 
     def _run(self, interval: float) -> None:
         while not self._stop.wait(interval):
             try:
-                self._storage.record_heartbeat(self._trial_id)
+                record_heartbeat(self._storage, self._trial_id)
             except Exception:  # noqa: BLE001 - a missed beat is retried at the next interval
                 pass
 
     def __enter__(self) -> "_Heartbeat":
         if self._thread is not None:
-            self._storage.record_heartbeat(self._trial_id)
+            record_heartbeat(self._storage, self._trial_id)
             self._thread.start()
         return self
 
@@ -260,13 +262,13 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: StudySpec, callbac
         heartbeats were late); the point is then queued again by that worker and the result here
         is dropped.
     """
-    storage = study._storage  # the study's own storage object  # noqa: SLF001
-    trial_id = trial._trial_id  # noqa: SLF001
+    storage = storage_of(study)
+    trial_id = trial_id_of(trial)
     dists = distributions or param_distributions(sorted(OPTIMIZERS))
     params: dict[str, Any] = {}
     try:
         with _Heartbeat(storage, trial_id):
-            fixed = storage.get_trial_system_attrs(trial_id).get("fixed_params", {})
+            fixed = fixed_params(storage, trial_id)
             params = {name: _suggest(trial, name, dists[name]) for name in PARAM_NAMES if name in fixed}
             hp = {k: v for k, v in params.items() if k not in ("optimizer", "seed")}
             task = get_task(spec.task)
