@@ -17,7 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from sensitivity.cli import app
-from sensitivity.study.runner import OPTIMIZER_CHOICES, run_sweep
+from sensitivity.records import OPTIMIZER_CHOICES
+from sensitivity.study.sweep import run_sweep
 from sensitivity.study.spec import StudySpec
 from sensitivity.storage import open_storage
 
@@ -97,6 +98,9 @@ SWEEP_CASES = {
     "study of another task": (["--study", "other"], "already holds task 'resnet18'"),
     "other epochs": (["--epochs", "2"], "was run with other settings (epochs: 1 -> 2)"),
     "other metric": (["--metric", "val_acc"], "optimises 'val_loss', not 'val_acc'"),
+    "other divergence factor": (["--divergence-factor", "3"], "other settings (divergence_factor: 5.0 -> 3.0)"),
+    "other batch size": (["--batch-size", "32"], "other settings (batch_size: 64 -> 32)"),
+    "other train size": (["--train-size", "500"], "other settings (train_size: None -> 500)"),
     "optimizer Optuna cannot add": (["--study", "narrow", "--optimizers", "adam,nag"], "cannot add nag"),
     "data missing": (["--task", "resnet18", "--data-dir", "/nonexistent/data"], "not found"),
 }

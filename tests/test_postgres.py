@@ -14,7 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sensitivity.study.queue import POINT_KEY
+from sensitivity.records import POINT_KEY
 from sensitivity.study.space import plan_points, point_key
 from sensitivity.study.spec import StudySpec
 from sensitivity.storage import open_storage

@@ -19,8 +19,9 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from sensitivity.errors import UserError
-from sensitivity.study.queue import DUPLICATE_OF, POINT_KEY, PointQueue, enqueue_missing
-from sensitivity.study.runner import study_distributions
+from sensitivity.records import DUPLICATE_OF, POINT_KEY
+from sensitivity.study.queue import PointQueue, enqueue_missing
+from sensitivity.study.sweep import study_distributions
 from sensitivity.study.space import point_key
 from sensitivity.storage import open_storage
 

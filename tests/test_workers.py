@@ -18,8 +18,9 @@ import pytest
 from optuna.trial import TrialState
 
 from sensitivity.errors import UserError
-from sensitivity.study.queue import DUPLICATE_OF, POINT_KEY, STALE_ERROR, enqueue_missing
-from sensitivity.study.runner import prepare_sweep, run_sweep
+from sensitivity.records import DUPLICATE_OF, POINT_KEY
+from sensitivity.study.queue import STALE_ERROR, enqueue_missing
+from sensitivity.study.sweep import prepare_sweep, run_sweep
 from sensitivity.study.space import plan_points, point_key
 from sensitivity.study.spec import StudySpec
 from sensitivity.storage import open_storage

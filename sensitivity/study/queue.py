@@ -33,13 +33,10 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from sensitivity.records import DUPLICATE_OF, ERROR, POINT_KEY
 from sensitivity.storage import heartbeat_interval, live_trial, record_heartbeat, stale_trial_ids, storage_of, trial_id_of
 from sensitivity.study.space import Point, point_key
 
-POINT_KEY = "point_key"
-"""Trial user attribute: the canonical key of the planned point the trial runs."""
-DUPLICATE_OF = "duplicate_of"
-"""Trial user attribute of a PRUNED duplicate: the number of the trial that holds its point."""
 STALE_ERROR = "worker stopped sending heartbeats (killed or cut off); the point was queued again"
 
 
@@ -199,7 +196,7 @@ class PointQueue:
         failed = []
         for trial_id in stale_ids:
             try:
-                self.storage.set_trial_user_attr(trial_id, "error", STALE_ERROR)
+                self.storage.set_trial_user_attr(trial_id, ERROR, STALE_ERROR)
                 if self.storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                     failed.append(self.storage.get_trial_number_from_id(trial_id))
             except UpdateFinishedTrialError:

@@ -88,11 +88,6 @@ class StudySpec:
         return task.config(**{k: v for k, v in overrides.items() if k in task.defaults or k == "epochs"})
 
     @property
-    def resolved_epochs(self) -> int:
-        """Epochs per trial: the spec's, or the task's default."""
-        return int(self.task_config()["epochs"])
-
-    @property
     def resolved_study_name(self) -> str:
         """The study name: given, or derived from task and dataset."""
         if self.study_name:
