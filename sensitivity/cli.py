@@ -1,4 +1,9 @@
-"""The ``adamrag-sens`` command line (Typer). Each command parses flags and calls the library.
+"""The ``adamrag-sens`` command line (Typer). Each command parses flags, calls one library
+function and prints what it returns: ``sweep`` -> :func:`sensitivity.study.sweep.run_sweep`,
+``worker`` -> :func:`~sensitivity.study.sweep.join_study` and
+:func:`~sensitivity.study.sweep.run_worker`, ``report`` -> :func:`sensitivity.report.build_report`,
+``bench optimizer`` -> :func:`sensitivity.bench.bench_optimizer`. Flag defaults are
+:class:`~sensitivity.study.spec.StudySpec`'s.
 
 Mistakes a user can fix arrive here as :class:`~sensitivity.errors.UserError` and leave as one
 line on stderr with exit code 2. Ctrl-C stores the running trial as failed and exits 130; running
@@ -77,7 +82,8 @@ class _Progress:
         self.better = (lambda a, b: a < b) if minimize else (lambda a, b: a > b)
 
     def start(self, total: int, complete: int) -> None:
-        """Show the bar: ``complete`` of ``total`` planned points done."""
+        """Show the bar: ``complete`` of ``total`` planned points done (nothing is drawn before)."""
+        self.progress.start()
         self.task_id = self.progress.add_task("starting", total=total, completed=complete, best="-")
 
     def on_plan(self, result: Any) -> None:
@@ -195,9 +201,12 @@ def sweep(
         val_size=val_size, batch_size=batch_size, divergence_factor=divergence_factor, sampler_seed=sampler_seed,
     ).validate()
     launch = plan_local_workers(workers, gpus, trials_per_gpu, spec.device)
-    with _progress_bar() as bar:
-        progress = _Progress(bar, spec.metric, spec)
-        result = run_sweep(spec, callbacks=progress, workers=launch)
+    bar = _progress_bar()
+    try:
+        result = run_sweep(spec, callbacks=_Progress(bar, spec.metric, spec), workers=launch)
+    finally:
+        if bar.live.is_started:
+            bar.stop()
     _print_outcome(result, spec.metric)
     console.print(f"report: adamrag-sens report --storage {storage} --study {result.study_name}", highlight=False)
     if result.outcome is not None and result.outcome.failed:
@@ -307,10 +316,14 @@ def worker(
     if quiet:
         run_worker(study_obj, spec, plan, wait=wait)
         return
-    with _progress_bar() as bar:
+    bar = _progress_bar()
+    try:
         progress = _Progress(bar, spec.metric)
         progress.start(len(plan), plan_progress_of(study_obj, plan).complete)
         ran, diverged = run_worker(study_obj, spec, plan, callbacks=progress, wait=wait)
+    finally:
+        if bar.live.is_started:
+            bar.stop()
     console.print(f"worker ran {ran} trials on study {study!r}", highlight=False)
     console.print(_ran_line(ran, diverged, plan_progress_of(study_obj, plan)), highlight=False)
 

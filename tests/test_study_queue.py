@@ -72,6 +72,7 @@ _POP_AND_FINISH = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_four_processes_enqueueing_and_popping_at_once_run_each_point_exactly_once(storage_url):
     plan = _plan(30)
     _new_study(storage_url)
@@ -121,6 +122,7 @@ def test_waiting_points_of_an_older_plan_are_left_alone(storage_url):
     assert study.get_trials(deepcopy=False)[0].state == TrialState.WAITING
 
 
+@pytest.mark.slow
 def test_a_trial_whose_heartbeat_stops_is_failed_and_queued_again_once(storage_url, monkeypatch):
     monkeypatch.setenv("ADAMRAG_SENS_HEARTBEAT_S", "1")
     monkeypatch.setenv("ADAMRAG_SENS_GRACE_S", "1.5")

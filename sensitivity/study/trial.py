@@ -55,7 +55,7 @@ class _Heartbeat:
     """Records a running trial's heartbeat every interval, so a killed worker's trial goes stale."""
 
     def __init__(self, storage: optuna.storages.BaseStorage, trial_id: int) -> None:
-        self._storage, self._trial_id = storage, trial_id
+        self.storage, self.trial_id = storage, trial_id
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         interval = heartbeat_interval(storage)
@@ -65,13 +65,13 @@ class _Heartbeat:
     def _run(self, interval: float) -> None:
         while not self._stop.wait(interval):
             try:
-                record_heartbeat(self._storage, self._trial_id)
+                record_heartbeat(self.storage, self.trial_id)
             except Exception:  # noqa: BLE001 - a missed beat is retried at the next interval
                 pass
 
     def __enter__(self) -> "_Heartbeat":
         if self._thread is not None:
-            record_heartbeat(self._storage, self._trial_id)
+            record_heartbeat(self.storage, self.trial_id)
             self._thread.start()
         return self
 
