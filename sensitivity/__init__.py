@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "AdamRAG": "sensitivity.optim.adamrag",
     "StudySpec": "sensitivity.study.spec",
-    "run_sweep": "sensitivity.study.runner",
+    "run_sweep": "sensitivity.study.sweep",
     "build_report": "sensitivity.report",
     "load_trials": "sensitivity.report",
 }

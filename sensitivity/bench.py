@@ -1,6 +1,7 @@
 """Optimizer benchmark: the time of one AdamRAG step against torch Adam's, on the same path.
 
-``adamrag-sens bench optimizer`` wraps :func:`bench_optimizer`. Each row times one ``step()`` of
+A library module: ``adamrag-sens bench optimizer`` (in :mod:`sensitivity.cli`) wraps
+:func:`bench_optimizer` and prints :func:`results_table`. Each row times one ``step()`` of
 ``torch.optim.Adam`` and of :class:`~sensitivity.optim.AdamRAG` on the same parameters and gradients,
 with the same implementation path (for-each against for-each, fused against ``Adam(fused=True)``,
 for-loop against for-loop), after warm-up, as the median over many steps; the two optimizers are
@@ -23,14 +24,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 import torch
-import typer
-from rich.console import Console
 from rich.table import Table
 
 from sensitivity.errors import UserError
 from sensitivity.optim.adamrag import AdamRAG
+from sensitivity.train import resolve_device
 
-__all__ = ["bench_app", "bench_optimizer", "parameter_shapes", "SIZES", "PATHS"]
+__all__ = ["bench_optimizer", "parameter_shapes", "results_table", "SIZES", "PATHS", "NOTE"]
 
 SIZES = ("tiny", "resnet18", "200m")
 """Parameter sets: ``tiny`` (tests), ``resnet18`` (CIFAR ResNet-18, 11.2M), ``200m`` (201M)."""
@@ -61,16 +61,6 @@ def parameter_shapes(size: str) -> list[tuple[int, ...]]:
     if size == "200m":
         return [(4096, 2048)] * 24 + [(2048,)] * 24
     raise UserError(f"unknown parameter set {size!r}; choose from {', '.join(SIZES)}")
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda"):
-        raise UserError(f"unknown device {device!r}; use auto, cpu or cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda, but torch sees no CUDA device; use --device cpu")
-    return torch.device(device)
 
 
 def _sync(device: torch.device) -> None:
@@ -137,7 +127,8 @@ def bench_optimizer(
     """Time one optimizer step of torch Adam and AdamRAG, path by path.
 
     Args:
-        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N`` (resolved as a
+            sweep's ``--device``, :func:`sensitivity.train.resolve_device`).
         sizes: parameter sets from :data:`SIZES`; default ``resnet18`` on CPU, ``resnet18, 200m`` on CUDA.
         paths: implementation paths from :data:`PATHS`.
         steps: timed steps per optimizer and row (the median is reported).
@@ -155,7 +146,7 @@ def bench_optimizer(
     Raises:
         UserError: an unknown device, size or path, non-positive steps, or CUDA asked for but absent.
     """
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     if sizes is None:
         sizes = ("resnet18",) if dev.type == "cpu" else ("resnet18", "200m")
     for path in paths:
@@ -251,47 +242,9 @@ def results_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-bench_app = typer.Typer(
-    help="Benchmarks: time AdamRAG's optimizer step against torch Adam's.",
-    no_args_is_help=True,
-    add_completion=False,
+NOTE = (
+    "ratio = AdamRAG / Adam on the same path. floor and GB/s: Adam/AdamRAG, counting 28 and 36 bytes per "
+    "float32 parameter (Adam reads p, g, m, v and writes p, m, v; AdamRAG also reads and writes d); "
+    "floor = bytes / copy bandwidth measured in this run."
 )
-
-
-@bench_app.callback()
-def _bench_group() -> None:
-    """Benchmarks: time AdamRAG's optimizer step against torch Adam's."""
-
-
-@bench_app.command("optimizer")
-def optimizer_command(
-    device: str = typer.Option("auto", help="auto (CUDA when available), cpu or cuda."),
-    sizes: Optional[str] = typer.Option(
-        None, help="Comma-separated parameter sets: tiny, resnet18 (11.2M), 200m. Default: resnet18 on CPU, "
-        "resnet18,200m on CUDA."
-    ),
-    paths: str = typer.Option("foreach,fused,forloop", help="Comma-separated paths: foreach, fused, forloop."),
-    steps: int = typer.Option(50, min=1, help="Timed steps per optimizer and row; the median is reported."),
-    warmup: int = typer.Option(10, min=0, help="Untimed steps per optimizer first."),
-    json_out: Optional[str] = typer.Option(None, "--json", help="Also write the rows to this JSON file."),
-) -> None:
-    """Time one step of AdamRAG and torch Adam (same path) and print the times and their ratio."""
-    console = Console()
-    try:
-        size_list = tuple(s.strip() for s in sizes.split(",") if s.strip()) if sizes else None
-        path_list = tuple(s.strip() for s in paths.split(",") if s.strip())
-        rows = bench_optimizer(device=device, sizes=size_list, paths=path_list, steps=steps, warmup=warmup)
-    except UserError as err:
-        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    console.print(results_table(rows))
-    console.print(
-        "ratio = AdamRAG / Adam on the same path. floor and GB/s: Adam/AdamRAG, counting 28 and 36 bytes per "
-        "float32 parameter (Adam reads p, g, m, v and writes p, m, v; AdamRAG also reads and writes d); "
-        "floor = bytes / copy bandwidth measured in this run."
-    )
-    if json_out:
-        import json
-
-        with open(json_out, "w") as fh:
-            json.dump({"torch": torch.__version__, "rows": rows}, fh, indent=2)
+"""How to read :func:`results_table` (printed under it)."""

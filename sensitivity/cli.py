@@ -1,4 +1,9 @@
-"""The ``adamrag-sens`` command line (Typer). Each command parses flags and calls the library.
+"""The ``adamrag-sens`` command line (Typer). Each command parses flags, calls one library
+function and prints what it returns: ``sweep`` -> :func:`sensitivity.study.sweep.run_sweep`,
+``worker`` -> :func:`~sensitivity.study.sweep.join_study` and
+:func:`~sensitivity.study.sweep.run_worker`, ``report`` -> :func:`sensitivity.report.build_report`,
+``bench optimizer`` -> :func:`sensitivity.bench.bench_optimizer`. Flag defaults are
+:class:`~sensitivity.study.spec.StudySpec`'s.
 
 Mistakes a user can fix arrive here as :class:`~sensitivity.errors.UserError` and leave as one
 line on stderr with exit code 2. Ctrl-C stores the running trial as failed and exits 130; running
@@ -9,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -28,7 +32,10 @@ app = typer.Typer(
 console = Console(stderr=False, soft_wrap=True)  # long lines (commands to copy) never wrap mid-word
 err_console = Console(stderr=True)
 
-from sensitivity.study.spec import DEFAULT_STORAGE  # noqa: E402
+from sensitivity.study.spec import DEFAULT_STORAGE, StudySpec  # noqa: E402
+
+_DEFAULT = StudySpec()
+"""The defaults of every sweep flag: the spec's, written once there."""
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -64,14 +71,30 @@ def _csv(text: Optional[str]) -> Optional[tuple[str, ...]]:
 class _Progress:
     """Rich progress bar: trials done of planned, the current trial, the running best."""
 
-    def __init__(self, progress: Any, direction: str) -> None:
+    def __init__(self, progress: Any, metric: str, spec: Any = None) -> None:
+        from sensitivity.records import METRICS
+
         self.progress = progress
+        self.spec = spec
         self.task_id = None
         self.best: float | None = None
-        self.better = (lambda a, b: a < b) if direction == "minimize" else (lambda a, b: a > b)
+        minimize = METRICS.get(metric, "minimize") == "minimize"
+        self.better = (lambda a, b: a < b) if minimize else (lambda a, b: a > b)
 
-    def on_plan(self, total: int, complete: int, queued: int) -> None:
+    def start(self, total: int, complete: int) -> None:
+        """Show the bar: ``complete`` of ``total`` planned points done (nothing is drawn before)."""
+        self.progress.start()
         self.task_id = self.progress.add_task("starting", total=total, completed=complete, best="-")
+
+    def on_plan(self, result: Any) -> None:
+        """The sweep is prepared: print what it holds and where it runs, then show the bar."""
+        spec = self.spec
+        where = f"{result.workers.count} worker processes" if result.workers is not None else "this process"
+        console.print(f"study [bold]{result.study_name}[/] in {result.storage}  task {spec.task}  optimizers "
+                      f"{','.join(spec.optimizers)}  sampler {spec.sampler}  {result.planned} points "
+                      f"({result.complete_before} complete, {result.queued} queued now)  on {where}", highlight=False)
+        if result.complete_before < result.planned:
+            self.start(result.planned, result.complete_before)
 
     def on_trial_start(self, number: int, params: dict[str, Any]) -> None:
         desc = f"#{number} {params['optimizer']} lr={params['lr']:.3g}"
@@ -127,30 +150,30 @@ def _format_params(params: dict[str, Any]) -> str:
 def sweep(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, "--config", help="A study definition (TOML, keys = these flags with _ for -, e.g. studies/default.toml); flags given here override it."),
-    task: str = typer.Option("digits-mlp", help="Workload (see `adamrag-sens tasks`)."),
-    optimizers: str = typer.Option("adamrag,adam,nag,lion", help="Comma-separated optimizer names (see `adamrag-sens optimizers`)."),
-    sampler: str = typer.Option("grid", help="grid (cartesian product), random (seeded) or qmc (scrambled Sobol)."),
+    task: str = typer.Option(_DEFAULT.task, help="Workload (see `adamrag-sens tasks`)."),
+    optimizers: str = typer.Option(",".join(_DEFAULT.optimizers), help="Comma-separated optimizer names (see `adamrag-sens optimizers`)."),
+    sampler: str = typer.Option(_DEFAULT.sampler, help="grid (cartesian product), random (seeded) or qmc (scrambled Sobol)."),
     lr: Optional[str] = typer.Option(None, help="Learning rates, e.g. 1e-4,1e-3,1e-2 (grid values; random/qmc: min and max bound the range). Default: each optimizer's own log-spaced grid."),
-    lr_points: int = typer.Option(9, help="Points of each optimizer's default lr grid (log-spaced over its range)."),
+    lr_points: int = typer.Option(_DEFAULT.lr_points, help="Points of each optimizer's default lr grid (log-spaced over its range)."),
     beta1: Optional[str] = typer.Option(None, help="beta1 values (momentum for NAG), e.g. 0.8,0.9,0.95 (the default)."),
     beta2: Optional[str] = typer.Option(None, help="beta2 values (default: each optimizer's default, 0.999 Adam-type, 0.99 Lion)."),
     gamma: Optional[str] = typer.Option(None, help="AdamRAG extrapolation coefficients gamma in [0, 1) (default 0.5)."),
     weight_decay: Optional[str] = typer.Option(None, "--weight-decay", help="Weight decay values (default: none swept)."),
-    n_trials: int = typer.Option(20, help="random/qmc: points per optimizer and seed."),
+    n_trials: int = typer.Option(_DEFAULT.n_trials, help="random/qmc: points per optimizer and seed."),
     epochs: Optional[int] = typer.Option(None, help="Epochs per trial (default: the task's)."),
-    seeds: int = typer.Option(1, help="Repeat every point with seeds 0..N-1 (same for every optimizer)."),
-    metric: str = typer.Option("val_loss", help="Objective: val_loss (minimised) or val_acc (maximised)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    storage: str = typer.Option(DEFAULT_STORAGE, help="Optuna storage: sqlite:///file.db, postgresql://..., or a journal file path (*.log)."),
+    seeds: int = typer.Option(_DEFAULT.seeds, help="Repeat every point with seeds 0..N-1 (same for every optimizer)."),
+    metric: str = typer.Option(_DEFAULT.metric, help="Objective: val_loss (minimised) or val_acc (maximised)."),
+    device: str = typer.Option(_DEFAULT.device, help="auto, cpu, cuda or cuda:N."),
+    storage: str = typer.Option(_DEFAULT.storage, help="Optuna storage: sqlite:///file.db, postgresql://..., or a journal file path (*.log)."),
     study: Optional[str] = typer.Option(None, help="Study name (default: the task, plus the dataset when not the default)."),
     dataset: Optional[str] = typer.Option(None, help="Dataset for tasks that have several (resnet18: cifar10, fashion-mnist)."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder holding the data sets (default ./data)."),
-    download: bool = typer.Option(False, help="Download missing data with torchvision (needs internet)."),
+    download: bool = typer.Option(_DEFAULT.download, help="Download missing data with torchvision (needs internet)."),
     train_size: Optional[int] = typer.Option(None, help="Use the first N training examples."),
     val_size: Optional[int] = typer.Option(None, help="Use the first N validation examples."),
     batch_size: Optional[int] = typer.Option(None, help="Mini-batch size (default: the task's)."),
-    divergence_factor: float = typer.Option(5.0, help="A run diverges when its epoch training or validation loss exceeds this multiple of the initial loss."),
-    sampler_seed: int = typer.Option(0, help="Seed of the random/qmc point generator."),
+    divergence_factor: float = typer.Option(_DEFAULT.divergence_factor, help="A run diverges when its epoch training or validation loss exceeds this multiple of the initial loss."),
+    sampler_seed: int = typer.Option(_DEFAULT.sampler_seed, help="Seed of the random/qmc point generator."),
     workers: int = typer.Option(1, help="Trials at once on this machine: N worker processes (each with cpus/N torch threads)."),
     gpus: Optional[str] = typer.Option(None, help="GPUs to spread workers over, e.g. 0,1 (one process per GPU and trial slot)."),
     trials_per_gpu: int = typer.Option(1, help="With --gpus: worker processes per GPU (len(gpus) x K workers in all)."),
@@ -164,10 +187,9 @@ def sweep(
         return sweep(ctx, **values)
     _quiet_optuna()
     _sigterm_as_interrupt()
-    from sensitivity.records import METRICS
     from sensitivity.study.parallel import plan_local_workers
-    from sensitivity.study.runner import best_trial, prepare_sweep, run_worker
-    from sensitivity.study.spec import StudySpec, parse_floats
+    from sensitivity.study.spec import parse_floats
+    from sensitivity.study.sweep import run_sweep
 
     spec = StudySpec(
         task=task, optimizers=_csv(optimizers) or (), sampler=sampler.lower(),
@@ -179,27 +201,16 @@ def sweep(
         val_size=val_size, batch_size=batch_size, divergence_factor=divergence_factor, sampler_seed=sampler_seed,
     ).validate()
     launch = plan_local_workers(workers, gpus, trials_per_gpu, spec.device)
-    study_obj, plan, complete, queued = prepare_sweep(spec)
-    name = study_obj.study_name
-    where = f"{launch.count} worker processes" if (launch.count > 1 or gpus) else "this process"
-    console.print(f"study [bold]{name}[/] in {storage}  task {task}  optimizers {','.join(spec.optimizers)}  "
-                  f"sampler {spec.sampler}  {len(plan)} points ({complete} complete, {queued} queued now)  on {where}",
-                  highlight=False)
-    if complete == len(plan):
-        console.print(f"nothing to run: all {len(plan)} points of study {name!r} are complete")
-    elif launch.count > 1 or gpus:
-        _sweep_with_workers(spec, study_obj, plan, complete, launch, METRICS[spec.metric])
-    else:
-        with _progress_bar() as bar:
-            progress = _Progress(bar, METRICS[spec.metric])
-            progress.on_plan(len(plan), complete, queued)
-            ran, diverged = run_worker(study_obj, spec, plan, callbacks=progress)
-        _print_outcome(study_obj, plan, ran, diverged)
-    best = best_trial(study_obj)
-    if best:
-        console.print(f"best {spec.metric} {best['value']:.4f}: trial #{best['number']} {_format_params(best['params'])}",
-                      highlight=False)
-    console.print(f"report: adamrag-sens report --storage {storage} --study {name}", highlight=False)
+    bar = _progress_bar()
+    try:
+        result = run_sweep(spec, callbacks=_Progress(bar, spec.metric, spec), workers=launch)
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+    _print_outcome(result, spec.metric)
+    console.print(f"report: adamrag-sens report --storage {storage} --study {result.study_name}", highlight=False)
+    if result.outcome is not None and result.outcome.failed:
+        raise typer.Exit(1)
 
 
 def _read_study_definition(ctx: typer.Context, path: Path) -> dict[str, Any]:
@@ -238,42 +249,37 @@ def _read_study_definition(ctx: typer.Context, path: Path) -> dict[str, Any]:
     return values
 
 
-def _print_outcome(study_obj: Any, plan: list, ran: int, diverged: int) -> None:
-    from sensitivity.study.runner import plan_progress_of
-
-    prog = plan_progress_of(study_obj, plan)
+def _ran_line(ran: int, diverged: int, prog: Any) -> str:
     line = f"ran {ran} trials ({diverged} diverged); {prog.complete} of {prog.total} points complete"
     if prog.failed:
         line += f"; {prog.failed} failed (see the errors above): run the same command again to retry them"
-    console.print(line, highlight=False)
+    return line
 
 
-def _sweep_with_workers(spec: Any, study_obj: Any, plan: list, complete_before: int, launch: Any, direction: str) -> None:
-    """Run the queued points in local worker processes and show their progress (read from storage)."""
-    from sensitivity.study.parallel import run_local_workers
-    from sensitivity.study.runner import plan_progress_of
-
-    with _progress_bar() as bar:
-        progress = _Progress(bar, direction)
-        progress.on_plan(len(plan), complete_before, 0)
-        outcome = run_local_workers(
-            spec.storage, study_obj.study_name, launch, poll=lambda: plan_progress_of(study_obj, plan),
-            on_progress=progress.on_poll,
-        )
-    prog = plan_progress_of(study_obj, plan)
-    line = (f"{launch.count} workers ({launch.threads} torch threads each) completed {prog.complete - complete_before} "
-            f"points; {prog.complete} of {prog.total} complete ({prog.diverged} diverged)")
-    if prog.failed:
-        line += f"; {prog.failed} failed: run the same command again to retry them"
-    console.print(line, highlight=False)
-    for index, code in outcome.failed:
-        err_console.print(f"worker {index} exited with code {code} (its error is printed above)", highlight=False,
-                          soft_wrap=True)
-    for index, signum in outcome.killed:
-        err_console.print(f"worker {index} was killed by signal {signum}; its running trial was failed when its "
-                          f"heartbeat went stale and its point queued again", highlight=False, soft_wrap=True)
-    if outcome.failed:
-        raise typer.Exit(1)
+def _print_outcome(result: Any, metric: str) -> None:
+    """The lines that end a sweep, from its :class:`~sensitivity.study.sweep.SweepResult`."""
+    prog = result.progress
+    if result.complete_before == result.planned:
+        console.print(f"nothing to run: all {result.planned} points of study {result.study_name!r} are complete")
+    elif result.workers is None:
+        console.print(_ran_line(result.ran, result.diverged, prog), highlight=False)
+    else:
+        line = (f"{result.workers.count} workers ({result.workers.threads} torch threads each) completed "
+                f"{prog.complete - result.complete_before} points; {prog.complete} of {prog.total} complete "
+                f"({prog.diverged} diverged)")
+        if prog.failed:
+            line += f"; {prog.failed} failed: run the same command again to retry them"
+        console.print(line, highlight=False)
+        for index, code in result.outcome.failed:
+            err_console.print(f"worker {index} exited with code {code} (its error is printed above)", highlight=False,
+                              soft_wrap=True)
+        for index, signum in result.outcome.killed:
+            err_console.print(f"worker {index} was killed by signal {signum}; its running trial was failed when its "
+                              f"heartbeat went stale and its point queued again", highlight=False, soft_wrap=True)
+    if result.best:
+        best = result.best
+        console.print(f"best {metric} {best['value']:.4f}: trial #{best['number']} {_format_params(best['params'])}",
+                      highlight=False)
 
 
 @app.command()
@@ -297,7 +303,7 @@ def worker(
 
     stop_when_parent_dies()
     from sensitivity.study.queue import enqueue_missing
-    from sensitivity.study.runner import join_study, run_worker
+    from sensitivity.study.sweep import join_study, plan_progress_of, run_worker
 
     if threads is not None:
         if threads < 1:
@@ -310,17 +316,16 @@ def worker(
     if quiet:
         run_worker(study_obj, spec, plan, wait=wait)
         return
-    from sensitivity.records import METRICS
-
-    with _progress_bar() as bar:
-        progress = _Progress(bar, METRICS.get(spec.metric, "minimize"))
-        from sensitivity.study.runner import plan_progress_of
-
-        prog = plan_progress_of(study_obj, plan)
-        progress.on_plan(len(plan), prog.complete, 0)
+    bar = _progress_bar()
+    try:
+        progress = _Progress(bar, spec.metric)
+        progress.start(len(plan), plan_progress_of(study_obj, plan).complete)
         ran, diverged = run_worker(study_obj, spec, plan, callbacks=progress, wait=wait)
+    finally:
+        if bar.live.is_started:
+            bar.stop()
     console.print(f"worker ran {ran} trials on study {study!r}", highlight=False)
-    _print_outcome(study_obj, plan, ran, diverged)
+    console.print(_ran_line(ran, diverged, plan_progress_of(study_obj, plan)), highlight=False)
 
 
 @app.command()
@@ -384,7 +389,7 @@ def optimizers() -> None:
     """List the optimizers, what beta1/beta2 mean for each, and their default search ranges."""
     from rich.table import Table
 
-    from sensitivity.optim.registry import OPTIMIZERS
+    from sensitivity.catalog import OPTIMIZERS
 
     table = Table(title="optimizers")
     for col in ("name", "hyperparameters", "default lr range", "defaults", "beta1", "beta2", "source"):
@@ -397,20 +402,41 @@ def optimizers() -> None:
     console.print(table)
 
 
-def _add_bench() -> None:
-    try:
-        from sensitivity.bench import bench_app
-    except ImportError:  # pragma: no cover - bench module absent in a partial checkout
-        return
-    app.add_typer(bench_app, name="bench", help="Benchmarks: optimizer step time (AdamRAG vs torch Adam).")
+bench_app = typer.Typer(help="Benchmarks: time AdamRAG's optimizer step against torch Adam's.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
 
 
-_add_bench()
+@bench_app.command("optimizer")
+@user_errors
+def bench_optimizer_command(
+    device: str = typer.Option("auto", help="auto (CUDA when available), cpu, cuda or cuda:N."),
+    sizes: Optional[str] = typer.Option(
+        None, help="Comma-separated parameter sets: tiny, resnet18 (11.2M), 200m. Default: resnet18 on CPU, "
+        "resnet18,200m on CUDA."
+    ),
+    paths: str = typer.Option("foreach,fused,forloop", help="Comma-separated paths: foreach, fused, forloop."),
+    steps: int = typer.Option(50, min=1, help="Timed steps per optimizer and row; the median is reported."),
+    warmup: int = typer.Option(10, min=0, help="Untimed steps per optimizer first."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the rows to this JSON file."),
+) -> None:
+    """Time one step of AdamRAG and torch Adam (same path) and print the times and their ratio."""
+    from sensitivity import bench
+
+    size_list = tuple(s.strip() for s in sizes.split(",") if s.strip()) if sizes else None
+    path_list = tuple(s.strip() for s in paths.split(",") if s.strip())
+    rows = bench.bench_optimizer(device=device, sizes=size_list, paths=path_list, steps=steps, warmup=warmup)
+    console.print(bench.results_table(rows))
+    console.print(bench.NOTE)
+    if json_out:
+        import json
+
+        import torch
+
+        try:
+            json_out.write_text(json.dumps({"torch": torch.__version__, "rows": rows}, indent=2))
+        except OSError as err:
+            raise UserError(f"cannot write {json_out} ({err.strerror}); give another --json path") from None
 
 
-def main() -> None:  # pragma: no cover - console entry
+if __name__ == "__main__":  # `python -m sensitivity.cli`: how `sweep --workers` starts its workers
     app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())

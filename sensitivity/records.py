@@ -8,12 +8,14 @@ The study side (``sensitivity.study``) writes each trial into Optuna storage as
   ``weight_decay`` (only when swept), ``seed``;
 * **intermediate values**: the objective metric after each epoch (``trial.report(value, epoch)``,
   epochs counted from 1);
-* **user attributes**: the fields of :class:`TrialResult` under the names below;
+* **user attributes**: the fields of :class:`TrialResult` under their own names, and
+  :data:`TRIAL_ATTRS` (the planned point's key, the worker, an error);
 * **value**: the objective (final validation loss, or final validation accuracy when the study's
   metric is ``val_acc``), clipped for diverged runs (see :class:`TrialResult`).
 
-Each study carries the user attributes in :data:`STUDY_ATTRS`. The report side reads these names
-only; it never imports the training code.
+Each study carries the user attributes in :data:`STUDY_ATTRS`. Every attribute name is a constant
+here, and no other module spells one as a bare string. The report side reads these names only; it
+never imports the training code.
 """
 
 from __future__ import annotations
@@ -23,16 +25,44 @@ import math
 from typing import Any
 
 # ---- study user attributes -------------------------------------------------------------------
-STUDY_ATTRS = (
-    "task",  # workload name, e.g. "digits-mlp"
-    "task_config",  # dict: the workload's data/model settings (dataset, train_size, batch_size, ...)
-    "metric",  # "val_loss" (minimize) or "val_acc" (maximize)
-    "epochs",  # training budget per trial, in epochs
-    "divergence_factor",  # a run diverges when its loss exceeds this multiple of the initial loss
-    "sampler",  # "grid" | "random" | "qmc"
-    "points",  # list[dict]: every point of the current search space (params of each planned trial)
-    "package_version",
-)
+TASK = "task"
+"""Study attribute: the workload name, e.g. ``"digits-mlp"``."""
+TASK_CONFIG = "task_config"
+"""Study attribute: dict of the workload's data/model settings (dataset, train_size, batch_size, ...)."""
+METRIC = "metric"
+"""Study attribute: the objective, ``"val_loss"`` (minimize) or ``"val_acc"`` (maximize)."""
+EPOCHS = "epochs"
+"""Study attribute: training budget per trial, in epochs."""
+DIVERGENCE_FACTOR = "divergence_factor"
+"""Study attribute: a run diverges when its loss exceeds this multiple of the initial loss."""
+SAMPLER = "sampler"
+"""Study attribute: ``"grid"``, ``"random"`` or ``"qmc"``."""
+POINTS = "points"
+"""Study attribute: list[dict], every point of the current plan (the params of each planned trial)."""
+SPEC = "spec"
+"""Study attribute: the :class:`~sensitivity.study.spec.StudySpec` the sweep last ran with, as a dict."""
+OPTIMIZER_CHOICES = "optimizer_choices"
+"""Study attribute: the choices of the stored categorical param ``optimizer`` (fixed at creation)."""
+PACKAGE_VERSION = "package_version"
+"""Study attribute: the adamrag-sens version that created the study."""
+
+STUDY_ATTRS = (TASK, TASK_CONFIG, METRIC, EPOCHS, DIVERGENCE_FACTOR, SAMPLER, POINTS, SPEC, OPTIMIZER_CHOICES,
+               PACKAGE_VERSION)
+"""Every user attribute a study made by ``adamrag-sens sweep`` carries."""
+
+# ---- trial user attributes besides the TrialResult fields ---------------------------------------
+POINT_KEY = "point_key"
+"""Trial attribute: the canonical key of the planned point the trial runs (see ``study.space.point_key``)."""
+DUPLICATE_OF = "duplicate_of"
+"""Trial attribute of a PRUNED duplicate: the number of the trial that holds its point."""
+WORKER = "worker"
+"""Trial attribute: ``"host:pid"`` of the process that ran the trial."""
+ERROR = "error"
+"""Trial attribute of a FAIL trial: the exception (``"Type: message"``, at most 500 characters) or why
+the trial was failed for its worker (stale heartbeat, ended worker)."""
+
+TRIAL_ATTRS = (POINT_KEY, DUPLICATE_OF, WORKER, ERROR)
+"""Trial user attributes besides the fields of :class:`TrialResult` (which are stored under their names)."""
 
 METRICS = {"val_loss": "minimize", "val_acc": "maximize"}
 """Objective metrics a study can optimise, with their Optuna direction."""
@@ -136,7 +166,7 @@ def param_distributions(optimizer_names: tuple[str, ...] | list[str]) -> dict[st
     categorical choices).
 
     Args:
-        optimizer_names: every optimizer name the registry knows (sorted for stability).
+        optimizer_names: every optimizer name the catalog knows (sorted for stability).
 
     Returns:
         ``{param name: optuna.distributions.BaseDistribution}`` for ``PARAM_NAMES``.

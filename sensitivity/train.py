@@ -102,7 +102,7 @@ def train_trial(
     seed: int,
     epochs: int,
     device: str | torch.device = "cpu",
-    divergence_factor: float = 5.0,
+    divergence_factor: float,
     on_epoch: EpochCallback | None = None,
 ) -> TrialResult:
     """Train ``task``'s model with ``optimizer`` at ``hyperparameters`` and return the curves.
@@ -110,14 +110,15 @@ def train_trial(
     Args:
         task: the workload (see :mod:`sensitivity.tasks`).
         config: the task's configuration (``task.config(...)``); ``batch_size`` is used here.
-        optimizer: registry name (``adamrag``, ``adam``, ``nag``, ``lion``, ...).
+        optimizer: catalog name (``adamrag``, ``adam``, ``nag``, ``lion``, ...).
         hyperparameters: ``lr`` and any of ``beta1, beta2, gamma, weight_decay``.
         seed: seeds the model initialisation, the batch order and the augmentation.
         epochs: passes over the training set (>= 1).
         device: where to train; images use bf16 autocast and channels_last on CUDA.
         divergence_factor: the run is stopped and marked diverged when a training loss is
             non-finite, or when an epoch's mean training loss or its validation loss exceeds this
-            multiple of L0 (the validation loss at initialisation).
+            multiple of L0 (the validation loss at initialisation). A sweep passes its spec's
+            (:attr:`~sensitivity.study.spec.StudySpec.divergence_factor`, where its default lives).
         on_epoch: called after each epoch with ``(epoch, {"train_loss", "val_loss", "val_acc"})``.
 
     Returns:

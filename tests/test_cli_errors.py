@@ -17,9 +17,10 @@ import pytest
 from typer.testing import CliRunner
 
 from sensitivity.cli import app
-from sensitivity.study.runner import OPTIMIZER_CHOICES, run_sweep
+from sensitivity.records import OPTIMIZER_CHOICES
+from sensitivity.study.sweep import run_sweep
 from sensitivity.study.spec import StudySpec
-from sensitivity.study.storage import open_storage
+from sensitivity.storage import open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 runner = CliRunner()
@@ -97,6 +98,9 @@ SWEEP_CASES = {
     "study of another task": (["--study", "other"], "already holds task 'resnet18'"),
     "other epochs": (["--epochs", "2"], "was run with other settings (epochs: 1 -> 2)"),
     "other metric": (["--metric", "val_acc"], "optimises 'val_loss', not 'val_acc'"),
+    "other divergence factor": (["--divergence-factor", "3"], "other settings (divergence_factor: 5.0 -> 3.0)"),
+    "other batch size": (["--batch-size", "32"], "other settings (batch_size: 64 -> 32)"),
+    "other train size": (["--train-size", "500"], "other settings (train_size: None -> 500)"),
     "optimizer Optuna cannot add": (["--study", "narrow", "--optimizers", "adam,nag"], "cannot add nag"),
     "data missing": (["--task", "resnet18", "--data-dir", "/nonexistent/data"], "not found"),
 }
@@ -158,7 +162,7 @@ def test_bad_worker_input_is_one_line_exit_2_and_changes_nothing(db, case):
 
 
 def test_worker_on_a_missing_database_creates_nothing(tmp_path):
-    _check_one_line_exit_2(["worker", "--storage", f"sqlite:///{tmp_path}/none.db", "--study", "x"], "no database at")
+    _check_one_line_exit_2(["worker", "--storage", f"sqlite:///{tmp_path}/none.db", "--study", "x"], "no SQLite database at")
     _check_one_line_exit_2(["worker", "--storage", str(tmp_path / "none.log"), "--study", "x"], "does not exist")
     assert list(tmp_path.iterdir()) == []
 

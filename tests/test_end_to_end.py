@@ -27,6 +27,7 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_sweep_resume_and_report_on_digits(workdir):
     args = ["sweep", "--optimizers", "adamrag,adam,nag,lion", "--lr", "1e-3,1e-1,30",
             "--beta1", "0.9", "--epochs", "2"]
@@ -78,6 +79,7 @@ def test_sweep_resume_and_report_on_digits(workdir):
     assert "data:image/png;base64," in html
 
 
+@pytest.mark.slow
 def test_resnet18_on_fashion_mnist_runs_end_to_end_on_the_cpu(workdir):
     write_fashion_mnist(workdir / "data" / "fashion-mnist", n_train=64, n_test=32)
     result = _invoke("sweep", "--task", "resnet18", "--dataset", "fashion-mnist", "--train-size", "64",

@@ -23,7 +23,7 @@ def test_a_swallowed_interrupt_still_stops_training_at_the_next_step(clean_flag)
     assert interrupt.requested()
     task = get_task("digits-mlp")
     with pytest.raises(KeyboardInterrupt):
-        train_trial(task, task.config(), "adam", {"lr": 1e-3}, seed=0, epochs=1)
+        train_trial(task, task.config(), "adam", {"lr": 1e-3}, seed=0, epochs=1, divergence_factor=5.0)
 
 
 def test_check_is_silent_without_a_request(clean_flag):

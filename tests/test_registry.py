@@ -1,4 +1,4 @@
-"""The optimizer registry: each baseline follows its reference update; default ranges are sane."""
+"""The optimizer factories and the catalog: each baseline follows its reference update; default ranges are sane."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from sensitivity.optim import AdamRAG
-from sensitivity.optim.registry import DEFAULT_OPTIMIZERS, OPTIMIZERS, build_optimizer, get_optimizer_spec
+from sensitivity.catalog import OPTIMIZERS, optimizer_info
+from sensitivity.optim.registry import FACTORIES, build_optimizer
+from sensitivity.study.spec import StudySpec
 
 
 def _quadratic_run(name: str, hp: dict, steps: int = 25) -> torch.Tensor:
@@ -79,19 +81,38 @@ def test_unknown_hyperparameters_are_ignored_and_defaults_fill_the_rest():
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
-def test_default_lr_grid_spans_at_least_three_decades_in_seven_points(name):
-    grid = OPTIMIZERS[name].lr_grid(9)
-    assert len(grid) == 9 >= 7
-    assert math.log10(grid[-1] / grid[0]) >= 3
-    assert grid == sorted(grid)
+def test_default_lr_grid_is_log_spaced_between_the_range_ends(name):
+    info = OPTIMIZERS[name]
+    grid = info.lr_grid(5)
+    lo, hi = info.lr_range
+    assert grid[0] == pytest.approx(lo) and grid[-1] == pytest.approx(hi)
+    step = math.log10(hi / lo) / 4  # equal steps in log10(lr), up to the 3-digit rounding
+    for a, b in zip(grid, grid[1:]):
+        assert math.log10(b / a) == pytest.approx(step, abs=2e-3)
+    assert math.log10(hi / lo) >= 3  # a sensitivity curve needs several decades
+
+
+def test_lr_grid_refuses_fewer_than_two_points():
+    with pytest.raises(ValueError, match="at least 2"):
+        OPTIMIZERS["adam"].lr_grid(1)
 
 
 def test_lion_default_learning_rates_sit_3_to_10x_below_adams():
     ratio = OPTIMIZERS["adam"].lr_range[0] / OPTIMIZERS["lion"].lr_range[0]
     assert 3 <= ratio <= 10 * (1 + 1e-9)
-    assert set(DEFAULT_OPTIMIZERS) == {"adamrag", "adam", "nag", "lion"}
+
+
+def test_every_catalog_optimizer_has_a_factory_and_every_default_sweep_optimizer_is_in_the_catalog():
+    assert set(FACTORIES) == set(OPTIMIZERS)
+    assert set(StudySpec().optimizers) <= set(OPTIMIZERS)
+    for name, info in OPTIMIZERS.items():  # building with the catalog defaults alone works
+        p = torch.nn.Parameter(torch.zeros(2))
+        assert isinstance(build_optimizer(name, [p], {}), torch.optim.Optimizer)
+        assert set(info.defaults) == set(info.hyperparameters)
 
 
 def test_unknown_name_lists_the_known_ones():
     with pytest.raises(KeyError, match="adamrag"):
-        get_optimizer_spec("adagrad")
+        optimizer_info("adagrad")
+    with pytest.raises(KeyError, match="adamrag"):
+        build_optimizer("adagrad", [torch.nn.Parameter(torch.zeros(1))], {})

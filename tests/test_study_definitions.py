@@ -64,3 +64,31 @@ def test_a_missing_definition_is_named(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["sweep", "--config", "nope.toml"])
     assert result.exit_code == 2 and "cannot read study definition nope.toml" in result.output
+
+
+def test_default_toml_is_what_a_sweep_without_flags_runs():
+    from sensitivity.study.space import plan_points
+
+    data = tomllib.loads((STUDIES / "default.toml").read_text())
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    from_file, default = StudySpec(**fields), StudySpec()
+    for key in fields:  # each key either restates the spec's default or spells out the grid it implies
+        assert getattr(from_file, key) == getattr(default, key) or (key, getattr(default, key)) == ("beta1", None)
+    assert plan_points(from_file) == plan_points(default)
+
+
+def test_sweep_flag_defaults_are_the_specs():
+    import inspect
+
+    sweep = next(c for c in app.registered_commands if c.callback.__name__ == "sweep")
+    default = StudySpec()
+    checked = 0
+    for name, param in inspect.signature(sweep.callback).parameters.items():
+        if name in StudySpec.__dataclass_fields__:
+            flag_default = param.default.default
+            spec_default = getattr(default, name)
+            if isinstance(spec_default, tuple):
+                spec_default = ",".join(spec_default) if spec_default and isinstance(spec_default[0], str) else spec_default
+            assert flag_default == spec_default, name
+            checked += 1
+    assert checked >= 12

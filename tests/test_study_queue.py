@@ -19,10 +19,11 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from sensitivity.errors import UserError
-from sensitivity.study.queue import DUPLICATE_OF, POINT_KEY, PointQueue, enqueue_missing
-from sensitivity.study.runner import study_distributions
+from sensitivity.records import DUPLICATE_OF, POINT_KEY
+from sensitivity.study.queue import PointQueue, enqueue_missing
+from sensitivity.study.sweep import study_distributions
 from sensitivity.study.space import point_key
-from sensitivity.study.storage import open_storage
+from sensitivity.storage import open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -58,7 +59,7 @@ _POP_AND_FINISH = textwrap.dedent("""
     import json, sys, optuna
     from optuna.trial import TrialState
     from sensitivity.study.queue import PointQueue, enqueue_missing
-    from sensitivity.study.storage import open_storage
+    from sensitivity.storage import open_storage
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     url, plan, name = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
     study = optuna.load_study(study_name=name, storage=open_storage(url))
@@ -71,6 +72,7 @@ _POP_AND_FINISH = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_four_processes_enqueueing_and_popping_at_once_run_each_point_exactly_once(storage_url):
     plan = _plan(30)
     _new_study(storage_url)
@@ -120,6 +122,7 @@ def test_waiting_points_of_an_older_plan_are_left_alone(storage_url):
     assert study.get_trials(deepcopy=False)[0].state == TrialState.WAITING
 
 
+@pytest.mark.slow
 def test_a_trial_whose_heartbeat_stops_is_failed_and_queued_again_once(storage_url, monkeypatch):
     monkeypatch.setenv("ADAMRAG_SENS_HEARTBEAT_S", "1")
     monkeypatch.setenv("ADAMRAG_SENS_GRACE_S", "1.5")

@@ -16,7 +16,7 @@ DIGITS = get_task("digits-mlp")
 
 
 def _run(optimizer, hp, epochs=2, seed=0, **kw):
-    return train_trial(DIGITS, DIGITS.config(), optimizer, hp, seed=seed, epochs=epochs, device="cpu", **kw)
+    return train_trial(DIGITS, DIGITS.config(), optimizer, hp, seed=seed, epochs=epochs, device="cpu", **{"divergence_factor": 5.0, **kw})
 
 
 def test_adam_learns_digits_well_above_chance():

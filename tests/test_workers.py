@@ -18,11 +18,12 @@ import pytest
 from optuna.trial import TrialState
 
 from sensitivity.errors import UserError
-from sensitivity.study.queue import DUPLICATE_OF, POINT_KEY, STALE_ERROR, enqueue_missing
-from sensitivity.study.runner import prepare_sweep, run_sweep
+from sensitivity.records import DUPLICATE_OF, POINT_KEY
+from sensitivity.study.queue import STALE_ERROR, enqueue_missing
+from sensitivity.study.sweep import prepare_sweep, run_sweep
 from sensitivity.study.space import plan_points, point_key
 from sensitivity.study.spec import StudySpec
-from sensitivity.study.storage import open_storage
+from sensitivity.storage import open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -77,6 +78,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_four_processes_on_one_sqlite_grid_run_every_point_exactly_once(tmp_path, cli_process):
     url = f"sqlite:///{tmp_path}/grid.db"
     spec = StudySpec(optimizers=("adam", "nag"), lr=(1e-3, 3e-3, 1e-2, 3e-2), beta1=(0.9,), seeds=2, epochs=1,
@@ -91,6 +93,7 @@ def test_four_processes_on_one_sqlite_grid_run_every_point_exactly_once(tmp_path
     _assert_each_point_complete_once(url, spec)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_trial_has_its_point_run_by_another(tmp_path, cli_process, fast_heartbeat):
     url = f"sqlite:///{tmp_path}/kill.db"
     spec = StudySpec(optimizers=("adam",), lr=(1e-3, 1e-2, 1e-1), beta1=(0.9,), seeds=1, epochs=120,
@@ -132,6 +135,7 @@ def test_ctrl_c_fails_the_running_trial_and_the_next_run_completes_exactly_the_m
     assert [t.state for t in trials[:2]] == [TrialState.COMPLETE, TrialState.FAIL]
 
 
+@pytest.mark.slow
 def test_ctrl_c_with_workers_stops_every_worker_cleanly(tmp_path, cli_process):
     url = f"sqlite:///{tmp_path}/intw.db"
     # long trials, so that the two seen in training are still the ones running when the signal lands
@@ -181,6 +185,7 @@ def test_resume_with_a_changed_grid_keeps_old_points_and_runs_only_new_ones(tmp_
     assert sorted(frame["lr"].unique()) == [1e-3, 1e-2, 1e-1]
 
 
+@pytest.mark.slow
 def test_killing_the_coordinator_stops_its_workers(tmp_path, cli_process):
     url = f"sqlite:///{tmp_path}/orphan.db"
     spec = StudySpec(optimizers=("adam", "nag"), lr=(1e-3, 1e-2), beta1=(0.9,), seeds=1, epochs=3000,

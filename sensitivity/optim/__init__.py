@@ -1,19 +1,9 @@
-"""Optimizers: AdamRAG (this product's) and the registry of baselines a study can sweep."""
+"""Optimizers: AdamRAG (this product's) and the factories of the baselines a study can sweep.
+
+What each optimizer is (names, defaults, lr ranges) is described in :mod:`sensitivity.catalog`.
+"""
 
 from sensitivity.optim.adamrag import AdamRAG
-from sensitivity.optim.registry import (
-    DEFAULT_OPTIMIZERS,
-    OPTIMIZERS,
-    OptimizerSpec,
-    build_optimizer,
-    get_optimizer_spec,
-)
+from sensitivity.optim.registry import FACTORIES, build_optimizer
 
-__all__ = [
-    "AdamRAG",
-    "DEFAULT_OPTIMIZERS",
-    "OPTIMIZERS",
-    "OptimizerSpec",
-    "build_optimizer",
-    "get_optimizer_spec",
-]
+__all__ = ["AdamRAG", "FACTORIES", "build_optimizer"]

@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
+from sensitivity.catalog import OPTIMIZERS
 from sensitivity.report import metrics as M
 
 DPI = 130
@@ -84,7 +85,7 @@ def _display(trials: pd.DataFrame) -> dict[str, str]:
 
 
 def optimizer_colors(names) -> dict[str, tuple]:
-    """A fixed colour per optimizer (colour-blind palette, in registry order)."""
+    """A fixed colour per optimizer (colour-blind palette, in catalog order)."""
     order = M.optimizer_order(names)
     palette = sns.color_palette("colorblind", max(len(order), 3))
     return {n: palette[i % len(palette)] for i, n in enumerate(order)}
@@ -266,10 +267,6 @@ def _text_color(rgba) -> str:
 
 
 def _beta1_label(name: str) -> str:
-    try:
-        from sensitivity.optim.registry import OPTIMIZERS
-    except ImportError:
-        return "beta1"
     spec = OPTIMIZERS.get(name)
     if spec is not None and len(spec.beta1_meaning) <= 20:
         return f"beta1 ({spec.beta1_meaning})"

@@ -1,6 +1,8 @@
 """Storage -> the tidy trials frame: the one place the report side touches Optuna.
 
-:func:`load_trials` reads a stored study (never writes to it) and returns :class:`TrialsData`:
+:func:`load_trials` opens storage through :func:`sensitivity.storage.open_storage` with
+``read_only=True`` (the same opener and spellings as the sweep's ``--storage``), reads a stored
+study (never writes to it) and returns :class:`TrialsData`:
 one row per trial, one long frame of per-epoch curves, and the study's metadata. Everything
 downstream (metrics, figures, rendering) works on these pandas frames alone. What each trial
 stores is fixed by :mod:`sensitivity.records`.
@@ -16,10 +18,11 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
-import sqlalchemy.exc
 
+from sensitivity.catalog import display_names
 from sensitivity.errors import UserError
 from sensitivity.records import METRICS, PARAM_NAMES, STUDY_ATTRS, TrialResult
+from sensitivity.storage import open_storage
 
 COMPLETE = "COMPLETE"
 """The trial state the analysis uses; the frame keeps every state in its ``state`` column."""
@@ -71,7 +74,6 @@ CURVE_COLUMNS = (
 )
 """Columns of :attr:`TrialsData.curves`, in order."""
 
-_JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
 _HP_PARAMS = tuple(p for p in PARAM_NAMES if p not in ("optimizer", "seed"))
 
 
@@ -119,7 +121,7 @@ def load_trials(
         UserError: the storage cannot be read, the study does not exist (the message lists the
             studies that do), or it has no COMPLETE trial.
     """
-    store = open_storage(storage)
+    store = storage if isinstance(storage, optuna.storages.BaseStorage) else open_storage(storage, read_only=True)
     try:
         study_id = store.get_study_id_from_name(study_name)
     except optuna.exceptions.StorageInternalError as exc:  # the server went away or never answered
@@ -161,67 +163,6 @@ def load_trials(
     return TrialsData(trials=trials, curves=curves, meta=meta)
 
 
-def open_storage(storage: str | os.PathLike | optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
-    """An Optuna storage for ``storage`` without creating anything.
-
-    The same spellings as the sweep's ``--storage``: an RDB URL (SQLite URLs must name an existing
-    Optuna database; other URLs are opened with table creation skipped), a path ending in
-    ``.log``/``.jsonl``/``.journal`` (an existing Optuna journal file), or any other path (an
-    existing SQLite database). Unlike the sweep's opener this changes nothing in the file (no
-    journal-mode switch, no table creation).
-
-    Raises:
-        UserError: the database or file does not exist, or is not an Optuna storage.
-    """
-    if isinstance(storage, optuna.storages.BaseStorage):
-        return storage
-    text = os.fspath(storage)
-    if "://" in text:
-        if text.startswith("sqlite:"):
-            path = _sqlite_path(text)
-            if path is not None:
-                _check_sqlite(path, text)
-        from sensitivity.study.storage import CONNECT_TIMEOUT_S, with_installed_driver
-
-        url = with_installed_driver(text)
-        engine_kwargs = {}
-        if url.startswith("postgresql") and "connect_timeout" not in url:
-            engine_kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
-        try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=True)
-        except optuna.exceptions.StorageInternalError as exc:  # Optuna wraps a failed connection
-            raise UserError(f"cannot open Optuna storage {text!r}: {_first_line(exc.__cause__ or exc)}; "
-                            "check the URL and that the server is up") from None
-        except (sqlalchemy.exc.SQLAlchemyError, ImportError, RuntimeError) as exc:
-            # a bad URL, a missing database driver, an unreachable server, an old schema
-            raise UserError(f"cannot open Optuna storage {text!r}: {_first_line(exc)}") from None
-    if text.endswith(_JOURNAL_SUFFIXES):
-        if not os.path.isfile(text):
-            raise UserError(f"journal file {text!r} does not exist; check --storage or run a sweep first")
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(text))
-    _check_sqlite(text, text)  # a bare path is an SQLite database, as the sweep treats it
-    return optuna.storages.RDBStorage("sqlite:///" + os.path.abspath(text), skip_table_creation=True)
-
-
-def _sqlite_path(url: str) -> str | None:
-    """The file path of an ``sqlite:///path`` URL, or None for an in-memory database."""
-    rest = url.split(":", 1)[1]
-    if rest.startswith("///"):
-        path = rest[3:].split("?", 1)[0]
-        return path if path and path != ":memory:" else None
-    return None
-
-
-def _check_sqlite(path: str, shown: str) -> None:
-    if not os.path.isfile(path):
-        raise UserError(f"no SQLite database at {path!r} (from {shown!r}); check --storage or run a sweep first")
-    from sensitivity.study.storage import sqlite_tables
-
-    tables = sqlite_tables(path)
-    if "studies" not in tables:
-        raise UserError(f"{path!r} is not an Optuna database (no 'studies' table); check --storage")
-
-
 def _study_names(store: optuna.storages.BaseStorage) -> list[str]:
     return sorted(s.study_name for s in store.get_all_studies())
 
@@ -253,16 +194,8 @@ def _last(values: Any) -> float:
     return math.nan
 
 
-def _display_names() -> dict[str, str]:
-    try:
-        from sensitivity.optim.registry import OPTIMIZERS
-    except ImportError:  # the registry pulls in torch; the report works without it
-        return {}
-    return {name: spec.display for name, spec in OPTIMIZERS.items()}
-
-
 def _trials_frame(frozen: list[optuna.trial.FrozenTrial]) -> pd.DataFrame:
-    display = _display_names()
+    display = display_names()
     rows = []
     for t in frozen:
         p, a = t.params, t.user_attrs

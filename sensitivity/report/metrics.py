@@ -10,7 +10,7 @@ rate. The per-optimizer learning-rate curve L(lr) that the metrics use is, by de
 at the best betas": first the mean over seeds of each hyperparameter point, then, at each lr, the
 best of those means over beta1/beta2/gamma/weight decay (``aggregation="best"``). With
 ``aggregation="default"`` only the points at the optimizer's default betas/gamma/weight decay
-(:data:`sensitivity.optim.registry.OPTIMIZERS`) are kept (the mean over seeds at each lr).
+(:data:`sensitivity.catalog.OPTIMIZERS`) are kept (the mean over seeds at each lr).
 
 Metrics:
 
@@ -41,6 +41,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from sensitivity.catalog import OPTIMIZERS, display_order
 from sensitivity.records import METRICS
 
 HP_COLUMNS = ("beta1", "beta2", "gamma", "weight_decay")
@@ -102,18 +103,9 @@ def metric_values(trials: pd.DataFrame, metric: str) -> pd.Series:
     return final.where(~bad, initial)
 
 
-def _order_key(name: str) -> tuple[int, str]:
-    try:
-        from sensitivity.optim.registry import OPTIMIZERS
-    except ImportError:
-        return (0, name)
-    names = list(OPTIMIZERS)
-    return (names.index(name), name) if name in names else (len(names), name)
-
-
 def optimizer_order(names: Iterable[str]) -> list[str]:
-    """Optimizer names in registry order (unknown names after, alphabetically)."""
-    return sorted(set(names), key=_order_key)
+    """Optimizer names in catalog order (unknown names after, alphabetically)."""
+    return display_order(names)
 
 
 # ---- aggregation -------------------------------------------------------------------------------
@@ -155,10 +147,6 @@ def best_per_group(table: pd.DataFrame, by: Sequence[str], metric: str) -> pd.Da
 
 
 def _defaults_for(optimizers: Iterable[str]) -> dict[str, dict[str, float]]:
-    try:
-        from sensitivity.optim.registry import OPTIMIZERS
-    except ImportError:
-        return {}
     return {n: dict(OPTIMIZERS[n].defaults) for n in optimizers if n in OPTIMIZERS}
 
 
@@ -176,7 +164,7 @@ def lr_curve(
         aggregation: ``"best"`` (at each lr the best hyperparameter point, each point averaged
             over seeds) or ``"default"`` (only points at the optimizer's default betas, gamma and
             weight decay; an optimizer without such points has no rows). See :data:`AGGREGATIONS`.
-        defaults: optimizer name -> hyperparameter defaults for ``"default"``; the registry's
+        defaults: optimizer name -> hyperparameter defaults for ``"default"``; the catalog's
             when None.
 
     Returns:

@@ -1,5 +1,10 @@
 """The study side: StudySpec -> an Optuna study in storage, every planned point run exactly once.
 
+Rooms: ``spec`` (the sweep as plain data, validated), ``space`` (spec -> explicit list of points),
+``queue`` (points queued in storage, popped exactly once), ``trial`` (one trial: suggest, train,
+heartbeat, retry), ``sweep`` (the entry point :func:`run_sweep`: plan, queue, run, outcome),
+``parallel`` (local worker processes). Storage itself is :mod:`sensitivity.storage`.
+
 Names are imported on first use, so that ``import sensitivity.study.spec`` (the CLI's flag
 parsing) does not load torch.
 """
@@ -12,12 +17,11 @@ from typing import Any
 _EXPORTS = {
     "DEFAULT_STORAGE": "sensitivity.study.spec",
     "StudySpec": "sensitivity.study.spec",
-    "SweepResult": "sensitivity.study.runner",
-    "join_study": "sensitivity.study.runner",
-    "load_spec": "sensitivity.study.runner",
-    "prepare_sweep": "sensitivity.study.runner",
-    "run_sweep": "sensitivity.study.runner",
-    "run_worker": "sensitivity.study.runner",
+    "SweepResult": "sensitivity.study.sweep",
+    "join_study": "sensitivity.study.sweep",
+    "prepare_sweep": "sensitivity.study.sweep",
+    "run_sweep": "sensitivity.study.sweep",
+    "run_worker": "sensitivity.study.sweep",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,6 +1,6 @@
 """Local worker processes: ``adamrag-sens sweep --workers N`` and ``--gpus 0,1 --trials-per-gpu K``.
 
-The coordinating process queues the plan once (:func:`~sensitivity.study.runner.prepare_sweep`),
+The coordinating process queues the plan once (:func:`~sensitivity.study.sweep.prepare_sweep`),
 then starts N processes of ``adamrag-sens worker`` (the same command that joins a study from
 another machine), each with ``max(1, cpus // N)`` torch threads and, with ``--gpus``, one GPU made
 visible to it through ``CUDA_VISIBLE_DEVICES``. It trains nothing itself: it reads the study's
@@ -42,6 +42,11 @@ class LocalWorkers:
     threads: int
     devices: tuple[str | None, ...]
     visible_gpus: tuple[str | None, ...]
+
+    @property
+    def separate_processes(self) -> bool:
+        """True when the trials run in worker processes: more than one, or any placed on a GPU."""
+        return self.count > 1 or any(v is not None for v in self.visible_gpus)
 
 
 def available_cpus() -> int:
@@ -208,7 +213,7 @@ def run_local_workers(storage: str, study_name: str, launch: LocalWorkers,
 
 
 ENDED_WORKER_ERROR = "KeyboardInterrupt: the worker ended before recording this trial; settled by the coordinator"
-"""The ``error`` user attribute of trials failed by :func:`fail_trials_of_ended_workers`."""
+"""The :data:`~sensitivity.records.ERROR` user attribute of trials failed by :func:`fail_trials_of_ended_workers`."""
 
 
 def fail_trials_of_ended_workers(storage: str, study_name: str, pids: list[int]) -> int:
@@ -227,15 +232,16 @@ def fail_trials_of_ended_workers(storage: str, study_name: str, pids: list[int])
     import optuna
     from optuna.trial import TrialState
 
-    from sensitivity.study.storage import open_storage
+    from sensitivity.records import ERROR, WORKER
+    from sensitivity.storage import open_storage, storage_of, trial_id_of
 
     owners = {f"{socket.gethostname()}:{pid}" for pid in pids}
     try:
         study = optuna.load_study(study_name=study_name, storage=open_storage(storage, create=False))
         failed = 0
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.user_attrs.get("worker") in owners:
-                study._storage.set_trial_user_attr(t._trial_id, "error", ENDED_WORKER_ERROR)  # noqa: SLF001
+            if t.user_attrs.get(WORKER) in owners:
+                storage_of(study).set_trial_user_attr(trial_id_of(t), ERROR, ENDED_WORKER_ERROR)
                 study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
                 failed += 1
         return failed

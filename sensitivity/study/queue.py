@@ -9,7 +9,7 @@ Invariants (see :meth:`PointQueue.pop`):
 
 * **A trial is taken once.** A worker takes a WAITING trial by the storage's conditional update
   WAITING -> RUNNING, which succeeds for one caller only (on SQLite this needs the
-  ``BEGIN IMMEDIATE`` transactions that :func:`~sensitivity.study.storage.open_storage` sets up).
+  ``BEGIN IMMEDIATE`` transactions that :func:`~sensitivity.storage.open_storage` sets up).
 * **A point runs once.** Two workers that enqueue the same missing point at the same moment create
   two WAITING trials for it. After taking a trial, the worker looks at the other trials of the same
   point: if one is COMPLETE or RUNNING, or one is WAITING and older, the taken trial is a duplicate
@@ -33,12 +33,10 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from sensitivity.records import DUPLICATE_OF, ERROR, POINT_KEY
+from sensitivity.storage import heartbeat_interval, live_trial, record_heartbeat, stale_trial_ids, storage_of, trial_id_of
 from sensitivity.study.space import Point, point_key
 
-POINT_KEY = "point_key"
-"""Trial user attribute: the canonical key of the planned point the trial runs."""
-DUPLICATE_OF = "duplicate_of"
-"""Trial user attribute of a PRUNED duplicate: the number of the trial that holds its point."""
 STALE_ERROR = "worker stopped sending heartbeats (killed or cut off); the point was queued again"
 
 
@@ -93,7 +91,7 @@ class PlanProgress:
 
 def heartbeat_enabled(storage: optuna.storages.BaseStorage) -> bool:
     """True when ``storage`` records heartbeats (RDB and our journal storage, as opened here)."""
-    return bool(getattr(storage, "get_heartbeat_interval", lambda: None)())
+    return bool(heartbeat_interval(storage))
 
 
 class PointQueue:
@@ -107,7 +105,7 @@ class PointQueue:
 
     def __init__(self, study: optuna.Study, plan: Iterable[Point]) -> None:
         self.study = study
-        self.storage = study._storage  # noqa: SLF001 - the storage API is the queue's medium
+        self.storage = storage_of(study)  # the storage API is the queue's medium
         self.plan = list(plan)
         self.wanted = {point_key(p) for p in self.plan}
         self.heartbeat = heartbeat_enabled(self.storage)
@@ -128,14 +126,14 @@ class PointQueue:
             ]
             if not waiting:
                 return None
-            for t in sorted(waiting, key=lambda t: t._trial_id):  # noqa: SLF001
-                trial_id = t._trial_id  # noqa: SLF001
+            for t in sorted(waiting, key=trial_id_of):
+                trial_id = trial_id_of(t)
                 if not self._take(trial_id):
                     continue  # another worker took it first
                 try:
                     dup = self._duplicate_of(trial_id, t.user_attrs[POINT_KEY])
                     if dup is None:
-                        return optuna.Trial(self.study, trial_id)
+                        return live_trial(self.study, trial_id)
                     self.storage.set_trial_user_attr(trial_id, DUPLICATE_OF, dup)
                     self.storage.set_trial_state_values(trial_id, state=TrialState.PRUNED)
                     self.duplicates_pruned += 1
@@ -149,7 +147,7 @@ class PointQueue:
     def _take(self, trial_id: int) -> bool:
         try:
             if self.heartbeat:
-                self.storage.record_heartbeat(trial_id)
+                record_heartbeat(self.storage, trial_id)
             return bool(self.storage.set_trial_state_values(trial_id, state=TrialState.RUNNING))
         except UpdateFinishedTrialError:
             return False
@@ -166,14 +164,14 @@ class PointQueue:
         """The number of another trial that holds point ``key``, or None when ``trial_id`` may run it."""
         others = [
             t for t in self.study.get_trials(deepcopy=False)
-            if t.user_attrs.get(POINT_KEY) == key and t._trial_id != trial_id  # noqa: SLF001
+            if t.user_attrs.get(POINT_KEY) == key and trial_id_of(t) != trial_id
         ]
         for state in (TrialState.COMPLETE, TrialState.RUNNING):
             for t in others:
                 if t.state == state:
                     return t.number
         for t in others:
-            if t.state == TrialState.WAITING and t._trial_id < trial_id:  # noqa: SLF001
+            if t.state == TrialState.WAITING and trial_id_of(t) < trial_id:
                 return t.number
         return None
 
@@ -190,16 +188,15 @@ class PointQueue:
         """
         if not self.heartbeat:
             return []
-        try:
-            stale_ids = self.storage._get_stale_trial_ids(self.study._study_id)  # noqa: SLF001
-        except AttributeError:  # a storage with Optuna's public helper only
+        stale_ids = stale_trial_ids(self.storage, self.study)
+        if stale_ids is None:  # a storage with Optuna's public helper only
             optuna.storages.fail_stale_trials(self.study)
             enqueue_missing(self.study, self.plan)
             return []
         failed = []
         for trial_id in stale_ids:
             try:
-                self.storage.set_trial_user_attr(trial_id, "error", STALE_ERROR)
+                self.storage.set_trial_user_attr(trial_id, ERROR, STALE_ERROR)
                 if self.storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                     failed.append(self.storage.get_trial_number_from_id(trial_id))
             except UpdateFinishedTrialError:

@@ -18,12 +18,10 @@ import itertools
 import json
 import math
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from sensitivity.catalog import OPTIMIZERS, OptimizerInfo
 from sensitivity.study.spec import StudySpec
-
-if TYPE_CHECKING:  # the registry imports torch: loaded only when a plan is made
-    from sensitivity.optim.registry import OptimizerSpec
 
 DEFAULT_BETA1_GRID = (0.8, 0.9, 0.95)
 DEFAULT_BETA1_RANGE = (0.5, 0.99)
@@ -39,7 +37,7 @@ def _round(value: float, digits: int = 6) -> float:
     return float(f"{value:.{digits}g}")
 
 
-def _grid_points(spec: StudySpec, opt: OptimizerSpec) -> list[Point]:
+def _grid_points(spec: StudySpec, opt: OptimizerInfo) -> list[Point]:
     axes: dict[str, tuple[float, ...]] = {"lr": spec.lr or tuple(opt.lr_grid(spec.lr_points))}
     if "beta1" in opt.hyperparameters:
         axes["beta1"] = spec.beta1 or DEFAULT_BETA1_GRID
@@ -83,7 +81,7 @@ def _beta_from_unit(u: float, lo: float, hi: float) -> float:
     return 1.0 - math.exp(math.log(1 - lo) + u * (math.log(1 - hi) - math.log(1 - lo)))
 
 
-def _random_points(spec: StudySpec, opts: list[OptimizerSpec]) -> list[tuple[OptimizerSpec, Point]]:
+def _random_points(spec: StudySpec, opts: list[OptimizerInfo]) -> list[tuple[OptimizerInfo, Point]]:
     varied = {
         "beta1": spec.beta1 is None or len(set(spec.beta1)) > 1,
         "beta2": spec.beta2 is not None and len(set(spec.beta2)) > 1,
@@ -99,7 +97,7 @@ def _random_points(spec: StudySpec, opts: list[OptimizerSpec]) -> list[tuple[Opt
     return out
 
 
-def _map_unit_point(spec: StudySpec, opt: OptimizerSpec, u: dict[str, float], varied: dict[str, bool]) -> Point:
+def _map_unit_point(spec: StudySpec, opt: OptimizerInfo, u: dict[str, float], varied: dict[str, bool]) -> Point:
     """Unit-cube point ``u`` in ``opt``'s ranges: the same quantiles for every optimizer, so where
     two optimizers' ranges agree (always for an explicit ``--lr`` range) their values are equal."""
     if spec.lr and len(set(spec.lr)) == 1:
@@ -132,8 +130,6 @@ def plan_points(spec: StudySpec) -> list[Point]:
     The order is seed-major, and within a seed interleaves the optimizers point by point (grid and
     random/qmc alike), so a study stopped half way has comparable coverage of every optimizer.
     """
-    from sensitivity.optim.registry import OPTIMIZERS
-
     opts = [OPTIMIZERS[name] for name in spec.optimizers]
     if spec.sampler == "grid":
         per_opt = [[(opt, p) for p in _grid_points(spec, opt)] for opt in opts]

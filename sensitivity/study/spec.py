@@ -23,7 +23,7 @@ class StudySpec:
 
     Attributes:
         task: workload name (``digits-mlp``, ``resnet18``).
-        optimizers: registry names to compare.
+        optimizers: catalog names to compare (:mod:`sensitivity.catalog`).
         sampler: ``grid`` (the cartesian product of the given values), ``random``
             (log-uniform lr, log(1 - beta)-uniform betas, seeded) or ``qmc`` (scrambled Sobol).
         lr: explicit learning rates (grid values; for random/qmc, their min and max bound the
@@ -88,11 +88,6 @@ class StudySpec:
         return task.config(**{k: v for k, v in overrides.items() if k in task.defaults or k == "epochs"})
 
     @property
-    def resolved_epochs(self) -> int:
-        """Epochs per trial: the spec's, or the task's default."""
-        return int(self.task_config()["epochs"])
-
-    @property
     def resolved_study_name(self) -> str:
         """The study name: given, or derived from task and dataset."""
         if self.study_name:
@@ -121,7 +116,7 @@ class StudySpec:
         Raises:
             UserError: the first problem found, as one line naming the flag and the fix.
         """
-        from sensitivity.optim.registry import OPTIMIZERS
+        from sensitivity.catalog import OPTIMIZERS
         from sensitivity.tasks import get_task
 
         task = get_task(self.task)

@@ -1,4 +1,10 @@
-"""Opening Optuna storage safely: SQLite (default), any RDB URL, or a journal file.
+"""Optuna storage, the one room that opens it: SQLite (default), any RDB URL, or a journal file.
+
+Both sides call :func:`open_storage`: the study side to create and run studies, the report side
+with ``read_only=True`` to read them. Every use of Optuna's private API (a study's storage object,
+trial ids, the ``fixed_params`` of a queued trial, the heartbeat interface and its stale-trial
+query) is behind a named helper at the end of this module, each checked against the Optuna version
+its comment names, so an Optuna upgrade is checked in one place.
 
 Checks happen before anything is written: a path that is not an Optuna database, a URL Optuna
 cannot parse, or a server that does not answer gives a :class:`UserError` and leaves the file as
@@ -37,10 +43,13 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages._heartbeat import BaseHeartbeat  # the interface fail_stale_trials uses
+from optuna.storages._heartbeat import BaseHeartbeat  # private in Optuna 5.0.0: the interface fail_stale_trials uses
 from optuna.trial import TrialState
 
 from sensitivity.errors import UserError
+
+OPTUNA_CHECKED = "5.0.0"
+"""The Optuna version whose private API the helpers below were checked against."""
 
 HEARTBEAT_INTERVAL_S = 20
 """Default: how often a running trial records that its worker is alive (seconds)."""
@@ -228,7 +237,7 @@ def with_installed_driver(url: str) -> str:
     return f"postgresql://{rest}"
 
 
-def _open_rdb(url: str, engine_kwargs: dict[str, Any], hb: dict[str, Any], retry: bool) -> optuna.storages.RDBStorage:
+def _open_rdb(url: str, engine_kwargs: dict[str, Any], options: dict[str, Any], retry: bool) -> optuna.storages.RDBStorage:
     """RDBStorage(url); on SQLite, retried a few times when another process is creating the tables
     of a new file at the same moment ("table ... already exists", "database is locked", "UNIQUE constraint
     failed: alembic_version" when both write the schema version)."""
@@ -236,7 +245,7 @@ def _open_rdb(url: str, engine_kwargs: dict[str, Any], hb: dict[str, Any], retry
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **options)
         except Exception as err:  # noqa: BLE001
             text = str(err.__cause__ or err)
             if not retry or attempt == 3 or not ("already exists" in text or "locked" in text or "UNIQUE constraint" in text):
@@ -279,7 +288,7 @@ class JournalHeartbeatStorage(optuna.storages.JournalStorage, BaseHeartbeat):
         for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
             beat = t.system_attrs.get(self.HEARTBEAT_ATTR)
             if beat is not None and now - float(beat) > self.grace_period:
-                stale.append(t._trial_id)  # noqa: SLF001
+                stale.append(trial_id_of(t))
         return stale
 
     def get_heartbeat_interval(self) -> int | None:
@@ -289,7 +298,8 @@ class JournalHeartbeatStorage(optuna.storages.JournalStorage, BaseHeartbeat):
         return None
 
 
-def open_storage(storage: str, *, create: bool = True, heartbeat: bool = True) -> optuna.storages.BaseStorage:
+def open_storage(storage: str | os.PathLike, *, read_only: bool = False, create: bool = True,
+                 heartbeat: bool = True) -> optuna.storages.BaseStorage:
     """Open ``storage`` as an Optuna storage object.
 
     Args:
@@ -297,24 +307,30 @@ def open_storage(storage: str, *, create: bool = True, heartbeat: bool = True) -
             SQLAlchemy URL Optuna supports (``postgresql://user@host/db``, ``mysql+pymysql://...``),
             a path ending in ``.log``/``.jsonl``/``.journal`` for Optuna's JournalStorage, or a
             bare path (treated as SQLite).
+        read_only: for readers (the report): the database must exist and hold Optuna's tables;
+            nothing is created or changed (no tables, no journal-mode switch, no heartbeats).
         create: when False, a SQLite or journal file that does not exist is an error instead
             of being created (for commands that only read or join).
         heartbeat: record heartbeats for running trials, so that trials of a killed worker are
-            detected (see :func:`heartbeat_settings`).
+            detected (see :func:`heartbeat_settings`). Off when ``read_only``.
 
     Raises:
         UserError: malformed URL, a file that is not an Optuna database, a missing file with
-            ``create=False``, a missing database driver, or a server that cannot be reached.
-            Nothing has been written then.
+            ``create=False`` or ``read_only``, a missing database driver, or a server that cannot
+            be reached. Nothing has been written then.
     """
+    storage = os.fspath(storage)
+    if read_only:
+        create, heartbeat = False, False
     url = normalize_storage_url(storage)
     interval, grace = heartbeat_settings() if heartbeat else (None, None)
     if "://" not in url:  # journal file
         path = Path(url)
         _check_journal_file(path)
         if not create and not path.exists():
-            raise UserError(f"journal file {path} does not exist; check --storage")
-        path.parent.mkdir(parents=True, exist_ok=True)
+            raise UserError(f"journal file {path} does not exist; check --storage or run `adamrag-sens sweep` first")
+        if not read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
         from optuna.storages.journal import JournalFileBackend
 
         try:
@@ -330,11 +346,15 @@ def open_storage(storage: str, *, create: bool = True, heartbeat: bool = True) -
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
         if sqlite_path is not None:
             check_sqlite_file(sqlite_path)
-            if not sqlite_path.exists():
+            if not sqlite_path.exists() or (read_only and sqlite_path.stat().st_size == 0):
                 if not create:
-                    raise UserError(f"no database at {sqlite_path}; run `adamrag-sens sweep` first or check --storage")
+                    raise UserError(f"no SQLite database at {sqlite_path}; run `adamrag-sens sweep` first or check --storage")
                 sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-            _enable_wal(sqlite_path)
+            if read_only:
+                if "studies" not in sqlite_tables(sqlite_path):
+                    raise UserError(f"{sqlite_path} is not an Optuna database (no 'studies' table); check --storage")
+            else:
+                _enable_wal(sqlite_path)
     elif scheme in _RDB_SCHEMES:
         url = with_installed_driver(url)
         if "connect_timeout" not in url:
@@ -345,9 +365,11 @@ def open_storage(storage: str, *, create: bool = True, heartbeat: bool = True) -
             f"storage URL {storage!r} has an unknown scheme; use sqlite:///path.db, postgresql://user@host/db, "
             f"or a journal file path ending in .log"
         )
-    hb = {"heartbeat_interval": interval, "grace_period": grace} if interval else {}
+    options: dict[str, Any] = {"heartbeat_interval": interval, "grace_period": grace} if interval else {}
+    if read_only:
+        options["skip_table_creation"] = True
     try:
-        rdb = _open_rdb(url, engine_kwargs, hb, retry=scheme == "sqlite")
+        rdb = _open_rdb(url, engine_kwargs, options, retry=scheme == "sqlite" and not read_only)
     except Exception as err:  # noqa: BLE001 - SQLAlchemy/driver errors have many types
         cause = err.__cause__ or err
         text = str(cause).strip() or type(cause).__name__
@@ -355,7 +377,65 @@ def open_storage(storage: str, *, create: bool = True, heartbeat: bool = True) -
             hint = _DRIVER_HINT.get(scheme, "install the database driver SQLAlchemy names")
             raise UserError(f"storage {storage!r} needs a database driver ({text}): {hint}") from None
         reason = " ".join(text.split())[:200]
-        raise UserError(f"cannot open storage {storage!r} ({reason}); check the URL, the server and its credentials") from None
-    if scheme == "sqlite":
+        raise UserError(f"cannot open Optuna storage {storage!r} ({reason}); check the URL, the server and its credentials") from None
+    if scheme == "sqlite" and not read_only:
         _begin_immediate(rdb.engine)
     return rdb
+
+
+# ---- Optuna's private API, in one place ----------------------------------------------------------
+# Each helper names what it relies on. All were checked against Optuna 5.0.0 (OPTUNA_CHECKED);
+# tests/test_storage.py exercises every one, so an upgrade that breaks one fails there first.
+
+
+def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
+    """The storage object a study reads and writes (``Study._storage``, Optuna 5.0.0)."""
+    return study._storage  # noqa: SLF001
+
+
+def study_id_of(study: optuna.Study) -> int:
+    """The storage's id of ``study`` (``Study._study_id``, Optuna 5.0.0)."""
+    return study._study_id  # noqa: SLF001
+
+
+def trial_id_of(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
+    """The storage's id of a trial, live or frozen (``Trial._trial_id`` / ``FrozenTrial._trial_id``,
+    Optuna 5.0.0); trial *numbers* are per study, ids are what the storage API takes."""
+    return trial._trial_id  # noqa: SLF001
+
+
+def live_trial(study: optuna.Study, trial_id: int) -> optuna.Trial:
+    """A :class:`optuna.Trial` handle on a trial this process took from the queue (the constructor
+    ``Trial(study, trial_id)`` that ``Study.ask`` uses, documented as internal; Optuna 5.0.0)."""
+    return optuna.Trial(study, trial_id)
+
+
+FIXED_PARAMS_ATTR = "fixed_params"
+"""Trial system attribute in which ``Study.enqueue_trial`` stores a queued trial's params (Optuna 5.0.0)."""
+
+
+def fixed_params(storage: optuna.storages.BaseStorage, trial_id: int) -> dict[str, Any]:
+    """The params a trial was queued with by ``Study.enqueue_trial`` ({} when none; Optuna 5.0.0)."""
+    return dict(storage.get_trial_system_attrs(trial_id).get(FIXED_PARAMS_ATTR, {}))
+
+
+def heartbeat_interval(storage: optuna.storages.BaseStorage) -> int | None:
+    """Seconds between heartbeats when ``storage`` records them (RDB and our journal storage as
+    opened here), else None (``BaseHeartbeat.get_heartbeat_interval``, Optuna 5.0.0)."""
+    return getattr(storage, "get_heartbeat_interval", lambda: None)()
+
+
+def record_heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> None:
+    """Record that the worker of ``trial_id`` is alive (``BaseHeartbeat.record_heartbeat``, Optuna 5.0.0)."""
+    storage.record_heartbeat(trial_id)
+
+
+def stale_trial_ids(storage: optuna.storages.BaseStorage, study: optuna.Study) -> list[int] | None:
+    """Ids of RUNNING trials of ``study`` whose heartbeat is older than the grace period, or None
+    when ``storage`` cannot say (``BaseHeartbeat._get_stale_trial_ids``, private in Optuna 5.0.0:
+    the public ``fail_stale_trials`` fails them too, but does not say which, and a worker must know
+    which trials it failed to queue their points once)."""
+    query = getattr(storage, "_get_stale_trial_ids", None)
+    if query is None:
+        return None
+    return list(query(study_id_of(study)))

@@ -1,0 +1,352 @@
+"""Running a sweep: StudySpec -> an Optuna study whose planned points each run exactly once.
+
+:func:`run_sweep` is the study side's one entry point: it prepares the sweep
+(:func:`prepare_sweep`: validate everything a user can get wrong, create or load the study, put the
+plan in Optuna's queue, see :mod:`sensitivity.study.queue`), runs the queued points in this process
+(:func:`run_worker`, one :func:`~sensitivity.study.trial.run_trial` after another) or in local
+worker processes (:mod:`sensitivity.study.parallel`), and returns a :class:`SweepResult` from which a
+front end prints the outcome. Other machines join with ``adamrag-sens worker`` (:func:`join_study`
+then :func:`run_worker`). Running the same sweep again queues only the points that have no
+COMPLETE, RUNNING or WAITING trial: what is done stays done, a FAIL (a crash, Ctrl-C, a killed
+worker detected by its stale heartbeat) is run again. A study is only resumed with the settings it
+was created with (:func:`create_or_load_study`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Protocol
+
+import optuna
+from optuna.trial import TrialState
+
+import sensitivity
+from sensitivity import interrupt, records
+from sensitivity.catalog import OPTIMIZERS
+from sensitivity.errors import UserError
+from sensitivity.records import METRICS, TrialResult, param_distributions
+from sensitivity.storage import heartbeat_settings, open_storage
+from sensitivity.study.parallel import LocalWorkers, WorkersOutcome, run_local_workers
+from sensitivity.study.queue import PlanProgress, PointQueue, enqueue_missing
+from sensitivity.study.space import Point, plan_points
+from sensitivity.study.spec import StudySpec
+from sensitivity.study.trial import call_back, run_trial
+from sensitivity.tasks import get_task
+from sensitivity.train import load_task_data, resolve_device
+
+__all__ = [
+    "SweepCallbacks", "SweepResult", "best_trial", "create_or_load_study", "join_study", "plan_progress_of",
+    "prepare_sweep", "run_sweep", "run_worker", "study_distributions",
+]
+
+_NOT_RESULT_SETTINGS = ("data_dir", "download")
+"""Task settings that say where the data are, not what is trained: a study may resume with others."""
+
+
+class SweepCallbacks(Protocol):
+    """What a front end (the CLI's progress bar) hears from a running sweep. All optional."""
+
+    def on_plan(self, result: "SweepResult") -> None: ...
+    def on_trial_start(self, number: int, params: dict[str, Any]) -> None: ...
+    def on_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None: ...
+    def on_trial_end(self, number: int, params: dict[str, Any], value: float, result: TrialResult) -> None: ...
+    def on_wait(self, running: int) -> None: ...
+    def on_poll(self, progress: PlanProgress, workers_alive: int) -> None: ...
+
+
+@dataclasses.dataclass
+class SweepResult:
+    """What a call of :func:`run_sweep` did.
+
+    Attributes:
+        study_name: the Optuna study's name.
+        storage: the storage URL or path.
+        planned: points in the current plan.
+        complete_before: planned points that were already COMPLETE when the call started.
+        queued: points this call queued (the rest were complete, running or queued already).
+        workers: the local worker processes that ran the points (None: this process ran them).
+        ran: trials this process ran to completion (diverged ones included; 0 with ``workers``).
+        diverged: of ``ran``, how many diverged.
+        best: params and value of the best COMPLETE trial in the study (None when there is none).
+        progress: where the plan stands in storage at the end (all workers together).
+        outcome: how the local worker processes ended (None without ``workers``).
+    """
+
+    study_name: str
+    storage: str
+    planned: int
+    complete_before: int
+    queued: int = 0
+    workers: LocalWorkers | None = None
+    ran: int = 0
+    diverged: int = 0
+    best: dict[str, Any] | None = None
+    progress: PlanProgress | None = None
+    outcome: WorkersOutcome | None = None
+
+
+def _result_settings(task: str, config: dict[str, Any], metric: Any, divergence_factor: Any) -> dict[str, Any]:
+    """The stored settings that change what a trial computes, by name (what a resumed study must keep)."""
+    out = {"task": task}
+    out.update({k: v for k, v in sorted(config.items()) if k not in _NOT_RESULT_SETTINGS})
+    out.update(metric=metric, divergence_factor=divergence_factor)
+    return out
+
+
+def create_or_load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """The study named by ``spec``, created if new; refuses one that holds another experiment.
+
+    Raises:
+        UserError: a study of that name exists with another task, or other settings that change
+            results (dataset, data sizes, batch size, epochs, model size, metric, divergence
+            factor); the one line names each setting with its stored and its new value. Nothing
+            is written then.
+    """
+    name = spec.resolved_study_name
+    config = spec.task_config()
+    direction = METRICS[spec.metric]
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if name in existing:
+        attrs = existing[name].user_attrs
+        if attrs.get(records.TASK) != spec.task:
+            raise UserError(
+                f"study {name!r} already holds task {attrs.get(records.TASK)!r}, not {spec.task!r}; "
+                f"give another --study name"
+            )
+        if attrs.get(records.METRIC, spec.metric) != spec.metric:
+            raise UserError(
+                f"study {name!r} optimises {attrs.get(records.METRIC)!r}, not {spec.metric!r}; "
+                f"use --metric {attrs.get(records.METRIC)} or another --study name"
+            )
+        old = _result_settings(attrs.get(records.TASK), attrs.get(records.TASK_CONFIG, {}),
+                               attrs.get(records.METRIC), attrs.get(records.DIVERGENCE_FACTOR))
+        new = _result_settings(spec.task, config, spec.metric, spec.divergence_factor)
+        changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if k in old and old[k] != new[k]]
+        if changed:
+            raise UserError(
+                f"study {name!r} was run with other settings ({'; '.join(changed)}); results would not be "
+                f"comparable: give another --study name, or the study's own settings"
+            )
+        return optuna.load_study(study_name=name, storage=storage)
+    study = optuna.create_study(study_name=name, storage=storage, direction=direction)
+    study.set_user_attr(records.TASK, spec.task)
+    study.set_user_attr(records.TASK_CONFIG, config)
+    study.set_user_attr(records.METRIC, spec.metric)
+    study.set_user_attr(records.EPOCHS, int(config["epochs"]))
+    study.set_user_attr(records.DIVERGENCE_FACTOR, spec.divergence_factor)
+    study.set_user_attr(records.PACKAGE_VERSION, sensitivity.__version__)
+    study.set_user_attr(records.OPTIMIZER_CHOICES, sorted(OPTIMIZERS))
+    return study
+
+
+def study_distributions(study: optuna.Study, optimizers: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """The param distributions trials of ``study`` must use, checked against what storage holds.
+
+    Optuna fixes a param's distribution kind (and a categorical's choices) with the first trial
+    that stores it. The choices of ``optimizer`` are therefore the ones the study was created
+    with, not the catalog's of today, and an optimizer outside them cannot join the study.
+
+    Raises:
+        UserError: ``optimizers`` names an optimizer outside the stored choices, or a stored
+            param has a distribution Optuna cannot change to the current one.
+    """
+    name = study.study_name
+    trials = [t for t in study.get_trials(deepcopy=False) if t.distributions]
+    choices = study.user_attrs.get(records.OPTIMIZER_CHOICES)
+    if choices is None:
+        stored = next((t.distributions["optimizer"] for t in trials if "optimizer" in t.distributions), None)
+        choices = list(stored.choices) if stored is not None else sorted(OPTIMIZERS)
+    missing = [o for o in optimizers if o not in choices]
+    if missing:
+        raise UserError(
+            f"study {name!r} stores the param 'optimizer' with the choices {', '.join(choices)}, and Optuna cannot "
+            f"add {', '.join(missing)} to a stored categorical: sweep {', '.join(missing)} under a new --study name "
+            f"(the existing study stays as it is for `adamrag-sens report`)"
+        )
+    dists = param_distributions(list(choices))
+    seen: set[str] = set()
+    for t in trials:
+        for pname, old in t.distributions.items():
+            if pname in seen or pname not in dists:
+                continue
+            seen.add(pname)
+            try:
+                optuna.distributions.check_distribution_compatibility(old, dists[pname])
+            except ValueError as err:
+                raise UserError(
+                    f"study {name!r} stores the param {pname!r} as {old}, which Optuna cannot change ({err}); "
+                    f"run this sweep under a new --study name"
+                ) from None
+    return dists
+
+
+def run_worker(study: optuna.Study, spec: StudySpec, plan: list[Point], callbacks: Any = None,
+               max_trials: int | None = None, *, wait: bool = True) -> tuple[int, int]:
+    """Run queued points of ``plan`` until none is left (or ``max_trials`` ran).
+
+    Each round first fails trials of dead workers (stale heartbeats) and queues their points
+    again. When nothing is queued but other workers still run points of the plan, the worker
+    waits (``wait=True``) and checks again every few seconds: if one of them dies, its point is
+    run here. It returns when every point is complete or failed with an error.
+
+    Returns:
+        (trials run, of which diverged).
+
+    Raises:
+        UserError: the study's stored params cannot hold this plan's (see :func:`study_distributions`).
+        KeyboardInterrupt: Ctrl-C; the running trial is stored as FAIL.
+    """
+    queue = PointQueue(study, plan)
+    dists = study_distributions(study, sorted({p["optimizer"] for p in plan}))
+    interval, _grace = heartbeat_settings()
+    pause = min(float(interval), 1.0)  # while waiting for other workers' last trials
+    ran = diverged = 0
+    while max_trials is None or ran < max_trials:
+        interrupt.check()  # a stop request whose KeyboardInterrupt Python swallowed
+        queue.fail_stale()
+        trial = queue.pop()
+        if trial is None:
+            if not wait or not queue.heartbeat:
+                break
+            running = queue.progress().running
+            if running == 0:
+                break
+            call_back(callbacks, "on_wait", running)
+            time.sleep(pause)
+            continue
+        result = run_trial(study, trial, spec, callbacks, dists)
+        if result is not None:
+            ran += 1
+            diverged += int(result.diverged)
+    return ran, diverged
+
+
+def best_trial(study: optuna.Study) -> dict[str, Any] | None:
+    """Params, value and trial number of the best COMPLETE trial, or None."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    if not done:
+        return None
+    pick = min if study.direction == optuna.study.StudyDirection.MINIMIZE else max
+    t = pick(done, key=lambda t: t.value)
+    return {"number": t.number, "value": t.value, "params": dict(t.params), "diverged": t.user_attrs.get("diverged")}
+
+
+def check_can_run(spec: StudySpec) -> None:
+    """Fail now, before any write, when this machine cannot run ``spec``'s trials.
+
+    Raises:
+        UserError: unknown task, absent device, or data missing (checked on the CPU, so a
+            process that only coordinates workers holds no GPU memory).
+    """
+    import torch
+
+    task = get_task(spec.task)
+    resolve_device(spec.device)
+    load_task_data(task, spec.task_config(), torch.device("cpu"))
+
+
+def prepare_sweep(spec: StudySpec) -> tuple[optuna.Study, list[Point], int, int]:
+    """Validate, check data and device, open storage, create/load the study and queue missing points.
+
+    Everything that can fail because of user input fails here, before anything is written.
+
+    Returns:
+        (study, plan, points already complete, points newly queued).
+
+    Raises:
+        UserError: invalid spec, missing data, absent device, bad storage, a study of that
+            name holding another experiment, or one whose stored params cannot hold this plan.
+    """
+    spec.validate()
+    check_can_run(spec)
+    plan = plan_points(spec)
+    storage = open_storage(spec.storage)
+    study = create_or_load_study(spec, storage)
+    dists = study_distributions(study, spec.optimizers)  # refuses before the writes below
+    if records.OPTIMIZER_CHOICES not in study.user_attrs:  # a study made before the choices were recorded
+        study.set_user_attr(records.OPTIMIZER_CHOICES, list(dists["optimizer"].choices))
+    study.set_user_attr(records.SAMPLER, spec.sampler)
+    study.set_user_attr(records.SPEC, spec.to_dict())
+    study.set_user_attr(records.POINTS, plan)
+    complete, queued = enqueue_missing(study, plan)
+    return study, plan, complete, queued
+
+
+def plan_progress_of(study: optuna.Study, plan: list[Point]) -> PlanProgress:
+    """Where ``plan`` stands in ``study`` (all workers together)."""
+    return PointQueue(study, plan).progress()
+
+
+def run_sweep(spec: StudySpec, callbacks: Any = None, *, workers: LocalWorkers | None = None) -> SweepResult:
+    """Run a sweep to completion (resuming whatever storage already holds).
+
+    Args:
+        spec: the sweep.
+        callbacks: optional :class:`SweepCallbacks` for progress display; ``on_plan`` hears the
+            result so far (study name, planned, complete and queued points) before any trial runs.
+        workers: local worker processes to run the points in (see
+            :func:`~sensitivity.study.parallel.plan_local_workers`); None or one process without
+            GPUs: this process runs them.
+
+    Returns:
+        A :class:`SweepResult`.
+
+    Raises:
+        UserError: see :func:`prepare_sweep`.
+        KeyboardInterrupt: Ctrl-C; the running trial is stored as FAIL and the next run redoes it.
+    """
+    study, plan, complete, queued = prepare_sweep(spec)
+    if workers is not None and not workers.separate_processes:
+        workers = None
+    result = SweepResult(study_name=study.study_name, storage=spec.storage, planned=len(plan),
+                         complete_before=complete, queued=queued, workers=workers)
+    call_back(callbacks, "on_plan", result)
+    if complete < len(plan):
+        if workers is None:
+            result.ran, result.diverged = run_worker(study, spec, plan, callbacks)
+        else:
+            result.outcome = run_local_workers(
+                spec.storage, study.study_name, workers, poll=lambda: plan_progress_of(study, plan),
+                on_progress=lambda prog, alive: call_back(callbacks, "on_poll", prog, alive),
+            )
+    result.best = best_trial(study)
+    result.progress = plan_progress_of(study, plan)
+    return result
+
+
+def join_study(storage: str, study_name: str, *, device: str | None = None,
+               check: bool = True) -> tuple[optuna.Study, StudySpec, list[Point]]:
+    """Open a study made by ``adamrag-sens sweep`` to work on its queue from another process.
+
+    Nothing is written: the plan is the one the sweep stored (study attribute
+    :data:`~sensitivity.records.POINTS`).
+
+    Args:
+        storage: the study's storage URL or journal path (must exist).
+        study_name: the study's name.
+        device: this worker's device, overriding the study's (``cuda:1``, ``cpu``).
+        check: verify that this machine has the data and the device.
+
+    Returns:
+        (study, spec with this storage and device, plan).
+
+    Raises:
+        UserError: no storage or no such study there, a study not made by ``adamrag-sens sweep``,
+            or (``check``) data or device missing on this machine.
+    """
+    st = open_storage(storage, create=False)
+    names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
+    if study_name not in names:
+        raise UserError(f"no study {study_name!r} in {storage}; studies there: {', '.join(names) or 'none'}")
+    study = optuna.load_study(study_name=study_name, storage=st)
+    attrs = study.user_attrs
+    if records.SPEC not in attrs or records.POINTS not in attrs:
+        raise UserError(f"study {study_name!r} was not created by adamrag-sens sweep; nothing to join")
+    spec = dataclasses.replace(StudySpec.from_dict(attrs[records.SPEC]), storage=storage, study_name=study_name)
+    if device is not None:
+        spec = dataclasses.replace(spec, device=device)
+    if check:
+        check_can_run(spec)
+    plan = [dict(p) for p in attrs[records.POINTS]]
+    return study, spec, plan

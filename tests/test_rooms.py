@@ -1,0 +1,80 @@
+"""The package's rooms keep their walls: the report side reads stored records and the torch-free
+catalog only; storage is opened in one place."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "sensitivity"
+
+# Writes a tiny study with Optuna alone, builds its report, and prints what got imported.
+_CHILD = r"""
+import json, sys
+import optuna
+from sensitivity.catalog import OPTIMIZERS
+from sensitivity.records import TrialResult, param_distributions
+from sensitivity.storage import open_storage
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+url = sys.argv[1]
+study = optuna.create_study(study_name="toy", storage=open_storage(url, heartbeat=False))
+dists = param_distributions(sorted(OPTIMIZERS))
+for i, lr in enumerate((1e-3, 1e-2, 1e-1)):
+    for name in ("adam", "nag"):
+        r = TrialResult(train_loss=[1.0], val_loss=[0.5 + lr], val_acc=[0.8], initial_val_loss=2.3,
+                        initial_val_acc=0.1, epochs_run=1)
+        params = {"optimizer": name, "lr": lr, "beta1": 0.9, "seed": 0}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions={k: dists[k] for k in params},
+                        value=r.objective("val_loss"), user_attrs=r.to_user_attrs()))
+before = set(sys.modules)
+from sensitivity.report import build_report
+build_report(url, "toy", sys.argv[2])
+print(json.dumps(sorted(m for m in sys.modules if m == "torch" or m.startswith(("torch.", "sensitivity.")))))
+"""
+
+
+def test_writing_a_report_imports_neither_torch_nor_the_study_side(tmp_path):
+    out = subprocess.run([sys.executable, "-c", _CHILD, f"sqlite:///{tmp_path}/s.db", str(tmp_path / "rep")],
+                         capture_output=True, text=True, timeout=300, check=True)
+    modules = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (tmp_path / "rep" / "report.html").is_file()
+    assert "torch" not in modules
+    assert not [m for m in modules if m.startswith(("sensitivity.study", "sensitivity.optim", "sensitivity.tasks",
+                                                    "sensitivity.train"))], modules
+    assert "sensitivity.catalog" in modules and "sensitivity.storage" in modules
+
+
+def test_importing_the_catalog_and_the_report_package_loads_no_torch():
+    code = "import sys, sensitivity.catalog, sensitivity.report; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_report_modules_import_nothing_from_the_study_or_training_side():
+    for path in sorted((PACKAGE / "report").glob("*.py")):
+        bad = {m for m in _imports(path) if m.startswith(("sensitivity.study", "sensitivity.optim",
+                                                           "sensitivity.train", "sensitivity.tasks", "torch"))}
+        assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+def test_only_the_storage_module_touches_optunas_private_api():
+    private = ("._storage", "._trial_id", "._study_id", "_get_stale_trial_ids", '"fixed_params"', "storages._")
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "storage.py" and path.parent == PACKAGE:
+            continue
+        text = path.read_text()
+        assert not [p for p in private if p in text], path.relative_to(PACKAGE)
