@@ -92,8 +92,8 @@ class _Progress:
         where = f"{result.workers.count} worker processes" if result.workers is not None else "this process"
         from sensitivity.storage import mask_storage
 
-        console.print(f"study [bold]{result.study_name}[/] in {mask_storage(result.storage)}  task {spec.task}  optimizers "
-                      f"{','.join(spec.optimizers)}  sampler {spec.sampler}  {result.planned} points "
+        console.print(f"study [bold]{result.study_name}[/] in {mask_storage(result.storage)}  task {spec.task}  "
+                      f"optimizers {','.join(spec.optimizers)}  sampler {spec.sampler}  {result.planned} points "
                       f"({result.complete_before} complete, {result.queued} queued now)  on {where}", highlight=False)
         if result.complete_before < result.planned:
             self.start(result.planned, result.complete_before)
