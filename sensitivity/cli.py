@@ -32,7 +32,7 @@ app = typer.Typer(
 console = Console(stderr=False, soft_wrap=True)  # long lines (commands to copy) never wrap mid-word
 err_console = Console(stderr=True)
 
-from sensitivity.study.spec import DEFAULT_STORAGE, StudySpec  # noqa: E402
+from sensitivity.study.spec import DEFAULT_STORAGE, STORAGE_ENV, StudySpec  # noqa: E402
 
 _DEFAULT = StudySpec()
 """The defaults of every sweep flag: the spec's, written once there."""
@@ -90,8 +90,10 @@ class _Progress:
         """The sweep is prepared: print what it holds and where it runs, then show the bar."""
         spec = self.spec
         where = f"{result.workers.count} worker processes" if result.workers is not None else "this process"
-        console.print(f"study [bold]{result.study_name}[/] in {result.storage}  task {spec.task}  optimizers "
-                      f"{','.join(spec.optimizers)}  sampler {spec.sampler}  {result.planned} points "
+        from sensitivity.storage import mask_storage
+
+        console.print(f"study [bold]{result.study_name}[/] in {mask_storage(result.storage)}  task {spec.task}  "
+                      f"optimizers {','.join(spec.optimizers)}  sampler {spec.sampler}  {result.planned} points "
                       f"({result.complete_before} complete, {result.queued} queued now)  on {where}", highlight=False)
         if result.complete_before < result.planned:
             self.start(result.planned, result.complete_before)
@@ -164,7 +166,7 @@ def sweep(
     seeds: int = typer.Option(_DEFAULT.seeds, help="Repeat every point with seeds 0..N-1 (same for every optimizer)."),
     metric: str = typer.Option(_DEFAULT.metric, help="Objective: val_loss (minimised) or val_acc (maximised)."),
     device: str = typer.Option(_DEFAULT.device, help="auto, cpu, cuda or cuda:N."),
-    storage: str = typer.Option(_DEFAULT.storage, help="Optuna storage: sqlite:///file.db, postgresql://..., or a journal file path (*.log)."),
+    storage: str = typer.Option(_DEFAULT.storage, envvar=STORAGE_ENV, help="Optuna storage: sqlite:///file.db, postgresql://user@host/db (password: PGPASSWORD, ~/.pgpass, or the whole URL in the environment variable), or a journal file path (*.log)."),
     study: Optional[str] = typer.Option(None, help="Study name (default: the task, plus the dataset when not the default)."),
     dataset: Optional[str] = typer.Option(None, help="Dataset for tasks that have several (resnet18: cifar10, fashion-mnist)."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder holding the data sets (default ./data)."),
@@ -208,9 +210,32 @@ def sweep(
         if bar.live.is_started:
             bar.stop()
     _print_outcome(result, spec.metric)
-    console.print(f"report: adamrag-sens report --storage {storage} --study {result.study_name}", highlight=False)
+    for line in _report_command(storage, result.study_name, ctx.get_parameter_source("storage")):
+        console.print(line, highlight=False)
     if result.outcome is not None and result.outcome.failed:
         raise typer.Exit(1)
+
+
+def _report_command(storage: str, study_name: str, source: Any) -> list[str]:
+    """The lines that tell how to write the report: a command to copy that never holds a password.
+
+    A storage taken from the environment variable stays there (the command has no ``--storage``
+    and works in the same shell). A storage given with a password on the command line is printed
+    without it, with a note on how to supply it.
+    """
+    import shlex
+
+    from sensitivity.storage import has_password, storage_without_password
+
+    if getattr(source, "name", None) == "ENVIRONMENT":
+        return [f"report: adamrag-sens report --study {shlex.quote(study_name)}  (storage from {STORAGE_ENV})"]
+    lines = [f"report: adamrag-sens report --storage {shlex.quote(storage_without_password(storage))} "
+             f"--study {shlex.quote(study_name)}"]
+    if has_password(storage):
+        libpq = "PGPASSWORD or ~/.pgpass, or " if storage.lower().startswith("postgres") else ""
+        lines.append(f"(the password is not shown: supply it with {libpq}the whole URL in {STORAGE_ENV} "
+                     f"and no --storage)")
+    return lines
 
 
 def _read_study_definition(ctx: typer.Context, path: Path) -> dict[str, Any]:
@@ -285,7 +310,7 @@ def _print_outcome(result: Any, metric: str) -> None:
 @app.command()
 @user_errors
 def worker(
-    storage: str = typer.Option(..., help="Storage URL of the study to join (e.g. postgresql://user@host/db)."),
+    storage: str = typer.Option(..., envvar=STORAGE_ENV, help="Storage URL of the study to join (e.g. postgresql://user@host/db; password: PGPASSWORD, ~/.pgpass, or the whole URL in the environment variable)."),
     study: str = typer.Option(..., help="Name of the study to join."),
     device: Optional[str] = typer.Option(None, help="Device for this worker, e.g. cuda:1 (default: the study's)."),
     threads: Optional[int] = typer.Option(None, help="torch intra-op threads for this worker (default: torch's)."),
@@ -331,7 +356,7 @@ def worker(
 @app.command()
 @user_errors
 def report(
-    storage: str = typer.Option(DEFAULT_STORAGE, help="Storage URL holding the study."),
+    storage: str = typer.Option(DEFAULT_STORAGE, envvar=STORAGE_ENV, help="Storage URL holding the study (password: PGPASSWORD, ~/.pgpass, or the whole URL in the environment variable)."),
     study: str = typer.Option("digits-mlp", help="Study name."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default reports/<study>)."),
     tolerance: Optional[float] = typer.Option(None, help="Tolerance for the tolerance width: relative for losses (0.1 = within 10% of best), absolute for accuracy (0.01 = 1 point)."),

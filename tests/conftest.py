@@ -9,6 +9,13 @@ import sys
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _no_storage_from_the_environment(monkeypatch):
+    """A developer's ADAMRAG_SENS_STORAGE (the default of --storage) must not redirect the tests'
+    sweeps and reports; tests that use it set it themselves."""
+    monkeypatch.delenv("ADAMRAG_SENS_STORAGE", raising=False)
+
+
 def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")  # children share 2 cores with the test process

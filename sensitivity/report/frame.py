@@ -22,7 +22,7 @@ import pandas as pd
 from sensitivity.catalog import display_names
 from sensitivity.errors import UserError
 from sensitivity.records import METRICS, PARAM_NAMES, STUDY_ATTRS, TrialResult
-from sensitivity.storage import open_storage
+from sensitivity.storage import mask_storage, open_storage, scrub_secrets
 
 COMPLETE = "COMPLETE"
 """The trial state the analysis uses; the frame keeps every state in its ``state`` column."""
@@ -125,7 +125,10 @@ def load_trials(
     try:
         study_id = store.get_study_id_from_name(study_name)
     except optuna.exceptions.StorageInternalError as exc:  # the server went away or never answered
-        raise UserError(f"cannot read Optuna storage {_describe(storage)}: {_first_line(exc.__cause__ or exc)}; "
+        reason = _first_line(exc.__cause__ or exc)
+        if not isinstance(storage, optuna.storages.BaseStorage):
+            reason = scrub_secrets(reason, storage)  # a driver's message may echo the URL
+        raise UserError(f"cannot read Optuna storage {_describe(storage)}: {reason}; "
                         "check the URL and that the server is up") from None
     except KeyError:
         names = _study_names(store)
@@ -170,7 +173,7 @@ def _study_names(store: optuna.storages.BaseStorage) -> list[str]:
 def _describe(storage: Any) -> str:
     if isinstance(storage, optuna.storages.BaseStorage):
         return type(storage).__name__
-    return repr(os.fspath(storage))
+    return repr(mask_storage(storage))
 
 
 def _first_line(exc: BaseException) -> str:

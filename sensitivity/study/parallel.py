@@ -2,7 +2,8 @@
 
 The coordinating process queues the plan once (:func:`~sensitivity.study.sweep.prepare_sweep`),
 then starts N processes of ``adamrag-sens worker`` (the same command that joins a study from
-another machine), each with ``max(1, cpus // N)`` torch threads and, with ``--gpus``, one GPU made
+another machine; the storage URL goes to them through their environment, never their command
+line, since it may carry a password), each with ``max(1, cpus // N)`` torch threads and, with ``--gpus``, one GPU made
 visible to it through ``CUDA_VISIBLE_DEVICES``. It trains nothing itself: it reads the study's
 progress from storage and shows it. Workers run in their own process groups, so Ctrl-C reaches the
 coordinator only, which passes one SIGINT to each worker (each marks its running trial FAIL and
@@ -22,6 +23,7 @@ from typing import Callable
 
 from sensitivity.errors import UserError
 from sensitivity.study.queue import PlanProgress
+from sensitivity.study.spec import STORAGE_ENV
 
 STOP_TIMEOUT_S = 60.0
 """How long stopped workers may take to record their running trial before they are killed (seconds)."""
@@ -116,9 +118,14 @@ def plan_local_workers(workers: int, gpus: str | None, trials_per_gpu: int, devi
     return LocalWorkers(count, max(1, cpus // count), ("cuda",) * count, tuple(per_worker))
 
 
-def worker_command(storage: str, study_name: str, threads: int, device: str | None) -> list[str]:
-    """The command line of one local worker process (``adamrag-sens worker``, quiet)."""
-    cmd = [sys.executable, "-m", "sensitivity.cli", "worker", "--storage", storage, "--study", study_name,
+def worker_command(study_name: str, threads: int, device: str | None) -> list[str]:
+    """The command line of one local worker process (``adamrag-sens worker``, quiet).
+
+    It holds no storage: the worker reads the URL from its environment
+    (:data:`~sensitivity.study.spec.STORAGE_ENV`, see :func:`worker_environment`), because a command
+    line is readable by every user of the machine and the URL may carry a password.
+    """
+    cmd = [sys.executable, "-m", "sensitivity.cli", "worker", "--study", study_name,
            "--threads", str(threads), "--quiet"]
     if device is not None:
         cmd += ["--device", device]
@@ -145,6 +152,20 @@ class WorkersOutcome:
 
 PARENT_ENV = "ADAMRAG_SENS_PARENT_PID"
 """Set by a coordinating ``sweep --workers`` for its workers: see :func:`stop_when_parent_dies`."""
+
+
+def worker_environment(storage: str, threads: int, visible_gpu: str | None) -> dict[str, str]:
+    """The environment of one local worker process: this process's, plus the storage URL
+    (:data:`~sensitivity.study.spec.STORAGE_ENV`, the default of ``worker --storage``), the thread
+    counts, the coordinator's pid (:data:`PARENT_ENV`) and, with ``--gpus``, its
+    ``CUDA_VISIBLE_DEVICES``. Only the owner of a process (and root) can read its environment."""
+    env = dict(os.environ)
+    env[STORAGE_ENV] = storage
+    env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    env[PARENT_ENV] = str(os.getpid())  # the worker stops if this process dies, even by SIGKILL
+    if visible_gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = visible_gpu
+    return env
 
 
 def stop_when_parent_dies(poll_s: float = 1.0) -> None:
@@ -181,14 +202,9 @@ def run_local_workers(storage: str, study_name: str, launch: LocalWorkers,
     procs: list[subprocess.Popen] = []
     try:
         for i in range(launch.count):
-            env = dict(os.environ)
-            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(launch.threads)
-            env[PARENT_ENV] = str(os.getpid())  # the worker stops if this process dies, even by SIGKILL
-            if launch.visible_gpus[i] is not None:
-                env["CUDA_VISIBLE_DEVICES"] = launch.visible_gpus[i]
             procs.append(subprocess.Popen(
-                worker_command(storage, study_name, launch.threads, launch.devices[i]),
-                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
+                worker_command(study_name, launch.threads, launch.devices[i]),
+                env=worker_environment(storage, launch.threads, launch.visible_gpus[i]), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
             ))
         while True:
             alive = sum(p.poll() is None for p in procs)

@@ -14,6 +14,12 @@ DEFAULT_STORAGE = "sqlite:///studies/adamrag-sens.db"
 """Where studies go when ``--storage`` is not given: an SQLite file under ``studies/`` (relative to
 the working directory)."""
 
+STORAGE_ENV = "ADAMRAG_SENS_STORAGE"
+"""Environment variable holding the storage URL (its password included, if any): when set, the
+default of ``--storage`` for ``sweep``, ``worker`` and ``report`` instead of :data:`DEFAULT_STORAGE`,
+and how ``sweep --workers`` hands the URL to its worker processes. A command line is readable by
+every user of the machine (``ps``); a process's environment only by its owner and root."""
+
 SAMPLERS = ("grid", "random", "qmc")
 
 
@@ -101,6 +107,13 @@ class StudySpec:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (tuples become lists); inverse of :meth:`from_dict`."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def stored_dict(self) -> dict[str, Any]:
+        """What a study stores of its spec (study attribute :data:`~sensitivity.records.SPEC`):
+        :meth:`to_dict` without ``storage``. A study never records where it is stored: the URL
+        may carry a password, and everyone who can read the database (an optuna-dashboard
+        included) reads its attributes. A worker joining the study knows the storage already."""
+        return {k: v for k, v in self.to_dict().items() if k != "storage"}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "StudySpec":

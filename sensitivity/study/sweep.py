@@ -26,7 +26,7 @@ from sensitivity import interrupt, records
 from sensitivity.catalog import OPTIMIZERS
 from sensitivity.errors import UserError
 from sensitivity.records import METRICS, TrialResult, param_distributions
-from sensitivity.storage import heartbeat_settings, open_storage
+from sensitivity.storage import heartbeat_settings, mask_storage, open_storage
 from sensitivity.study.parallel import LocalWorkers, WorkersOutcome, run_local_workers
 from sensitivity.study.queue import PlanProgress, PointQueue, enqueue_missing
 from sensitivity.study.space import Point, plan_points
@@ -267,7 +267,7 @@ def prepare_sweep(spec: StudySpec) -> tuple[optuna.Study, list[Point], int, int]
     if records.OPTIMIZER_CHOICES not in study.user_attrs:  # a study made before the choices were recorded
         study.set_user_attr(records.OPTIMIZER_CHOICES, list(dists["optimizer"].choices))
     study.set_user_attr(records.SAMPLER, spec.sampler)
-    study.set_user_attr(records.SPEC, spec.to_dict())
+    study.set_user_attr(records.SPEC, spec.stored_dict())  # without the storage URL and its password
     study.set_user_attr(records.POINTS, plan)
     complete, queued = enqueue_missing(study, plan)
     return study, plan, complete, queued
@@ -338,7 +338,7 @@ def join_study(storage: str, study_name: str, *, device: str | None = None,
     st = open_storage(storage, create=False)
     names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
     if study_name not in names:
-        raise UserError(f"no study {study_name!r} in {storage}; studies there: {', '.join(names) or 'none'}")
+        raise UserError(f"no study {study_name!r} in {mask_storage(storage)}; studies there: {', '.join(names) or 'none'}")
     study = optuna.load_study(study_name=study_name, storage=st)
     attrs = study.user_attrs
     if records.SPEC not in attrs or records.POINTS not in attrs:

@@ -28,7 +28,9 @@ from optuna.trial import TrialState
 from sensitivity import records
 from sensitivity.catalog import OPTIMIZERS
 from sensitivity.records import PARAM_NAMES, TrialResult, param_distributions
-from sensitivity.storage import fixed_params, heartbeat_interval, record_heartbeat, storage_of, trial_id_of
+from sensitivity.storage import (
+    fixed_params, heartbeat_interval, record_heartbeat, scrub_secrets, storage_of, trial_id_of,
+)
 from sensitivity.study.spec import StudySpec
 from sensitivity.tasks import get_task
 from sensitivity.train import resolve_device, train_trial
@@ -159,7 +161,8 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: StudySpec, callbac
     except BaseException as err:
         with _sigint_deferred():
             try:
-                storage.set_trial_user_attr(trial_id, records.ERROR, f"{type(err).__name__}: {err}"[:500])
+                error = scrub_secrets(f"{type(err).__name__}: {err}", spec.storage)  # a storage error may echo the URL
+                storage.set_trial_user_attr(trial_id, records.ERROR, error[:500])
                 study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             except Exception:  # noqa: BLE001 - storage gone: the heartbeat going stale covers it
                 pass
