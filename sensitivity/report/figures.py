@@ -476,3 +476,48 @@ def relative_performance_figure(
         ax.set_title((title or "Relative performance vs learning rate (DeepOBS)")
                      + f"\neach point: {aggregation_text(trials, aggregation)}; relative to each optimizer's best")
     return fig
+
+
+# ---- expected best after n configurations ---------------------------------------------------
+
+def expected_best_figure(
+    table: pd.DataFrame, metric: str, *, display: dict[str, str] | None = None, title: str | None = None,
+    note: str = "",
+) -> Figure:
+    """Expected best final metric after n randomly drawn configurations, one line per optimizer.
+
+    Args:
+        table: :func:`~sensitivity.report.expected_best.expected_best_table` (columns optimizer, n,
+            expected_best, std, draws).
+        metric: the metric shown (its direction decides which way is better).
+        display: optimizer name -> display name.
+        note: a second title line (e.g. how draws were counted).
+
+    The shading is +-1 standard deviation of the best of n draws (Dodge et al. 2019, fig. 1), the
+    spread of what one tuning run of that budget gets, not an interval on the expectation.
+    """
+    display = display or {}
+    names = M.optimizer_order(table["optimizer"]) if not table.empty else []
+    colors = optimizer_colors(names)
+    hib = M.higher_is_better(metric)
+    with _style():
+        fig = _figure(figsize=(8.0, 4.4))
+        ax = fig.add_subplot()
+        for name in names:
+            g = table[table["optimizer"] == name].sort_values("n")
+            c = colors[name]
+            ax.plot(g["n"], g["expected_best"], "-", color=c, lw=1.8,
+                    label=f"{display.get(name, name)} (N = {int(g['draws'].iloc[0])})")
+            ax.fill_between(g["n"], g["expected_best"] - g["std"], g["expected_best"] + g["std"],
+                            color=c, alpha=0.15, lw=0)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlabel("n, configurations drawn at random (tuning budget)")
+        ax.set_ylabel(f"expected best final {_metric_label(metric)}")
+        if not hib and _log_ok(table["expected_best"]):
+            ax.set_yscale("log")
+            _plain_log_labels(ax.yaxis, table["expected_best"])
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        head = title or f"Expected best {metric.replace('_', ' ')} after n configurations (Dodge et al. 2019)"
+        ax.set_title(head + "\nshading: +-1 sd of the best of n draws" + (f"; {note}" if note else ""))
+    return fig

@@ -28,15 +28,56 @@ Two estimators, chosen by the data:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+from sensitivity.report import metrics as M
 
 PAIR_AXES = ("lr", "beta1", "beta2", "gamma", "weight_decay")
 """Hyperparameters a pair can be formed from, in display order."""
 
 _MOMENTUM_LIKE = ("beta1", "beta2", "gamma")
+
+
+def swept_axes(trials: pd.DataFrame) -> list[str]:
+    """Hyperparameters (lr included) that take more than one value for some optimizer, in :data:`PAIR_AXES` order."""
+    done = M.complete_trials(trials)
+    out = []
+    for hp in PAIR_AXES:
+        if hp in done and (done.groupby("optimizer")[hp].nunique(dropna=True) > 1).any():
+            out.append(hp)
+    return out
+
+
+def swept_pairs(trials: pd.DataFrame) -> list[tuple[str, str]]:
+    """Pairs ``(x, y)`` of hyperparameters that one optimizer varied together, in :data:`PAIR_AXES` order."""
+    done = M.complete_trials(trials)
+    axes = swept_axes(trials)
+    pairs = []
+    for i, x in enumerate(axes):
+        for y in axes[i + 1:]:
+            counts = done.groupby("optimizer")[[x, y]].nunique(dropna=True)
+            if ((counts[x] > 1) & (counts[y] > 1)).any():
+                pairs.append((x, y))
+    return pairs
+
+
+def pair_table(trials: pd.DataFrame, metric: str, x: str, y: str, table: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per optimizer and (x, y) cell: the best point over the other hyperparameters.
+
+    Columns as :func:`sensitivity.report.metrics.lr_curve` (``value`` the mean over seeds of the
+    chosen point, ``n_seeds``, ``n_diverged``, ``cell_diverged`` the share of all runs in the cell
+    that diverged). Only optimizers that have both hyperparameters (non-NaN) appear. For a
+    heatmap of a random/qmc study, bin the trials first (:func:`sensitivity.report.heatmaps.bin_samples`).
+    ``table``: the trials' :func:`~sensitivity.report.metrics.config_table`, when already computed.
+    """
+    table = M.config_table(trials, metric) if table is None else table
+    table = table[table[x].notna() & table[y].notna()]
+    if table.empty:
+        return table.assign(n_points=pd.Series(dtype=int), cell_diverged=pd.Series(dtype=float))
+    return M._collapse(table, ["optimizer", x, y], metric)
 
 
 def axis_positions(name: str, values: Sequence[float]) -> tuple[np.ndarray, str]:
@@ -280,3 +321,40 @@ def good_region_share(
     py, _ = axis_positions(y, yv)
     share = bilinear_share(px, py, mat, threshold, higher_is_better=higher_is_better, usable=ok, fill=initial)
     return share, "bilinear grid"
+
+
+GOOD_REGION_COLUMNS = ("optimizer", "x", "y", "share", "estimator")
+
+
+def good_region_table(
+    trials: pd.DataFrame,
+    metric: str,
+    thresholds: Mapping[str, float],
+    initials: Mapping[str, float],
+    pairs: Sequence[tuple[str, str]] | None = None,
+) -> pd.DataFrame:
+    """The good-region share of every optimizer in every swept pair.
+
+    Args:
+        trials: the tidy trials frame.
+        metric: the metric the thresholds are on.
+        thresholds: optimizer -> its tolerance threshold (NaN: it never learned -> share NaN).
+        initials: optimizer -> L0 (interpolation towards cells whose runs all diverged).
+        pairs: the pairs to measure; :func:`swept_pairs` when None.
+
+    Returns:
+        Long frame with :data:`GOOD_REGION_COLUMNS`: one row per pair and optimizer that varied
+        both hyperparameters of the pair.
+    """
+    hib = M.higher_is_better(metric)
+    rows = []
+    table = M.config_table(trials, metric)
+    for x, y in (swept_pairs(trials) if pairs is None else pairs):
+        cells = pair_table(trials, metric, x, y, table)
+        for name, g in cells.groupby("optimizer", sort=False):
+            if g[x].nunique() < 2 or g[y].nunique() < 2:
+                continue
+            share, how = good_region_share(g, x, y, thresholds.get(name, math.nan),
+                                           initials.get(name, math.nan), higher_is_better=hib)
+            rows.append({"optimizer": name, "x": x, "y": y, "share": share, "estimator": how})
+    return pd.DataFrame(rows, columns=list(GOOD_REGION_COLUMNS))
