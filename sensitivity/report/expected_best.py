@@ -85,8 +85,9 @@ def expected_best_table(
         n_max: largest n to tabulate; each group's number of finite values when None.
 
     Returns:
-        Long frame with columns ``optimizer``, ``n``, ``expected_best``, ``std``, ``draws`` (N):
-        one row per group and n, groups in order of first appearance.
+        Long frame with columns ``optimizer``, ``n``, ``expected_best``, ``std``, ``draws`` (N),
+        ``min_value`` and ``max_value`` (the range of the group's values, which bounds the best of
+        any n): one row per group and n, groups in order of first appearance.
     """
     rows = []
     for name, v in values.groupby(by, sort=False):
@@ -96,7 +97,8 @@ def expected_best_table(
             continue
         ns = np.arange(1, (n_max or size) + 1)
         mean, std = expected_best_moments(finite.to_numpy(float), ns, higher_is_better=higher_is_better)
-        rows.append(pd.DataFrame({"optimizer": name, "n": ns, "expected_best": mean, "std": std, "draws": size}))
+        rows.append(pd.DataFrame({"optimizer": name, "n": ns, "expected_best": mean, "std": std, "draws": size,
+                                  "min_value": float(finite.min()), "max_value": float(finite.max())}))
     if not rows:
-        return pd.DataFrame(columns=["optimizer", "n", "expected_best", "std", "draws"])
+        return pd.DataFrame(columns=["optimizer", "n", "expected_best", "std", "draws", "min_value", "max_value"])
     return pd.concat(rows, ignore_index=True)

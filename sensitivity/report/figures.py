@@ -33,6 +33,7 @@ from matplotlib.patches import Patch, Rectangle
 
 from sensitivity.catalog import OPTIMIZERS
 from sensitivity.report import metrics as M
+from sensitivity.report import tolerance as T
 
 DPI = 130
 """Resolution the report saves figures at (dots per inch)."""
@@ -157,6 +158,7 @@ def lr_sensitivity_figure(
     tolerance: float | None = None,
     show_tolerance: bool = True,
     title: str | None = None,
+    lr_label: str = "learning rate",
 ) -> Figure:
     """Final metric vs learning rate (log x axis), one line per optimizer.
 
@@ -164,16 +166,20 @@ def lr_sensitivity_figure(
     aggregation is stated in the title); with several seeds the line is the mean and the band
     spans min to max over seeds. Points whose runs diverged are marked with an ``x`` at their
     clipped value (the initial metric). The initial metric (L0) is a dashed reference line. With
-    ``show_tolerance`` each optimizer's tolerance interval is shaded: the lrs of its widest
-    contiguous run within the tolerance, from its best value to the tolerance threshold.
+    ``show_tolerance`` each optimizer's tolerance interval (:mod:`sensitivity.report.tolerance`,
+    improvement threshold with fraction ``tolerance`` = tau) is shaded: the interpolated lr interval,
+    from its best value to its threshold; the legend gives its width in decades.
+
+    Args:
+        lr_label: the x-axis label (``"effective learning rate ..."`` on the effective axis).
     """
-    tol = M.default_tolerance(metric) if tolerance is None else tolerance
+    tau = T.DEFAULT_TAU if tolerance is None else tolerance
     hib = M.higher_is_better(metric)
     curve = M.lr_curve(trials, metric, aggregation)
     names = M.optimizer_order(curve["optimizer"])
     colors = optimizer_colors(names)
     display = _display(trials)
-    widths = M.tolerance_width(curve, metric, tol)
+    widths = T.tolerance_table(curve, higher_is_better=hib, tau=tau)
     with _style():
         fig = _figure(figsize=(8.5, 4.8))
         ax = fig.add_subplot()
@@ -181,7 +187,7 @@ def lr_sensitivity_figure(
             g = curve[curve["optimizer"] == name].sort_values("lr")
             c = colors[name]
             w = widths.loc[name, "tolerance_width_decades"] if name in widths.index else math.nan
-            label = f"{display.get(name, name)} (width {w:.2g} dec)" if np.isfinite(w) else display.get(name, name)
+            label = f"{display.get(name, name)} (width {w:.2f} dec)" if np.isfinite(w) else display.get(name, name)
             ax.plot(g["lr"], g["value"], "-o", color=c, ms=4, lw=1.8, label=label, zorder=3)
             if (g["n_seeds"] > 1).any():
                 ax.fill_between(g["lr"], g["value_min"], g["value_max"], color=c, alpha=0.2, lw=0, zorder=2)
@@ -189,24 +195,25 @@ def lr_sensitivity_figure(
             if not div.empty:
                 ax.scatter(div["lr"], div["value"], marker="x", s=70, color=c, linewidths=2.2, zorder=4)
             if show_tolerance and name in widths.index and np.isfinite(w):
-                lo, hi = widths.loc[name, "tolerance_lr_low"], widths.loc[name, "tolerance_lr_high"]
-                best = g["value"].max() if hib else g["value"].min()
-                edge = best - tol if hib else best + tol * abs(best)
-                span = (lo / 10 ** 0.08, hi * 10 ** 0.08) if lo == hi else (lo, hi)
+                row = widths.loc[name]
+                lo, hi = row["tolerance_lr_low"], row["tolerance_lr_high"]
+                best, edge = row["best_value"], row["tolerance_threshold"]
+                span = (lo / 10 ** 0.04, hi * 10 ** 0.04) if w < 0.08 else (lo, hi)
                 ax.fill_between(span, [best, best], [edge, edge], color=c, alpha=0.15, lw=0, zorder=1)
         _reference_lines(ax, curve, names, colors, display, metric)
         ax.set_xscale("log")
         if not hib and _log_ok(np.r_[curve["value"], curve["initial"]]):
             ax.set_yscale("log")
             _plain_log_labels(ax.yaxis, np.r_[curve["value"], curve["initial"]])
-        ax.set_xlabel("learning rate")
+        ax.set_xlabel(lr_label)
         ax.set_ylabel(f"final {_metric_label(metric)}")
         handles, labels = ax.get_legend_handles_labels()
         handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=8, mew=2))
         labels.append("diverged (clipped to initial)")
         if show_tolerance:
             handles.append(Patch(color="0.5", alpha=0.3))
-            labels.append(f"tolerance: {M.describe_tolerance(metric, tol)}")
+            labels.append("tolerance interval: keeps\n"
+                          f">= {100 * (1 - tau):g}% of the improvement over L0")
         ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         head = title or f"Learning-rate sensitivity: final {metric.replace('_', ' ')} vs lr"
         fig.suptitle(f"{head}\neach point: {aggregation_text(trials, aggregation)}"
@@ -448,7 +455,8 @@ def loss_curves_figure(
 # ---- relative performance ---------------------------------------------------------------------
 
 def relative_performance_figure(
-    trials: pd.DataFrame, metric: str, *, aggregation: str = "best", title: str | None = None
+    trials: pd.DataFrame, metric: str, *, aggregation: str = "best", title: str | None = None,
+    lr_label: str = "learning rate",
 ) -> Figure:
     """DeepOBS-style relative performance vs learning rate, one line per optimizer.
 
@@ -470,7 +478,7 @@ def relative_performance_figure(
             ax.scatter(div["lr"], div["relative_performance"], marker="x", s=60, color=colors[name], linewidths=2)
         ax.set_xscale("log")
         ax.set_ylim(0, 1.05)
-        ax.set_xlabel("learning rate")
+        ax.set_xlabel(lr_label)
         ax.set_ylabel(f"relative performance ({ratio})")
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         ax.set_title((title or "Relative performance vs learning rate (DeepOBS)")
@@ -494,7 +502,8 @@ def expected_best_figure(
         note: a second title line (e.g. how draws were counted).
 
     The shading is +-1 standard deviation of the best of n draws (Dodge et al. 2019, fig. 1), the
-    spread of what one tuning run of that budget gets, not an interval on the expectation.
+    spread of what one tuning run of that budget gets, not an interval on the expectation; it is cut
+    to the range of the stored values, which the best of n cannot leave.
     """
     display = display or {}
     names = M.optimizer_order(table["optimizer"]) if not table.empty else []
@@ -508,8 +517,9 @@ def expected_best_figure(
             c = colors[name]
             ax.plot(g["n"], g["expected_best"], "-", color=c, lw=1.8,
                     label=f"{display.get(name, name)} (N = {int(g['draws'].iloc[0])})")
-            ax.fill_between(g["n"], g["expected_best"] - g["std"], g["expected_best"] + g["std"],
-                            color=c, alpha=0.15, lw=0)
+            lo = np.maximum(g["expected_best"] - g["std"], g["min_value"])  # the best of n lies in the
+            hi = np.minimum(g["expected_best"] + g["std"], g["max_value"])  # range of the stored values
+            ax.fill_between(g["n"], lo, hi, color=c, alpha=0.15, lw=0)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel("n, configurations drawn at random (tuning budget)")
@@ -519,5 +529,6 @@ def expected_best_figure(
             _plain_log_labels(ax.yaxis, table["expected_best"])
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         head = title or f"Expected best {metric.replace('_', ' ')} after n configurations (Dodge et al. 2019)"
-        ax.set_title(head + "\nshading: +-1 sd of the best of n draws" + (f"; {note}" if note else ""))
+        fig.suptitle(head + "\nshading: +-1 sd of the best of n draws, within the range of the stored values"
+                     + (f"\n{note}" if note else ""))
     return fig

@@ -84,6 +84,7 @@ def pair_heatmaps(
     *,
     thresholds: Mapping[str, float] | None = None,
     title: str | None = None,
+    lr_label: str = "learning rate",
 ) -> Figure:
     """One ``x`` x ``y`` heatmap per optimizer that has both hyperparameters, on one colour scale.
 
@@ -94,6 +95,7 @@ def pair_heatmaps(
         thresholds: optimizer -> tolerance threshold (metric units); cells within it (and not
             all diverged) are outlined. None: no outlines.
         title: first line of the title.
+        lr_label: the label of a learning-rate axis (``"effective learning rate"`` on that axis).
 
     Cells hold the final metric of the best point over the hyperparameters outside the pair, each
     point averaged over seeds; values are annotated; cells where every run diverged are hatched
@@ -158,8 +160,9 @@ def pair_heatmaps(
                             color=F._text_color(cmap(norm(v))))
             ax.set_xticks(range(len(xs)), [_tick(x, v) for v in xs], rotation=45, ha="right")
             ax.set_yticks(range(len(ys)), [_tick(y, v) for v in ys])
-            ax.set_xlabel(AXIS_LABELS[x])
-            ax.set_ylabel(AXIS_LABELS[y])
+            labels = {**AXIS_LABELS, "lr": lr_label}
+            ax.set_xlabel(labels[x])
+            ax.set_ylabel(labels[y])
             finite = g[g["value"].notna()]
             if not finite.empty:
                 b = finite.loc[finite["value"].idxmax() if hib else finite["value"].idxmin()]
