@@ -34,15 +34,18 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from sensitivity.catalog import OPTIMIZERS
+
 LR_AXES = {
     "nominal": "learning rate (nominal)",
     "effective": "effective learning rate (steady-state step: lr/(1-gamma) AdamRAG, lr/(1-beta1) NAG/SGD, lr Adam/Lion)",
 }
 """The lr axes a report can be drawn on, with their axis label."""
 
-STEP_AMPLIFIER: dict[str, str] = {"adamrag": "gamma", "nag": "beta1", "sgd": "beta1"}
-"""Optimizer name -> the hyperparameter c whose momentum multiplies the step by 1 / (1 - c);
-optimizers not listed (Adam, AdamW, Lion) take steps of size lr."""
+STEP_AMPLIFIER: dict[str, str] = {name: info.step_amplifier for name, info in OPTIMIZERS.items() if info.step_amplifier}
+"""Optimizer name -> the hyperparameter c whose momentum multiplies the step by 1 / (1 - c), from the
+catalog (:attr:`sensitivity.catalog.OptimizerInfo.step_amplifier`); optimizers not listed (Adam,
+AdamW, Lion, and any the catalog does not know) take steps of size lr."""
 
 
 def effective_lr_factor(optimizer: str, params: Mapping[str, float],
@@ -73,12 +76,15 @@ def effective_lr(trials: pd.DataFrame, defaults: Mapping[str, Mapping[str, float
 
     Args:
         trials: frame with ``optimizer``, ``lr`` and the hyperparameter columns (``beta1``, ``gamma``).
-        defaults: optimizer name -> default hyperparameters, used where a trial lacks the value.
+        defaults: optimizer name -> default hyperparameters, used where a trial lacks the value;
+            the catalog's when None.
 
     Returns:
         Series of effective learning rates (same units as ``lr``); NaN where the amplifying
         hyperparameter is unknown.
     """
+    if defaults is None:
+        defaults = {name: info.defaults for name, info in OPTIMIZERS.items()}
     lr = trials["lr"].astype("float64").to_numpy()
     factor = np.ones(len(trials))
     names = trials["optimizer"].astype(str).to_numpy()

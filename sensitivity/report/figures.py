@@ -8,7 +8,9 @@ styling is applied inside a style context only while drawing.
 Figures:
 
 * :func:`lr_sensitivity_figure` -- final metric vs learning rate, one line per optimizer.
-* :func:`robustness_heatmaps` -- lr x beta1 grid per optimizer on one shared colour scale.
+* :func:`expected_best_figure` -- expected best value after n random configurations (Dodge et al. 2019).
+
+Heatmaps of every swept hyperparameter pair live in :mod:`sensitivity.report.heatmaps`.
 * :func:`loss_curves_figure` -- validation (and training) loss per epoch, one line per lr.
 * :func:`relative_performance_figure` -- DeepOBS-style relative performance vs lr.
 """
@@ -29,9 +31,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch, Rectangle
+from matplotlib.patches import Patch
 
-from sensitivity.catalog import OPTIMIZERS
 from sensitivity.report import metrics as M
 from sensitivity.report import tolerance as T
 
@@ -43,11 +44,9 @@ METRIC_LABELS = {
     "val_acc": "validation accuracy (fraction)",
 }
 
-_HEATMAP_MAX_LR = 12
 _LR_CMAP = mcolors.LinearSegmentedColormap.from_list(
     "lr", matplotlib.colormaps["plasma"](np.linspace(0.0, 0.85, 256))
 )  # plasma without its pale-yellow end, which vanishes on white
-_HEATMAP_MAX_ROWS = 8
 
 
 # ---- shared helpers -------------------------------------------------------------------------
@@ -237,24 +236,7 @@ def _reference_lines(ax, curve, names, colors, display, metric) -> None:
                        label=f"{what}, {display.get(name, name)} = {initial[name]:.3g}", zorder=1)
 
 
-# ---- robustness heatmaps ----------------------------------------------------------------------
-
-def _snap_for_heatmap(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Bin continuous samples (random/qmc samplers) so that a heatmap has few cells."""
-    done = M.complete_trials(trials).copy()
-    notes = []
-    many_lr = done.groupby("optimizer")["lr"].nunique().max() > _HEATMAP_MAX_LR
-    if many_lr:
-        done["lr"] = 10 ** (np.round(2 * np.log10(done["lr"])) / 2)
-        notes.append("lr binned to half decades")
-    if done.groupby("optimizer")["beta1"].nunique().max() > _HEATMAP_MAX_ROWS:
-        # bin in log10(1 - beta1), as the random sampler draws it: half decades of 1 - beta1
-        # (0.68, 0.9, 0.968, 0.99, ...); rounding beta1 itself would put 0.97 in a cell "1"
-        one_minus = np.clip(1.0 - done["beta1"], 1e-6, 1.0)
-        done["beta1"] = (1.0 - 10 ** (np.round(2 * np.log10(one_minus)) / 2)).round(4)
-        notes.append("beta1 binned to half decades of 1 - beta1")
-    return done, notes
-
+# ---- heatmap helpers (the heatmaps themselves: sensitivity.report.heatmaps) --------------------
 
 def _heatmap_norm(values: np.ndarray, metric: str) -> mcolors.Normalize:
     v = values[np.isfinite(values)]
@@ -271,94 +253,6 @@ def _heatmap_norm(values: np.ndarray, metric: str) -> mcolors.Normalize:
 def _text_color(rgba) -> str:
     r, g, b = rgba[:3]
     return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.55 else "white"
-
-
-def _beta1_label(name: str) -> str:
-    spec = OPTIMIZERS.get(name)
-    if spec is not None and len(spec.beta1_meaning) <= 20:
-        return f"beta1 ({spec.beta1_meaning})"
-    return "beta1"
-
-
-def robustness_heatmaps(trials: pd.DataFrame, metric: str, *, title: str | None = None) -> Figure:
-    """One lr x beta1 heatmap per optimizer, all on the same colour scale.
-
-    Cells hold the final metric of the best point over the remaining hyperparameters (beta2,
-    gamma, weight decay, whichever vary), each point averaged over seeds; the aggregation is in
-    the title. The colour scale (``vmin``/``vmax``, logarithmic for losses spanning more than a
-    factor 3) is shared by every panel, bright = better. Values are annotated; cells where every
-    run diverged are hatched and marked "div", cells where some diverged carry a "*"; grid points
-    without a completed trial are grey. An optimizer without beta1 (or with one value) gets a
-    single row. Continuous samples (random/qmc) are binned first (stated in the title).
-    """
-    hib = M.higher_is_better(metric)
-    done, notes = _snap_for_heatmap(trials)
-    grid = M.grid_table(done, metric, rows="beta1")
-    names = M.optimizer_order(grid["optimizer"])
-    display = _display(trials)
-    norm = _heatmap_norm(grid["value"].to_numpy(float), metric)
-    cmap = matplotlib.colormaps["viridis" if hib else "viridis_r"].with_extremes(bad="#cfcfcf")
-    n = max(len(names), 1)
-    ncols = n if n <= 3 else math.ceil(n / 2)
-    nrows = math.ceil(n / ncols)
-    max_cols = max((grid[grid["optimizer"] == nm]["lr"].nunique() for nm in names), default=1)
-    with _style(), matplotlib.rc_context({"axes.grid": False}):
-        fig = _figure(figsize=(max(3.6, 0.85 * max_cols + 1.4) * ncols + 1.0, 3.3 * nrows + 1.0))
-        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
-        image = None
-        for ax, name in zip(axes, names):
-            g = grid[grid["optimizer"] == name]
-            lrs = np.sort(g["lr"].unique())
-            rows = np.sort(g["beta1"].dropna().unique())
-            has_nan_row = g["beta1"].isna().any()
-            row_keys = list(rows) + ([math.nan] if has_nan_row else [])
-            mat = np.full((len(row_keys), len(lrs)), np.nan)
-            div = np.zeros_like(mat)
-            for r in g.itertuples(index=False):
-                j = int(np.searchsorted(lrs, r.lr))
-                i = len(rows) if math.isnan(r.beta1) else int(np.searchsorted(rows, r.beta1))
-                mat[i, j] = r.value
-                div[i, j] = r.cell_diverged
-            image = ax.imshow(np.ma.masked_invalid(mat), cmap=cmap, norm=norm, aspect="auto",
-                              origin="lower", interpolation="nearest")
-            for i in range(mat.shape[0]):
-                for j in range(mat.shape[1]):
-                    v = mat[i, j]
-                    if not np.isfinite(v):
-                        continue
-                    color = _text_color(cmap(norm(v)))
-                    text = f"{v:.3g}"
-                    if div[i, j] >= 1:
-                        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="xxx",
-                                               edgecolor="#c0392b", lw=0))
-                        text = f"div\n{v:.3g}"
-                    elif div[i, j] > 0:
-                        text += "*"
-                    ax.text(j, i, text, ha="center", va="center", fontsize=7.5, color=color)
-            ax.set_xticks(range(len(lrs)), [format_lr(v) for v in lrs], rotation=45, ha="right")
-            ax.set_yticks(range(len(row_keys)), ["n/a" if math.isnan(v) else f"{v:g}" for v in row_keys])
-            ax.set_xlabel("learning rate")
-            ax.set_ylabel(_beta1_label(name))
-            finite = g[g["value"].notna()]
-            if not finite.empty:
-                b = finite.loc[finite["value"].idxmax() if hib else finite["value"].idxmin()]
-                where = f"lr {format_lr(b['lr'])}" + ("" if math.isnan(b["beta1"]) else f", beta1 {b['beta1']:g}")
-                ax.set_title(f"{display.get(name, name)}: best {b['value']:.3g} at {where}")
-            else:
-                ax.set_title(display.get(name, name))
-        for ax in axes[len(names):]:
-            ax.set_visible(False)
-        if image is not None:
-            cbar = fig.colorbar(image, ax=list(axes[: len(names)]), shrink=0.9, pad=0.02)
-            cbar.set_label(f"final {_metric_label(metric)} ({'higher' if hib else 'lower'} is better)")
-            if isinstance(norm, mcolors.LogNorm):
-                _plain_log_labels(cbar.ax.yaxis, [norm.vmin, norm.vmax])
-        head = title or f"Robustness: final {metric.replace('_', ' ')} over lr x beta1, one colour scale"
-        agg = aggregation_text(trials, "best", exclude=("beta1",))
-        extra = "; ".join(notes)
-        fig.suptitle(f"{head}\neach cell: {agg}{'; ' + extra if extra else ''}; "
-                     "hatched 'div': all runs diverged (value clipped to initial), *: some diverged; grey: no run")
-    return fig
 
 
 # ---- loss curves ------------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from matplotlib.patches import Rectangle
 
 from sensitivity.report import figures as F
 from sensitivity.report import metrics as M
-from sensitivity.report.region import PAIR_AXES, pair_table, swept_axes, swept_pairs  # noqa: F401
+from sensitivity.catalog import OPTIMIZERS
+from sensitivity.report.region import PAIR_AXES, pair_table, swept_axes
 
 AXIS_LABELS = {
     "lr": "learning rate",
@@ -61,6 +62,17 @@ def bin_samples(trials: pd.DataFrame, axes: Sequence[str]) -> tuple[pd.DataFrame
             done[hp] = (1.0 - 10 ** (np.round(2 * np.log10(one_minus)) / 2)).round(4)
             notes.append(f"{hp} binned to half decades of 1 - {hp}")
     return done, notes
+
+
+def axis_label(hp: str, optimizer: str, lr_label: str = "learning rate") -> str:
+    """The axis label of ``hp`` for one optimizer: ``"beta1 (momentum)"`` where the catalog's meaning is short."""
+    if hp == "lr":
+        return lr_label
+    info = OPTIMIZERS.get(optimizer)
+    meaning = getattr(info, f"{hp}_meaning", "") if info is not None else ""
+    if meaning and len(meaning) <= 20 and not meaning.startswith("("):
+        return f"{hp} ({meaning})"
+    return AXIS_LABELS[hp]
 
 
 def _tick(hp: str, v: float) -> str:
@@ -160,9 +172,8 @@ def pair_heatmaps(
                             color=F._text_color(cmap(norm(v))))
             ax.set_xticks(range(len(xs)), [_tick(x, v) for v in xs], rotation=45, ha="right")
             ax.set_yticks(range(len(ys)), [_tick(y, v) for v in ys])
-            labels = {**AXIS_LABELS, "lr": lr_label}
-            ax.set_xlabel(labels[x])
-            ax.set_ylabel(labels[y])
+            ax.set_xlabel(axis_label(x, name, lr_label))
+            ax.set_ylabel(axis_label(y, name, lr_label))
             finite = g[g["value"].notna()]
             if not finite.empty:
                 b = finite.loc[finite["value"].idxmax() if hib else finite["value"].idxmin()]

@@ -267,7 +267,7 @@ def write_report(
 
     formats = check_formats(formats)
     out = Path(out_dir)
-    trials = on_lr_axis(data.trials, lr_axis, M._defaults_for(data.trials["optimizer"].dropna().unique()))
+    trials = on_lr_axis(data.trials, lr_axis)
     summary = S.summarize(trials, metric, tau=tolerance, relative_tolerance=relative_tolerance,
                           aggregation=aggregation)
     summary.attrs["lr_axis"] = lr_axis
