@@ -426,3 +426,97 @@ def expected_best_figure(
         fig.suptitle(head + "\nshading: +-1 sd of the best of n draws, within the range of the stored values"
                      + (f"\n{note}" if note else ""))
     return fig
+
+
+# ---- across studies: performance profiles and a grid of lr curves ----------------------------
+
+def performance_profile_figure(profiles: dict[str, pd.DataFrame], *, labels: dict[str, str] | None = None,
+                               display: dict[str, str] | None = None, title: str | None = None) -> Figure:
+    """Dolan-More performance profiles, one panel per figure of merit, one step line per optimizer.
+
+    Args:
+        profiles: figure name -> :func:`~sensitivity.report.metrics.performance_profile` frame (index
+            tau, one column per optimizer, values in [0, 1]).
+        labels: figure name -> panel title (e.g. "tolerance width (higher is better)").
+        display: optimizer name -> display name.
+
+    rho_s(tau) is the share of tasks on which optimizer s is within a factor tau of the best one; a
+    line that reaches 1 at tau = 1 is the best on every task.
+    """
+    labels = labels or {}
+    display = display or {}
+    names = M.optimizer_order({c for p in profiles.values() for c in p.columns})
+    colors = optimizer_colors(names)
+    n = max(len(profiles), 1)
+    ncols = n if n <= 2 else 2
+    nrows = math.ceil(n / ncols)
+    with _style():
+        fig = _figure(figsize=(4.6 * ncols + 1.8, 3.5 * nrows + 0.9))
+        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
+        for ax, (key, prof) in zip(axes, profiles.items()):
+            for name in names:
+                if name not in prof:
+                    continue
+                ax.step(prof.index, prof[name], where="post", color=colors[name], lw=1.8,
+                        label=display.get(name, name))
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.set_ylim(-0.03, 1.03)
+            ax.set_xlabel("tau (ratio to the best optimizer on a task)")
+            ax.set_ylabel("share of tasks within tau")
+            ax.set_title(labels.get(key, key))
+        for ax in axes[len(profiles):]:
+            ax.set_visible(False)
+        handles, texts = axes[0].get_legend_handles_labels()
+        fig.legend(handles, texts, loc="outside right upper", frameon=False)
+        fig.suptitle((title or "Performance profiles across tasks (Dolan & More 2002)")
+                     + "\nrho(tau): share of tasks on which the optimizer is within a factor tau of the best")
+    return fig
+
+
+def lr_curve_grid_figure(panels: list[tuple[str, pd.DataFrame, str]], *, aggregation: str = "best",
+                         lr_label: str = "learning rate", title: str | None = None) -> Figure:
+    """The lr curve of every task in one grid: one panel per (label, trials, metric), one line per optimizer.
+
+    Each panel is :func:`lr_sensitivity_figure`'s curve (best over the other hyperparameters, mean
+    over seeds, band min-max over seeds, diverged points crossed) on that task's own metric and scale;
+    colours are the same optimizer in every panel.
+    """
+    names = M.optimizer_order({o for _, t, _ in panels for o in M.complete_trials(t)["optimizer"]})
+    colors = optimizer_colors(names)
+    display: dict[str, str] = {}
+    for _, t, _ in panels:
+        display.update(_display(t))
+    n = max(len(panels), 1)
+    ncols = min(n, 3)
+    nrows = math.ceil(n / ncols)
+    with _style():
+        fig = _figure(figsize=(4.6 * ncols + 1.8, 3.6 * nrows + 0.9))
+        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
+        for ax, (label, trials, metric) in zip(axes, panels):
+            curve = M.lr_curve(trials, metric, aggregation)
+            for name in M.optimizer_order(curve["optimizer"]):
+                g = curve[curve["optimizer"] == name].sort_values("lr")
+                c = colors[name]
+                ax.plot(g["lr"], g["value"], "-o", ms=3, lw=1.6, color=c, label=display.get(name, name))
+                if (g["n_seeds"] > 1).any():
+                    ax.fill_between(g["lr"], g["value_min"], g["value_max"], color=c, alpha=0.2, lw=0)
+                div = g[g["n_diverged"] > 0]
+                if not div.empty:
+                    ax.scatter(div["lr"], div["value"], marker="x", s=45, color=c, linewidths=1.8, zorder=4)
+            ax.set_xscale("log")
+            if not M.higher_is_better(metric) and _log_ok(np.r_[curve["value"], curve["initial"]]):
+                ax.set_yscale("log")
+                _plain_log_labels(ax.yaxis, np.r_[curve["value"], curve["initial"]])
+            ax.set_xlabel(lr_label)
+            ax.set_ylabel(f"final {_metric_label(metric)}")
+            ax.set_title(label)
+        for ax in axes[len(panels):]:
+            ax.set_visible(False)
+        handles = [Line2D([], [], color=colors[nm], lw=1.8) for nm in names]
+        handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=7, mew=2))
+        fig.legend(handles, [display.get(nm, nm) for nm in names] + ["diverged (clipped to initial)"],
+                   loc="outside right upper", frameon=False)
+        fig.suptitle((title or "Learning-rate sensitivity of every task")
+                     + f"\neach point: {M.AGGREGATIONS[aggregation]}; band: min-max over seeds")
+    return fig

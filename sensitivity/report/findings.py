@@ -165,6 +165,8 @@ def compare_findings(table: pd.DataFrame) -> list[str]:
             out.append(f"{name}: no task on which it learned.")
             continue
         n = wins.get(name, 0)
+        spread = (f"its width is {w.iloc[0]:.2f} decades" if len(w) == 1
+                  else f"its width ranges from {w.min():.2f} to {w.max():.2f} decades over {len(w)} tasks")
         out.append(f"{name}: widest tolerated lr range on {n} of {len(tasks)} task{'s' if len(tasks) != 1 else ''}; "
-                   f"its width ranges from {w.min():.2f} to {w.max():.2f} decades.")
+                   f"{spread}.")
     return out

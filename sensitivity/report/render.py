@@ -124,7 +124,8 @@ class ReportPaths:
     """Where :func:`build_report` wrote each file (all inside :attr:`out_dir`).
 
     ``figures`` maps each figure key to its file in the first requested format; ``figure_files``
-    lists every figure file of every format.
+    lists every figure file of every format. ``findings`` are the sentences that open the report and
+    ``summary`` the summary frame (with its attrs) that ``summary.csv`` holds.
     """
 
     out_dir: Path
@@ -137,6 +138,8 @@ class ReportPaths:
     differences_csv: Path | None
     figures: dict[str, Path]
     figure_files: tuple[Path, ...] = ()
+    findings: tuple[str, ...] = ()
+    summary: pd.DataFrame | None = dataclasses.field(default=None, compare=False)
 
     def all(self) -> list[Path]:
         """Every file written."""
@@ -328,6 +331,8 @@ def write_report(
         differences_csv=None if differences.empty else out / "differences.csv",
         figures={spec.key: out / f"{spec.stem}.{formats[0]}" for spec in specs},
         figure_files=tuple(files),
+        findings=tuple(findings),
+        summary=summary,
     )
 
 
