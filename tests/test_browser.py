@@ -18,6 +18,8 @@ from sensitivity.report.compare import StudyRef, build_compare
 from tests.browser import Chromium, find_chromium
 from tests.test_report import make_study
 
+pytestmark = pytest.mark.slow  # builds two reports and starts a browser: about half a minute
+
 ARTIFACTS = Path(os.environ.get("ADAMRAG_SENS_ARTIFACTS", Path(__file__).resolve().parent.parent / "build" / "test-artifacts"))
 
 

@@ -38,6 +38,7 @@ def compared(two_storages, tmp_path_factory):
     return build_compare([StudyRef(a, "toy"), StudyRef(b, "acc")], out, formats=("png", "svg"))
 
 
+@pytest.mark.slow
 def test_compare_writes_table_profiles_and_figures(compared):
     for path in compared.all():
         assert path.is_file() and path.stat().st_size > 0, path
@@ -56,6 +57,7 @@ def test_compare_writes_table_profiles_and_figures(compared):
     assert html.index('class="findings"') < html.index("<table")
 
 
+@pytest.mark.slow
 def test_profiles_follow_from_the_table(compared):
     table = pd.read_csv(compared.compare_csv)
     prof = pd.read_csv(compared.profiles_csv)
@@ -76,6 +78,7 @@ def test_pairing_storages_with_studies():
         pair_refs(["s"], ["a"])
 
 
+@pytest.mark.slow
 def test_compare_from_the_command_line_in_two_storages(two_storages, tmp_path):
     a, b = two_storages
     out = tmp_path / "c"

@@ -25,6 +25,7 @@ def three_seeds(tmp_path_factory):
     return url
 
 
+@pytest.mark.slow
 def test_three_seeds_give_bounds_for_every_metric_and_bands(three_seeds, tmp_path):
     paths = build_report(three_seeds, "s3", tmp_path / "r")
     summary = pd.read_csv(paths.summary_csv)
@@ -38,6 +39,7 @@ def test_three_seeds_give_bounds_for_every_metric_and_bands(three_seeds, tmp_pat
     assert "95% seed-bootstrap interval (exact, 3 seeds)" in text
 
 
+@pytest.mark.slow
 def test_a_study_sweeping_beta2_and_gamma_gets_those_heatmaps(tmp_path):
     url = f"sqlite:///{tmp_path / 'p.db'}"
     study = optuna.create_study(storage=url, study_name="p")
@@ -58,6 +60,7 @@ def test_a_study_sweeping_beta2_and_gamma_gets_those_heatmaps(tmp_path):
     assert 0 <= summary.loc["adamrag", "good_share_lr_gamma"] <= 1
 
 
+@pytest.mark.slow
 def test_the_effective_lr_axis_rescales_adamrag_and_nag(tmp_path):
     url = f"sqlite:///{tmp_path / 'e.db'}"
     make_study(url, "e", with_other_states=False)
