@@ -38,7 +38,7 @@ from sensitivity.catalog import OPTIMIZERS
 
 LR_AXES = {
     "nominal": "learning rate (nominal)",
-    "effective": "effective learning rate (steady-state step: lr/(1-gamma) AdamRAG, lr/(1-beta1) NAG/SGD, lr Adam/Lion)",
+    "effective": "effective learning rate\n(steady-state step: lr/(1-gamma) AdamRAG, lr/(1-beta1) NAG/SGD, lr Adam/Lion)",
 }
 """The lr axes a report can be drawn on, with their axis label."""
 

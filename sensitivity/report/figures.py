@@ -451,7 +451,7 @@ def performance_profile_figure(profiles: dict[str, pd.DataFrame], *, labels: dic
     ncols = n if n <= 2 else 2
     nrows = math.ceil(n / ncols)
     with _style():
-        fig = _figure(figsize=(4.6 * ncols + 1.8, 3.5 * nrows + 0.9))
+        fig = _figure(figsize=(4.6 * ncols + 0.8, 3.5 * nrows + 1.2))
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
         for ax, (key, prof) in zip(axes, profiles.items()):
             for name in names:
@@ -460,7 +460,7 @@ def performance_profile_figure(profiles: dict[str, pd.DataFrame], *, labels: dic
                 ax.step(prof.index, prof[name], where="post", color=colors[name], lw=1.8,
                         label=display.get(name, name))
             ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            _plain_log_labels(ax.xaxis, prof.index)
             ax.set_ylim(-0.03, 1.03)
             ax.set_xlabel("tau (ratio to the best optimizer on a task)")
             ax.set_ylabel("share of tasks within tau")
@@ -468,7 +468,7 @@ def performance_profile_figure(profiles: dict[str, pd.DataFrame], *, labels: dic
         for ax in axes[len(profiles):]:
             ax.set_visible(False)
         handles, texts = axes[0].get_legend_handles_labels()
-        fig.legend(handles, texts, loc="outside right upper", frameon=False)
+        fig.legend(handles, texts, loc="outside lower center", ncols=len(handles), frameon=False)
         fig.suptitle((title or "Performance profiles across tasks (Dolan & More 2002)")
                      + "\nrho(tau): share of tasks on which the optimizer is within a factor tau of the best")
     return fig
@@ -491,7 +491,7 @@ def lr_curve_grid_figure(panels: list[tuple[str, pd.DataFrame, str]], *, aggrega
     ncols = min(n, 3)
     nrows = math.ceil(n / ncols)
     with _style():
-        fig = _figure(figsize=(4.6 * ncols + 1.8, 3.6 * nrows + 0.9))
+        fig = _figure(figsize=(max(4.6 * ncols + 0.8, 9.0), 3.6 * nrows + 1.3))
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
         for ax, (label, trials, metric) in zip(axes, panels):
             curve = M.lr_curve(trials, metric, aggregation)
@@ -516,7 +516,7 @@ def lr_curve_grid_figure(panels: list[tuple[str, pd.DataFrame, str]], *, aggrega
         handles = [Line2D([], [], color=colors[nm], lw=1.8) for nm in names]
         handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=7, mew=2))
         fig.legend(handles, [display.get(nm, nm) for nm in names] + ["diverged (clipped to initial)"],
-                   loc="outside right upper", frameon=False)
+                   loc="outside lower center", ncols=len(handles), frameon=False)
         fig.suptitle((title or "Learning-rate sensitivity of every task")
                      + f"\neach point: {M.AGGREGATIONS[aggregation]}; band: min-max over seeds")
     return fig
