@@ -446,7 +446,7 @@ def _print_table(readable, title: str, caption: str = "") -> None:
 @app.command()
 @user_errors
 def compare(
-    storage: list[str] = typer.Option([DEFAULT_STORAGE], help="Storage URL: one for every study, or one per --study in the same order (repeat the flag)."),
+    storage: list[str] = typer.Option([DEFAULT_STORAGE], envvar=STORAGE_ENV, help="Storage URL: one for every study, or one per --study in the same order (repeat the flag; password: PGPASSWORD, ~/.pgpass, or the whole URL in the environment variable)."),
     study: list[str] = typer.Option([], help="A study to compare; repeat for each (--study A --study B)."),
     out: Path = typer.Option(Path("reports") / "compare", help="Output folder."),
     tolerance: Optional[float] = typer.Option(None, help=_TOLERANCE_HELP),

@@ -33,6 +33,7 @@ from sensitivity.report import summary as S
 from sensitivity.report import tolerance as T
 from sensitivity.report.effective_lr import LR_AXES, on_lr_axis
 from sensitivity.report.frame import TrialsData, load_trials
+from sensitivity.storage import mask_storage
 
 PROFILE_METRICS = (
     ("tolerance_width_decades", True, "tolerance width (higher is better)"),
@@ -106,7 +107,8 @@ def compare_table(
     and the relative tolerance are the same for every study.
 
     Returns:
-        The frame, :data:`TABLE_COLUMNS` first, then the remaining summary columns.
+        The frame, :data:`TABLE_COLUMNS` first, then the remaining summary columns; ``storage`` is
+        shown with its password masked (:func:`sensitivity.storage.mask_storage`).
     """
     frames = []
     for label, (ref, data) in zip(_labels(loaded), loaded):
@@ -115,7 +117,7 @@ def compare_table(
         summary = S.summarize(trials, metric, tau=tolerance, relative_tolerance=relative_tolerance,
                               aggregation=aggregation)
         summary.insert(0, "metric", metric)
-        summary.insert(0, "storage", ref.storage)
+        summary.insert(0, "storage", mask_storage(ref.storage))  # a password never reaches a file
         summary.insert(0, "study", ref.study)
         summary.insert(0, "task", label)
         frames.append(summary)
