@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from sensitivity.cli import app
 from sensitivity.report.compare import StudyRef, build_compare, pair_refs
 from sensitivity.errors import UserError
-from tests.test_report import make_study
+from tests.test_report import add, make_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 runner = CliRunner()
@@ -88,16 +88,25 @@ def test_compare_from_the_command_line_in_two_storages(two_storages, tmp_path):
     assert (out / "compare.html").is_file() and "widest tolerated lr range" in result.output
 
 
+@pytest.fixture()
+def small_storage(tmp_path):
+    """One study "toy" of two trials: enough for the mistakes, which stop before drawing anything."""
+    url = f"sqlite:///{tmp_path / 'small.db'}"
+    study = optuna.create_study(storage=url, study_name="toy")
+    for lr in (1e-3, 1e-2):
+        add(study, "adam", lr, beta2=0.999)
+    return url
+
+
 @pytest.mark.parametrize("args, message", [
     (["--study", "toy", "--study", "nope"], "no study named 'nope'"),
     (["--study", "toy"], "compare needs at least two studies"),
     (["--study", "toy", "--study", "toy", "--format", "gif"], "unknown figure format gif"),
     (["--study", "toy", "--study", "toy", "--tolerance", "-0.1"], "--tolerance -0.1 must be a finite number >= 0"),
 ])
-def test_compare_mistakes_are_one_line_exit_2_and_write_nothing(two_storages, tmp_path, args, message):
-    a, _ = two_storages
+def test_compare_mistakes_are_one_line_exit_2_and_write_nothing(small_storage, tmp_path, args, message):
     out = tmp_path / "c"
-    result = runner.invoke(app, ["compare", "--storage", a, "--out", str(out), *args])
+    result = runner.invoke(app, ["compare", "--storage", small_storage, "--out", str(out), *args])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert len([ln for ln in result.output.splitlines() if ln.strip()]) == 1
