@@ -33,6 +33,9 @@ class OptimizerInfo:
         defaults: the value of every hyperparameter when a sweep does not vary it.
         beta1_meaning / beta2_meaning: what the generic names mean for this optimizer.
         source: the implementation and the paper it follows.
+        step_amplifier: the hyperparameter c whose momentum multiplies the steady-state step by
+            1 / (1 - c) (``gamma`` for AdamRAG's ravine buffer, ``beta1`` for SGD momentum), or ""
+            when the step is of size lr (Adam, Lion); see :mod:`sensitivity.report.effective_lr`.
     """
 
     name: str
@@ -43,6 +46,7 @@ class OptimizerInfo:
     beta1_meaning: str
     beta2_meaning: str
     source: str
+    step_amplifier: str = ""
 
     def lr_grid(self, points: int = 7) -> list[float]:
         """``points`` log-spaced learning rates spanning :attr:`lr_range` (ends included),
@@ -71,6 +75,7 @@ OPTIMIZERS: dict[str, OptimizerInfo] = {
             beta1_meaning="exp_avg (first moment) decay",
             beta2_meaning="exp_avg_sq (second moment) decay; gamma is the Ravine extrapolation coefficient",
             source="sensitivity.optim.AdamRAG: reconstruction of Zhang et al. 2025 (NPL 57:53)",
+            step_amplifier="gamma",
         ),
         OptimizerInfo(
             name="adam",
@@ -101,6 +106,7 @@ OPTIMIZERS: dict[str, OptimizerInfo] = {
             beta1_meaning="momentum",
             beta2_meaning="(none)",
             source="torch.optim.SGD(nesterov=True) (Sutskever et al. 2013, ICML)",
+            step_amplifier="beta1",
         ),
         OptimizerInfo(
             name="sgd",
@@ -111,6 +117,7 @@ OPTIMIZERS: dict[str, OptimizerInfo] = {
             beta1_meaning="heavy-ball momentum",
             beta2_meaning="(none)",
             source="torch.optim.SGD(momentum=beta1) (Polyak 1964)",
+            step_amplifier="beta1",
         ),
         OptimizerInfo(
             name="lion",

@@ -2,6 +2,7 @@
 function and prints what it returns: ``sweep`` -> :func:`sensitivity.study.sweep.run_sweep`,
 ``worker`` -> :func:`~sensitivity.study.sweep.join_study` and
 :func:`~sensitivity.study.sweep.run_worker`, ``report`` -> :func:`sensitivity.report.build_report`,
+``compare`` -> :func:`sensitivity.report.compare.build_compare`,
 ``bench optimizer`` -> :func:`sensitivity.bench.bench_optimizer`. Flag defaults are
 :class:`~sensitivity.study.spec.StudySpec`'s.
 
@@ -353,44 +354,120 @@ def worker(
     console.print(_ran_line(ran, diverged, plan_progress_of(study_obj, plan)), highlight=False)
 
 
+_TOLERANCE_HELP = ("Tolerance width threshold: the fraction tau of the achievable improvement a run may lose "
+                   "(0.05 = keep at least 95% of the improvement from the initial value L0 to the best L*).")
+_RELATIVE_HELP = ("Relative width threshold: within this fraction of the best loss (0.1 = 10%), or within this "
+                  "much of the best accuracy (0.01 = 1 point). Default: 0.1 for a loss, 0.01 for an accuracy.")
+_AXIS_HELP = ("lr axis of curves and widths: nominal, or effective (lr/(1-gamma) AdamRAG, lr/(1-beta1) NAG/SGD, "
+              "lr Adam/Lion).")
+_FORMAT_HELP = "Figure file formats, comma-separated, from png, svg, pdf (the HTML always embeds PNGs)."
+
+
+def _report_options(tolerance: Optional[float], relative_tolerance: Optional[float], lr_axis: str,
+                    fmt: str) -> tuple[str, ...]:
+    """Check the flags report and compare share; return the figure formats."""
+    from sensitivity.report.effective_lr import LR_AXES
+    from sensitivity.report.render import FIGURE_FORMATS
+
+    for flag, value, example in (("--tolerance", tolerance, "0.05 = keep 95% of the improvement"),
+                                 ("--relative-tolerance", relative_tolerance, "0.1 = within 10% of the best loss")):
+        if value is not None and not (value >= 0 and value < float("inf")):
+            raise UserError(f"{flag} {value} must be a finite number >= 0 (e.g. {example})")
+    if lr_axis not in LR_AXES:
+        raise UserError(f"--lr-axis {lr_axis!r} is not an lr axis; use nominal or effective")
+    formats = tuple(f.strip().lower() for f in fmt.split(",") if f.strip())
+    bad = [f for f in formats if f not in FIGURE_FORMATS]
+    if bad or not formats:
+        raise UserError(f"--format {fmt!r}: unknown figure format {', '.join(bad) or '(none)'}; "
+                        f"use a comma-separated list of {', '.join(FIGURE_FORMATS)}")
+    return formats
+
+
+def _check_out(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file; give a folder for the report (it is created if missing)")
+
+
 @app.command()
 @user_errors
 def report(
     storage: str = typer.Option(DEFAULT_STORAGE, envvar=STORAGE_ENV, help="Storage URL holding the study (password: PGPASSWORD, ~/.pgpass, or the whole URL in the environment variable)."),
     study: str = typer.Option("digits-mlp", help="Study name."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default reports/<study>)."),
-    tolerance: Optional[float] = typer.Option(None, help="Tolerance for the tolerance width: relative for losses (0.1 = within 10% of best), absolute for accuracy (0.01 = 1 point)."),
+    tolerance: Optional[float] = typer.Option(None, help=_TOLERANCE_HELP),
+    relative_tolerance: Optional[float] = typer.Option(None, "--relative-tolerance", help=_RELATIVE_HELP),
+    lr_axis: str = typer.Option("nominal", "--lr-axis", help=_AXIS_HELP),
+    fmt: str = typer.Option("png", "--format", help=_FORMAT_HELP),
 ) -> None:
     """Write figures, CSV tables, report.md and report.html from a stored study."""
     _quiet_optuna()
     from sensitivity.report import build_report
 
+    formats = _report_options(tolerance, relative_tolerance, lr_axis, fmt)
     out_dir = out or Path("reports") / study
-    if tolerance is not None and not (tolerance >= 0 and tolerance < float("inf")):
-        raise UserError(f"--tolerance {tolerance} must be a finite number >= 0 (e.g. 0.1 = within 10% of the best loss)")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out {out_dir} is a file; give a folder for the report (it is created if missing)")
+    _check_out(out_dir)
     try:
-        paths = build_report(storage, study, out_dir, tolerance=tolerance)
+        paths = build_report(storage, study, out_dir, tolerance=tolerance, relative_tolerance=relative_tolerance,
+                             lr_axis=lr_axis, formats=formats)
     except OSError as err:  # a folder that cannot be created or written
         raise UserError(f"cannot write the report to {out_dir} ({err.strerror or err}); give another --out folder") from None
-    import pandas as pd
+    from sensitivity.report.render import summary_table
+
+    bounds = paths.summary.attrs.get("bootstrap")
+    _print_table(summary_table(paths.summary), f"study {study}: summary (definitions in report.html)",
+                 "95% seed-bootstrap bounds: report.html, summary.csv (*_low, *_high)" if bounds else "")
+    console.print("findings: " + " ".join(paths.findings), highlight=False)
+    console.print(f"report written to {paths.out_dir}/ (open {paths.report_html})")
+
+
+_CLI_COLUMNS = {"optimizer": "optimizer", "trials": "trials", "best ": "best", "best lr": "best lr",
+                "tolerance width": "width (dec)", "relative width": "rel. width (dec)",
+                "good share lr x beta1": "share lr x beta1", "LR sensitivity": "LR sens.", "diverged": "diverged"}
+
+
+def _print_table(readable, title: str, caption: str = "") -> None:
+    """A compact rich table of the readable summary: the columns a terminal has room for, point values
+    only (the bounds are in the report and the CSV)."""
     from rich.table import Table
 
-    summary = pd.read_csv(paths.summary_csv)
-    table = Table(title=f"study {study}: summary (definitions in report.html)")
-    columns = (("optimizer", "optimizer", str), ("trials", "trials", lambda v: f"{v:.0f}"),
-               ("best_value", "best", lambda v: f"{v:.4g}"), ("best_lr", "best lr", lambda v: f"{v:.3g}"),
-               ("lr_sensitivity", "lr sens.", lambda v: f"{v:.3g}"),
-               ("tolerance_width_decades", "tol. (decades)", lambda v: f"{v:.2g}"),
-               ("divergence_rate", "diverged", lambda v: f"{v:.0%}"))
-    shown = [c for c in columns if c[0] in summary]
-    for _, header, _fmt in shown:
-        table.add_column(header, justify="left" if header == "optimizer" else "right")
-    for _, row in summary.iterrows():
-        table.add_row(*("-" if pd.isna(row[key]) else fmt(row[key]) for key, _, fmt in shown))
+    table = Table(title=title, caption=caption or None)
+    shown = []
+    for c in readable.columns:
+        prefix = "best lr" if c == "best lr" else next((p for p in _CLI_COLUMNS if c.startswith(p)), None)
+        if prefix is not None:
+            shown.append((c, _CLI_COLUMNS[prefix]))
+    for _, short in shown:
+        table.add_column(short, justify="left" if short == "optimizer" else "right")
+    for _, row in readable.iterrows():
+        table.add_row(*(str(row[c]).split(" [")[0] or "-" for c, _ in shown))
     console.print(table)
-    console.print(f"report written to {paths.out_dir}/ (open {paths.report_html})")
+
+
+@app.command()
+@user_errors
+def compare(
+    storage: list[str] = typer.Option([DEFAULT_STORAGE], envvar=STORAGE_ENV, help="Storage URL: one for every study, or one per --study in the same order (repeat the flag; password: PGPASSWORD, ~/.pgpass, or the whole URL in the environment variable)."),
+    study: list[str] = typer.Option([], help="A study to compare; repeat for each (--study A --study B)."),
+    out: Path = typer.Option(Path("reports") / "compare", help="Output folder."),
+    tolerance: Optional[float] = typer.Option(None, help=_TOLERANCE_HELP),
+    relative_tolerance: Optional[float] = typer.Option(None, "--relative-tolerance", help=_RELATIVE_HELP),
+    lr_axis: str = typer.Option("nominal", "--lr-axis", help=_AXIS_HELP),
+    fmt: str = typer.Option("png", "--format", help=_FORMAT_HELP),
+) -> None:
+    """Compare several studies (tasks): a table per task and optimizer, performance profiles, a grid of lr curves."""
+    _quiet_optuna()
+    from sensitivity.report.compare import build_compare, pair_refs
+
+    formats = _report_options(tolerance, relative_tolerance, lr_axis, fmt)
+    refs = pair_refs(storage, study)
+    _check_out(out)
+    try:
+        paths = build_compare(refs, out, tolerance=tolerance, relative_tolerance=relative_tolerance,
+                              lr_axis=lr_axis, formats=formats)
+    except OSError as err:
+        raise UserError(f"cannot write the comparison to {out} ({err.strerror or err}); give another --out folder") from None
+    console.print("findings: " + " ".join(paths.findings), highlight=False)
+    console.print(f"comparison written to {paths.out_dir}/ (open {paths.compare_html})")
 
 
 @app.command()

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from sensitivity.report import metrics as M
+from sensitivity.report import summary as S
 
 NAN = math.nan
 
@@ -22,7 +23,7 @@ def trials_frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame([{**base, **r} for r in rows])
 
 
-# ---- Wortsman LR sensitivity and tolerance width on a 5-point grid -------------------------------
+# ---- Wortsman LR sensitivity on a 5-point grid -------------------------------
 
 GRID = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
 
@@ -44,29 +45,6 @@ def test_wortsman_sensitivity_on_accuracy_uses_the_error():
     # min(e, e0) = [0.5, 0.1, 0.05, 0.055, 0.9], e* = 0.05 -> [0.45, 0.05, 0, 0.005, 0.85], mean 0.271.
     got = M.wortsman_sensitivity([0.5, 0.9, 0.95, 0.945, 0.05], 0.1, higher_is_better=True)
     assert got == pytest.approx(0.271)
-
-
-def test_tolerance_width_is_the_widest_contiguous_run_in_decades():
-    # best 0.5; 10%: L <= 0.55 -> only lr 1e-2 (0.6 is out): a single point has width 0.
-    assert M.tolerance_interval(GRID, [2.0, 1.0, 0.5, 0.6, 3.0], 0.10) == (1e-2, 1e-2, 0.0)
-    # 25%: L <= 0.625 -> lrs 1e-2 and 1e-1 -> one decade.
-    assert M.tolerance_width_decades(GRID, [2.0, 1.0, 0.5, 0.6, 3.0], 0.25) == pytest.approx(1.0)
-    # two runs inside the tolerance, {1e-4} and {1e-2, 1e-1, 1}: the widest one counts (2 decades).
-    lo, hi, width = M.tolerance_interval(GRID, [0.5, 0.9, 0.52, 0.51, 0.53], 0.10)
-    assert (lo, hi) == (1e-2, 1.0) and width == pytest.approx(2.0)
-
-
-def test_tolerance_width_sorts_the_grid_and_treats_nan_as_outside():
-    # unsorted input; NaN at 1e-1 splits {1e-2} from {1}: width 0
-    assert M.tolerance_width_decades([1.0, 1e-2, 1e-1], [0.5, 0.5, NAN], 0.1) == 0.0
-    assert M.tolerance_width_decades([1.0, 1e-2, 1e-1], [0.5, 0.5, 0.52], 0.1) == pytest.approx(2.0)
-    assert math.isnan(M.tolerance_width_decades([1e-3, 1e-2], [NAN, NAN], 0.1))
-
-
-def test_tolerance_width_on_accuracy_is_within_points():
-    # best 0.95; 1 point: acc >= 0.94 -> lrs 1e-2 (0.95) and 1e-1 (0.945): one decade
-    acc = [0.5, 0.9, 0.95, 0.945, 0.05]
-    assert M.tolerance_width_decades(GRID, acc, 0.01, higher_is_better=True) == pytest.approx(1.0)
 
 
 def test_default_tolerances():
@@ -133,24 +111,26 @@ def test_metric_values_clip_diverged_and_non_finite_runs_to_the_initial_value():
 # ---- summary --------------------------------------------------------------------------------
 
 def test_summarize_keeps_diverged_trials_in_every_figure():
-    s = M.summarize(two_beta_two_seed_frame(), "val_loss").set_index("optimizer").loc["adam"]
+    s = S.summarize(two_beta_two_seed_frame(), "val_loss").set_index("optimizer").loc["adam"]
     assert s["trials"] == 8  # the FAIL row is not counted
     assert s["best_value"] == pytest.approx(0.6) and s["best_lr"] == 1e-2 and s["best_beta1"] == 0.8
     # curve [0.9, 0.6], L0 = 2.0: mean([0.3, 0]) = 0.15
     assert s["lr_sensitivity"] == pytest.approx(0.15)
-    # 10%: L <= 0.66 -> only 1e-2: width 0
-    assert s["tolerance_width_decades"] == 0.0
+    # tau 0.05: threshold 0.6 + 0.05 * 1.4 = 0.67, crossed 0.07 / 0.3 of the decade towards 1e-3;
+    # the interval reaches the highest swept lr (1e-2) -> censored
+    assert s["tolerance_width_decades"] == pytest.approx(0.07 / 0.3)
+    assert bool(s["tolerance_censored"])
     assert s["divergence_rate"] == pytest.approx(2 / 8)
     assert s["median_wall_time_s"] == 1.0 and s["lr_points"] == 2
 
 
-def test_summarize_orders_optimizers_as_the_registry_and_records_its_settings():
+def test_summarize_orders_optimizers_as_the_catalog_and_records_its_settings():
     t = pd.concat([trials_frame([{"optimizer": "lion", "optimizer_display": "Lion"}]),
                    trials_frame([{"optimizer": "adamrag", "optimizer_display": "AdamRAG", "gamma": 0.5}])])
-    s = M.summarize(t, "val_acc", tolerance=0.02)
+    s = S.summarize(t, "val_acc", relative_tolerance=0.02)
     assert s["optimizer"].tolist() == ["adamrag", "lion"]
     assert s.loc[0, "best_gamma"] == 0.5 and math.isnan(s.loc[1, "best_gamma"])
-    assert s.attrs["metric"] == "val_acc" and s.attrs["tolerance"] == 0.02
+    assert s.attrs["metric"] == "val_acc" and s.attrs["relative_tolerance"] == 0.02
     assert s["best_value"].tolist() == [0.5, 0.5]
 
 
@@ -194,11 +174,3 @@ def test_performance_profile_higher_is_better_and_zero_widths():
     assert rho["b"].tolist() == pytest.approx([1 / 3, 2 / 3])
     default = M.performance_profile(table, higher_is_better=True)
     assert default.index[0] == 1.0 and np.all(np.diff(default["b"].to_numpy()) >= 0)
-
-
-def test_equal_width_tolerance_runs_prefer_the_one_holding_the_best():
-    from sensitivity.report.metrics import tolerance_interval
-
-    # losses 0.150 at 1e-3 and 0.139 at 1e-2, 0.160 between: two single-point runs within 10%
-    lo, hi, width = tolerance_interval([1e-3, 3.16e-3, 1e-2], [0.150, 0.160, 0.139], 0.1)
-    assert (lo, hi, width) == (1e-2, 1e-2, 0.0)

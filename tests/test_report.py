@@ -16,7 +16,10 @@ from sensitivity.errors import UserError
 from sensitivity.records import TrialResult
 from sensitivity.report import build_report, load_trials
 from sensitivity.report import figures as F
+from sensitivity.report import heatmaps as H
 from sensitivity.report import metrics as M
+from sensitivity.report import summary as S
+from sensitivity.report import tolerance as T
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -214,7 +217,7 @@ def test_journal_file_storage_is_read(tmp_path):
 
 def test_heatmap_panels_share_one_colour_scale_and_mark_divergence(toy):
     data = load_trials(toy, "toy")
-    fig = F.robustness_heatmaps(data.trials, "val_loss")
+    fig = H.pair_heatmaps(data.trials, "val_loss", "lr", "beta1")
     images = [ax.images[0] for ax in fig.axes if ax.images]
     assert len(images) == 4  # one panel per optimizer
     norms = {(im.norm.vmin, im.norm.vmax, type(im.norm)) for im in images}
@@ -227,8 +230,21 @@ def test_heatmap_panels_share_one_colour_scale_and_mark_divergence(toy):
     assert by_title["Lion"].images[0].get_array().shape == (1, 4)  # one beta1 -> a single row
     nag = by_title["NAG"]
     assert nag.images[0].get_array().shape == (2, 4)
+    assert nag.get_ylabel() == "beta1 (momentum)"  # the catalog's meaning of beta1 for NAG
     assert len(nag.patches) == 2  # lr 10 diverged at both beta1 values: hatched
     assert any(t.get_text().startswith("div") for t in nag.texts)
+
+
+def test_heatmaps_outline_the_cells_within_tolerance(toy):
+    data = load_trials(toy, "toy")
+    grid = M.grid_table(data.trials, "val_loss")
+    lion = grid[grid["optimizer"] == "lion"].sort_values("lr")
+    # a threshold between Lion's second-best and best cell: exactly one cell outlined
+    limit = float(np.mean(np.sort(lion["value"])[:2]))
+    fig = H.pair_heatmaps(data.trials, "val_loss", "lr", "beta1", thresholds={"lion": limit})
+    ax = next(a for a in fig.axes if a.get_title().startswith("Lion"))
+    outlined = [p for p in ax.patches if p.get_edgecolor()[:3] == (1.0, 1.0, 1.0)]
+    assert len(outlined) == 1
 
 
 def test_lr_sensitivity_figure_marks_diverged_points_and_initial_loss(toy):
@@ -241,6 +257,10 @@ def test_lr_sensitivity_figure_marks_diverged_points_and_initial_loss(toy):
     l0 = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
     assert l0 and l0[0].get_ydata()[0] == pytest.approx(L0)
     assert "best over beta1" in fig.get_suptitle()
+    # each optimizer's interpolated tolerance width is in its legend entry
+    widths = T.tolerance_table(M.lr_curve(data.trials, "val_loss"), higher_is_better=False)
+    labels = ax.get_legend().get_texts()
+    assert any(f"width {widths.loc['adam', 'tolerance_width_decades']:.2f} dec" in t.get_text() for t in labels)
 
 
 def test_figures_save_headless(toy, tmp_path):
@@ -265,8 +285,11 @@ def test_build_report_writes_every_file_and_a_self_contained_html(report):
     for p in paths.all():
         assert p.is_file() and p.stat().st_size > 0, p
     assert {p.name for p in out.iterdir()} == {p.name for p in paths.all()}  # no staging left behind
+    assert set(paths.figures) == {"lr_sensitivity", "heatmap_lr_beta1", "loss_curves", "relative_performance",
+                                  "expected_best"}
     html = paths.report_html.read_text()
     assert html.count("data:image/png;base64,") == len(paths.figures)
+    assert html.index('class="findings"') < html.index("<h2>Summary</h2>")  # the findings open the page
     assert not re.search(r'src="(?!data:)', html)
     assert "Wortsman" in html and "toy-task" in html and "COMPLETE: 28" in html
     md = paths.report_md.read_text()
@@ -282,7 +305,7 @@ def test_build_report_writes_every_file_and_a_self_contained_html(report):
 
 def test_build_report_twice_replaces_the_files(toy, report):
     before = pd.read_csv(report.summary_csv)
-    second = build_report(toy, "toy", report.out_dir, tolerance=2.0)
+    second = build_report(toy, "toy", report.out_dir, tolerance=0.5)
     assert second.summary_csv == report.summary_csv
     after = pd.read_csv(second.summary_csv)
     wider = after["tolerance_width_decades"] - before["tolerance_width_decades"]
@@ -323,14 +346,14 @@ def test_random_samples_are_binned_for_the_heatmap_and_storage_objects_are_accep
     for _ in range(30):
         add(study, "adam", float(10 ** rng.uniform(-4, -1)), beta1=float(rng.uniform(0.8, 0.99)), beta2=0.999)
     data = load_trials(storage, "rnd")
-    fig = F.robustness_heatmaps(data.trials, "val_loss")
+    fig = H.pair_heatmaps(data.trials, "val_loss", "lr", "beta1")
     rows, cols = fig.axes[0].images[0].get_array().shape
     assert cols <= 7 and rows <= 8  # half decades over 3 decades; beta1 binned
-    assert "lr binned to half decades" in fig.get_suptitle()
+    assert "learning rate binned to half decades" in fig.get_suptitle()
     # beta1 in [0.8, 0.99] falls in half decades of 1 - beta1: 0.8 (1-0.2 ~ 10^-0.5 bin), 0.9, 0.968, 0.99
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels and all(float(x) < 1 for x in labels), labels
-    assert np.isfinite(M.summarize(data.trials, "val_loss")["lr_sensitivity"]).all()
+    assert np.isfinite(S.summarize(data.trials, "val_loss")["lr_sensitivity"]).all()
 
 
 def test_a_study_without_trials_is_a_user_error():

@@ -23,6 +23,9 @@ def small_study(tmp_path, monkeypatch):
     [
         (["--tolerance", "-1"], "--tolerance -1.0 must be a finite number >= 0"),
         (["--tolerance", "nan"], "must be a finite number >= 0"),
+        (["--relative-tolerance", "-0.1"], "--relative-tolerance -0.1 must be a finite number >= 0"),
+        (["--lr-axis", "warped"], "--lr-axis 'warped' is not an lr axis; use nominal or effective"),
+        (["--format", "png,gif"], "unknown figure format gif"),
         (["--out", "a-file.txt"], "is a file; give a folder"),
         (["--storage", "postgresql://nobody@127.0.0.1:1/x"], "cannot open Optuna storage"),
         (["--study", "nope"], "no study named 'nope'"),

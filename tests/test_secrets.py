@@ -116,9 +116,11 @@ UNREACHABLE = f"postgresql://me:{quote(SECRET, safe='')}@127.0.0.1:1/sens"
     (["report", "--storage", UNREACHABLE, "--study", "x"], None),
     (["report", "--study", "x"], {STORAGE_ENV: UNREACHABLE}),
     (["worker", "--study", "x"], {STORAGE_ENV: UNREACHABLE}),
+    (["compare", "--storage", UNREACHABLE, "--study", "x", "--study", "y"], None),
+    (["compare", "--study", "x", "--study", "y"], {STORAGE_ENV: UNREACHABLE}),
     (["sweep", "--storage", UNREACHABLE, "--optimizers", "adam", "--lr", "1e-3", "--beta1", "0.9", "--epochs", "1"],
      None),
-], ids=["report-flag", "report-env", "worker-env", "sweep-flag"])
+], ids=["report-flag", "report-env", "worker-env", "compare-flag", "compare-env", "sweep-flag"])
 def test_an_unreachable_server_is_named_with_its_password_masked(args, env):
     result = runner.invoke(app, args, env=env)
     assert result.exit_code == 2, (result.output, result.exception)
@@ -127,7 +129,7 @@ def test_an_unreachable_server_is_named_with_its_password_masked(args, env):
 
 
 def test_help_never_shows_the_storage_variable_s_value():
-    for command in ("sweep", "worker", "report"):
+    for command in ("sweep", "worker", "report", "compare"):
         result = runner.invoke(app, [command, "--help"], env={STORAGE_ENV: UNREACHABLE})
         assert result.exit_code == 0 and STORAGE_ENV in result.output and not _leaks(result.output)
 
@@ -348,3 +350,12 @@ def test_a_password_protected_sweep_with_two_workers_and_its_report_leak_nothing
     assert {"report.html", "report.md", "trials.csv", "summary.csv"} <= {f.name for f in files}
     for f in files:
         assert not _leaks(f.read_bytes().decode("latin-1"), fragments), f.name
+
+    # compare names its storages in its table and page: masked there too
+    compared = runner.invoke(app, ["compare", "--study", name, "--study", name, "--out", str(tmp_path / "cmp")],
+                             env={STORAGE_ENV: secret_url})
+    assert compared.exit_code == 0, compared.output
+    assert not _leaks(compared.output, fragments)
+    for f in sorted((tmp_path / "cmp").iterdir()):
+        assert not _leaks(f.read_bytes().decode("latin-1"), fragments), f.name
+    assert f"postgresql://{role}:***@" in (tmp_path / "cmp" / "compare.csv").read_text()

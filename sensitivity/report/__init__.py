@@ -13,7 +13,7 @@ Example::
 """
 
 from sensitivity.report.frame import TrialsData, load_trials
-from sensitivity.report.metrics import summarize
+from sensitivity.report.summary import summarize
 from sensitivity.report.render import ReportPaths, build_report
 
 __all__ = ["ReportPaths", "TrialsData", "build_report", "load_trials", "summarize"]

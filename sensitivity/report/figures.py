@@ -8,7 +8,9 @@ styling is applied inside a style context only while drawing.
 Figures:
 
 * :func:`lr_sensitivity_figure` -- final metric vs learning rate, one line per optimizer.
-* :func:`robustness_heatmaps` -- lr x beta1 grid per optimizer on one shared colour scale.
+* :func:`expected_best_figure` -- expected best value after n random configurations (Dodge et al. 2019).
+
+Heatmaps of every swept hyperparameter pair live in :mod:`sensitivity.report.heatmaps`.
 * :func:`loss_curves_figure` -- validation (and training) loss per epoch, one line per lr.
 * :func:`relative_performance_figure` -- DeepOBS-style relative performance vs lr.
 """
@@ -29,10 +31,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch, Rectangle
+from matplotlib.patches import Patch
 
-from sensitivity.catalog import OPTIMIZERS
 from sensitivity.report import metrics as M
+from sensitivity.report import tolerance as T
 
 DPI = 130
 """Resolution the report saves figures at (dots per inch)."""
@@ -42,11 +44,9 @@ METRIC_LABELS = {
     "val_acc": "validation accuracy (fraction)",
 }
 
-_HEATMAP_MAX_LR = 12
 _LR_CMAP = mcolors.LinearSegmentedColormap.from_list(
     "lr", matplotlib.colormaps["plasma"](np.linspace(0.0, 0.85, 256))
 )  # plasma without its pale-yellow end, which vanishes on white
-_HEATMAP_MAX_ROWS = 8
 
 
 # ---- shared helpers -------------------------------------------------------------------------
@@ -157,6 +157,7 @@ def lr_sensitivity_figure(
     tolerance: float | None = None,
     show_tolerance: bool = True,
     title: str | None = None,
+    lr_label: str = "learning rate",
 ) -> Figure:
     """Final metric vs learning rate (log x axis), one line per optimizer.
 
@@ -164,16 +165,20 @@ def lr_sensitivity_figure(
     aggregation is stated in the title); with several seeds the line is the mean and the band
     spans min to max over seeds. Points whose runs diverged are marked with an ``x`` at their
     clipped value (the initial metric). The initial metric (L0) is a dashed reference line. With
-    ``show_tolerance`` each optimizer's tolerance interval is shaded: the lrs of its widest
-    contiguous run within the tolerance, from its best value to the tolerance threshold.
+    ``show_tolerance`` each optimizer's tolerance interval (:mod:`sensitivity.report.tolerance`,
+    improvement threshold with fraction ``tolerance`` = tau) is shaded: the interpolated lr interval,
+    from its best value to its threshold; the legend gives its width in decades.
+
+    Args:
+        lr_label: the x-axis label (``"effective learning rate ..."`` on the effective axis).
     """
-    tol = M.default_tolerance(metric) if tolerance is None else tolerance
+    tau = T.DEFAULT_TAU if tolerance is None else tolerance
     hib = M.higher_is_better(metric)
     curve = M.lr_curve(trials, metric, aggregation)
     names = M.optimizer_order(curve["optimizer"])
     colors = optimizer_colors(names)
     display = _display(trials)
-    widths = M.tolerance_width(curve, metric, tol)
+    widths = T.tolerance_table(curve, higher_is_better=hib, tau=tau)
     with _style():
         fig = _figure(figsize=(8.5, 4.8))
         ax = fig.add_subplot()
@@ -181,7 +186,7 @@ def lr_sensitivity_figure(
             g = curve[curve["optimizer"] == name].sort_values("lr")
             c = colors[name]
             w = widths.loc[name, "tolerance_width_decades"] if name in widths.index else math.nan
-            label = f"{display.get(name, name)} (width {w:.2g} dec)" if np.isfinite(w) else display.get(name, name)
+            label = f"{display.get(name, name)} (width {w:.2f} dec)" if np.isfinite(w) else display.get(name, name)
             ax.plot(g["lr"], g["value"], "-o", color=c, ms=4, lw=1.8, label=label, zorder=3)
             if (g["n_seeds"] > 1).any():
                 ax.fill_between(g["lr"], g["value_min"], g["value_max"], color=c, alpha=0.2, lw=0, zorder=2)
@@ -189,24 +194,25 @@ def lr_sensitivity_figure(
             if not div.empty:
                 ax.scatter(div["lr"], div["value"], marker="x", s=70, color=c, linewidths=2.2, zorder=4)
             if show_tolerance and name in widths.index and np.isfinite(w):
-                lo, hi = widths.loc[name, "tolerance_lr_low"], widths.loc[name, "tolerance_lr_high"]
-                best = g["value"].max() if hib else g["value"].min()
-                edge = best - tol if hib else best + tol * abs(best)
-                span = (lo / 10 ** 0.08, hi * 10 ** 0.08) if lo == hi else (lo, hi)
+                row = widths.loc[name]
+                lo, hi = row["tolerance_lr_low"], row["tolerance_lr_high"]
+                best, edge = row["best_value"], row["tolerance_threshold"]
+                span = (lo / 10 ** 0.04, hi * 10 ** 0.04) if w < 0.08 else (lo, hi)
                 ax.fill_between(span, [best, best], [edge, edge], color=c, alpha=0.15, lw=0, zorder=1)
         _reference_lines(ax, curve, names, colors, display, metric)
         ax.set_xscale("log")
         if not hib and _log_ok(np.r_[curve["value"], curve["initial"]]):
             ax.set_yscale("log")
             _plain_log_labels(ax.yaxis, np.r_[curve["value"], curve["initial"]])
-        ax.set_xlabel("learning rate")
+        ax.set_xlabel(lr_label)
         ax.set_ylabel(f"final {_metric_label(metric)}")
         handles, labels = ax.get_legend_handles_labels()
         handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=8, mew=2))
         labels.append("diverged (clipped to initial)")
         if show_tolerance:
             handles.append(Patch(color="0.5", alpha=0.3))
-            labels.append(f"tolerance: {M.describe_tolerance(metric, tol)}")
+            labels.append("tolerance interval: keeps\n"
+                          f">= {100 * (1 - tau):g}% of the improvement over L0")
         ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         head = title or f"Learning-rate sensitivity: final {metric.replace('_', ' ')} vs lr"
         fig.suptitle(f"{head}\neach point: {aggregation_text(trials, aggregation)}"
@@ -230,24 +236,7 @@ def _reference_lines(ax, curve, names, colors, display, metric) -> None:
                        label=f"{what}, {display.get(name, name)} = {initial[name]:.3g}", zorder=1)
 
 
-# ---- robustness heatmaps ----------------------------------------------------------------------
-
-def _snap_for_heatmap(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Bin continuous samples (random/qmc samplers) so that a heatmap has few cells."""
-    done = M.complete_trials(trials).copy()
-    notes = []
-    many_lr = done.groupby("optimizer")["lr"].nunique().max() > _HEATMAP_MAX_LR
-    if many_lr:
-        done["lr"] = 10 ** (np.round(2 * np.log10(done["lr"])) / 2)
-        notes.append("lr binned to half decades")
-    if done.groupby("optimizer")["beta1"].nunique().max() > _HEATMAP_MAX_ROWS:
-        # bin in log10(1 - beta1), as the random sampler draws it: half decades of 1 - beta1
-        # (0.68, 0.9, 0.968, 0.99, ...); rounding beta1 itself would put 0.97 in a cell "1"
-        one_minus = np.clip(1.0 - done["beta1"], 1e-6, 1.0)
-        done["beta1"] = (1.0 - 10 ** (np.round(2 * np.log10(one_minus)) / 2)).round(4)
-        notes.append("beta1 binned to half decades of 1 - beta1")
-    return done, notes
-
+# ---- heatmap helpers (the heatmaps themselves: sensitivity.report.heatmaps) --------------------
 
 def _heatmap_norm(values: np.ndarray, metric: str) -> mcolors.Normalize:
     v = values[np.isfinite(values)]
@@ -264,94 +253,6 @@ def _heatmap_norm(values: np.ndarray, metric: str) -> mcolors.Normalize:
 def _text_color(rgba) -> str:
     r, g, b = rgba[:3]
     return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.55 else "white"
-
-
-def _beta1_label(name: str) -> str:
-    spec = OPTIMIZERS.get(name)
-    if spec is not None and len(spec.beta1_meaning) <= 20:
-        return f"beta1 ({spec.beta1_meaning})"
-    return "beta1"
-
-
-def robustness_heatmaps(trials: pd.DataFrame, metric: str, *, title: str | None = None) -> Figure:
-    """One lr x beta1 heatmap per optimizer, all on the same colour scale.
-
-    Cells hold the final metric of the best point over the remaining hyperparameters (beta2,
-    gamma, weight decay, whichever vary), each point averaged over seeds; the aggregation is in
-    the title. The colour scale (``vmin``/``vmax``, logarithmic for losses spanning more than a
-    factor 3) is shared by every panel, bright = better. Values are annotated; cells where every
-    run diverged are hatched and marked "div", cells where some diverged carry a "*"; grid points
-    without a completed trial are grey. An optimizer without beta1 (or with one value) gets a
-    single row. Continuous samples (random/qmc) are binned first (stated in the title).
-    """
-    hib = M.higher_is_better(metric)
-    done, notes = _snap_for_heatmap(trials)
-    grid = M.grid_table(done, metric, rows="beta1")
-    names = M.optimizer_order(grid["optimizer"])
-    display = _display(trials)
-    norm = _heatmap_norm(grid["value"].to_numpy(float), metric)
-    cmap = matplotlib.colormaps["viridis" if hib else "viridis_r"].with_extremes(bad="#cfcfcf")
-    n = max(len(names), 1)
-    ncols = n if n <= 3 else math.ceil(n / 2)
-    nrows = math.ceil(n / ncols)
-    max_cols = max((grid[grid["optimizer"] == nm]["lr"].nunique() for nm in names), default=1)
-    with _style(), matplotlib.rc_context({"axes.grid": False}):
-        fig = _figure(figsize=(max(3.6, 0.85 * max_cols + 1.4) * ncols + 1.0, 3.3 * nrows + 1.0))
-        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
-        image = None
-        for ax, name in zip(axes, names):
-            g = grid[grid["optimizer"] == name]
-            lrs = np.sort(g["lr"].unique())
-            rows = np.sort(g["beta1"].dropna().unique())
-            has_nan_row = g["beta1"].isna().any()
-            row_keys = list(rows) + ([math.nan] if has_nan_row else [])
-            mat = np.full((len(row_keys), len(lrs)), np.nan)
-            div = np.zeros_like(mat)
-            for r in g.itertuples(index=False):
-                j = int(np.searchsorted(lrs, r.lr))
-                i = len(rows) if math.isnan(r.beta1) else int(np.searchsorted(rows, r.beta1))
-                mat[i, j] = r.value
-                div[i, j] = r.cell_diverged
-            image = ax.imshow(np.ma.masked_invalid(mat), cmap=cmap, norm=norm, aspect="auto",
-                              origin="lower", interpolation="nearest")
-            for i in range(mat.shape[0]):
-                for j in range(mat.shape[1]):
-                    v = mat[i, j]
-                    if not np.isfinite(v):
-                        continue
-                    color = _text_color(cmap(norm(v)))
-                    text = f"{v:.3g}"
-                    if div[i, j] >= 1:
-                        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="xxx",
-                                               edgecolor="#c0392b", lw=0))
-                        text = f"div\n{v:.3g}"
-                    elif div[i, j] > 0:
-                        text += "*"
-                    ax.text(j, i, text, ha="center", va="center", fontsize=7.5, color=color)
-            ax.set_xticks(range(len(lrs)), [format_lr(v) for v in lrs], rotation=45, ha="right")
-            ax.set_yticks(range(len(row_keys)), ["n/a" if math.isnan(v) else f"{v:g}" for v in row_keys])
-            ax.set_xlabel("learning rate")
-            ax.set_ylabel(_beta1_label(name))
-            finite = g[g["value"].notna()]
-            if not finite.empty:
-                b = finite.loc[finite["value"].idxmax() if hib else finite["value"].idxmin()]
-                where = f"lr {format_lr(b['lr'])}" + ("" if math.isnan(b["beta1"]) else f", beta1 {b['beta1']:g}")
-                ax.set_title(f"{display.get(name, name)}: best {b['value']:.3g} at {where}")
-            else:
-                ax.set_title(display.get(name, name))
-        for ax in axes[len(names):]:
-            ax.set_visible(False)
-        if image is not None:
-            cbar = fig.colorbar(image, ax=list(axes[: len(names)]), shrink=0.9, pad=0.02)
-            cbar.set_label(f"final {_metric_label(metric)} ({'higher' if hib else 'lower'} is better)")
-            if isinstance(norm, mcolors.LogNorm):
-                _plain_log_labels(cbar.ax.yaxis, [norm.vmin, norm.vmax])
-        head = title or f"Robustness: final {metric.replace('_', ' ')} over lr x beta1, one colour scale"
-        agg = aggregation_text(trials, "best", exclude=("beta1",))
-        extra = "; ".join(notes)
-        fig.suptitle(f"{head}\neach cell: {agg}{'; ' + extra if extra else ''}; "
-                     "hatched 'div': all runs diverged (value clipped to initial), *: some diverged; grey: no run")
-    return fig
 
 
 # ---- loss curves ------------------------------------------------------------------------------
@@ -448,7 +349,8 @@ def loss_curves_figure(
 # ---- relative performance ---------------------------------------------------------------------
 
 def relative_performance_figure(
-    trials: pd.DataFrame, metric: str, *, aggregation: str = "best", title: str | None = None
+    trials: pd.DataFrame, metric: str, *, aggregation: str = "best", title: str | None = None,
+    lr_label: str = "learning rate",
 ) -> Figure:
     """DeepOBS-style relative performance vs learning rate, one line per optimizer.
 
@@ -470,9 +372,151 @@ def relative_performance_figure(
             ax.scatter(div["lr"], div["relative_performance"], marker="x", s=60, color=colors[name], linewidths=2)
         ax.set_xscale("log")
         ax.set_ylim(0, 1.05)
-        ax.set_xlabel("learning rate")
+        ax.set_xlabel(lr_label)
         ax.set_ylabel(f"relative performance ({ratio})")
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         ax.set_title((title or "Relative performance vs learning rate (DeepOBS)")
                      + f"\neach point: {aggregation_text(trials, aggregation)}; relative to each optimizer's best")
+    return fig
+
+
+# ---- expected best after n configurations ---------------------------------------------------
+
+def expected_best_figure(
+    table: pd.DataFrame, metric: str, *, display: dict[str, str] | None = None, title: str | None = None,
+    note: str = "",
+) -> Figure:
+    """Expected best final metric after n randomly drawn configurations, one line per optimizer.
+
+    Args:
+        table: :func:`~sensitivity.report.expected_best.expected_best_table` (columns optimizer, n,
+            expected_best, std, draws).
+        metric: the metric shown (its direction decides which way is better).
+        display: optimizer name -> display name.
+        note: a second title line (e.g. how draws were counted).
+
+    The shading is +-1 standard deviation of the best of n draws (Dodge et al. 2019, fig. 1), the
+    spread of what one tuning run of that budget gets, not an interval on the expectation; it is cut
+    to the range of the stored values, which the best of n cannot leave.
+    """
+    display = display or {}
+    names = M.optimizer_order(table["optimizer"]) if not table.empty else []
+    colors = optimizer_colors(names)
+    hib = M.higher_is_better(metric)
+    with _style():
+        fig = _figure(figsize=(8.0, 4.4))
+        ax = fig.add_subplot()
+        for name in names:
+            g = table[table["optimizer"] == name].sort_values("n")
+            c = colors[name]
+            ax.plot(g["n"], g["expected_best"], "-", color=c, lw=1.8,
+                    label=f"{display.get(name, name)} (N = {int(g['draws'].iloc[0])})")
+            lo = np.maximum(g["expected_best"] - g["std"], g["min_value"])  # the best of n lies in the
+            hi = np.minimum(g["expected_best"] + g["std"], g["max_value"])  # range of the stored values
+            ax.fill_between(g["n"], lo, hi, color=c, alpha=0.15, lw=0)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlabel("n, configurations drawn at random (tuning budget)")
+        ax.set_ylabel(f"expected best final {_metric_label(metric)}")
+        if not hib and _log_ok(table["expected_best"]):
+            ax.set_yscale("log")
+            _plain_log_labels(ax.yaxis, table["expected_best"])
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        head = title or f"Expected best {metric.replace('_', ' ')} after n configurations (Dodge et al. 2019)"
+        fig.suptitle(head + "\nshading: +-1 sd of the best of n draws, within the range of the stored values"
+                     + (f"\n{note}" if note else ""))
+    return fig
+
+
+# ---- across studies: performance profiles and a grid of lr curves ----------------------------
+
+def performance_profile_figure(profiles: dict[str, pd.DataFrame], *, labels: dict[str, str] | None = None,
+                               display: dict[str, str] | None = None, title: str | None = None) -> Figure:
+    """Dolan-More performance profiles, one panel per figure of merit, one step line per optimizer.
+
+    Args:
+        profiles: figure name -> :func:`~sensitivity.report.metrics.performance_profile` frame (index
+            tau, one column per optimizer, values in [0, 1]).
+        labels: figure name -> panel title (e.g. "tolerance width (higher is better)").
+        display: optimizer name -> display name.
+
+    rho_s(tau) is the share of tasks on which optimizer s is within a factor tau of the best one; a
+    line that reaches 1 at tau = 1 is the best on every task.
+    """
+    labels = labels or {}
+    display = display or {}
+    names = M.optimizer_order({c for p in profiles.values() for c in p.columns})
+    colors = optimizer_colors(names)
+    n = max(len(profiles), 1)
+    ncols = n if n <= 2 else 2
+    nrows = math.ceil(n / ncols)
+    with _style():
+        fig = _figure(figsize=(4.6 * ncols + 0.8, 3.5 * nrows + 1.2))
+        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
+        for ax, (key, prof) in zip(axes, profiles.items()):
+            for name in names:
+                if name not in prof:
+                    continue
+                ax.step(prof.index, prof[name], where="post", color=colors[name], lw=1.8,
+                        label=display.get(name, name))
+            ax.set_xscale("log")
+            _plain_log_labels(ax.xaxis, prof.index)
+            ax.set_ylim(-0.03, 1.03)
+            ax.set_xlabel("tau (ratio to the best optimizer on a task)")
+            ax.set_ylabel("share of tasks within tau")
+            ax.set_title(labels.get(key, key))
+        for ax in axes[len(profiles):]:
+            ax.set_visible(False)
+        handles, texts = axes[0].get_legend_handles_labels()
+        fig.legend(handles, texts, loc="outside lower center", ncols=len(handles), frameon=False)
+        fig.suptitle((title or "Performance profiles across tasks (Dolan & More 2002)")
+                     + "\nrho(tau): share of tasks on which the optimizer is within a factor tau of the best")
+    return fig
+
+
+def lr_curve_grid_figure(panels: list[tuple[str, pd.DataFrame, str]], *, aggregation: str = "best",
+                         lr_label: str = "learning rate", title: str | None = None) -> Figure:
+    """The lr curve of every task in one grid: one panel per (label, trials, metric), one line per optimizer.
+
+    Each panel is :func:`lr_sensitivity_figure`'s curve (best over the other hyperparameters, mean
+    over seeds, band min-max over seeds, diverged points crossed) on that task's own metric and scale;
+    colours are the same optimizer in every panel.
+    """
+    names = M.optimizer_order({o for _, t, _ in panels for o in M.complete_trials(t)["optimizer"]})
+    colors = optimizer_colors(names)
+    display: dict[str, str] = {}
+    for _, t, _ in panels:
+        display.update(_display(t))
+    n = max(len(panels), 1)
+    ncols = min(n, 3)
+    nrows = math.ceil(n / ncols)
+    with _style():
+        fig = _figure(figsize=(max(4.6 * ncols + 0.8, 9.0), 3.6 * nrows + 1.3))
+        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
+        for ax, (label, trials, metric) in zip(axes, panels):
+            curve = M.lr_curve(trials, metric, aggregation)
+            for name in M.optimizer_order(curve["optimizer"]):
+                g = curve[curve["optimizer"] == name].sort_values("lr")
+                c = colors[name]
+                ax.plot(g["lr"], g["value"], "-o", ms=3, lw=1.6, color=c, label=display.get(name, name))
+                if (g["n_seeds"] > 1).any():
+                    ax.fill_between(g["lr"], g["value_min"], g["value_max"], color=c, alpha=0.2, lw=0)
+                div = g[g["n_diverged"] > 0]
+                if not div.empty:
+                    ax.scatter(div["lr"], div["value"], marker="x", s=45, color=c, linewidths=1.8, zorder=4)
+            ax.set_xscale("log")
+            if not M.higher_is_better(metric) and _log_ok(np.r_[curve["value"], curve["initial"]]):
+                ax.set_yscale("log")
+                _plain_log_labels(ax.yaxis, np.r_[curve["value"], curve["initial"]])
+            ax.set_xlabel(lr_label)
+            ax.set_ylabel(f"final {_metric_label(metric)}")
+            ax.set_title(label)
+        for ax in axes[len(panels):]:
+            ax.set_visible(False)
+        handles = [Line2D([], [], color=colors[nm], lw=1.8) for nm in names]
+        handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=7, mew=2))
+        fig.legend(handles, [display.get(nm, nm) for nm in names] + ["diverged (clipped to initial)"],
+                   loc="outside lower center", ncols=len(handles), frameon=False)
+        fig.suptitle((title or "Learning-rate sensitivity of every task")
+                     + f"\neach point: {M.AGGREGATIONS[aggregation]}; band: min-max over seeds")
     return fig

@@ -18,8 +18,10 @@ Metrics:
   proxies for large-scale Transformer training instabilities", arXiv 2309.14322, sec. 2.2:
   ``E_lr[min(L(lr), L0) - L*]`` over the lr grid, L* the best final loss on the grid and L0 the
   loss at initialisation. Lower is better (0 = every lr reaches the best loss).
-* :func:`tolerance_width_decades` / :func:`tolerance_width` -- the span, in decades of lr, of the
-  largest contiguous run of grid lrs whose final metric is within a tolerance of the best.
+* :func:`lr_curve` / :func:`grid_table` / :func:`config_table` -- the aggregations above; the
+  tolerance widths read the lr curve (:mod:`sensitivity.report.tolerance`), the good-region shares
+  and heatmaps the pair tables (:mod:`sensitivity.report.region`), and
+  :mod:`sensitivity.report.summary` assembles the report's table.
 * :func:`relative_performance` -- DeepOBS (Schneider, Balles & Hennig 2019, "DeepOBS: A Deep
   Learning Optimizer Benchmark Suite", ICLR): best/metric for losses, metric/best for accuracies,
   per lr, NaN -> 0.
@@ -53,9 +55,6 @@ AGGREGATIONS = {
 }
 """How the lr curve is formed from the trials, in words for titles and legends."""
 
-_EPS = 1e-12
-
-
 # ---- the final metric of each trial ------------------------------------------------------------
 
 def higher_is_better(metric: str) -> bool:
@@ -70,7 +69,8 @@ def higher_is_better(metric: str) -> bool:
 
 
 def default_tolerance(metric: str) -> float:
-    """0.10 for losses (within 10% of the best: L <= 1.1 L*), 0.01 for accuracies (1 point)."""
+    """The default *relative* tolerance: 0.10 for losses (within 10% of the best: L <= 1.1 L*),
+    0.01 for accuracies (1 point)."""
     return 0.01 if higher_is_better(metric) else 0.10
 
 
@@ -249,61 +249,6 @@ def wortsman_sensitivity(values: Sequence[float], initial: float, higher_is_bett
     return float(np.mean(v - best))
 
 
-def tolerance_interval(
-    lrs: Sequence[float], values: Sequence[float], tolerance: float, higher_is_better: bool = False
-) -> tuple[float, float, float]:
-    """The largest contiguous run of grid lrs within ``tolerance`` of the best.
-
-    Losses: within when ``L <= L* + tolerance * |L*|`` (tolerance 0.1: within 10% of the best).
-    Accuracies: within when ``acc >= acc* - tolerance`` (tolerance 0.01: within 1 point).
-    Contiguous means adjacent on this curve's sorted lr grid; NaN values are outside. Among runs
-    of equal width the one holding the best value wins, then the one at lower lrs.
-
-    Returns:
-        ``(lr_low, lr_high, width)`` with ``width = log10(lr_high / lr_low)`` in decades of lr; a
-        single point has width 0. All NaN when no value is finite.
-    """
-    lr = np.asarray(lrs, dtype="float64")
-    v = np.asarray(values, dtype="float64")
-    order = np.argsort(lr, kind="stable")
-    lr, v = lr[order], v[order]
-    finite = np.isfinite(v)
-    if not finite.any():
-        return (math.nan, math.nan, math.nan)
-    if higher_is_better:
-        best = float(np.max(v[finite]))
-        inside = finite & (v >= best - tolerance - _EPS)
-    else:
-        best = float(np.min(v[finite]))
-        inside = finite & (v <= best + tolerance * abs(best) + _EPS * max(1.0, abs(best)))
-    best_index = int(np.flatnonzero(finite & (v == best))[0])
-    best_run: tuple[float, float, float] | None = None
-    best_run_has_best = False
-    start = None
-    for i in range(len(lr) + 1):
-        if i < len(lr) and inside[i]:
-            if start is None:
-                start = i
-            continue
-        if start is not None:
-            lo, hi = lr[start], lr[i - 1]
-            width = float(np.log10(hi / lo))
-            has_best = start <= best_index <= i - 1
-            tie = best_run is not None and abs(width - best_run[2]) <= _EPS
-            if best_run is None or width > best_run[2] + _EPS or (tie and has_best and not best_run_has_best):
-                best_run, best_run_has_best = (float(lo), float(hi), width), has_best
-            start = None
-    assert best_run is not None  # the best point itself is inside
-    return best_run
-
-
-def tolerance_width_decades(
-    lrs: Sequence[float], values: Sequence[float], tolerance: float, higher_is_better: bool = False
-) -> float:
-    """Width in decades of lr of :func:`tolerance_interval` (0 for a single point)."""
-    return tolerance_interval(lrs, values, tolerance, higher_is_better)[2]
-
-
 def lr_sensitivity(curve: pd.DataFrame, metric: str) -> pd.Series:
     """:func:`wortsman_sensitivity` of each optimizer's :func:`lr_curve`.
 
@@ -316,23 +261,6 @@ def lr_sensitivity(curve: pd.DataFrame, metric: str) -> pd.Series:
         initial = float(np.nanmean(g["initial"])) if g["initial"].notna().any() else math.nan
         out[name] = wortsman_sensitivity(g["value"].to_numpy(float), initial, hib)
     return pd.Series(out, name="lr_sensitivity", dtype="float64")
-
-
-def tolerance_width(curve: pd.DataFrame, metric: str, tolerance: float | None = None) -> pd.DataFrame:
-    """:func:`tolerance_interval` of each optimizer's :func:`lr_curve`.
-
-    Returns a frame indexed by optimizer with ``tolerance_lr_low``, ``tolerance_lr_high`` and
-    ``tolerance_width_decades``. ``tolerance`` defaults to :func:`default_tolerance`.
-    """
-    tol = default_tolerance(metric) if tolerance is None else float(tolerance)
-    hib = higher_is_better(metric)
-    rows = {}
-    for name, g in curve.groupby("optimizer", sort=False):
-        lo, hi, w = tolerance_interval(g["lr"].to_numpy(float), g["value"].to_numpy(float), tol, hib)
-        rows[name] = {"tolerance_lr_low": lo, "tolerance_lr_high": hi, "tolerance_width_decades": w}
-    return pd.DataFrame.from_dict(
-        rows, orient="index", columns=["tolerance_lr_low", "tolerance_lr_high", "tolerance_width_decades"]
-    ).astype("float64")
 
 
 def relative_performance(curve: pd.DataFrame, metric: str, reference: str = "optimizer") -> pd.DataFrame:
@@ -408,91 +336,3 @@ def performance_profile(
     rho = (ratios[:, None, :] <= taus[None, :, None]).sum(axis=2) / n_tasks
     frame = pd.DataFrame(rho.T, index=pd.Index(taus, name="tau"), columns=table.index)
     return frame
-
-
-# ---- the summary -------------------------------------------------------------------------------
-
-SUMMARY_COLUMNS = (
-    "optimizer",
-    "optimizer_display",
-    "trials",
-    "best_value",
-    "best_lr",
-    "best_beta1",
-    "best_beta2",
-    "best_gamma",
-    "best_weight_decay",
-    "lr_sensitivity",
-    "tolerance_width_decades",
-    "tolerance_lr_low",
-    "tolerance_lr_high",
-    "divergence_rate",
-    "median_wall_time_s",
-    "lr_min",
-    "lr_max",
-    "lr_points",
-)
-"""Columns of :func:`summarize`, in order."""
-
-
-def summarize(
-    trials: pd.DataFrame,
-    metric: str,
-    tolerance: float | None = None,
-    aggregation: str = "best",
-) -> pd.DataFrame:
-    """One row per optimizer: the report's table of tolerance metrics.
-
-    Columns (:data:`SUMMARY_COLUMNS`): ``trials`` (completed trials), ``best_value`` (best point of
-    the lr curve, mean over seeds) with the ``best_lr``/``best_beta1``/... it was reached at,
-    ``lr_sensitivity`` (Wortsman, metric units), ``tolerance_width_decades`` with the interval's
-    ends, ``divergence_rate`` (share of completed trials), ``median_wall_time_s`` (seconds per
-    trial), and the lr range searched. ``frame.attrs`` records metric, tolerance and aggregation.
-
-    Args:
-        trials: the tidy trials frame.
-        metric: ``val_loss`` or ``val_acc``.
-        tolerance: see :func:`tolerance_interval`; :func:`default_tolerance` when None.
-        aggregation: see :func:`lr_curve`.
-    """
-    tol = default_tolerance(metric) if tolerance is None else float(tolerance)
-    done = complete_trials(trials)
-    curve = lr_curve(trials, metric, aggregation)
-    sens = lr_sensitivity(curve, metric)
-    width = tolerance_width(curve, metric, tol)
-    div = divergence_rate(trials)
-    hib = higher_is_better(metric)
-    display = (
-        done.drop_duplicates("optimizer").set_index("optimizer")["optimizer_display"]
-        if "optimizer_display" in done
-        else pd.Series(dtype="str")
-    )
-    rows = []
-    for name in optimizer_order(done["optimizer"]):
-        mine = done[done["optimizer"] == name]
-        g = curve[curve["optimizer"] == name]
-        row: dict[str, object] = {
-            "optimizer": name,
-            "optimizer_display": display.get(name, name),
-            "trials": len(mine),
-            "divergence_rate": float(div.get(name, math.nan)),
-            "median_wall_time_s": float(mine["wall_time_s"].median()),
-            "lr_min": float(mine["lr"].min()),
-            "lr_max": float(mine["lr"].max()),
-            "lr_points": int(mine["lr"].nunique()),
-            "lr_sensitivity": float(sens.get(name, math.nan)),
-        }
-        if name in width.index:
-            row.update(width.loc[name].to_dict())
-        finite = g[g["value"].notna()]
-        if not finite.empty:
-            best = finite.loc[finite["value"].idxmax() if hib else finite["value"].idxmin()]
-            row.update(best_value=float(best["value"]), best_lr=float(best["lr"]),
-                       **{f"best_{hp}": float(best[hp]) for hp in HP_COLUMNS})
-        rows.append(row)
-    out = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
-    out["trials"] = out["trials"].astype("int64")
-    out["lr_points"] = out["lr_points"].astype("int64")
-    out.attrs.update(metric=metric, tolerance=tol, aggregation=aggregation,
-                     tolerance_text=describe_tolerance(metric, tol), aggregation_text=AGGREGATIONS[aggregation])
-    return out

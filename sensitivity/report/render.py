@@ -1,15 +1,20 @@
-"""Write a report directory: CSV tables, PNG figures, report.md and a self-contained report.html.
+"""Write a report directory: CSV tables, figures, report.md and a self-contained report.html.
 
 :func:`build_report` is the whole pipeline: storage -> :func:`~sensitivity.report.frame.load_trials`
--> :mod:`~sensitivity.report.metrics` -> :mod:`~sensitivity.report.figures` -> files. Every file is
-first written into a staging folder inside ``out_dir`` and then moved into place with
-:func:`os.replace`, so a crash while computing or drawing leaves the previous report untouched and
-no file is ever half written.
+-> the lr axis (:mod:`~sensitivity.report.effective_lr`) -> the summary
+(:mod:`~sensitivity.report.summary`, with its seed-bootstrap bounds) and the findings paragraph
+(:mod:`~sensitivity.report.findings`) -> figures (:mod:`~sensitivity.report.figures`,
+:mod:`~sensitivity.report.heatmaps`) -> files. Every file is first written into a staging folder
+inside ``out_dir`` and then moved into place with :func:`os.replace`, so a crash while computing or
+drawing leaves the previous report untouched and no file is ever half written. The helpers that
+stage files, save figures in several formats and lay out an HTML page are shared with
+:mod:`sensitivity.report.compare`.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime as _dt
 import html
@@ -20,7 +25,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Sequence
 
 import optuna
 import pandas as pd
@@ -29,25 +34,76 @@ from sensitivity.report import figures as F
 from sensitivity.report import metrics as M
 from sensitivity.report.frame import COMPLETE, TrialsData, load_trials
 
-FIGURES = (
-    ("lr_sensitivity", "lr_sensitivity.png", "Learning-rate sensitivity"),
-    ("heatmaps", "robustness_heatmaps.png", "Robustness heatmaps (lr x beta1)"),
-    ("loss_curves", "loss_curves.png", "Loss curves per learning rate"),
-    ("relative_performance", "relative_performance.png", "Relative performance (DeepOBS)"),
-)
-"""(key, file name, heading) of each figure the report draws, in report order."""
+FIGURE_FORMATS = ("png", "svg", "pdf")
+"""Formats a figure can be saved in (``--format``); the HTML always embeds PNG."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureSpec:
+    """One figure of a report: its key, the file stem (``lr_sensitivity`` -> ``lr_sensitivity.png``), a heading."""
+
+    key: str
+    stem: str
+    heading: str
+
+
+def report_figures(pairs: Sequence[Sequence[str]]) -> list[FigureSpec]:
+    """The figures a report draws, in order: the lr curve, one heatmap per swept pair, loss curves,
+    relative performance, expected best after n configurations."""
+    from sensitivity.report.heatmaps import AXIS_LABELS
+
+    specs = [FigureSpec("lr_sensitivity", "lr_sensitivity", "Learning-rate sensitivity")]
+    for x, y in pairs:
+        specs.append(FigureSpec(f"heatmap_{x}_{y}", f"heatmap_{x}_{y}",
+                                f"Robustness heatmaps ({AXIS_LABELS[x]} x {AXIS_LABELS[y]})"))
+    specs += [
+        FigureSpec("loss_curves", "loss_curves", "Loss curves per learning rate"),
+        FigureSpec("relative_performance", "relative_performance", "Relative performance (DeepOBS)"),
+        FigureSpec("expected_best", "expected_best", "Expected best after n configurations"),
+    ]
+    return specs
+
 
 DEFINITIONS = (
+    ("Tolerance width",
+     "Span, in decades of lr, of the largest lr interval in which the optimizer's lr curve, read as linear "
+     "in log10(lr) between grid points, keeps at least 1 - tau of the improvement its best lr achieves: "
+     "L <= L* + tau (L0 - L*) for a minimised metric (A >= A* - tau (A* - A0) for a maximised one). "
+     "Diverged points are never within (they are interpolated towards L0); an optimizer that never "
+     "improved on L0 has none. '>=' marks an interval that reaches an end of the swept lrs.",
+     "adamrag-sens DESIGN.md, Metrics; the L* .. L0 normalisation of Wortsman et al. 2023, arXiv 2309.14322"),
+    ("Relative width",
+     "The same interpolated width with the relative threshold: within a fraction of the best loss "
+     "(L <= (1 + t) L*), or within t in the metric's own units for a maximised metric (accuracy points).",
+     "adamrag-sens DESIGN.md, Metrics"),
+    ("Good-region share",
+     "Fraction of the swept box of a hyperparameter pair (axes log10 lr, -log10(1 - beta), log10 weight "
+     "decay) whose bilinearly interpolated final metric is within the tolerance threshold; each cell is "
+     "the best over the other hyperparameters. Random/qmc studies: the share of sampled points within.",
+     "adamrag-sens DESIGN.md, Metrics"),
     ("LR sensitivity",
      "E over the lr grid of [min(L(lr), L0) - L*]: L(lr) the final metric on the optimizer's lr curve, "
      "L* its best value on the grid, L0 the value at initialisation. 0 means every lr reaches the best; "
      "in the metric's units. For accuracy read as error 1 - acc.",
      "Wortsman et al. 2023, Small-scale proxies for large-scale Transformer training instabilities, "
      "arXiv 2309.14322, sec. 2.2"),
-    ("Tolerance width",
-     "Span, in decades of lr (log10(lr_high / lr_low)), of the largest contiguous run of the optimizer's "
-     "grid lrs whose final metric is within the tolerance of its best; a single point has width 0.",
-     "adamrag-sens (README, section Metrics), after the lr-range robustness plots of Wortsman et al. 2023"),
+    ("Expected best after n configurations",
+     "With the N trials ordered worst to best, v_(1) .. v_(N), the expected best of n draws with "
+     "replacement is sum_i v_(i) [(i/N)^n - ((i-1)/N)^n]; every trial (grid point, seed) one equally "
+     "likely draw; shading +-1 sd of the best of n.",
+     "Dodge et al. 2019, Show Your Work, EMNLP, arXiv 1909.03004; Sivaprasad et al. 2020, Optimizer "
+     "Benchmarking Needs to Account for Hyperparameter Tuning, ICML, arXiv 1910.11758"),
+    ("Seed uncertainty",
+     "Bounds [low, high]: the 95% percentile interval of each figure recomputed on draws of the seeds "
+     "with replacement (enumerated exactly up to 7 seeds), the same draw for every optimizer; a "
+     "difference between optimizers exceeds the seed uncertainty when the interval of the paired "
+     "difference excludes 0.",
+     "Efron & Tibshirani 1993, An Introduction to the Bootstrap, ch. 13"),
+    ("Effective learning rate",
+     "The steady-state step under a constant gradient: lr / (1 - gamma) for AdamRAG (its ravine buffer "
+     "sums past Adam steps), lr / (1 - beta1) for heavy-ball and Nesterov SGD (momentum buffer), lr for "
+     "Adam and Lion (normalised average or sign step).",
+     "Derivation in sensitivity/report/effective_lr.py; Polyak 1964; Sutskever et al. 2013"),
     ("Relative performance",
      "best/L for losses, acc/best for accuracies, per lr, relative to the optimizer's own best; NaN -> 0.",
      "Schneider, Balles & Hennig 2019, DeepOBS: A Deep Learning Optimizer Benchmark Suite, ICLR"),
@@ -57,7 +113,7 @@ DEFINITIONS = (
      "adamrag-sens (README, section Metrics)"),
     ("Performance profile",
      "rho_s(tau): share of tasks on which optimizer s is within a factor tau of the best optimizer "
-     "(computed across studies; one study is one task).",
+     "(computed across studies by adamrag-sens compare; one study is one task).",
      "Dolan & More 2002, Math. Program. 91:201-213; AlgoPerf, Dahl et al. 2023, arXiv 2306.07179"),
 )
 """(name, definition, source) of each metric, printed in the report."""
@@ -65,7 +121,12 @@ DEFINITIONS = (
 
 @dataclasses.dataclass(frozen=True)
 class ReportPaths:
-    """Where :func:`build_report` wrote each file (all inside :attr:`out_dir`)."""
+    """Where :func:`build_report` wrote each file (all inside :attr:`out_dir`).
+
+    ``figures`` maps each figure key to its file in the first requested format; ``figure_files``
+    lists every figure file of every format. ``findings`` are the sentences that open the report and
+    ``summary`` the summary frame (with its attrs) that ``summary.csv`` holds.
+    """
 
     out_dir: Path
     report_html: Path
@@ -73,12 +134,33 @@ class ReportPaths:
     trials_csv: Path
     curves_csv: Path
     summary_csv: Path
+    expected_best_csv: Path
+    differences_csv: Path | None
     figures: dict[str, Path]
+    figure_files: tuple[Path, ...] = ()
+    findings: tuple[str, ...] = ()
+    summary: pd.DataFrame | None = dataclasses.field(default=None, compare=False)
 
     def all(self) -> list[Path]:
         """Every file written."""
-        return [self.report_html, self.report_md, self.trials_csv, self.curves_csv,
-                self.summary_csv, *self.figures.values()]
+        files = [self.report_html, self.report_md, self.trials_csv, self.curves_csv, self.summary_csv,
+                 self.expected_best_csv]
+        if self.differences_csv is not None:
+            files.append(self.differences_csv)
+        return files + list(self.figure_files or self.figures.values())
+
+
+def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
+    """The figure formats, validated and deduplicated in order.
+
+    Raises:
+        ValueError: an unknown format, or none.
+    """
+    out = tuple(dict.fromkeys(f.strip().lower().lstrip(".") for f in formats if f.strip()))
+    bad = [f for f in out if f not in FIGURE_FORMATS]
+    if bad or not out:
+        raise ValueError(f"unknown figure format {', '.join(bad) or '(none)'}; choose from {', '.join(FIGURE_FORMATS)}")
+    return out
 
 
 def build_report(
@@ -87,75 +169,157 @@ def build_report(
     out_dir: str | os.PathLike,
     *,
     tolerance: float | None = None,
+    relative_tolerance: float | None = None,
     metric: str | None = None,
     aggregation: str = "best",
+    lr_axis: str = "nominal",
+    formats: Sequence[str] = ("png",),
 ) -> ReportPaths:
     """Read a stored study and write its report into ``out_dir`` (created if missing).
 
-    Writes ``trials.csv`` (the tidy trials frame, every state), ``curves.csv`` (per-epoch
-    curves), ``summary.csv`` (one row per optimizer, :func:`~sensitivity.report.metrics.summarize`),
-    the PNG figures of :data:`FIGURES`, ``report.md`` (links the PNGs) and ``report.html``
-    (self-contained: PNGs embedded as data URIs). Headless; never writes to the storage.
+    Writes ``trials.csv`` (the tidy trials frame, every state, nominal lrs), ``curves.csv``
+    (per-epoch curves), ``summary.csv`` (one row per optimizer,
+    :func:`~sensitivity.report.summary.summarize`, with ``_low``/``_high`` bounds when the study has
+    two seeds or more), ``expected_best.csv`` (the expected-best-after-n curves),
+    ``differences.csv`` (paired differences between optimizers; two seeds or more), each figure of
+    :func:`report_figures` in every format of ``formats``, ``report.md`` (links the figures) and
+    ``report.html`` (self-contained: PNGs embedded as data URIs). Headless; never writes to the storage.
 
     Args:
         storage: Optuna storage URL, SQLite/journal path, or storage object.
         study_name: the study to report on.
         out_dir: report directory; files of an earlier report there are replaced.
-        tolerance: tolerance for the tolerance width (relative for losses, 0.1 = 10%; absolute
-            for accuracies, 0.01 = 1 point); the metric's default when None.
+        tolerance: tau of the improvement threshold (0.05: keep 95% of the improvement over L0);
+            :data:`~sensitivity.report.tolerance.DEFAULT_TAU` when None.
+        relative_tolerance: the relative threshold (0.1 = within 10% of the best loss; 0.01 =
+            one accuracy point); the metric's default when None.
         metric: ``val_loss`` or ``val_acc``; the study's objective metric when None.
         aggregation: ``"best"`` or ``"default"`` betas, see :func:`~sensitivity.report.metrics.lr_curve`.
+        lr_axis: ``"nominal"`` or ``"effective"`` (:mod:`~sensitivity.report.effective_lr`); metrics
+            that depend on the axis are computed on the one shown.
+        formats: figure file formats among :data:`FIGURE_FORMATS`.
 
     Raises:
         UserError: the study cannot be read or has no completed trial (from ``load_trials``).
-        ValueError: unknown metric or aggregation, or a negative tolerance.
+        ValueError: unknown metric, aggregation, lr axis or format, or a negative tolerance.
     """
+    formats = check_formats(formats)
+    for name, value in (("tolerance", tolerance), ("relative tolerance", relative_tolerance)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    from sensitivity.report.effective_lr import LR_AXES
+
+    if lr_axis not in LR_AXES:
+        raise ValueError(f"unknown lr axis {lr_axis!r}; choose one of {sorted(LR_AXES)}")
     data = load_trials(storage, study_name)
     metric = metric or data.meta["metric"]
     M.higher_is_better(metric)
-    if tolerance is not None and not (math.isfinite(tolerance) and tolerance >= 0):
-        raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance}")
-    tol = M.default_tolerance(metric) if tolerance is None else float(tolerance)
-    return write_report(data, out_dir, metric=metric, tolerance=tol, aggregation=aggregation)
+    return write_report(data, out_dir, metric=metric, tolerance=tolerance, relative_tolerance=relative_tolerance,
+                        aggregation=aggregation, lr_axis=lr_axis, formats=formats)
 
 
-def write_report(
-    data: TrialsData, out_dir: str | os.PathLike, *, metric: str, tolerance: float, aggregation: str = "best"
-) -> ReportPaths:
-    """Write the report of already loaded :class:`TrialsData` (see :func:`build_report`)."""
+@contextlib.contextmanager
+def staged(out_dir: str | os.PathLike) -> Iterator[Path]:
+    """A staging folder inside ``out_dir`` (created if missing) whose files replace those in
+    ``out_dir`` when the block ends without an error; on an error nothing in ``out_dir`` changes."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = M.summarize(data.trials, metric, tolerance, aggregation)
-    task = data.meta.get("task") or data.meta["study_name"]
-    makers: dict[str, Callable[[], Any]] = {
-        "lr_sensitivity": lambda: F.lr_sensitivity_figure(
-            data.trials, metric, aggregation=aggregation, tolerance=tolerance,
-            title=f"{task}: learning-rate sensitivity (final {metric.replace('_', ' ')})"),
-        "heatmaps": lambda: F.robustness_heatmaps(
-            data.trials, metric, title=f"{task}: final {metric.replace('_', ' ')} over lr x beta1, one colour scale"),
-        "loss_curves": lambda: F.loss_curves_figure(
-            data.trials, data.curves, metric, title=f"{task}: loss curves per learning rate"),
-        "relative_performance": lambda: F.relative_performance_figure(
-            data.trials, metric, aggregation=aggregation, title=f"{task}: relative performance (DeepOBS)"),
-    }
     stage = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
     try:
-        pngs: dict[str, bytes] = {}
-        for key, filename, _ in FIGURES:
-            fig = makers[key]()
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=F.DPI)
-            pngs[key] = buf.getvalue()
-            (stage / filename).write_bytes(pngs[key])
-        data.trials.to_csv(stage / "trials.csv", index=False)
-        data.curves.to_csv(stage / "curves.csv", index=False)
-        summary.to_csv(stage / "summary.csv", index=False)
-        (stage / "report.md").write_text(render_markdown(data, summary), encoding="utf-8")
-        (stage / "report.html").write_text(render_html(data, summary, pngs), encoding="utf-8")
+        yield stage
         for item in sorted(stage.iterdir()):
             os.replace(item, out / item.name)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def save_figure(fig, folder: Path, stem: str, formats: Sequence[str]) -> tuple[bytes, list[Path]]:
+    """Save ``fig`` as ``folder/stem.<format>`` for each format; return its PNG bytes (for embedding)
+    and the files written."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=F.DPI)
+    png = buf.getvalue()
+    files = []
+    for fmt in formats:
+        path = folder / f"{stem}.{fmt}"
+        if fmt == "png":
+            path.write_bytes(png)
+        else:
+            fig.savefig(path, format=fmt, dpi=F.DPI)
+        files.append(path)
+    return png, files
+
+
+def write_report(
+    data: TrialsData,
+    out_dir: str | os.PathLike,
+    *,
+    metric: str,
+    tolerance: float | None = None,
+    relative_tolerance: float | None = None,
+    aggregation: str = "best",
+    lr_axis: str = "nominal",
+    formats: Sequence[str] = ("png",),
+) -> ReportPaths:
+    """Write the report of already loaded :class:`TrialsData` (see :func:`build_report`)."""
+    from sensitivity.report import findings as Fi
+    from sensitivity.report import heatmaps as H
+    from sensitivity.report import summary as S
+    from sensitivity.report.effective_lr import LR_AXES, on_lr_axis
+    from sensitivity.report.expected_best import expected_best_table
+
+    formats = check_formats(formats)
+    out = Path(out_dir)
+    trials = on_lr_axis(data.trials, lr_axis)
+    summary = S.summarize(trials, metric, tau=tolerance, relative_tolerance=relative_tolerance,
+                          aggregation=aggregation)
+    summary.attrs["lr_axis"] = lr_axis
+    tau = summary.attrs["tau"]
+    task = data.meta.get("task") or data.meta["study_name"]
+    findings = Fi.study_findings(summary, task=str(task), lr_axis=lr_axis)
+    done = M.complete_trials(trials)
+    expected = expected_best_table(M.metric_values(done, metric), done["optimizer"],
+                                   higher_is_better=M.higher_is_better(metric))
+    differences = pd.DataFrame(summary.attrs["differences"])
+    pairs = [tuple(p) for p in summary.attrs["pairs"]]
+    thresholds = summary.set_index("optimizer")["tolerance_threshold"].to_dict()
+    lr_label = "effective learning rate" if lr_axis == "effective" else "learning rate"
+    what = metric.replace("_", " ")
+    makers: dict[str, Callable[[], Any]] = {
+        "lr_sensitivity": lambda: F.lr_sensitivity_figure(
+            trials, metric, aggregation=aggregation, tolerance=tau, lr_label=LR_AXES[lr_axis],
+            title=f"{task}: learning-rate sensitivity (final {what})"),
+        "loss_curves": lambda: F.loss_curves_figure(
+            data.trials, data.curves, metric, title=f"{task}: loss curves per learning rate"),
+        "relative_performance": lambda: F.relative_performance_figure(
+            trials, metric, aggregation=aggregation, lr_label=lr_label,
+            title=f"{task}: relative performance (DeepOBS)"),
+        "expected_best": lambda: F.expected_best_figure(
+            expected, metric, display=F._display(data.trials),
+            title=f"{task}: expected best {what} after n configurations (Dodge et al. 2019)",
+            note=f"each stored trial one equally likely draw ({data.meta.get('sampler') or 'grid'} study)"),
+    }
+    for x, y in pairs:
+        makers[f"heatmap_{x}_{y}"] = (lambda x=x, y=y: H.pair_heatmaps(
+            trials, metric, x, y, thresholds=thresholds, lr_label=lr_label,
+            title=f"{task}: final {what} over {H.AXIS_LABELS[x]} x {H.AXIS_LABELS[y]}, one colour scale"))
+    specs = report_figures(pairs)
+    with staged(out) as stage:
+        pngs: dict[str, bytes] = {}
+        files: list[Path] = []
+        for spec in specs:
+            pngs[spec.key], written = save_figure(makers[spec.key](), stage, spec.stem, formats)
+            files += [out / p.name for p in written]
+        data.trials.to_csv(stage / "trials.csv", index=False)
+        data.curves.to_csv(stage / "curves.csv", index=False)
+        summary.to_csv(stage / "summary.csv", index=False)
+        expected.to_csv(stage / "expected_best.csv", index=False)
+        if not differences.empty:
+            differences.to_csv(stage / "differences.csv", index=False)
+        (stage / "report.md").write_text(
+            render_markdown(data, summary, findings=findings, specs=specs, fmt=formats[0]), encoding="utf-8")
+        (stage / "report.html").write_text(
+            render_html(data, summary, pngs, findings=findings, specs=specs), encoding="utf-8")
     return ReportPaths(
         out_dir=out,
         report_html=out / "report.html",
@@ -163,7 +327,12 @@ def write_report(
         trials_csv=out / "trials.csv",
         curves_csv=out / "curves.csv",
         summary_csv=out / "summary.csv",
-        figures={key: out / filename for key, filename, _ in FIGURES},
+        expected_best_csv=out / "expected_best.csv",
+        differences_csv=None if differences.empty else out / "differences.csv",
+        figures={spec.key: out / f"{spec.stem}.{formats[0]}" for spec in specs},
+        figure_files=tuple(files),
+        findings=tuple(findings),
+        summary=summary,
     )
 
 
@@ -177,44 +346,61 @@ def _num(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
+def _with_bounds(summary: pd.DataFrame, col: str, fmt: Callable[[float], str]) -> list[str]:
+    """Each value of ``col`` formatted, followed by ``[low, high]`` when the summary has bounds."""
+    lows = summary.get(f"{col}_low")
+    highs = summary.get(f"{col}_high")
+    out = []
+    for i, v in enumerate(summary[col]):
+        if v is None or pd.isna(v):
+            out.append("")
+            continue
+        text = fmt(float(v))
+        if lows is not None and highs is not None and pd.notna(lows.iloc[i]) and pd.notna(highs.iloc[i]):
+            text += f" [{fmt(float(lows.iloc[i]))}, {fmt(float(highs.iloc[i]))}]"
+        out.append(text)
+    return out
+
+
 def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary as readable strings, columns that are empty for every optimizer dropped."""
+    """The summary as readable strings, columns that are empty for every optimizer dropped.
+
+    With two seeds or more each figure is followed by its seed-bootstrap interval ``[low, high]``;
+    a tolerance width whose interval reaches an end of the swept lrs is prefixed with ``>=``.
+    """
+    from sensitivity.report.heatmaps import AXIS_LABELS
+
     metric = summary.attrs.get("metric", "value")
     unit = "" if M.higher_is_better(metric) else " (nats)"
-    cols = {
-        "optimizer_display": "optimizer",
-        "trials": "trials",
-        "best_value": f"best {metric}",
-        "best_lr": "best lr",
-        "best_beta1": "beta1",
-        "best_beta2": "beta2",
-        "best_gamma": "gamma",
-        "best_weight_decay": "weight decay",
-        "lr_sensitivity": f"LR sensitivity{unit}",
-        "tolerance_width_decades": "tolerance width (decades of lr)",
-        "divergence_rate": "diverged",
-        "median_wall_time_s": "median s/trial",
-        "lr_min": "lr searched",
-    }
+    three = lambda v: f"{v:.3g}"  # noqa: E731
+    four = lambda v: f"{v:.4g}"  # noqa: E731
+    pct = lambda v: f"{100 * v:.0f}%"  # noqa: E731
+    lr_fmt = F.format_lr
+    shares = [c for c in summary.columns if c.startswith("good_share_") and not c.endswith(("_low", "_high"))]
     out = pd.DataFrame(index=summary.index)
-    for src, name in cols.items():
-        col = summary[src]
-        if src != "optimizer_display" and col.isna().all():
-            continue
-        if src in ("best_lr",):
-            out[name] = [F.format_lr(v) if pd.notna(v) else "" for v in col]
-        elif src == "lr_min":
-            out[name] = [f"{F.format_lr(a)} .. {F.format_lr(b)} ({n} pts)"
-                         for a, b, n in zip(summary["lr_min"], summary["lr_max"], summary["lr_points"])]
-        elif src == "divergence_rate":
-            out[name] = [f"{100 * v:.0f}%" if pd.notna(v) else "" for v in col]
-        elif src == "median_wall_time_s":
-            out[name] = [_num(float(v), 3) for v in col]
-        elif src == "tolerance_width_decades":
-            out[name] = [_num(float(v), 3) for v in col]
-        else:
-            out[name] = [_num(v.item() if hasattr(v, "item") else v) for v in col]
-    return out.reset_index(drop=True)
+    out["optimizer"] = summary["optimizer_display"]
+    out["trials"] = [str(int(v)) for v in summary["trials"]]
+    out[f"best {metric}"] = _with_bounds(summary, "best_value", four)
+    out["best lr"] = _with_bounds(summary, "best_lr", lr_fmt)
+    for hp, name in (("beta1", "beta1"), ("beta2", "beta2"), ("gamma", "gamma"), ("weight_decay", "weight decay")):
+        col = summary[f"best_{hp}"]
+        if col.notna().any():
+            out[name] = [f"{v:g}" if pd.notna(v) else "" for v in col]
+    widths = _with_bounds(summary, "tolerance_width_decades", lambda v: f"{v:.2f}")
+    censored = summary["tolerance_censored"].astype(bool).tolist()
+    out["tolerance width (decades)"] = [(">=" + w if c and w else w) for w, c in zip(widths, censored)]
+    out["relative width (decades)"] = _with_bounds(summary, "relative_width_decades", lambda v: f"{v:.2f}")
+    for col in shares:
+        x, y = next((a, b) for a in AXIS_LABELS for b in AXIS_LABELS if col == f"good_share_{a}_{b}")
+        out[f"good share {x} x {y}".replace("weight_decay", "wd")] = _with_bounds(summary, col, pct)
+    out[f"LR sensitivity{unit}"] = _with_bounds(summary, "lr_sensitivity", three)
+    out["diverged"] = _with_bounds(summary, "divergence_rate", pct)
+    out["median s/trial"] = [_num(float(v), 3) for v in summary["median_wall_time_s"]]
+    axis = "effective lr" if summary.attrs.get("lr_axis") == "effective" else "lr"
+    out[f"{axis} searched"] = [f"{F.format_lr(a)} .. {F.format_lr(b)} ({n} pts)"
+                               for a, b, n in zip(summary["lr_min"], summary["lr_max"], summary["lr_points"])]
+    keep = [c for c in out.columns if c == "optimizer" or (out[c] != "").any()]
+    return out[keep].reset_index(drop=True)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -261,19 +447,35 @@ def study_facts(data: TrialsData) -> list[tuple[str, str]]:
 
 def _settings_line(data: TrialsData, summary: pd.DataFrame) -> str:
     agg = F.aggregation_text(data.trials, summary.attrs["aggregation"])
+    axis = summary.attrs.get("lr_axis", "nominal")
+    seeds = summary.attrs.get("n_seeds", 1)
+    bounds = (f" Brackets: {100 * summary.attrs['level']:g}% seed-bootstrap interval ({summary.attrs['bootstrap']}, "
+              f"{seeds} seeds)." if summary.attrs.get("bootstrap") else " One seed: no intervals.")
     return (f"Metric {summary.attrs['metric']}; each optimizer's lr curve: {agg} "
-            f"(definition: {summary.attrs['aggregation_text']}); tolerance: {summary.attrs['tolerance_text']}.")
+            f"(definition: {summary.attrs['aggregation_text']}); lr axis: {axis}. "
+            f"Tolerance width: a run {summary.attrs['tolerance_text']} (tau = {summary.attrs['tau']:g}, "
+            f"--tolerance); relative width: {summary.attrs['relative_text']}.{bounds}")
 
 
-def render_markdown(data: TrialsData, summary: pd.DataFrame) -> str:
-    """``report.md``: study facts, the summary table, figure links, definitions with sources."""
+def _figure_link(spec, fmt: str) -> str:
+    name = f"{spec.stem}.{fmt}"
+    return f"[{spec.heading} (PDF)]({name})" if fmt == "pdf" else f"![{spec.heading}]({name})"
+
+
+def render_markdown(data: TrialsData, summary: pd.DataFrame, *, findings: Sequence[str] = (),
+                    specs: Sequence[FigureSpec] = (), fmt: str = "png") -> str:
+    """``report.md``: findings, study facts, the summary table, figure links, definitions with sources."""
     name = data.meta["study_name"]
     lines = [f"# Sensitivity report: {name}", ""]
+    if findings:
+        lines += ["**Findings.** " + " ".join(findings), ""]
     lines += [f"- **{k}**: {v}" for k, v in study_facts(data)]
     lines += ["", "## Summary", "", _settings_line(data, summary), "", markdown_table(summary_table(summary)), ""]
-    lines += ["Full numbers: [summary.csv](summary.csv), [trials.csv](trials.csv), [curves.csv](curves.csv).", ""]
-    for _, filename, heading in FIGURES:
-        lines += [f"## {heading}", "", f"![{heading}]({filename})", ""]
+    extra = ", [differences.csv](differences.csv)" if summary.attrs.get("differences") else ""
+    lines += ["Full numbers: [summary.csv](summary.csv), [expected_best.csv](expected_best.csv)"
+              f"{extra}, [trials.csv](trials.csv), [curves.csv](curves.csv).", ""]
+    for spec in specs:
+        lines += [f"## {spec.heading}", "", _figure_link(spec, fmt), ""]
     lines += ["## Metric definitions", ""]
     lines += [f"- **{n}**: {d} *Source: {s}.*" for n, d, s in DEFINITIONS]
     lines += ["", f"Generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC} by adamrag-sens.", ""]
@@ -289,40 +491,59 @@ th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}th{background:#f2
 td:first-child,th:first-child{text-align:left}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dl.facts dt{font-weight:600}
 dl.facts dd{margin:0}img{max-width:100%;height:auto;border:1px solid #eee}
-.note{color:#555;font-size:.92em}
+.note{color:#555;font-size:.92em}.findings{background:#f6f8fa;border-left:4px solid #4c72b0;padding:.6em 1em}
+.scroll{overflow-x:auto}table.compare td:nth-child(2),table.compare th:nth-child(2){text-align:left}
 """
 
 
-def render_html(data: TrialsData, summary: pd.DataFrame, pngs: dict[str, bytes]) -> str:
+def png_uri(png: bytes) -> str:
+    """A PNG as a ``data:`` URI (the HTML pages embed every figure so they are self-contained)."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def html_page(title: str, body: Sequence[str]) -> str:
+    """A self-contained HTML page (inline CSS, no external resources) around ``body`` parts."""
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<link rel="icon" href="data:,">',  # no favicon request (it would be a failed load in the console)
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        *body,
+        f'<p class="note">Generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC} by adamrag-sens '
+        "from the stored trials alone.</p>",
+        "</body></html>",
+        "",
+    ])
+
+
+def definitions_html() -> list[str]:
+    """The metric definitions with their sources, as HTML."""
+    esc = html.escape
+    parts = ["<h2>Metric definitions</h2>", "<dl>"]
+    for n, d, s in DEFINITIONS:
+        parts.append(f"<dt><b>{esc(n)}</b></dt><dd>{esc(d)}<br><i>Source: {esc(s)}.</i></dd>")
+    return parts + ["</dl>"]
+
+
+def render_html(data: TrialsData, summary: pd.DataFrame, pngs: dict[str, bytes], *,
+                findings: Sequence[str] = (), specs: Sequence[FigureSpec] = ()) -> str:
     """``report.html``: one self-contained page (figures as base64 PNG data URIs)."""
     esc = html.escape
     name = data.meta["study_name"]
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>Sensitivity report: {esc(name)}</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>Sensitivity report: {esc(name)}</h1>",
+    body = [f"<h1>Sensitivity report: {esc(name)}</h1>"]
+    if findings:
+        body.append(f'<p class="findings"><b>Findings.</b> {esc(" ".join(findings))}</p>')
+    body += [
         '<dl class="facts">',
         *(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in study_facts(data)),
         "</dl>",
         "<h2>Summary</h2>",
         f'<p class="note">{esc(_settings_line(data, summary))}</p>',
-        summary_table(summary).to_html(index=False, escape=True, border=0),
+        '<div class="scroll">' + summary_table(summary).to_html(index=False, escape=True, border=0) + "</div>",
     ]
-    for key, _, heading in FIGURES:
-        if key not in pngs:
-            continue
-        uri = "data:image/png;base64," + base64.b64encode(pngs[key]).decode("ascii")
-        parts += [f"<h2>{esc(heading)}</h2>", f'<img alt="{esc(heading)}" src="{uri}">']
-    parts += ["<h2>Metric definitions</h2>", "<dl>"]
-    for n, d, s in DEFINITIONS:
-        parts.append(f"<dt><b>{esc(n)}</b></dt><dd>{esc(d)}<br><i>Source: {esc(s)}.</i></dd>")
-    parts += [
-        "</dl>",
-        f'<p class="note">Generated {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC} by adamrag-sens '
-        "from the stored trials alone.</p>",
-        "</body></html>",
-        "",
-    ]
-    return "\n".join(parts)
+    for spec in specs:
+        if spec.key in pngs:
+            body += [f"<h2>{esc(spec.heading)}</h2>", f'<img alt="{esc(spec.heading)}" src="{png_uri(pngs[spec.key])}">']
+    body += definitions_html()
+    return html_page(f"Sensitivity report: {name}", body)

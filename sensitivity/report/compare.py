@@ -1,0 +1,269 @@
+"""Several studies side by side: one table of tolerance metrics per task and optimizer, performance
+profiles across tasks, and the lr curves of every task in one figure grid.
+
+This is how a claim such as "robust across image, language and reinforcement-learning workloads"
+is judged: each study (one task, possibly in its own storage) is summarised exactly as its report
+does (:func:`sensitivity.report.summary.summarize`, on the same lr axis and thresholds), and the
+figures that are unit-free or direction-free across tasks -- the interpolated tolerance widths, the
+good-region share and Wortsman's LR sensitivity -- are put through Dolan-More performance profiles
+(Dolan & More 2002, Math. Program. 91:201-213; as AlgoPerf uses them, Dahl et al. 2023, arXiv
+2306.07179): rho_s(tau) is the share of tasks on which optimizer s is within a factor tau of the best.
+
+:func:`build_compare` writes ``compare.html`` (self-contained), ``compare.md``, ``compare.csv``
+(the table), ``profiles.csv`` and the figures ``performance_profiles`` and ``lr_curves`` in every
+requested format, through the same staging as :func:`sensitivity.report.build_report`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import os
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from sensitivity.errors import UserError
+from sensitivity.report import figures as F
+from sensitivity.report import findings as Fi
+from sensitivity.report import metrics as M
+from sensitivity.report import render as Rd
+from sensitivity.report import summary as S
+from sensitivity.report import tolerance as T
+from sensitivity.report.effective_lr import LR_AXES, on_lr_axis
+from sensitivity.report.frame import TrialsData, load_trials
+from sensitivity.storage import mask_storage
+
+PROFILE_METRICS = (
+    ("tolerance_width_decades", True, "tolerance width (higher is better)"),
+    ("relative_width_decades", True, "relative width (higher is better)"),
+    ("good_share_lr_beta1", True, "good-region share lr x beta1 (higher is better)"),
+    ("lr_sensitivity", False, "LR sensitivity (lower is better)"),
+)
+"""(summary column, higher is better, panel title) of each figure profiled across tasks."""
+
+TABLE_COLUMNS = (
+    "task", "study", "storage", "metric", "optimizer", "optimizer_display", "trials", "learned",
+    "best_value", "best_lr", "tolerance_width_decades", "tolerance_censored", "relative_width_decades",
+    "good_share_lr_beta1", "lr_sensitivity", "divergence_rate",
+)
+"""Leading columns of :func:`compare_table` (each metric's ``_low``/``_high`` and the other share
+columns follow when present)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyRef:
+    """A study to compare: its storage URL (or path) and name."""
+
+    storage: str
+    study: str
+
+
+def pair_refs(storages: Sequence[str], studies: Sequence[str]) -> list[StudyRef]:
+    """Pair ``--storage`` and ``--study`` values: one storage for every study, or one per study in order.
+
+    Raises:
+        UserError: fewer than two studies, or as many storages as neither 1 nor the number of studies.
+    """
+    if len(studies) < 2:
+        raise UserError("compare needs at least two studies; pass --study twice or more (--study A --study B)")
+    if len(storages) == 1:
+        return [StudyRef(storages[0], s) for s in studies]
+    if len(storages) != len(studies):
+        raise UserError(f"{len(storages)} --storage values for {len(studies)} --study values; give one --storage "
+                        "for all studies, or one per --study in the same order")
+    return [StudyRef(a, b) for a, b in zip(storages, studies)]
+
+
+def load_studies(refs: Sequence[StudyRef]) -> list[tuple[StudyRef, TrialsData]]:
+    """Load every study before anything is written.
+
+    Raises:
+        UserError: a storage cannot be read or a study does not exist (the message names it).
+    """
+    return [(ref, load_trials(ref.storage, ref.study)) for ref in refs]
+
+
+def _labels(loaded: Sequence[tuple[StudyRef, TrialsData]]) -> list[str]:
+    """A label per study: its task, ``task (study)`` when two studies share a task, and ``#k`` (its
+    position on the command line) when they share both (same study name in two storages)."""
+    tasks = [str(d.meta.get("task") or ref.study) for ref, d in loaded]
+    labels = [t if tasks.count(t) == 1 else f"{t} ({ref.study})" for t, (ref, _) in zip(tasks, loaded)]
+    return [lab if labels.count(lab) == 1 else f"{lab} #{i + 1}" for i, lab in enumerate(labels)]
+
+
+def compare_table(
+    loaded: Sequence[tuple[StudyRef, TrialsData]],
+    *,
+    tolerance: float | None = None,
+    relative_tolerance: float | None = None,
+    lr_axis: str = "nominal",
+    aggregation: str = "best",
+) -> pd.DataFrame:
+    """One row per task (study) and optimizer with every tolerance metric of :func:`~sensitivity.report.summary.summarize`.
+
+    Each study is read with its own objective metric (direction and units from the study); ``tau``
+    and the relative tolerance are the same for every study.
+
+    Returns:
+        The frame, :data:`TABLE_COLUMNS` first, then the remaining summary columns; ``storage`` is
+        shown with its password masked (:func:`sensitivity.storage.mask_storage`).
+    """
+    frames = []
+    for label, (ref, data) in zip(_labels(loaded), loaded):
+        metric = data.meta["metric"]
+        trials = on_lr_axis(data.trials, lr_axis)
+        summary = S.summarize(trials, metric, tau=tolerance, relative_tolerance=relative_tolerance,
+                              aggregation=aggregation)
+        summary.insert(0, "metric", metric)
+        summary.insert(0, "storage", mask_storage(ref.storage))  # a password never reaches a file
+        summary.insert(0, "study", ref.study)
+        summary.insert(0, "task", label)
+        frames.append(summary)
+    table = pd.concat(frames, ignore_index=True)
+    lead = [c for c in TABLE_COLUMNS if c in table.columns]
+    return table[lead + [c for c in table.columns if c not in lead]]
+
+
+def profiles(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Performance profile of each :data:`PROFILE_METRICS` figure present in ``table`` (NaN counts as failure)."""
+    out = {}
+    for column, higher, _ in PROFILE_METRICS:
+        if column not in table or table[column].notna().sum() == 0:
+            continue
+        wide = table.pivot_table(index="optimizer", columns="task", values=column, aggfunc="first", dropna=False)
+        wide = wide.reindex(M.optimizer_order(table["optimizer"]))
+        out[column] = M.performance_profile(wide, higher_is_better=higher)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ComparePaths:
+    """Where :func:`build_compare` wrote each file."""
+
+    out_dir: Path
+    compare_html: Path
+    compare_md: Path
+    compare_csv: Path
+    profiles_csv: Path
+    figures: dict[str, Path]
+    figure_files: tuple[Path, ...]
+    findings: tuple[str, ...] = ()
+
+    def all(self) -> list[Path]:
+        """Every file written."""
+        return [self.compare_html, self.compare_md, self.compare_csv, self.profiles_csv, *self.figure_files]
+
+
+def _readable(table: pd.DataFrame) -> pd.DataFrame:
+    """The compare table as strings for HTML and Markdown (bounds in brackets where there are seeds)."""
+    parts = []
+    for task, g in table.groupby("task", sort=False):
+        readable = Rd.summary_table(g.reset_index(drop=True).pipe(_with_attrs, g))
+        readable.insert(0, "task", task)
+        parts.append(readable)
+    out = pd.concat(parts, ignore_index=True).fillna("")
+    return out
+
+
+def _with_attrs(frame: pd.DataFrame, source: pd.DataFrame) -> pd.DataFrame:
+    frame.attrs.update(metric=str(source["metric"].iloc[0]))
+    return frame
+
+
+def build_compare(
+    refs: Sequence[StudyRef],
+    out_dir: str | os.PathLike,
+    *,
+    tolerance: float | None = None,
+    relative_tolerance: float | None = None,
+    lr_axis: str = "nominal",
+    formats: Sequence[str] = ("png",),
+) -> ComparePaths:
+    """Compare stored studies and write the comparison into ``out_dir`` (see the module docstring).
+
+    Args:
+        refs: the studies (:func:`pair_refs`).
+        out_dir: output folder; created if missing; earlier files of the same names are replaced.
+        tolerance, relative_tolerance, lr_axis, formats: as :func:`sensitivity.report.build_report`.
+
+    Raises:
+        UserError: a study cannot be read or does not exist (nothing is written then).
+        ValueError: unknown lr axis or format, or a negative tolerance.
+    """
+    formats = Rd.check_formats(formats)
+    if lr_axis not in LR_AXES:
+        raise ValueError(f"unknown lr axis {lr_axis!r}; choose one of {sorted(LR_AXES)}")
+    loaded = load_studies(refs)
+    table = compare_table(loaded, tolerance=tolerance, relative_tolerance=relative_tolerance, lr_axis=lr_axis)
+    profs = profiles(table)
+    findings = Fi.compare_findings(table)
+    display = dict(zip(table["optimizer"], table["optimizer_display"]))
+    labels = {c: t for c, _, t in PROFILE_METRICS}
+    lr_label = "effective learning rate" if lr_axis == "effective" else "learning rate"
+    panels = [(label, on_lr_axis(d.trials, lr_axis), d.meta["metric"]) for label, (_, d) in zip(_labels(loaded), loaded)]
+    makers = {
+        "performance_profiles": lambda: F.performance_profile_figure(profs, labels=labels, display=display),
+        "lr_curves": lambda: F.lr_curve_grid_figure(panels, lr_label=lr_label),
+    }
+    headings = {"performance_profiles": "Performance profiles across tasks",
+                "lr_curves": "Learning-rate sensitivity of every task"}
+    prof_long = pd.concat(
+        [p.reset_index().melt(id_vars="tau", var_name="optimizer", value_name="rho").assign(metric=k)
+         for k, p in profs.items()], ignore_index=True) if profs else pd.DataFrame(columns=["tau", "optimizer", "rho", "metric"])
+    out = Path(out_dir)
+    files: list[Path] = []
+    pngs: dict[str, bytes] = {}
+    with Rd.staged(out) as stage:
+        for key, make in makers.items():
+            pngs[key], written = Rd.save_figure(make(), stage, key, formats)
+            files += [out / p.name for p in written]
+        table.to_csv(stage / "compare.csv", index=False)
+        prof_long.to_csv(stage / "profiles.csv", index=False)
+        readable = _readable(table)
+        settings = _settings(table, lr_axis, T.DEFAULT_TAU if tolerance is None else tolerance, relative_tolerance)
+        (stage / "compare.md").write_text(_markdown(readable, findings, settings, headings, formats[0]), encoding="utf-8")
+        (stage / "compare.html").write_text(_html(readable, findings, settings, headings, pngs, table), encoding="utf-8")
+    return ComparePaths(out_dir=out, compare_html=out / "compare.html", compare_md=out / "compare.md",
+                        compare_csv=out / "compare.csv", profiles_csv=out / "profiles.csv",
+                        figures={k: out / f"{k}.{formats[0]}" for k in makers}, figure_files=tuple(files),
+                        findings=tuple(findings))
+
+
+def _settings(table: pd.DataFrame, lr_axis: str, tau: float, relative_tolerance: float | None) -> str:
+    metrics = ", ".join(f"{t}: {m}" for t, m in dict(zip(table["task"], table["metric"])).items())
+    rel = "each metric's default" if relative_tolerance is None else f"{relative_tolerance:g}"
+    return (f"Each study is summarised as its report does, on the {lr_axis} lr axis, with tau = {tau:g} "
+            f"(a run keeps at least {100 * (1 - tau):g}% of the improvement over initialisation) and relative "
+            f"tolerance {rel}. Metrics: {metrics}. Widths in decades of lr; shares of the swept box; LR "
+            "sensitivity in each task's metric units; brackets: seed-bootstrap intervals where a study has "
+            "two seeds or more.")
+
+
+def _markdown(readable, findings, settings, headings, fmt) -> str:
+    lines = ["# Comparison across studies", "", "**Findings.** " + " ".join(findings), "", settings, "",
+             Rd.markdown_table(readable), "",
+             "Full numbers: [compare.csv](compare.csv), [profiles.csv](profiles.csv).", ""]
+    for key, heading in headings.items():
+        lines += [f"## {heading}", "", Rd._figure_link(Rd.FigureSpec(key, key, heading), fmt), ""]
+    lines += ["## Metric definitions", ""]
+    lines += [f"- **{n}**: {d} *Source: {s}.*" for n, d, s in Rd.DEFINITIONS]
+    return "\n".join(lines) + "\n"
+
+
+def _html(readable, findings, settings, headings, pngs, table) -> str:
+    esc = html.escape
+    studies = ", ".join(dict.fromkeys(f"{s} ({st})" for s, st in zip(table["study"], table["storage"])))
+    body = [
+        "<h1>Comparison across studies</h1>",
+        f'<p class="findings"><b>Findings.</b> {esc(" ".join(findings))}</p>',
+        f'<p class="note">Studies: {esc(studies)}</p>',
+        "<h2>Tolerance metrics per task and optimizer</h2>",
+        f'<p class="note">{esc(settings)}</p>',
+        '<div class="scroll">' + readable.to_html(index=False, escape=True, border=0, classes="compare") + "</div>",
+    ]
+    for key, heading in headings.items():
+        body += [f"<h2>{esc(heading)}</h2>", f'<img alt="{esc(heading)}" src="{Rd.png_uri(pngs[key])}">']
+    body += Rd.definitions_html()
+    return Rd.html_page("Comparison across studies", body)

@@ -1,0 +1,104 @@
+"""Expected best result after n randomly drawn configurations: how much tuning an optimizer needs.
+
+Dodge, Gururangan, Card, Schwartz & Smith 2019, "Show Your Work: Improved Reporting of Experimental
+Results" (EMNLP, arXiv 1909.03004), sec. 3: with N stored results, ordered so that the best is last,
+``v_(1) <= ... <= v_(N)`` for a maximised metric (for a minimised one, such as a loss, descending, so
+again the best is last), the expected best of n configurations drawn uniformly with replacement is
+
+    E[max_n] = sum_i v_(i) [(i / N)^n - ((i - 1) / N)^n],
+
+since ``(i / N)^n`` is the probability that all n draws fall among the i worst results. The same
+weights give ``E[max_n^2]`` and so the standard deviation Dodge et al. plot around the expectation.
+Sivaprasad, Mai, Vogels, Jaggi & Fleuret 2020, "Optimizer Benchmarking Needs to Account for
+Hyperparameter Tuning" (ICML, arXiv 1910.11758) use this curve against the tuning budget n as the
+optimizer's *tunability*: an optimizer whose curve rises (falls, for a loss) quickly needs little tuning.
+
+Here each stored trial is one equally likely draw: a random/qmc study's samples are draws from the
+search distribution already, and a grid study's points are taken as equally likely (a uniform
+distribution over the grid). With several seeds every (point, seed) trial is a draw: one training
+run of a randomly drawn configuration. Diverged trials are draws too, at their clipped value (L0).
+The computation is exact (no resampling). Tang et al. 2020, "Showing Your Work Doesn't
+Always Work" (ACL, arXiv 2004.13705) point out that this estimator, which draws with replacement from
+the N stored results, is biased when n approaches N; read the curve's right end with that in mind.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def expected_best(values: Sequence[float], n: Sequence[int] | int, *, higher_is_better: bool) -> np.ndarray:
+    """Exact expected best of ``n`` draws with replacement from ``values`` (Dodge et al. 2019, eq. 1).
+
+    Args:
+        values: the N results (metric units), shape ``(N,)``; non-finite values are dropped.
+        n: the number(s) of draws, each >= 1; shape ``(k,)`` or a scalar.
+        higher_is_better: True for a maximised metric (best = largest), False for a minimised one.
+
+    Returns:
+        Shape ``(k,)`` (or ``(1,)`` for a scalar ``n``): the expected best value after each n, in the
+        metric's units; NaN everywhere when no value is finite.
+
+    Raises:
+        ValueError: some n < 1.
+    """
+    return expected_best_moments(values, n, higher_is_better=higher_is_better)[0]
+
+
+def expected_best_moments(
+    values: Sequence[float], n: Sequence[int] | int, *, higher_is_better: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(E[best of n], standard deviation of the best of n)`` for each n, shapes ``(k,)``.
+
+    See :func:`expected_best`; the standard deviation is ``sqrt(E[best^2] - E[best]^2)`` with the same
+    weights (the spread Dodge et al. 2019 shade around their curves).
+    """
+    ns = np.atleast_1d(np.asarray(n, dtype="float64"))
+    if (ns < 1).any():
+        raise ValueError(f"the number of draws n must be >= 1, got {ns.min():g}")
+    v = np.asarray(values, dtype="float64")
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        nan = np.full(ns.shape, np.nan)
+        return nan, nan.copy()
+    v = np.sort(v) if higher_is_better else np.sort(v)[::-1]  # best last
+    size = v.size
+    i = np.arange(1, size + 1, dtype="float64")
+    weights = (i[None, :] / size) ** ns[:, None] - ((i[None, :] - 1) / size) ** ns[:, None]
+    mean = weights @ v
+    second = weights @ (v * v)
+    std = np.sqrt(np.maximum(second - mean * mean, 0.0))
+    return mean, std
+
+
+def expected_best_table(
+    values: pd.Series, by: pd.Series, *, higher_is_better: bool, n_max: int | None = None
+) -> pd.DataFrame:
+    """The expected-best-after-n curve of each group (optimizer), for n = 1 .. its number of draws.
+
+    Args:
+        values: one value per trial (the final metric, diverged runs clipped), shape ``(T,)``.
+        by: the group of each trial (the optimizer name), aligned with ``values``.
+        n_max: largest n to tabulate; each group's number of finite values when None.
+
+    Returns:
+        Long frame with columns ``optimizer``, ``n``, ``expected_best``, ``std``, ``draws`` (N),
+        ``min_value`` and ``max_value`` (the range of the group's values, which bounds the best of
+        any n): one row per group and n, groups in order of first appearance.
+    """
+    rows = []
+    for name, v in values.groupby(by, sort=False):
+        finite = v[np.isfinite(v.to_numpy(float))]
+        size = len(finite)
+        if size == 0:
+            continue
+        ns = np.arange(1, (n_max or size) + 1)
+        mean, std = expected_best_moments(finite.to_numpy(float), ns, higher_is_better=higher_is_better)
+        rows.append(pd.DataFrame({"optimizer": name, "n": ns, "expected_best": mean, "std": std, "draws": size,
+                                  "min_value": float(finite.min()), "max_value": float(finite.max())}))
+    if not rows:
+        return pd.DataFrame(columns=["optimizer", "n", "expected_best", "std", "draws", "min_value", "max_value"])
+    return pd.concat(rows, ignore_index=True)

@@ -1,0 +1,172 @@
+"""The findings paragraph that opens a report: what the numbers say, in words, generated from them.
+
+:func:`study_findings` reads a summary (:func:`sensitivity.report.summary.summarize`) and says which
+optimizer tolerates the widest range of each swept hyperparameter (the learning rate by the
+interpolated tolerance width; each other hyperparameter by the good-region share of its pair with
+the learning rate), by how much it leads the next one, and whether that lead exceeds the seed
+uncertainty (the paired bootstrap interval of the difference excludes 0). With one seed it says the
+figures carry no uncertainty estimate. :func:`compare_findings` does the same across studies.
+Nothing here is hand-written per study: every sentence is a template filled from the table.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import pandas as pd
+
+AXIS_WORDS = {"lr": "learning rate", "beta1": "beta1", "beta2": "beta2", "gamma": "gamma",
+              "weight_decay": "weight decay"}
+
+
+def _name(summary: pd.DataFrame, optimizer: str) -> str:
+    row = summary[summary["optimizer"] == optimizer]
+    return str(row["optimizer_display"].iloc[0]) if not row.empty else optimizer
+
+
+def _difference(summary: pd.DataFrame, column: str, a: str, b: str) -> Mapping | None:
+    for rec in summary.attrs.get("differences", []):
+        if rec["metric"] != column:
+            continue
+        if (rec["a"], rec["b"]) == (a, b):
+            return rec
+        if (rec["a"], rec["b"]) == (b, a):  # flip to a - b
+            return {**rec, "a": a, "b": b, "difference": -rec["difference"],
+                    "low": -rec["high"], "high": -rec["low"]}
+    return None
+
+
+def _uncertainty_clause(summary: pd.DataFrame, column: str, a: str, b: str, fmt) -> str:
+    if summary.attrs.get("n_seeds", 1) < 2:
+        return ""
+    rec = _difference(summary, column, a, b)
+    if rec is None or not (math.isfinite(rec["low"]) and math.isfinite(rec["high"])):
+        return ""
+    level = f"{100 * summary.attrs.get('level', 0.95):g}%"
+    span = f"{level} interval of the paired difference over seed draws: {fmt(rec['low'])} to {fmt(rec['high'])}"
+    if rec["exceeds"]:
+        return f"; the lead exceeds the seed uncertainty ({span})"
+    return f"; the lead is within the seed uncertainty ({span}), so the two are not told apart"
+
+
+def _ranking_sentence(summary: pd.DataFrame, column: str, what: str, fmt, unit: str, diff_fmt=None,
+                      bound_fmt=None) -> str | None:
+    """"<what>: A <v>, B <v>, ... <unit>; A leads B by <d>[; uncertainty]." (higher is better).
+
+    ``fmt`` formats a value, ``diff_fmt`` the lead (default: ``fmt`` and the unit), ``bound_fmt`` the
+    ends of its interval (default ``fmt``)."""
+    bound_fmt = bound_fmt or fmt
+    diff_fmt = diff_fmt or (lambda v: f"{fmt(v)}{(' ' + unit) if unit else ''}")
+    rows = summary[summary[column].notna()].sort_values(column, ascending=False, kind="stable")
+    if rows.empty:
+        return None
+    items = [f"{r.optimizer_display} {fmt(getattr(r, column))}" for r in rows.itertuples(index=False)]
+    text = f"{what}: " + ", ".join(items) + (f" {unit}" if unit else "")
+    if len(rows) >= 2:
+        first, second = rows.iloc[0], rows.iloc[1]
+        lead = float(first[column] - second[column])
+        text += f"; {first['optimizer_display']} leads {second['optimizer_display']} by {diff_fmt(lead)}"
+        text += _uncertainty_clause(summary, column, first["optimizer"], second["optimizer"], bound_fmt)
+    return text + "."
+
+
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def study_findings(summary: pd.DataFrame, *, task: str = "", lr_axis: str = "nominal") -> list[str]:
+    """Sentences summarising a study's tolerance figures (the report's opening paragraph).
+
+    Args:
+        summary: :func:`sensitivity.report.summary.summarize` of the study (with its attrs).
+        task: the workload's name, for the first sentence.
+        lr_axis: ``"nominal"`` or ``"effective"``, the axis the widths were measured on.
+
+    Returns:
+        A list of sentences, in reading order.
+    """
+    out = []
+    seeds = int(summary.attrs.get("n_seeds", 1))
+    axis = "effective learning rate" if lr_axis == "effective" else "learning rate"
+    where = f" on {task}" if task else ""
+    out.append(
+        f"{len(summary)} optimizers{where}, {seeds} seed{'s' if seeds != 1 else ''}; widths are in decades of "
+        f"{axis}, within tolerance meaning a run {summary.attrs.get('tolerance_text', '')}."
+    )
+    never = summary[~summary["learned"].astype(bool)]
+    for r in never.itertuples(index=False):
+        out.append(f"{r.optimizer_display} never improved on its initial value: no best lr and no width.")
+    dec = lambda v: f"{v:.2f}"  # noqa: E731
+    sentence = _ranking_sentence(summary, "tolerance_width_decades", f"Widest tolerated {axis} range", dec, "decades")
+    if sentence:
+        out.append(sentence)
+    censored = summary[summary["tolerance_censored"].astype(bool)]
+    if not censored.empty:
+        names = list(censored["optimizer_display"])
+        verb = "reaches" if len(names) == 1 else "reach"
+        out.append(f"The range{'s' if len(names) > 1 else ''} of {_join(names)} {verb} an end of the swept lrs, "
+                   "so the true range may be wider than measured.")
+    pct = lambda v: f"{100 * v:.0f}%"  # noqa: E731
+    for x, y in summary.attrs.get("pairs", []):
+        if x != "lr":
+            continue
+        column = f"good_share_{x}_{y}"
+        if column not in summary or summary[column].notna().sum() == 0:
+            continue
+        if summary[column].notna().sum() == 1:
+            r = summary[summary[column].notna()].iloc[0]
+            out.append(f"{r['optimizer_display']}'s good region covers {pct(r[column])} of its swept "
+                       f"lr x {AXIS_WORDS[y]} box (the only optimizer with {AXIS_WORDS[y]}).")
+            continue
+        points = lambda v: f"{100 * v:.1f} percentage points"  # noqa: E731
+        sentence = _ranking_sentence(summary, column, f"Share of the swept lr x {AXIS_WORDS[y]} box within tolerance",
+                                     pct, "", diff_fmt=points, bound_fmt=lambda v: f"{100 * v:.1f}")
+        if sentence:
+            out.append(sentence)
+    div = summary[summary["divergence_rate"].notna()]
+    if not div.empty:
+        diverging = div[div["divergence_rate"] > 0].sort_values("divergence_rate", ascending=False)
+        calm = div[div["divergence_rate"] == 0]
+        parts = [f"{r.optimizer_display} {pct(r.divergence_rate)}" for r in diverging.itertuples(index=False)]
+        text = ("Share of trials that diverged: " + ", ".join(parts)) if parts else "No trial diverged"
+        if parts and not calm.empty:
+            text += "; " + _join(list(calm["optimizer_display"])) + " never diverged"
+        out.append(text + ".")
+    if seeds < 2:
+        out.append("With one seed these figures carry no uncertainty estimate; sweep with --seeds 3 (or more) "
+                   "for bootstrap intervals and to tell real differences from seed noise.")
+    else:
+        kind = summary.attrs.get("bootstrap") or "bootstrap"
+        out.append(f"Intervals: {100 * summary.attrs.get('level', 0.95):g}% percentile intervals of the seed "
+                   f"bootstrap ({kind}, {seeds} seeds; paired across optimizers).")
+    return out
+
+
+def compare_findings(table: pd.DataFrame) -> list[str]:
+    """Sentences summarising a cross-study table (:func:`sensitivity.report.compare.compare_table`).
+
+    Says, per optimizer, on how many tasks it had the widest tolerated lr range, and the range of
+    its widths across tasks.
+    """
+    out = []
+    tasks = list(dict.fromkeys(table["task"]))
+    out.append(f"{len(tasks)} studies compared: {', '.join(tasks)}.")
+    wins: dict[str, int] = {}
+    for _, g in table.groupby("task", sort=False):
+        g = g[g["tolerance_width_decades"].notna()]
+        if g.empty:
+            continue
+        top = g.loc[g["tolerance_width_decades"].idxmax(), "optimizer_display"]
+        wins[top] = wins.get(top, 0) + 1
+    for name, g in table.groupby("optimizer_display", sort=False):
+        w = g["tolerance_width_decades"].dropna()
+        if w.empty:
+            out.append(f"{name}: no task on which it learned.")
+            continue
+        n = wins.get(name, 0)
+        spread = (f"its width is {w.iloc[0]:.2f} decades" if len(w) == 1
+                  else f"its width ranges from {w.min():.2f} to {w.max():.2f} decades over {len(w)} tasks")
+        out.append(f"{name}: widest tolerated lr range on {n} of {len(tasks)} task{'s' if len(tasks) != 1 else ''}; "
+                   f"{spread}.")
+    return out

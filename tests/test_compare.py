@@ -1,0 +1,113 @@
+"""`adamrag-sens compare`: studies of different tasks (and storages) side by side, and its mistakes."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from sensitivity.cli import app
+from sensitivity.report.compare import StudyRef, build_compare, pair_refs
+from sensitivity.errors import UserError
+from tests.test_report import add, make_study
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def two_storages(tmp_path_factory):
+    """Two SQLite files: "toy" (task toy-task, val_loss, 2 seeds) and "acc" (task acc-task, val_acc)."""
+    root = tmp_path_factory.mktemp("cmp")
+    a, b = f"sqlite:///{root / 'a.db'}", f"sqlite:///{root / 'b.db'}"
+    make_study(a, "toy", seeds=(0, 1), with_other_states=False)
+    other = make_study(b, "acc", with_other_states=False)
+    other.set_user_attr("task", "acc-task")
+    other.set_user_attr("metric", "val_acc")
+    return a, b
+
+
+@pytest.fixture(scope="module")
+def compared(two_storages, tmp_path_factory):
+    a, b = two_storages
+    out = tmp_path_factory.mktemp("out") / "cmp"
+    return build_compare([StudyRef(a, "toy"), StudyRef(b, "acc")], out, formats=("png", "svg"))
+
+
+@pytest.mark.slow
+def test_compare_writes_table_profiles_and_figures(compared):
+    for path in compared.all():
+        assert path.is_file() and path.stat().st_size > 0, path
+    assert {p.name for p in compared.figure_files} == {"performance_profiles.png", "performance_profiles.svg",
+                                                      "lr_curves.png", "lr_curves.svg"}
+    table = pd.read_csv(compared.compare_csv)
+    # one row per task and optimizer, each task with its own metric
+    assert sorted(set(zip(table["task"], table["metric"]))) == [("acc-task", "val_acc"), ("toy-task", "val_loss")]
+    assert len(table) == 8 and set(table["optimizer"]) == {"adamrag", "adam", "nag", "lion"}
+    # the 2-seed study has bounds, the 1-seed one does not
+    toy = table[table["task"] == "toy-task"]
+    assert toy["tolerance_width_decades_low"].notna().all()
+    assert table[table["task"] == "acc-task"]["tolerance_width_decades_low"].isna().all()
+    html = compared.compare_html.read_text()
+    assert html.count("data:image/png;base64,") == 2 and not re.search(r'src="(?!data:)', html)
+    assert html.index('class="findings"') < html.index("<table")
+
+
+@pytest.mark.slow
+def test_profiles_follow_from_the_table(compared):
+    table = pd.read_csv(compared.compare_csv)
+    prof = pd.read_csv(compared.profiles_csv)
+    widths = table.pivot(index="optimizer", columns="task", values="tolerance_width_decades")
+    at_one = prof[(prof["metric"] == "tolerance_width_decades") & np.isclose(prof["tau"], 1.0)].set_index("optimizer")
+    for name, row in widths.iterrows():
+        # rho(1): the share of tasks on which this optimizer has the widest range (ties count for all)
+        expected = float(np.mean([row[t] == widths[t].max() for t in widths.columns]))
+        assert at_one.loc[name, "rho"] == pytest.approx(expected)
+
+
+def test_pairing_storages_with_studies():
+    assert pair_refs(["s"], ["a", "b"]) == [StudyRef("s", "a"), StudyRef("s", "b")]
+    assert pair_refs(["s", "t"], ["a", "b"]) == [StudyRef("s", "a"), StudyRef("t", "b")]
+    with pytest.raises(UserError, match="3 --storage values for 2 --study"):
+        pair_refs(["s", "t", "u"], ["a", "b"])
+    with pytest.raises(UserError, match="at least two studies"):
+        pair_refs(["s"], ["a"])
+
+
+@pytest.mark.slow
+def test_compare_from_the_command_line_in_two_storages(two_storages, tmp_path):
+    a, b = two_storages
+    out = tmp_path / "c"
+    result = runner.invoke(app, ["compare", "--storage", a, "--study", "toy", "--storage", b, "--study", "acc",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "compare.html").is_file() and "widest tolerated lr range" in result.output
+
+
+@pytest.fixture()
+def small_storage(tmp_path):
+    """One study "toy" of two trials: enough for the mistakes, which stop before drawing anything."""
+    url = f"sqlite:///{tmp_path / 'small.db'}"
+    study = optuna.create_study(storage=url, study_name="toy")
+    for lr in (1e-3, 1e-2):
+        add(study, "adam", lr, beta2=0.999)
+    return url
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--study", "toy", "--study", "nope"], "no study named 'nope'"),
+    (["--study", "toy"], "compare needs at least two studies"),
+    (["--study", "toy", "--study", "toy", "--format", "gif"], "unknown figure format gif"),
+    (["--study", "toy", "--study", "toy", "--tolerance", "-0.1"], "--tolerance -0.1 must be a finite number >= 0"),
+])
+def test_compare_mistakes_are_one_line_exit_2_and_write_nothing(small_storage, tmp_path, args, message):
+    out = tmp_path / "c"
+    result = runner.invoke(app, ["compare", "--storage", small_storage, "--out", str(out), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert len([ln for ln in result.output.splitlines() if ln.strip()]) == 1
+    assert not out.exists()
