@@ -77,28 +77,32 @@ class TrialResult:
     """The outcome of one training run (one trial).
 
     Attributes:
-        train_loss: mean training loss of each epoch, length ``epochs_run`` (nats per example).
-        val_loss: validation loss after each epoch, length ``epochs_run`` (nats per example).
-        val_acc: validation accuracy after each epoch, length ``epochs_run`` (fraction in [0, 1]).
-        initial_val_loss: validation loss of the initialised model before any step (L0 of
-            Wortsman et al. 2023, arXiv 2309.14322).
-        initial_val_acc: validation accuracy before any step.
-        diverged: True when the run stopped because its loss became non-finite, or an epoch's
-            training or validation loss exceeded ``divergence_factor * initial_val_loss``.
+        train_loss: mean training loss of each epoch, length ``epochs_run`` (the task's loss; nats
+            per example for the cross-entropy tasks).
+        metrics: ``{metric name: value after each epoch}``, one list of length ``epochs_run`` per
+            metric the task declares (``val_loss``, ``val_acc``, ``val_bpc``, ``return``, ...).
+        initial: ``{metric name: value of the initialised model before any step}``; for a loss
+            this is L0 of Wortsman et al. 2023 (arXiv 2309.14322).
+        diverged: True when the run stopped because its loss or parameters became non-finite, or
+            the task's divergence rule fired (for losses: an epoch's training loss or reference
+            loss exceeded ``divergence_factor`` x its initial value).
         diverged_reason: "" or a short phrase ("non-finite loss at step 37", ...).
         diverged_step: optimizer step at which divergence was detected, or -1.
         epochs_run: epochs completed (a diverged run stops early).
         steps: optimizer steps taken.
         wall_time_s: wall-clock seconds of training and evaluation.
-        throughput: training examples processed per second (examples/s), evaluation excluded.
+        throughput: training examples processed per second, evaluation excluded, in the task's
+            unit (images, characters, environment steps).
         device: torch device string the run used ("cpu", "cuda:0").
+
+    In storage each metric is a user attribute of its own name (the list) beside
+    ``initial_<name>`` (the number), so the classification names ``val_loss``, ``val_acc``,
+    ``initial_val_loss`` and ``initial_val_acc`` are what they always were.
     """
 
     train_loss: list[float]
-    val_loss: list[float]
-    val_acc: list[float]
-    initial_val_loss: float
-    initial_val_acc: float
+    metrics: dict[str, list[float]]
+    initial: dict[str, float]
     diverged: bool = False
     diverged_reason: str = ""
     diverged_step: int = -1
@@ -109,30 +113,26 @@ class TrialResult:
     device: str = "cpu"
 
     def objective(self, metric: str) -> float:
-        """The value stored as the trial's objective.
+        """The value stored as the trial's objective: the final value of ``metric``.
 
-        ``val_loss``: the final validation loss; for a diverged run (or a non-finite final loss)
-        the initial validation loss L0, so that the trial stays plottable and counts as "no
-        progress". ``val_acc``: the final validation accuracy; for a diverged run the initial
-        accuracy.
+        For a diverged run, or a non-finite final value, it is the metric's initial value (L0 for
+        a loss, the initial accuracy or return otherwise), so that the trial stays plottable and
+        counts as "no progress".
 
         Raises:
-            ValueError: unknown ``metric``.
+            ValueError: the trial has no such metric.
         """
-        if metric == "val_loss":
-            last = self.val_loss[-1] if self.val_loss else math.nan
-            if self.diverged or not math.isfinite(last):
-                return float(self.initial_val_loss)
-            return float(last)
-        if metric == "val_acc":
-            last = self.val_acc[-1] if self.val_acc else math.nan
-            if self.diverged or not math.isfinite(last):
-                return float(self.initial_val_acc)
-            return float(last)
-        raise ValueError(f"unknown metric {metric!r}; choose one of {sorted(METRICS)}")
+        if metric not in self.initial:
+            raise ValueError(f"unknown metric {metric!r}; this trial has {sorted(self.initial)}")
+        values = self.metrics.get(metric) or []
+        last = values[-1] if values else math.nan
+        if self.diverged or not math.isfinite(last):
+            return float(self.initial[metric])
+        return float(last)
 
     def to_user_attrs(self) -> dict[str, Any]:
-        """JSON-safe user attributes (non-finite floats become None)."""
+        """JSON-safe user attributes (non-finite floats become None), metrics flattened as
+        ``<name>`` and ``initial_<name>``."""
 
         def clean(x: Any) -> Any:
             if isinstance(x, float) and not math.isfinite(x):
@@ -141,11 +141,19 @@ class TrialResult:
                 return [clean(v) for v in x]
             return x
 
-        return {f.name: clean(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        out: dict[str, Any] = {"train_loss": clean(self.train_loss)}
+        for name, values in self.metrics.items():
+            out[name] = clean(list(values))
+            out[f"initial_{name}"] = clean(self.initial.get(name, math.nan))
+        for f in dataclasses.fields(self):
+            if f.name not in ("train_loss", "metrics", "initial"):
+                out[f.name] = clean(getattr(self, f.name))
+        return out
 
     @classmethod
     def from_user_attrs(cls, attrs: dict[str, Any]) -> "TrialResult":
-        """Inverse of :meth:`to_user_attrs` (None becomes NaN)."""
+        """Inverse of :meth:`to_user_attrs` (None becomes NaN). A metric is every list attribute
+        ``<name>`` stored beside an ``initial_<name>``."""
 
         def unclean(x: Any) -> Any:
             if x is None:
@@ -154,8 +162,20 @@ class TrialResult:
                 return [unclean(v) for v in x]
             return x
 
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: unclean(v) for k, v in attrs.items() if k in names})
+        names = [k for k, v in attrs.items() if isinstance(v, list) and f"initial_{k}" in attrs]
+        scalars = {f.name for f in dataclasses.fields(cls)} - {"train_loss", "metrics", "initial"}
+        return cls(
+            train_loss=unclean(attrs.get("train_loss") or []),
+            metrics={k: unclean(attrs[k]) for k in names},
+            initial={k: float(unclean(attrs[f"initial_{k}"])) for k in names},
+            **{k: unclean(v) for k, v in attrs.items() if k in scalars},
+        )
+
+
+RESERVED_NAMES = frozenset(
+    {f.name for f in dataclasses.fields(TrialResult)} | {"worker", "error", "spec", "point_key", "duplicate_of"}
+)
+"""Names a task's metric may not take: they are trial attributes of their own."""
 
 
 def param_distributions(optimizer_names: tuple[str, ...] | list[str]) -> dict[str, Any]:

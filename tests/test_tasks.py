@@ -10,7 +10,7 @@ import torch
 
 from sensitivity.errors import UserError
 from sensitivity.tasks import get_task
-from sensitivity.tasks.resnet import crop_flip
+from sensitivity.tasks.images import crop_flip
 from tests.idx_files import write_fashion_mnist
 
 
@@ -48,7 +48,7 @@ def test_fashion_mnist_is_read_from_gzipped_idx_files(tmp_path):
 
 
 def test_missing_fashion_mnist_names_where_it_looked(tmp_path, monkeypatch):
-    monkeypatch.setattr("sensitivity.tasks.resnet.DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
+    monkeypatch.setattr("sensitivity.tasks.images.DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
     task = get_task("resnet18")
     with pytest.raises(UserError, match="Fashion-MNIST not found.*looked in.*dataset-fashion-mnist"):
         task.load(task.config(dataset="fashion-mnist", data_dir=str(tmp_path / "empty")))

@@ -261,16 +261,17 @@ def _curves_frame(frozen: list[optuna.trial.FrozenTrial], metric: str) -> pd.Dat
             result = None
         if result is not None:
             rows.append({**key, "epoch": 0, "train_loss": math.nan,
-                         "val_loss": _float(result.initial_val_loss),
-                         "val_acc": _float(result.initial_val_acc)})
-            n = max(len(result.train_loss), len(result.val_loss), len(result.val_acc))
+                         "val_loss": _float(result.initial.get("val_loss")),
+                         "val_acc": _float(result.initial.get("val_acc"))})
+            val_loss, val_acc = result.metrics.get("val_loss", []), result.metrics.get("val_acc", [])
+            n = max(len(result.train_loss), len(val_loss), len(val_acc))
             for i in range(n):
                 rows.append({
                     **key,
                     "epoch": i + 1,
                     "train_loss": _at(result.train_loss, i),
-                    "val_loss": _at(result.val_loss, i),
-                    "val_acc": _at(result.val_acc, i),
+                    "val_loss": _at(val_loss, i),
+                    "val_acc": _at(val_acc, i),
                 })
         else:  # e.g. a RUNNING trial: only the reported objective per epoch exists
             for epoch, value in sorted(t.intermediate_values.items()):
