@@ -113,3 +113,32 @@ def test_validation_loss_far_above_initial_counts_as_diverged(monkeypatch):
     assert result.diverged and result.epochs_run == 1
     assert "val_loss 1e+06 > 5 x initial" in result.diverged_reason
     assert result.objective("val_loss") == result.initial["val_loss"]
+
+
+def _tiny_configs(tmp_path):
+    """Each built-in task at a budget of a second or two on the CPU, on small data in its real format."""
+    from tests.idx_files import write_fashion_mnist
+
+    write_fashion_mnist(tmp_path / "fashion-mnist", n_train=64, n_test=32)
+    text = tmp_path / "text.txt"
+    text.write_text("def f(x):\n    return x + 1\n" * 60)
+    return {
+        "digits-mlp": dict(train_size=256, val_size=64),
+        "fmnist-cnn": dict(data_dir=str(tmp_path), train_size=64, val_size=32, batch_size=16),
+        "resnet18": dict(dataset="fashion-mnist", data_dir=str(tmp_path), train_size=16, val_size=8, batch_size=8),
+        "char-lm": dict(text_file=str(text), train_size=None, val_size=None, block_size=16, batch_size=8),
+        "cartpole": dict(steps_per_epoch=2, batch_size=2, eval_episodes=2),
+    }
+
+
+@pytest.mark.parametrize("name", ["digits-mlp", "fmnist-cnn", "resnet18", "char-lm", "cartpole"])
+def test_every_task_gives_the_same_curve_for_the_same_seed(tmp_path, name):
+    task = get_task(name)
+    cfg = task.config(**_tiny_configs(tmp_path)[name])
+    lr = 1e-2 if name == "cartpole" else 1e-3
+    run = lambda seed: train_trial(task, cfg, "adamrag", {"lr": lr}, seed=seed, epochs=1)  # noqa: E731
+    a, b, c = run(0), run(0), run(1)
+    assert a.metrics == b.metrics and a.train_loss == b.train_loss and a.initial == b.initial
+    assert a.train_loss != c.train_loss
+    assert set(a.metrics) == {m.name for m in task.metrics} and all(len(v) == 1 for v in a.metrics.values())
+    assert a.throughput > 0
