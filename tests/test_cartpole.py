@@ -51,7 +51,7 @@ def test_evaluation_is_a_deterministic_function_of_the_weights():
 
 def test_same_seed_same_curve_other_seed_other_curve():
     cfg = CARTPOLE.config(**SMALL)
-    run = lambda seed: train_trial(CARTPOLE, cfg, "adam", {"lr": 1e-2}, seed=seed, epochs=2)  # noqa: E731
+    run = lambda seed: train_trial(CARTPOLE, cfg, "adam", {"lr": 1e-2}, seed=seed, epochs=2, divergence_factor=5.0)  # noqa: E731
     a, b, c = run(4), run(4), run(5)
     assert a.metrics == b.metrics and a.train_loss == b.train_loss
     assert a.train_loss != c.train_loss
@@ -62,7 +62,7 @@ def test_same_seed_same_curve_other_seed_other_curve():
 @pytest.mark.slow
 def test_adam_learns_to_balance_the_pole():
     cfg = CARTPOLE.config(epochs=4, steps_per_epoch=10, batch_size=8, eval_episodes=10)
-    result = train_trial(CARTPOLE, cfg, "adam", {"lr": 1e-2}, seed=0, epochs=4)
+    result = train_trial(CARTPOLE, cfg, "adam", {"lr": 1e-2}, seed=0, epochs=4, divergence_factor=5.0)
     assert not result.diverged
     assert result.initial["return"] < 40  # a near-uniform policy falls within a few dozen steps
     assert max(result.metrics["return"]) > 3 * result.initial["return"]
@@ -80,7 +80,7 @@ def test_collapse_rule():
 
 def test_a_huge_learning_rate_is_marked_diverged_with_its_reason():
     cfg = CARTPOLE.config(**SMALL)
-    result = train_trial(CARTPOLE, cfg, "nag", {"lr": 1e6, "beta1": 0.9}, seed=0, epochs=2)
+    result = train_trial(CARTPOLE, cfg, "nag", {"lr": 1e6, "beta1": 0.9}, seed=0, epochs=2, divergence_factor=5.0)
     assert result.diverged
     assert "non-finite" in result.diverged_reason or "collapsed" in result.diverged_reason
     assert result.objective("return") == result.initial["return"]

@@ -54,7 +54,7 @@ def test_module_factory_from_the_current_directory_trains(user_module):
     task = get_task(f"{user_module}:make_task")
     assert isinstance(task, TensorTask) and task.name == "sign"
     assert get_task(f"{user_module}:make_task") is task  # the factory runs once per process
-    result = train_trial(task, task.config(), "adam", {"lr": 0.05}, seed=0, epochs=2)
+    result = train_trial(task, task.config(), "adam", {"lr": 0.05}, seed=0, epochs=2, divergence_factor=5.0)
     assert result.epochs_run == 2 and result.steps == 2 * (80 // 16)
     assert result.metrics["val_acc"][-1] > 0.8  # a linear model learns the sign of a feature
 

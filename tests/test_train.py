@@ -109,7 +109,7 @@ def test_validation_loss_far_above_initial_counts_as_diverged(monkeypatch):
             return out if len(calls) == 1 else {"val_loss": 1e6, "val_acc": 0.1}
 
     task = Exploding(**{f.name: getattr(DIGITS, f.name) for f in dataclasses.fields(DIGITS)})
-    result = train_trial(task, task.config(), "adam", {"lr": 1e-3}, seed=0, epochs=3, device="cpu")
+    result = train_trial(task, task.config(), "adam", {"lr": 1e-3}, seed=0, epochs=3, device="cpu", divergence_factor=5.0)
     assert result.diverged and result.epochs_run == 1
     assert "val_loss 1e+06 > 5 x initial" in result.diverged_reason
     assert result.objective("val_loss") == result.initial["val_loss"]
@@ -136,7 +136,7 @@ def test_every_task_gives_the_same_curve_for_the_same_seed(tmp_path, name):
     task = get_task(name)
     cfg = task.config(**_tiny_configs(tmp_path)[name])
     lr = 1e-2 if name == "cartpole" else 1e-3
-    run = lambda seed: train_trial(task, cfg, "adamrag", {"lr": lr}, seed=seed, epochs=1)  # noqa: E731
+    run = lambda seed: train_trial(task, cfg, "adamrag", {"lr": lr}, seed=seed, epochs=1, divergence_factor=5.0)  # noqa: E731
     a, b, c = run(0), run(0), run(1)
     assert a.metrics == b.metrics and a.train_loss == b.train_loss and a.initial == b.initial
     assert a.train_loss != c.train_loss
