@@ -10,8 +10,9 @@ The study side (``sensitivity.study``) writes each trial into Optuna storage as
   epochs counted from 1);
 * **user attributes**: the fields of :class:`TrialResult` under their own names, and
   :data:`TRIAL_ATTRS` (the planned point's key, the worker, an error);
-* **value**: the objective (final validation loss, or final validation accuracy when the study's
-  metric is ``val_acc``), clipped for diverged runs (see :class:`TrialResult`).
+* **value**: the objective, the final value of the study's metric (one the task declares:
+  ``val_loss``, ``val_acc``, ``val_bpc``, ``return``, ...), clipped for diverged runs (see
+  :class:`TrialResult`).
 
 Each study carries the user attributes in :data:`STUDY_ATTRS`. Every attribute name is a constant
 here, and no other module spells one as a bare string. The report side reads these names only; it
@@ -30,7 +31,7 @@ TASK = "task"
 TASK_CONFIG = "task_config"
 """Study attribute: dict of the workload's data/model settings (dataset, train_size, batch_size, ...)."""
 METRIC = "metric"
-"""Study attribute: the objective, ``"val_loss"`` (minimize) or ``"val_acc"`` (maximize)."""
+"""Study attribute: the objective, one of the task's metrics (``"val_loss"``, ``"val_acc"``, ``"return"``, ...)."""
 EPOCHS = "epochs"
 """Study attribute: training budget per trial, in epochs."""
 DIVERGENCE_FACTOR = "divergence_factor"
@@ -46,9 +47,16 @@ OPTIMIZER_CHOICES = "optimizer_choices"
 """Study attribute: the choices of the stored categorical param ``optimizer`` (fixed at creation)."""
 PACKAGE_VERSION = "package_version"
 """Study attribute: the adamrag-sens version that created the study."""
+METRIC_DECLARATIONS = "metrics"
+"""Study attribute: list of dicts, every metric the study's task declares (:meth:`Metric.to_dict`),
+so the report labels and orders them without importing the task."""
+TASK_INFO = "task_info"
+"""Study attribute: dict describing the workload in words: ``description``, ``data`` (the data as
+loaded: source, size), ``data_source``, ``epoch`` (what one epoch is), ``example_unit`` (what the
+throughput counts) and ``settings`` (e.g. the lr schedule)."""
 
 STUDY_ATTRS = (TASK, TASK_CONFIG, METRIC, EPOCHS, DIVERGENCE_FACTOR, SAMPLER, POINTS, SPEC, OPTIMIZER_CHOICES,
-               PACKAGE_VERSION)
+               PACKAGE_VERSION, METRIC_DECLARATIONS, TASK_INFO)
 """Every user attribute a study made by ``adamrag-sens sweep`` carries."""
 
 # ---- trial user attributes besides the TrialResult fields ---------------------------------------
@@ -65,8 +73,86 @@ the trial was failed for its worker (stale heartbeat, ended worker)."""
 TRIAL_ATTRS = (POINT_KEY, DUPLICATE_OF, WORKER, ERROR)
 """Trial user attributes besides the fields of :class:`TrialResult` (which are stored under their names)."""
 
-METRICS = {"val_loss": "minimize", "val_acc": "maximize"}
-"""Objective metrics a study can optimise, with their Optuna direction."""
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """A number a task reports after each epoch, as a study stores it.
+
+    Attributes:
+        name: the key in the task's evaluation and in storage (``val_loss``, ``return``): a
+            lower-case identifier that no trial attribute uses.
+        direction: ``minimize`` or ``maximize`` (Optuna's words).
+        unit: unit of the value (``nats/example``, ``fraction``, ``bits/char``, ``reward/episode``).
+            ``fraction`` marks a share in [0, 1]: its tolerance is in absolute points.
+        label: what the value is, in words, for axes and tables (``validation loss``).
+
+    Raises:
+        ValueError: an unknown direction, or a name that is not a free lower-case identifier.
+    """
+
+    name: str
+    direction: str
+    unit: str
+    label: str
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("minimize", "maximize"):
+            raise ValueError(f"metric {self.name!r}: direction must be minimize or maximize, not {self.direction!r}")
+        if not (self.name.isidentifier() and self.name == self.name.lower()):
+            raise ValueError(f"metric name {self.name!r} must be a lower-case identifier, e.g. val_loss")
+        if self.name in RESERVED_NAMES or self.name.startswith("initial_") or self.name.startswith("final_"):
+            raise ValueError(f"metric name {self.name!r} is taken by a trial attribute or column; choose another")
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.direction == "maximize"
+
+    @property
+    def axis_label(self) -> str:
+        """``validation loss (nats/example)``: the label with its unit, for a figure axis."""
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-safe form, stored with a study (:data:`METRIC_DECLARATIONS`)."""
+        return dataclasses.asdict(self)
+
+
+METRICS: dict[str, Metric] = {}
+"""Every metric name known in this process: the built-in tasks' (below) and those declared by the
+studies the report has loaded (:func:`declare_metrics`), each name with one direction."""
+
+
+def declare_metrics(declarations: list[dict[str, str]] | tuple[Metric, ...]) -> list[Metric]:
+    """Add metric declarations (dicts as stored, or :class:`Metric`) to :data:`METRICS`.
+
+    A name already known keeps its direction; its unit and label become the latest declaration's
+    (``val_loss`` is nats/example for classification, nats/char for char-lm).
+
+    Returns:
+        The declarations as :class:`Metric`, in their order.
+
+    Raises:
+        ValueError: a declaration gives a known name the other direction.
+    """
+    out = []
+    for d in declarations:
+        m = d if isinstance(d, Metric) else Metric(**{k: d[k] for k in ("name", "direction", "unit", "label")})
+        known = METRICS.get(m.name)
+        if known is not None and known.direction != m.direction:
+            raise ValueError(f"metric {m.name!r} is {known.direction}d elsewhere; a task cannot {m.direction} it")
+        METRICS[m.name] = m
+        out.append(m)
+    return out
+
+
+def metric_direction(name: str) -> str:
+    """``minimize`` or ``maximize`` for a known metric name.
+
+    Raises:
+        ValueError: the name is not known (not built in, and no loaded study declared it).
+    """
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {name!r}; choose one of {', '.join(METRICS)}")
+    return METRICS[name].direction
 
 PARAM_NAMES = ("optimizer", "lr", "beta1", "beta2", "gamma", "weight_decay", "seed")
 """Names of the trial params, in display order. Not every optimizer has every one."""
@@ -172,10 +258,15 @@ class TrialResult:
         )
 
 
-RESERVED_NAMES = frozenset(
-    {f.name for f in dataclasses.fields(TrialResult)} | {"worker", "error", "spec", "point_key", "duplicate_of"}
-)
-"""Names a task's metric may not take: they are trial attributes of their own."""
+RESERVED_NAMES = frozenset({f.name for f in dataclasses.fields(TrialResult)} | set(TRIAL_ATTRS) | set(PARAM_NAMES)
+                           | {"trial", "state", "value", "epoch", "metric"})
+"""Names a task's metric may not take: trial attributes, params and report columns of their own."""
+
+VAL_LOSS = Metric("val_loss", "minimize", "nats/example", "validation loss")
+"""Mean cross-entropy on the validation set (natural log)."""
+VAL_ACC = Metric("val_acc", "maximize", "fraction", "validation accuracy")
+"""Share of validation examples whose arg-max prediction is the label."""
+declare_metrics((VAL_LOSS, VAL_ACC))
 
 
 def param_distributions(optimizer_names: tuple[str, ...] | list[str]) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 A :class:`Task` declares
 
-* its **metrics** (:class:`Metric`: name, direction, unit), the first being the default objective;
+* its **metrics** (:class:`~sensitivity.records.Metric`: name, direction, unit, label), the first
+  being the default objective; a study stores them, so the report labels them without the task;
 * its **reference** metric, whose value at initialisation is the divergence rule's L0;
 * what one **epoch** is (``steps_per_epoch`` optimizer steps, described in words);
 * how it **loads** its data (once per process, on the CPU), **builds** its model, draws the
@@ -28,54 +29,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from sensitivity.records import RESERVED_NAMES
-
-DIRECTIONS = ("minimize", "maximize")
-
-
-@dataclasses.dataclass(frozen=True)
-class Metric:
-    """A number a task reports after each epoch.
-
-    Attributes:
-        name: the key in the task's evaluation dict and in storage (``val_loss``, ``return``).
-            Lower-case letters, digits and ``_``.
-        direction: ``minimize`` or ``maximize`` (Optuna's words).
-        unit: unit of the value, e.g. ``nats/example``, ``fraction``, ``bits/char``.
-        label: what the value is, in words, for axes and tables (``validation loss``).
-
-    Raises:
-        ValueError: an unknown direction or a name that is not a plain identifier.
-    """
-
-    name: str
-    direction: str
-    unit: str
-    label: str
-
-    def __post_init__(self) -> None:
-        if self.direction not in DIRECTIONS:
-            raise ValueError(f"metric {self.name!r}: direction must be minimize or maximize, not {self.direction!r}")
-        if not (self.name.isidentifier() and self.name == self.name.lower()):
-            raise ValueError(f"metric name {self.name!r} must be a lower-case identifier, e.g. val_loss")
-        if self.name in RESERVED_NAMES or self.name.startswith("initial_"):
-            raise ValueError(f"metric name {self.name!r} is taken by a trial attribute; choose another")
-
-    @property
-    def axis_label(self) -> str:
-        """``validation loss (nats/example)``: the label with its unit, for a figure axis."""
-        return f"{self.label} ({self.unit})" if self.unit else self.label
-
-    def to_dict(self) -> dict[str, str]:
-        """JSON-safe form, stored with a study so the report can label it without the task."""
-        return dataclasses.asdict(self)
-
-
-VAL_LOSS = Metric("val_loss", "minimize", "nats/example", "validation loss")
-"""Mean cross-entropy on the validation set (natural log)."""
-VAL_ACC = Metric("val_acc", "maximize", "fraction", "validation accuracy")
-"""Share of validation examples whose arg-max prediction is the label."""
-
+from sensitivity.records import VAL_ACC, VAL_LOSS, Metric
 
 class Task:
     """One workload. Subclass it for a workload that is not supervised learning on tensors
@@ -190,6 +144,15 @@ class Task:
         if value > limit:
             return f"epoch {epoch} {ref} {value:.3g} > {factor:g} x initial {initial_value:.3g}"
         return ""
+
+    def budget(self) -> str:
+        """The default budget in words: epochs (and what one is), batch, data sizes."""
+        d = self.defaults
+        parts = [f"{d['epochs']} epoch{'s' if d['epochs'] != 1 else ''} ({self.epoch})"]
+        labels = (("steps_per_epoch", "steps/epoch"), ("batch_size", "batch"), ("train_size", "train_size"),
+                  ("val_size", "val_size"), ("eval_episodes", "evaluation episodes"))
+        parts += [f"{label} {d[key]:,}" for key, label in labels if d.get(key) is not None]
+        return "; ".join(parts)
 
     def summary(self, config: dict[str, Any]) -> str:
         """The settings a reader of a report needs, in one line: the data set when the task has
