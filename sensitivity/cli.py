@@ -503,31 +503,35 @@ def tasks(
         data = t.data_source + (f"; --dataset {', '.join(t.datasets)}" if len(t.datasets) > 1 else "")
         timing = t.cpu_trial_time or "not measured"
         if t.name in measured:
-            timing = f"{measured[t.name]:.1f} s here ({device}, measured now)\n" + timing
+            wall, cpu = measured[t.name]
+            timing = f"{wall:.1f} s here, {cpu:.1f} CPU s ({device}, measured now)\n" + timing
         table.add_row(f"{t.name}\n[dim]{t.description}[/]", metrics, data, t.budget(), timing)
     for name, target in entry_point_tasks().items():
         table.add_row(name, "", f"entry point {target}", "", "")
     console.print(table)
 
 
-def _measure_tasks(device: str) -> dict[str, float]:
-    """Seconds of one trial of each built-in task at its defaults (data loading included)."""
+def _measure_tasks(device: str) -> dict[str, tuple[float, float]]:
+    """(wall seconds, CPU seconds of this process) of one trial of each built-in task at its defaults,
+    the data loaded beforehand (a sweep loads them once per process)."""
     import time
 
     from sensitivity.tasks import TASKS
-    from sensitivity.train import resolve_device, train_trial
+    from sensitivity.train import load_task_data, resolve_device, train_trial
 
     dev = resolve_device(device)
     out = {}
     for name, task in TASKS.items():
         config = task.config()
         try:
-            start = time.perf_counter()
-            train_trial(task, config, "adam", {"lr": 1e-3}, seed=0, epochs=int(config["epochs"]), device=dev,
-                        divergence_factor=_DEFAULT.divergence_factor)
-            out[name] = time.perf_counter() - start
+            load_task_data(task, config, dev)
         except UserError as err:  # e.g. CIFAR-10 not on this machine
             err_console.print(f"{name}: not measured ({err})", highlight=False, soft_wrap=True)
+            continue
+        wall, cpu = time.perf_counter(), time.process_time()
+        train_trial(task, config, "adam", {"lr": 1e-3}, seed=0, epochs=int(config["epochs"]), device=dev,
+                    divergence_factor=_DEFAULT.divergence_factor)
+        out[name] = (time.perf_counter() - wall, time.process_time() - cpu)
     return out
 
 
