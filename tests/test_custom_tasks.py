@@ -100,3 +100,12 @@ def test_a_task_without_epochs_in_its_defaults_is_refused(tmp_path, monkeypatch)
     with pytest.raises(UserError, match="defaults lack epochs"):
         get_task(f"{name}:make_task")
     sys.modules.pop(name, None)
+
+
+def test_every_built_in_task_meets_the_contract():
+    from sensitivity.tasks import TASKS, check_task
+
+    for task in TASKS.values():
+        check_task(task, task.name)  # raises UserError on a broken declaration
+        assert task.metric(task.reference).direction in ("minimize", "maximize")
+        assert task.data_source and task.epoch and task.example_unit

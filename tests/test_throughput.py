@@ -41,3 +41,22 @@ def test_real_data_are_named_and_bad_requests_are_user_errors(tmp_path):
         bench_train("char-lm", device="cpu")
     with pytest.raises(UserError, match=">= 1"):
         bench_train("resnet18", batch_size=0, device="cpu")
+
+
+def test_bench_train_command_prints_both_rates_and_their_ratio():
+    from typer.testing import CliRunner
+
+    from sensitivity.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "train", "--task", "fmnist-cnn", "--synthetic", "--device", "cpu",
+                                      "--batch-size", "8", "--steps", "2", "--rounds", "1"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert "data synthetic" in lines[0]
+    product = float(lines[1].rsplit(": ", 1)[1].split()[0].replace(",", ""))
+    plain = float(lines[2].rsplit(": ", 1)[1].split()[0].replace(",", ""))
+    assert lines[3].startswith("ratio product / plain: ")
+    # the printed rates are rounded to whole images/s; the ratio is of the unrounded medians
+    assert float(lines[3].rsplit(" ", 1)[1]) == pytest.approx(product / plain, rel=0.05, abs=0.02)
+    bad = CliRunner().invoke(app, ["bench", "train", "--task", "cartpole", "--device", "cpu"])
+    assert bad.exit_code == 2 and "image tasks" in bad.output

@@ -166,3 +166,14 @@ def test_a_users_task_file_sweeps_end_to_end_from_a_subprocess(tmp_path):
     assert wrong.stderr.strip().splitlines() == [
         "error: --task my_task:no_such_factory: module 'my_task' has no attribute 'no_such_factory'; "
         "check the name after the colon"]
+
+
+def test_tasks_measure_times_a_trial_here(monkeypatch):
+    import sensitivity.cli
+    import sensitivity.tasks
+
+    monkeypatch.setattr(sensitivity.cli.console, "width", 400)
+    monkeypatch.setattr(sensitivity.tasks, "TASKS", {"digits-mlp": sensitivity.tasks.TASKS["digits-mlp"]})
+    result = runner.invoke(app, ["tasks", "--measure"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "s here," in result.output and "CPU s (cpu, measured now)" in result.output
