@@ -137,7 +137,15 @@ def _product_rate(task: TensorTask, config: dict[str, Any], device: torch.device
 
 
 def _plain_rate(task: TensorTask, config: dict[str, Any], data: TensorData, device: torch.device) -> float:
-    """Images per second of a tutorial-style loop: DataLoader over a TensorDataset, float32."""
+    """Images per second of a tutorial-style loop: DataLoader over a TensorDataset, float32, with the
+    same number of CPU threads as the trial loop gives the task."""
+    from sensitivity.train import cpu_threads_limit
+
+    with cpu_threads_limit(task.cpu_threads if device.type == "cpu" else None):
+        return _plain_loop(task, config, data, device)
+
+
+def _plain_loop(task: TensorTask, config: dict[str, Any], data: TensorData, device: torch.device) -> float:
     from torch.utils.data import DataLoader, TensorDataset
 
     torch.manual_seed(0)

@@ -119,12 +119,12 @@ def train_trial(
         the curves up to the epoch where it stopped.
     """
     dev = torch.device(device) if not isinstance(device, torch.device) else device
-    with _cpu_threads(task.cpu_threads if dev.type == "cpu" else None):
+    with cpu_threads_limit(task.cpu_threads if dev.type == "cpu" else None):
         return _train(task, config, optimizer, hyperparameters, seed, epochs, dev, divergence_factor, on_epoch)
 
 
 @contextlib.contextmanager
-def _cpu_threads(n: int | None) -> Iterator[None]:
+def cpu_threads_limit(n: int | None) -> Iterator[None]:
     """Run the block with ``n`` intra-op CPU threads, restoring the previous count after."""
     if n is None:
         yield

@@ -123,7 +123,7 @@ def test_workload_flags_a_task_does_not_take_are_one_line_errors(workdir, args, 
 def test_tasks_lists_each_workload_with_metric_data_budget_and_time(monkeypatch):
     import sensitivity.cli
 
-    monkeypatch.setattr(sensitivity.cli.console, "width", 400)  # one table row per line of output
+    monkeypatch.setattr(sensitivity.cli.console, "width", 1200)  # one table row per line of output
     result = runner.invoke(app, ["tasks"], catch_exceptions=False)
     assert result.exit_code == 0
     out = result.output

@@ -47,11 +47,14 @@ class Task:
         epoch: what one epoch is, in words (``one pass over the training images``).
         example_unit: what throughput counts (``images``, ``characters``, ``env steps``).
         data_source: where the data come from, in words, for ``tasks`` and the report.
-        cpu_trial_time: time of one trial at the default budget on 2 CPU cores, as measured
-            (a phrase with the figure and what was run), or "" when not measured.
+        cpu_trial_time: time of one trial at the default budget on the project's 2-core CPU, as
+            measured by ``adamrag-sens tasks --measure`` (a phrase with the figure and the
+            conditions), or "" when not measured.
         autocast: train and evaluate under bf16 autocast (and channels_last) on CUDA.
-        cpu_threads: intra-op threads on the CPU (None: torch's default). Tiny models run
-            fastest on one thread: their matrix products are too small to split.
+        cpu_threads: intra-op threads on the CPU (None: torch's default). Small models run
+            fastest on one thread: their matrix products are too small to split, and on cores
+            shared with other jobs a second thread spins: a char-lm step took 16 ms of CPU with
+            one thread and 400 ms with two on this project's loaded 2-core machine.
     """
 
     name: str = ""

@@ -188,6 +188,7 @@ class CartPoleTask(Task):
     epoch = "steps_per_epoch policy updates of batch_size episodes each"
     example_unit = "env steps"
     data_source = "gymnasium's CartPole-v1 simulator (no data files)"
+    cpu_trial_time = "3.5 s CPU, 1 thread (14.1 s wall on 2 cores shared with ~10 busy jobs); longer as the policy improves"
     cpu_threads = 1
 
     def load(self, config: dict[str, Any]) -> EnvData:

@@ -228,5 +228,7 @@ CHAR_LM = CharLMTask(
     epoch="one pass over the training text in non-overlapping sequences, in a random order",
     example_unit="characters",
     data_source="--text-file PATH, default: " + ", ".join(DEFAULT_CORPUS) + " of Python's standard library, in that order",
+    cpu_trial_time="1.7 s CPU, 1 thread (7.6 s wall on 2 cores shared with ~10 busy jobs)",
     autocast=True,
+    cpu_threads=1,  # see Task.cpu_threads: on 2 shared cores a second, spinning thread cost 25x the CPU time per step
 )
