@@ -62,6 +62,7 @@ def test_fmnist_cnn(workdir):
     assert list(summary["optimizer"]) == ["adamrag", "adam"]
 
 
+@pytest.mark.slow
 def test_char_lm_with_its_bits_per_character_and_perplexity(workdir):
     text = _text(workdir / "t.txt")
     study, summary, md = _sweep_and_report(workdir, ["--task", "char-lm", "--text-file", str(text),
@@ -76,6 +77,7 @@ def test_char_lm_with_its_bits_per_character_and_perplexity(workdir):
     assert "6,000 characters" in md  # the data as loaded are stated
 
 
+@pytest.mark.slow
 def test_cartpole_maximises_its_return(workdir):
     study, summary, md = _sweep_and_report(workdir, ["--task", "cartpole", "--batch-size", "2"], "cartpole")
     assert study.user_attrs["metric"] == "return" and study.direction.name == "MAXIMIZE"
@@ -100,6 +102,7 @@ def test_resnet18_on_cifar100_with_a_cosine_schedule(workdir, monkeypatch):
     assert "CIFAR-100 (32x32 RGB), 16 train / 8 validation" in md
 
 
+@pytest.mark.slow
 def test_digits_mlp_still_reports_as_before(workdir):
     study, summary, md = _sweep_and_report(workdir, ["--train-size", "256", "--val-size", "64"], "digits-mlp")
     assert study.user_attrs["metric"] == "val_loss"
@@ -168,6 +171,7 @@ def test_a_users_task_file_sweeps_end_to_end_from_a_subprocess(tmp_path):
         "check the name after the colon"]
 
 
+@pytest.mark.slow
 def test_tasks_measure_times_a_trial_here(monkeypatch):
     import sensitivity.cli
     import sensitivity.tasks

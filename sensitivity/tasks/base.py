@@ -257,8 +257,8 @@ class TensorTask(Task):
         if self.reference not in names:
             raise ValueError(f"task {self.name!r}: reference metric {self.reference!r} is not one of its metrics {names}")
 
-    # the dataclass fields ``load`` and ``build_model`` are the task's functions; these methods of
-    # Task are shadowed by them on instances, which is what makes them callable as task.load(config).
+    # ``load`` and ``build_model`` are fields holding the user's functions: on an instance they take
+    # the place of Task's methods of the same names, so ``task.load(config)`` calls them directly.
 
     def steps_per_epoch(self, config: dict[str, Any], data: TensorData) -> int:
         return max(1, len(data.x_train) // int(config["batch_size"]))
