@@ -40,7 +40,7 @@ def _sweep_and_report(workdir: Path, args: list[str], study: str) -> tuple[optun
     assert rep.exit_code == 0, rep.output
     stored = optuna.load_study(study_name=study, storage=STORAGE)
     assert [t.state.name for t in stored.trials] == ["COMPLETE"] * 4
-    for name in ("lr_sensitivity.png", "robustness_heatmaps.png", "loss_curves.png", "relative_performance.png"):
+    for name in ("lr_sensitivity.png", "loss_curves.png", "relative_performance.png", "expected_best.png"):
         assert (workdir / "rep" / name).stat().st_size > 10_000
     return stored, pd.read_csv(workdir / "rep" / "summary.csv"), (workdir / "rep" / "report.md").read_text()
 

@@ -81,18 +81,29 @@ def metric_unit(metric: str) -> str:
     return METRICS[metric].unit if metric in METRICS else ""
 
 
+def absolute_tolerance(metric: str) -> bool:
+    """True when the relative tolerance of a maximised metric is in absolute points: metrics whose
+    declared unit is ``fraction`` (accuracy). Every other maximised metric (a return) is judged
+    relative to its best value, as losses are."""
+    return higher_is_better(metric) and metric_unit(metric) == "fraction"
+
+
 def default_tolerance(metric: str) -> float:
-    """The default *relative* tolerance: 0.10 for losses (within 10% of the best: L <= 1.1 L*),
-    0.01 for accuracies (1 point)."""
-    return 0.01 if higher_is_better(metric) else 0.10
+    """The default *relative* tolerance: 0.10 for losses and returns (within 10% of the best:
+    L <= 1.1 L*, R >= 0.9 R*), 0.01 for accuracies (1 point)."""
+    return 0.01 if absolute_tolerance(metric) else 0.10
 
 
 def describe_tolerance(metric: str, tolerance: float) -> str:
     """The tolerance in words, e.g. ``"loss within 10% of the best (L <= 1.1 L*)"``."""
-    if higher_is_better(metric):
+    if absolute_tolerance(metric):
         points = f"{100 * tolerance:g} point" + ("" if math.isclose(100 * tolerance, 1) else "s")
-        return f"accuracy within {points} of the best (acc >= acc* - {tolerance:g})"
-    return f"loss within {100 * tolerance:g}% of the best (L <= {1 + tolerance:g} L*)"
+        what = "accuracy" if metric == "val_acc" else metric_label(metric)
+        return f"{what} within {points} of the best (acc >= acc* - {tolerance:g})"
+    if higher_is_better(metric):
+        return f"{metric_label(metric)} within {100 * tolerance:g}% of the best (v >= {1 - tolerance:g} v*)"
+    what = "loss" if metric == "val_loss" else metric_label(metric)
+    return f"{what} within {100 * tolerance:g}% of the best (L <= {1 + tolerance:g} L*)"
 
 
 def complete_trials(trials: pd.DataFrame) -> pd.DataFrame:
