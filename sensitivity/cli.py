@@ -72,14 +72,12 @@ def _csv(text: Optional[str]) -> Optional[tuple[str, ...]]:
 class _Progress:
     """Rich progress bar: trials done of planned, the current trial, the running best."""
 
-    def __init__(self, progress: Any, metric: str, spec: Any = None) -> None:
-        from sensitivity.records import METRICS
-
+    def __init__(self, progress: Any, direction: str, spec: Any = None) -> None:
         self.progress = progress
         self.spec = spec
         self.task_id = None
         self.best: float | None = None
-        minimize = METRICS.get(metric, "minimize") == "minimize"
+        minimize = direction == "minimize"
         self.better = (lambda a, b: a < b) if minimize else (lambda a, b: a > b)
 
     def start(self, total: int, complete: int) -> None:
@@ -153,7 +151,7 @@ def _format_params(params: dict[str, Any]) -> str:
 def sweep(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, "--config", help="A study definition (TOML, keys = these flags with _ for -, e.g. studies/default.toml); flags given here override it."),
-    task: str = typer.Option(_DEFAULT.task, help="Workload (see `adamrag-sens tasks`)."),
+    task: str = typer.Option(_DEFAULT.task, help="Workload: a name from `adamrag-sens tasks`, an installed entry point, or your own package.module:factory or path/file.py:factory."),
     optimizers: str = typer.Option(",".join(_DEFAULT.optimizers), help="Comma-separated optimizer names (see `adamrag-sens optimizers`)."),
     sampler: str = typer.Option(_DEFAULT.sampler, help="grid (cartesian product), random (seeded) or qmc (scrambled Sobol)."),
     lr: Optional[str] = typer.Option(None, help="Learning rates, e.g. 1e-4,1e-3,1e-2 (grid values; random/qmc: min and max bound the range). Default: each optimizer's own log-spaced grid."),
@@ -165,17 +163,20 @@ def sweep(
     n_trials: int = typer.Option(_DEFAULT.n_trials, help="random/qmc: points per optimizer and seed."),
     epochs: Optional[int] = typer.Option(None, help="Epochs per trial (default: the task's)."),
     seeds: int = typer.Option(_DEFAULT.seeds, help="Repeat every point with seeds 0..N-1 (same for every optimizer)."),
-    metric: str = typer.Option(_DEFAULT.metric, help="Objective: val_loss (minimised) or val_acc (maximised)."),
+    metric: Optional[str] = typer.Option(_DEFAULT.metric, help="Objective: one of the task's metrics (see `adamrag-sens tasks`), in its own direction. Default: the task's first (val_loss; return for cartpole)."),
     device: str = typer.Option(_DEFAULT.device, help="auto, cpu, cuda or cuda:N."),
     storage: str = typer.Option(_DEFAULT.storage, envvar=STORAGE_ENV, help="Optuna storage: sqlite:///file.db, postgresql://user@host/db (password: PGPASSWORD, ~/.pgpass, or the whole URL in the environment variable), or a journal file path (*.log)."),
     study: Optional[str] = typer.Option(None, help="Study name (default: the task, plus the dataset when not the default)."),
-    dataset: Optional[str] = typer.Option(None, help="Dataset for tasks that have several (resnet18: cifar10, fashion-mnist)."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset for tasks that have several (resnet18: cifar10, cifar100, fashion-mnist)."),
+    text_file: Optional[Path] = typer.Option(None, help="char-lm: train on this UTF-8 text file (default: Python standard-library sources, see `adamrag-sens tasks`)."),
+    schedule: Optional[str] = typer.Option(None, help="Learning-rate schedule (resnet18, fmnist-cnn, char-lm): constant, cosine or step; the swept lr is the peak."),
+    warmup_epochs: Optional[float] = typer.Option(None, help="Epochs of linear lr warm-up before the schedule (default 0)."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder holding the data sets (default ./data)."),
     download: bool = typer.Option(_DEFAULT.download, help="Download missing data with torchvision (needs internet)."),
     train_size: Optional[int] = typer.Option(None, help="Use the first N training examples."),
     val_size: Optional[int] = typer.Option(None, help="Use the first N validation examples."),
     batch_size: Optional[int] = typer.Option(None, help="Mini-batch size (default: the task's)."),
-    divergence_factor: float = typer.Option(_DEFAULT.divergence_factor, help="A run diverges when its epoch training or validation loss exceeds this multiple of the initial loss."),
+    divergence_factor: float = typer.Option(_DEFAULT.divergence_factor, help="A run diverges when its epoch training or validation loss exceeds this multiple of the initial loss (cartpole: policy collapse instead, see `adamrag-sens tasks`)."),
     sampler_seed: int = typer.Option(_DEFAULT.sampler_seed, help="Seed of the random/qmc point generator."),
     workers: int = typer.Option(1, help="Trials at once on this machine: N worker processes (each with cpus/N torch threads)."),
     gpus: Optional[str] = typer.Option(None, help="GPUs to spread workers over, e.g. 0,1 (one process per GPU and trial slot)."),
@@ -201,16 +202,18 @@ def sweep(
         weight_decay=parse_floats("--weight-decay", weight_decay), n_trials=n_trials, seeds=seeds,
         epochs=epochs, metric=metric, device=device, storage=storage, study_name=study, dataset=dataset,
         data_dir=str(data_dir) if data_dir else None, download=download, train_size=train_size,
-        val_size=val_size, batch_size=batch_size, divergence_factor=divergence_factor, sampler_seed=sampler_seed,
+        val_size=val_size, batch_size=batch_size, text_file=str(text_file) if text_file else None,
+        schedule=schedule.lower() if schedule else None, warmup_epochs=warmup_epochs,
+        divergence_factor=divergence_factor, sampler_seed=sampler_seed,
     ).validate()
     launch = plan_local_workers(workers, gpus, trials_per_gpu, spec.device)
     bar = _progress_bar()
     try:
-        result = run_sweep(spec, callbacks=_Progress(bar, spec.metric, spec), workers=launch)
+        result = run_sweep(spec, callbacks=_Progress(bar, _direction(spec), spec), workers=launch)
     finally:
         if bar.live.is_started:
             bar.stop()
-    _print_outcome(result, spec.metric)
+    _print_outcome(result, spec.objective_metric)
     for line in _report_command(storage, result.study_name, ctx.get_parameter_source("storage")):
         console.print(line, highlight=False)
     if result.outcome is not None and result.outcome.failed:
@@ -282,6 +285,12 @@ def _ran_line(ran: int, diverged: int, prog: Any) -> str:
     return line
 
 
+def _direction(spec: Any) -> str:
+    from sensitivity.tasks import get_task
+
+    return get_task(spec.task).metric(spec.objective_metric).direction
+
+
 def _print_outcome(result: Any, metric: str) -> None:
     """The lines that end a sweep, from its :class:`~sensitivity.study.sweep.SweepResult`."""
     prog = result.progress
@@ -344,7 +353,7 @@ def worker(
         return
     bar = _progress_bar()
     try:
-        progress = _Progress(bar, spec.metric)
+        progress = _Progress(bar, study_obj.direction.name.lower())
         progress.start(len(plan), plan_progress_of(study_obj, plan).complete)
         ran, diverged = run_worker(study_obj, spec, plan, callbacks=progress, wait=wait)
     finally:
@@ -471,19 +480,59 @@ def compare(
 
 
 @app.command()
-def tasks() -> None:
-    """List the workloads and their defaults."""
+@user_errors
+def tasks(
+    measure: bool = typer.Option(False, "--measure", help="Also time one trial of each built-in task at its default budget on this machine (Adam, lr 1e-3; minutes)."),
+    device: str = typer.Option("cpu", help="Device for --measure."),
+) -> None:
+    """List the workloads: metrics and direction, data source, default budget, time per trial.
+
+    Installed packages' tasks (entry-point group adamrag_sens.tasks) follow the built-ins; your own
+    module works too: `sweep --task package.module:factory`.
+    """
     from rich.table import Table
 
-    from sensitivity.tasks import TASKS
+    from sensitivity.tasks import TASKS, entry_point_tasks
 
-    table = Table(title="tasks")
-    for col in ("name", "datasets", "defaults", "description"):
+    measured = _measure_tasks(device) if measure else {}
+    table = Table(title="tasks (sweep --task NAME)", show_lines=True)
+    for col in ("name", "metrics (first: default objective)", "data", "default budget", "time per trial"):
         table.add_column(col)
     for t in TASKS.values():
-        defaults = ", ".join(f"{k}={v}" for k, v in t.defaults.items() if v is not None)
-        table.add_row(t.name, ", ".join(t.datasets), defaults, t.description)
+        metrics = "\n".join(f"{m.name} ({m.unit}), {m.direction}d" for m in t.metrics)
+        data = t.data_source + (f"; --dataset {', '.join(t.datasets)}" if len(t.datasets) > 1 else "")
+        timing = t.cpu_trial_time or "not measured"
+        if t.name in measured:
+            wall, cpu = measured[t.name]
+            timing = f"{wall:.1f} s here, {cpu:.1f} CPU s ({device}, measured now)\n" + timing
+        table.add_row(f"{t.name}\n[dim]{t.description}[/]", metrics, data, t.budget(), timing)
+    for name, target in entry_point_tasks().items():
+        table.add_row(name, "", f"entry point {target}", "", "")
     console.print(table)
+
+
+def _measure_tasks(device: str) -> dict[str, tuple[float, float]]:
+    """(wall seconds, CPU seconds of this process) of one trial of each built-in task at its defaults,
+    the data loaded beforehand (a sweep loads them once per process)."""
+    import time
+
+    from sensitivity.tasks import TASKS
+    from sensitivity.train import load_task_data, resolve_device, train_trial
+
+    dev = resolve_device(device)
+    out = {}
+    for name, task in TASKS.items():
+        config = task.config()
+        try:
+            load_task_data(task, config, dev)
+        except UserError as err:  # e.g. CIFAR-10 not on this machine
+            err_console.print(f"{name}: not measured ({err})", highlight=False, soft_wrap=True)
+            continue
+        wall, cpu = time.perf_counter(), time.process_time()
+        train_trial(task, config, "adam", {"lr": 1e-3}, seed=0, epochs=int(config["epochs"]), device=dev,
+                    divergence_factor=_DEFAULT.divergence_factor)
+        out[name] = (time.perf_counter() - wall, time.process_time() - cpu)
+    return out
 
 
 @app.command()
@@ -504,7 +553,7 @@ def optimizers() -> None:
     console.print(table)
 
 
-bench_app = typer.Typer(help="Benchmarks: time AdamRAG's optimizer step against torch Adam's.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks: AdamRAG's optimizer step against torch Adam's; the trial loop's training throughput against a plain PyTorch loop.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
 
@@ -538,6 +587,28 @@ def bench_optimizer_command(
             json_out.write_text(json.dumps({"torch": torch.__version__, "rows": rows}, indent=2))
         except OSError as err:
             raise UserError(f"cannot write {json_out} ({err.strerror}); give another --json path") from None
+
+
+@bench_app.command("train")
+@user_errors
+def bench_train_command(
+    task: str = typer.Option("resnet18", help="Image task: resnet18 or fmnist-cnn."),
+    synthetic: bool = typer.Option(False, "--synthetic", help="Random images of the data set's shape instead of the real data (labelled synthetic in the output)."),
+    dataset: Optional[str] = typer.Option(None, help="Data set (shape) to use, e.g. cifar10, cifar100, fashion-mnist (default: the task's)."),
+    data_dir: Optional[Path] = typer.Option(None, help="Folder holding the real data (without --synthetic)."),
+    device: str = typer.Option("auto", help="auto (CUDA when available), cpu, cuda or cuda:N."),
+    batch_size: int = typer.Option(128, help="Images per step, both loops."),
+    steps: Optional[int] = typer.Option(None, help="Timed steps per round and loop (default 50 on CUDA, 3 on the CPU)."),
+    rounds: int = typer.Option(2, help="Alternating timed rounds of each loop; medians are reported."),
+) -> None:
+    """Images per second of this product's trial loop and of a plain PyTorch loop, and their ratio."""
+    from sensitivity.throughput import bench_train, format_result
+
+    config = {k: v for k, v in (("dataset", dataset), ("data_dir", str(data_dir) if data_dir else None)) if v is not None}
+    result = bench_train(task, synthetic=synthetic, device=device, batch_size=batch_size, steps=steps, rounds=rounds,
+                         config=config)
+    for line in format_result(result):
+        console.print(line, highlight=False)
 
 
 if __name__ == "__main__":  # `python -m sensitivity.cli`: how `sweep --workers` starts its workers

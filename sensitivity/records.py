@@ -10,8 +10,9 @@ The study side (``sensitivity.study``) writes each trial into Optuna storage as
   epochs counted from 1);
 * **user attributes**: the fields of :class:`TrialResult` under their own names, and
   :data:`TRIAL_ATTRS` (the planned point's key, the worker, an error);
-* **value**: the objective (final validation loss, or final validation accuracy when the study's
-  metric is ``val_acc``), clipped for diverged runs (see :class:`TrialResult`).
+* **value**: the objective, the final value of the study's metric (one the task declares:
+  ``val_loss``, ``val_acc``, ``val_bpc``, ``return``, ...), clipped for diverged runs (see
+  :class:`TrialResult`).
 
 Each study carries the user attributes in :data:`STUDY_ATTRS`. Every attribute name is a constant
 here, and no other module spells one as a bare string. The report side reads these names only; it
@@ -30,7 +31,7 @@ TASK = "task"
 TASK_CONFIG = "task_config"
 """Study attribute: dict of the workload's data/model settings (dataset, train_size, batch_size, ...)."""
 METRIC = "metric"
-"""Study attribute: the objective, ``"val_loss"`` (minimize) or ``"val_acc"`` (maximize)."""
+"""Study attribute: the objective, one of the task's metrics (``"val_loss"``, ``"val_acc"``, ``"return"``, ...)."""
 EPOCHS = "epochs"
 """Study attribute: training budget per trial, in epochs."""
 DIVERGENCE_FACTOR = "divergence_factor"
@@ -46,9 +47,16 @@ OPTIMIZER_CHOICES = "optimizer_choices"
 """Study attribute: the choices of the stored categorical param ``optimizer`` (fixed at creation)."""
 PACKAGE_VERSION = "package_version"
 """Study attribute: the adamrag-sens version that created the study."""
+METRIC_DECLARATIONS = "metrics"
+"""Study attribute: list of dicts, every metric the study's task declares (:meth:`Metric.to_dict`),
+so the report labels and orders them without importing the task."""
+TASK_INFO = "task_info"
+"""Study attribute: dict describing the workload in words: ``description``, ``data`` (the data as
+loaded: source, size), ``data_source``, ``epoch`` (what one epoch is), ``example_unit`` (what the
+throughput counts) and ``settings`` (e.g. the lr schedule)."""
 
 STUDY_ATTRS = (TASK, TASK_CONFIG, METRIC, EPOCHS, DIVERGENCE_FACTOR, SAMPLER, POINTS, SPEC, OPTIMIZER_CHOICES,
-               PACKAGE_VERSION)
+               PACKAGE_VERSION, METRIC_DECLARATIONS, TASK_INFO)
 """Every user attribute a study made by ``adamrag-sens sweep`` carries."""
 
 # ---- trial user attributes besides the TrialResult fields ---------------------------------------
@@ -65,8 +73,86 @@ the trial was failed for its worker (stale heartbeat, ended worker)."""
 TRIAL_ATTRS = (POINT_KEY, DUPLICATE_OF, WORKER, ERROR)
 """Trial user attributes besides the fields of :class:`TrialResult` (which are stored under their names)."""
 
-METRICS = {"val_loss": "minimize", "val_acc": "maximize"}
-"""Objective metrics a study can optimise, with their Optuna direction."""
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """A number a task reports after each epoch, as a study stores it.
+
+    Attributes:
+        name: the key in the task's evaluation and in storage (``val_loss``, ``return``): a
+            lower-case identifier that no trial attribute uses.
+        direction: ``minimize`` or ``maximize`` (Optuna's words).
+        unit: unit of the value (``nats/example``, ``fraction``, ``bits/char``, ``reward/episode``).
+            ``fraction`` marks a share in [0, 1]: its tolerance is in absolute points.
+        label: what the value is, in words, for axes and tables (``validation loss``).
+
+    Raises:
+        ValueError: an unknown direction, or a name that is not a free lower-case identifier.
+    """
+
+    name: str
+    direction: str
+    unit: str
+    label: str
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("minimize", "maximize"):
+            raise ValueError(f"metric {self.name!r}: direction must be minimize or maximize, not {self.direction!r}")
+        if not (self.name.isidentifier() and self.name == self.name.lower()):
+            raise ValueError(f"metric name {self.name!r} must be a lower-case identifier, e.g. val_loss")
+        if self.name in RESERVED_NAMES or self.name.startswith("initial_") or self.name.startswith("final_"):
+            raise ValueError(f"metric name {self.name!r} is taken by a trial attribute or column; choose another")
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.direction == "maximize"
+
+    @property
+    def axis_label(self) -> str:
+        """``validation loss (nats/example)``: the label with its unit, for a figure axis."""
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-safe form, stored with a study (:data:`METRIC_DECLARATIONS`)."""
+        return dataclasses.asdict(self)
+
+
+METRICS: dict[str, Metric] = {}
+"""Every metric name known in this process: the built-in tasks' (below) and those declared by the
+studies the report has loaded (:func:`declare_metrics`), each name with one direction."""
+
+
+def declare_metrics(declarations: list[dict[str, str]] | tuple[Metric, ...]) -> list[Metric]:
+    """Add metric declarations (dicts as stored, or :class:`Metric`) to :data:`METRICS`.
+
+    A name already known keeps its direction; its unit and label become the latest declaration's
+    (``val_loss`` is nats/example for classification, nats/char for char-lm).
+
+    Returns:
+        The declarations as :class:`Metric`, in their order.
+
+    Raises:
+        ValueError: a declaration gives a known name the other direction.
+    """
+    out = []
+    for d in declarations:
+        m = d if isinstance(d, Metric) else Metric(**{k: d[k] for k in ("name", "direction", "unit", "label")})
+        known = METRICS.get(m.name)
+        if known is not None and known.direction != m.direction:
+            raise ValueError(f"metric {m.name!r} is {known.direction}d elsewhere; a task cannot {m.direction} it")
+        METRICS[m.name] = m
+        out.append(m)
+    return out
+
+
+def metric_direction(name: str) -> str:
+    """``minimize`` or ``maximize`` for a known metric name.
+
+    Raises:
+        ValueError: the name is not known (not built in, and no loaded study declared it).
+    """
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {name!r}; choose one of {', '.join(METRICS)}")
+    return METRICS[name].direction
 
 PARAM_NAMES = ("optimizer", "lr", "beta1", "beta2", "gamma", "weight_decay", "seed")
 """Names of the trial params, in display order. Not every optimizer has every one."""
@@ -77,28 +163,32 @@ class TrialResult:
     """The outcome of one training run (one trial).
 
     Attributes:
-        train_loss: mean training loss of each epoch, length ``epochs_run`` (nats per example).
-        val_loss: validation loss after each epoch, length ``epochs_run`` (nats per example).
-        val_acc: validation accuracy after each epoch, length ``epochs_run`` (fraction in [0, 1]).
-        initial_val_loss: validation loss of the initialised model before any step (L0 of
-            Wortsman et al. 2023, arXiv 2309.14322).
-        initial_val_acc: validation accuracy before any step.
-        diverged: True when the run stopped because its loss became non-finite, or an epoch's
-            training or validation loss exceeded ``divergence_factor * initial_val_loss``.
+        train_loss: mean training loss of each epoch, length ``epochs_run`` (the task's loss; nats
+            per example for the cross-entropy tasks).
+        metrics: ``{metric name: value after each epoch}``, one list of length ``epochs_run`` per
+            metric the task declares (``val_loss``, ``val_acc``, ``val_bpc``, ``return``, ...).
+        initial: ``{metric name: value of the initialised model before any step}``; for a loss
+            this is L0 of Wortsman et al. 2023 (arXiv 2309.14322).
+        diverged: True when the run stopped because its loss or parameters became non-finite, or
+            the task's divergence rule fired (for losses: an epoch's training loss or reference
+            loss exceeded ``divergence_factor`` x its initial value).
         diverged_reason: "" or a short phrase ("non-finite loss at step 37", ...).
         diverged_step: optimizer step at which divergence was detected, or -1.
         epochs_run: epochs completed (a diverged run stops early).
         steps: optimizer steps taken.
         wall_time_s: wall-clock seconds of training and evaluation.
-        throughput: training examples processed per second (examples/s), evaluation excluded.
+        throughput: training examples processed per second, evaluation excluded, in the task's
+            unit (images, characters, environment steps).
         device: torch device string the run used ("cpu", "cuda:0").
+
+    In storage each metric is a user attribute of its own name (the list) beside
+    ``initial_<name>`` (the number), so the classification names ``val_loss``, ``val_acc``,
+    ``initial_val_loss`` and ``initial_val_acc`` are what they always were.
     """
 
     train_loss: list[float]
-    val_loss: list[float]
-    val_acc: list[float]
-    initial_val_loss: float
-    initial_val_acc: float
+    metrics: dict[str, list[float]]
+    initial: dict[str, float]
     diverged: bool = False
     diverged_reason: str = ""
     diverged_step: int = -1
@@ -109,30 +199,26 @@ class TrialResult:
     device: str = "cpu"
 
     def objective(self, metric: str) -> float:
-        """The value stored as the trial's objective.
+        """The value stored as the trial's objective: the final value of ``metric``.
 
-        ``val_loss``: the final validation loss; for a diverged run (or a non-finite final loss)
-        the initial validation loss L0, so that the trial stays plottable and counts as "no
-        progress". ``val_acc``: the final validation accuracy; for a diverged run the initial
-        accuracy.
+        For a diverged run, or a non-finite final value, it is the metric's initial value (L0 for
+        a loss, the initial accuracy or return otherwise), so that the trial stays plottable and
+        counts as "no progress".
 
         Raises:
-            ValueError: unknown ``metric``.
+            ValueError: the trial has no such metric.
         """
-        if metric == "val_loss":
-            last = self.val_loss[-1] if self.val_loss else math.nan
-            if self.diverged or not math.isfinite(last):
-                return float(self.initial_val_loss)
-            return float(last)
-        if metric == "val_acc":
-            last = self.val_acc[-1] if self.val_acc else math.nan
-            if self.diverged or not math.isfinite(last):
-                return float(self.initial_val_acc)
-            return float(last)
-        raise ValueError(f"unknown metric {metric!r}; choose one of {sorted(METRICS)}")
+        if metric not in self.initial:
+            raise ValueError(f"unknown metric {metric!r}; this trial has {sorted(self.initial)}")
+        values = self.metrics.get(metric) or []
+        last = values[-1] if values else math.nan
+        if self.diverged or not math.isfinite(last):
+            return float(self.initial[metric])
+        return float(last)
 
     def to_user_attrs(self) -> dict[str, Any]:
-        """JSON-safe user attributes (non-finite floats become None)."""
+        """JSON-safe user attributes (non-finite floats become None), metrics flattened as
+        ``<name>`` and ``initial_<name>``."""
 
         def clean(x: Any) -> Any:
             if isinstance(x, float) and not math.isfinite(x):
@@ -141,11 +227,19 @@ class TrialResult:
                 return [clean(v) for v in x]
             return x
 
-        return {f.name: clean(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        out: dict[str, Any] = {"train_loss": clean(self.train_loss)}
+        for name, values in self.metrics.items():
+            out[name] = clean(list(values))
+            out[f"initial_{name}"] = clean(self.initial.get(name, math.nan))
+        for f in dataclasses.fields(self):
+            if f.name not in ("train_loss", "metrics", "initial"):
+                out[f.name] = clean(getattr(self, f.name))
+        return out
 
     @classmethod
     def from_user_attrs(cls, attrs: dict[str, Any]) -> "TrialResult":
-        """Inverse of :meth:`to_user_attrs` (None becomes NaN)."""
+        """Inverse of :meth:`to_user_attrs` (None becomes NaN). A metric is every list attribute
+        ``<name>`` stored beside an ``initial_<name>``."""
 
         def unclean(x: Any) -> Any:
             if x is None:
@@ -154,8 +248,25 @@ class TrialResult:
                 return [unclean(v) for v in x]
             return x
 
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: unclean(v) for k, v in attrs.items() if k in names})
+        names = [k for k, v in attrs.items() if isinstance(v, list) and f"initial_{k}" in attrs]
+        scalars = {f.name for f in dataclasses.fields(cls)} - {"train_loss", "metrics", "initial"}
+        return cls(
+            train_loss=unclean(attrs.get("train_loss") or []),
+            metrics={k: unclean(attrs[k]) for k in names},
+            initial={k: float(unclean(attrs[f"initial_{k}"])) for k in names},
+            **{k: unclean(v) for k, v in attrs.items() if k in scalars},
+        )
+
+
+RESERVED_NAMES = frozenset({f.name for f in dataclasses.fields(TrialResult)} | set(TRIAL_ATTRS) | set(PARAM_NAMES)
+                           | {"trial", "state", "value", "epoch", "metric"})
+"""Names a task's metric may not take: trial attributes, params and report columns of their own."""
+
+VAL_LOSS = Metric("val_loss", "minimize", "nats/example", "validation loss")
+"""Mean cross-entropy on the validation set (natural log)."""
+VAL_ACC = Metric("val_acc", "maximize", "fraction", "validation accuracy")
+"""Share of validation examples whose arg-max prediction is the label."""
+declare_metrics((VAL_LOSS, VAL_ACC))
 
 
 def param_distributions(optimizer_names: tuple[str, ...] | list[str]) -> dict[str, Any]:

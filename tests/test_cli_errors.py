@@ -87,7 +87,7 @@ SWEEP_CASES = {
     "epochs zero": (["--epochs", "0"], "--epochs 0 must be >= 1"),
     "seeds zero": (["--seeds", "0"], "--seeds 0 must be >= 1"),
     "unknown sampler": (["--sampler", "bayes"], "unknown sampler 'bayes'"),
-    "unknown metric": (["--metric", "f1"], "unknown metric 'f1'"),
+    "unknown metric": (["--metric", "f1"], "task digits-mlp has no metric 'f1'; use --metric with one of: val_loss, val_acc"),
     "absent device": (["--device", "cuda:99"], "cuda:99"),
     "unknown device": (["--device", "tpu"], "device 'tpu'"),
     "workers zero": (["--workers", "0"], "--workers 0 must be >= 1"),

@@ -50,14 +50,14 @@ def make_result(final: float, *, seed: int = 0) -> TrialResult:
     """A TrialResult ending at ``final`` (NaN: diverged in epoch 2)."""
     init = L0 + 0.01 * seed
     if math.isnan(final):
-        return TrialResult(train_loss=[1.9, math.inf], val_loss=[1.8, math.nan], val_acc=[0.4, math.nan],
-                           initial_val_loss=init, initial_val_acc=0.1, diverged=True,
+        return TrialResult(train_loss=[1.9, math.inf], metrics={"val_loss": [1.8, math.nan], "val_acc": [0.4, math.nan]},
+                           initial={"val_loss": init, "val_acc": 0.1}, diverged=True,
                            diverged_reason="non-finite loss at step 12", diverged_step=12, epochs_run=2,
                            steps=12, wall_time_s=0.5, throughput=1000.0, device="cpu")
     vals = [init + (final - init) * (e + 1) / EPOCHS for e in range(EPOCHS)]
-    return TrialResult(train_loss=[v * 0.9 for v in vals], val_loss=vals,
-                       val_acc=[min(0.99, 1 - v / 2.5) for v in vals], initial_val_loss=init,
-                       initial_val_acc=0.1, epochs_run=EPOCHS, steps=3 * EPOCHS, wall_time_s=1.0 + seed,
+    return TrialResult(train_loss=[v * 0.9 for v in vals],
+                       metrics={"val_loss": vals, "val_acc": [min(0.99, 1 - v / 2.5) for v in vals]},
+                       initial={"val_loss": init, "val_acc": 0.1}, epochs_run=EPOCHS, steps=3 * EPOCHS, wall_time_s=1.0 + seed,
                        throughput=1200.0, device="cpu")
 
 
@@ -78,7 +78,7 @@ def add(study, optimizer, lr, *, beta1=0.9, beta2=None, gamma=None, seed=0, stat
         kwargs.update(
             value=result.objective("val_loss"),
             user_attrs=result.to_user_attrs(),
-            intermediate_values={e + 1: v for e, v in enumerate(result.val_loss) if math.isfinite(v)},
+            intermediate_values={e + 1: v for e, v in enumerate(result.metrics["val_loss"]) if math.isfinite(v)},
         )
     else:
         kwargs.update(state=optuna.trial.TrialState[state],

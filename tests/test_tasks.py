@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import pickle
 
 import numpy as np
 import pytest
 import torch
 
 from sensitivity.errors import UserError
-from sensitivity.tasks import get_task
-from sensitivity.tasks.resnet import crop_flip
+from sensitivity.tasks import TensorData, get_task
+from sensitivity.tasks.images import crop_flip
+from tests.cifar_files import trust_files, write_cifar100
 from tests.idx_files import write_fashion_mnist
 
 
@@ -48,7 +50,7 @@ def test_fashion_mnist_is_read_from_gzipped_idx_files(tmp_path):
 
 
 def test_missing_fashion_mnist_names_where_it_looked(tmp_path, monkeypatch):
-    monkeypatch.setattr("sensitivity.tasks.resnet.DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
+    monkeypatch.setattr("sensitivity.tasks.images.DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
     task = get_task("resnet18")
     with pytest.raises(UserError, match="Fashion-MNIST not found.*looked in.*dataset-fashion-mnist"):
         task.load(task.config(dataset="fashion-mnist", data_dir=str(tmp_path / "empty")))
@@ -106,3 +108,61 @@ def test_digits_val_size_takes_the_first_validation_examples():
     full = task.load(task.config())
     part = task.load(task.config(val_size=50))
     assert len(part.y_val) == 50 and torch.equal(part.y_val, full.y_val[:50])
+
+
+# ---- fmnist-cnn: DeepOBS's 2c2d on the same Fashion-MNIST reader as resnet18 ------------------------
+
+def test_fmnist_cnn_reads_fashion_mnist_exactly_as_resnet18_does(tmp_path):
+    write_fashion_mnist(tmp_path / "fashion-mnist", n_train=40, n_test=20)
+    cnn, resnet = get_task("fmnist-cnn"), get_task("resnet18")
+    a = cnn.load(cnn.config(data_dir=str(tmp_path), train_size=None, val_size=None))
+    b = resnet.load(resnet.config(dataset="fashion-mnist", data_dir=str(tmp_path)))
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_val, b.y_val)
+    assert a.x_train.shape == (40, 1, 28, 28)
+
+
+def test_fmnist_cnn_is_deepobs_2c2d():
+    cnn = get_task("fmnist-cnn")
+    data = TensorData(torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.int64), torch.zeros(2, 1, 28, 28),
+                      torch.zeros(2, dtype=torch.int64), 10, "zeros")
+    torch.manual_seed(0)
+    model = cnn.build_model(cnn.config(), data)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    dense = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(1, 32, (5, 5)), (32, 64, (5, 5))]
+    assert [(d.in_features, d.out_features) for d in dense] == [(7 * 7 * 64, 1024), (1024, 10)]
+    # 5*5*1*32+32 + 5*5*32*64+64 + 3136*1024+1024 + 1024*10+10, as DeepOBS counts it
+    assert sum(p.numel() for p in model.parameters()) == 832 + 51_264 + 3_212_288 + 10_250
+    assert model(data.x_train).shape == (4, 10)
+    # DeepOBS's initialisation: biases 0.05, weights N(0, 0.05) truncated at two standard deviations
+    assert all(torch.all(m.bias == 0.05) for m in convs + dense)
+    w = dense[0].weight.detach()
+    assert w.abs().max() <= 0.1 and 0.04 < float(w.std()) < 0.05
+
+
+# ---- resnet18 on CIFAR-100 ----------------------------------------------------------------------------
+
+def test_cifar100_is_read_with_torchvision_and_has_100_classes(tmp_path, monkeypatch):
+    folder = write_cifar100(tmp_path, n_train=24, n_test=12)
+    trust_files(monkeypatch, folder)
+    task = get_task("resnet18")
+    data = task.load(task.config(dataset="cifar100", data_dir=str(tmp_path), val_size=10))
+    assert data.x_train.shape == (24, 3, 32, 32) and data.x_val.shape == (10, 3, 32, 32)
+    assert data.num_classes == 100
+    with open(folder / "train", "rb") as f:
+        labels = pickle.load(f)["fine_labels"]
+    assert data.y_train.tolist() == labels
+    # image i's red channel was written as its label: after per-channel standardisation the red
+    # channel is an increasing function of the label, constant over each image
+    red = data.x_train[:, 0]
+    assert torch.all(red.amax(dim=(1, 2)) == red.amin(dim=(1, 2)))
+    order = torch.argsort(torch.tensor(labels), stable=True)
+    assert torch.all(red[order, 0, 0].diff() >= 0)
+    model = task.build_model(task.config(dataset="cifar100"), data)
+    assert model(data.x_val[:2]).shape == (2, 100)
+
+
+def test_missing_cifar100_says_how_to_get_it(tmp_path):
+    task = get_task("resnet18")
+    with pytest.raises(UserError, match=r"CIFAR-100 not found in .*cifar-100-python.*--download"):
+        task.load(task.config(dataset="cifar100", data_dir=str(tmp_path)))

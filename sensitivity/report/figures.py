@@ -39,11 +39,6 @@ from sensitivity.report import tolerance as T
 DPI = 130
 """Resolution the report saves figures at (dots per inch)."""
 
-METRIC_LABELS = {
-    "val_loss": "validation loss (nats/example)",
-    "val_acc": "validation accuracy (fraction)",
-}
-
 _LR_CMAP = mcolors.LinearSegmentedColormap.from_list(
     "lr", matplotlib.colormaps["plasma"](np.linspace(0.0, 0.85, 256))
 )  # plasma without its pale-yellow end, which vanishes on white
@@ -92,7 +87,9 @@ def optimizer_colors(names) -> dict[str, tuple]:
 
 
 def _metric_label(metric: str) -> str:
-    return METRIC_LABELS.get(metric, metric)
+    """``validation loss (nats/char)``: the study's own declaration of the metric (label and unit)."""
+    unit = M.metric_unit(metric)
+    return f"{M.metric_label(metric)} ({unit})" if unit else M.metric_label(metric)
 
 
 def _varying(trials: pd.DataFrame, exclude: tuple[str, ...] = ()) -> list[str]:
@@ -214,7 +211,7 @@ def lr_sensitivity_figure(
             labels.append("tolerance interval: keeps\n"
                           f">= {100 * (1 - tau):g}% of the improvement over L0")
         ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        head = title or f"Learning-rate sensitivity: final {metric.replace('_', ' ')} vs lr"
+        head = title or f"Learning-rate sensitivity: final {M.metric_label(metric)} vs lr"
         fig.suptitle(f"{head}\neach point: {aggregation_text(trials, aggregation)}"
                      + ("; band: min-max over seeds" if _seeds(trials) > 1 else ""))
     return fig
@@ -224,7 +221,7 @@ def _reference_lines(ax, curve, names, colors, display, metric) -> None:
     initial = curve.groupby("optimizer")["initial"].mean().dropna()
     if initial.empty:
         return
-    what = "initial loss L0" if not M.higher_is_better(metric) else "initial accuracy"
+    what = "initial loss L0" if metric == "val_loss" else f"initial {M.metric_label(metric)}"
     spread = float(initial.max() - initial.min())
     if spread <= 0.01 * abs(float(initial.mean())):
         v = float(initial.mean())
@@ -267,8 +264,13 @@ def loss_curves_figure(
     hyperparameters are the best point at that beta1 and lines are the mean over seeds. A run
     that diverged ends with an ``x``. Epoch 0 is the initialised model. The y axis is
     logarithmic and cut at 1.5x the initial loss so a diverging run does not flatten the rest.
+    A task without a validation loss (cartpole) shows its objective metric per epoch instead,
+    on a linear axis and without the training loss (a policy-gradient loss is not comparable).
     """
     hib = M.higher_is_better(metric)
+    shown = "val_loss" if "val_loss" in curves.columns else metric
+    loss_like = not M.higher_is_better(shown)
+    columns = ["train_loss", shown] if shown == "val_loss" else [shown]
     table = M.config_table(trials, metric)
     names = M.optimizer_order(table["optimizer"])
     display = _display(trials)
@@ -301,29 +303,33 @@ def loss_curves_figure(
                 c = curves[curves["trial"].isin(ids)]
                 if c.empty:
                     continue
-                mean = c.groupby("epoch")[["train_loss", "val_loss"]].mean()
-                shown = mean.to_numpy(float).ravel()
-                low.extend(shown[np.isfinite(shown) & (shown > 0)])
+                mean = c.groupby("epoch")[columns].mean()
+                values = mean.to_numpy(float).ravel()
+                low.extend(values[np.isfinite(values) & (values > 0)])
                 color = cmap(lnorm(row.lr))
-                ax.plot(mean.index, mean["val_loss"], "-", color=color, lw=1.6)
-                ax.plot(mean.index, mean["train_loss"], "--", color=color, lw=1.1, alpha=0.9)
+                ax.plot(mean.index, mean[shown], "-", color=color, lw=1.6)
+                if "train_loss" in columns:
+                    ax.plot(mean.index, mean["train_loss"], "--", color=color, lw=1.1, alpha=0.9)
                 if row.n_diverged > 0:
-                    last = mean["val_loss"].dropna()
+                    last = mean[shown].dropna()
                     if not last.empty:
                         ax.plot(last.index[-1], last.iloc[-1], "x", color=color, ms=8, mew=2)
-                init = c.loc[c["epoch"] == 0, "val_loss"]
+                init = c.loc[c["epoch"] == 0, shown]
                 if init.notna().any():
                     top.append(float(init.mean()))
-            ax.set_yscale("log")
-            if top and low:  # explicit limits: a diverged run's 1e21 must not stretch the axis
+            if loss_like:
+                ax.set_yscale("log")
+            if loss_like and top and low:  # explicit limits: a diverged run's 1e21 must not stretch the axis
                 hi = 1.5 * max(top)
                 lo = min(v for v in low if v < hi) / 1.3 if any(v < hi for v in low) else hi / 10
                 ax.set_ylim(lo, hi)
             lo, hi = ax.get_ylim()
-            _plain_log_labels(ax.yaxis, [lo, hi])
+            if loss_like:
+                _plain_log_labels(ax.yaxis, [lo, hi])
             ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
-            ax.set_ylabel("loss (nats/example)")
+            ax.set_ylabel(_metric_label(shown).replace("validation loss", "loss") if shown == "val_loss"
+                          else _metric_label(shown))
             b1 = "" if math.isnan(beta1) else f" at beta1 = {beta1:g} (best)"
             ax.set_title(f"{display.get(name, name)}{b1}")
             sm = ScalarMappable(norm=lnorm, cmap=cmap)
@@ -336,10 +342,14 @@ def loss_curves_figure(
                 cbar.ax.yaxis.set_minor_locator(ticker.NullLocator())
         for ax in axes[len(names):]:
             ax.set_visible(False)
-        handles = [Line2D([], [], color="0.2", ls="-"), Line2D([], [], color="0.2", ls="--"),
-                   Line2D([], [], color="0.2", marker="x", ls="", mew=2)]
-        fig.legend(handles, ["validation loss", "training loss (epoch mean)", "diverged (run stopped)"],
-                   loc="outside lower center", ncols=3, frameon=False)
+        handles = [Line2D([], [], color="0.2", ls="-")]
+        labels = [M.metric_label(shown)]
+        if "train_loss" in columns:
+            handles.append(Line2D([], [], color="0.2", ls="--"))
+            labels.append("training loss (epoch mean)")
+        handles.append(Line2D([], [], color="0.2", marker="x", ls="", mew=2))
+        labels.append("diverged (run stopped)")
+        fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
         agg = aggregation_text(trials, "best", exclude=("beta1",))
         fig.suptitle((title or "Loss curves per learning rate")
                      + f"\nbeta1 fixed at each optimizer's best; per lr: {agg}")
@@ -361,7 +371,7 @@ def relative_performance_figure(
     names = M.optimizer_order(curve["optimizer"])
     colors = optimizer_colors(names)
     display = _display(trials)
-    ratio = "acc / best acc" if M.higher_is_better(metric) else "best loss / loss"
+    ratio = "value / best value" if M.higher_is_better(metric) else "best value / value"
     with _style():
         fig = _figure(figsize=(8.0, 4.2))
         ax = fig.add_subplot()
@@ -422,7 +432,7 @@ def expected_best_figure(
             ax.set_yscale("log")
             _plain_log_labels(ax.yaxis, table["expected_best"])
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        head = title or f"Expected best {metric.replace('_', ' ')} after n configurations (Dodge et al. 2019)"
+        head = title or f"Expected best {M.metric_label(metric)} after n configurations (Dodge et al. 2019)"
         fig.suptitle(head + "\nshading: +-1 sd of the best of n draws, within the range of the stored values"
                      + (f"\n{note}" if note else ""))
     return fig

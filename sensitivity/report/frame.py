@@ -21,7 +21,8 @@ import pandas as pd
 
 from sensitivity.catalog import display_names
 from sensitivity.errors import UserError
-from sensitivity.records import METRICS, PARAM_NAMES, STUDY_ATTRS, TrialResult
+from sensitivity import records
+from sensitivity.records import PARAM_NAMES, STUDY_ATTRS, VAL_ACC, VAL_LOSS, TrialResult
 from sensitivity.storage import mask_storage, open_storage, scrub_secrets
 
 COMPLETE = "COMPLETE"
@@ -55,7 +56,9 @@ TRIAL_COLUMNS = (
     "datetime_start",
     "datetime_complete",
 )
-"""Columns of :attr:`TrialsData.trials`, in order."""
+"""Columns of :attr:`TrialsData.trials` of a classification study, in order. A study stores the
+metrics its task declares; each metric ``m`` gives the columns ``initial_m`` and ``final_m`` in place
+of the ``val_loss``/``val_acc`` pairs (see :func:`trial_columns`)."""
 
 CURVE_COLUMNS = (
     "trial",
@@ -72,7 +75,21 @@ CURVE_COLUMNS = (
     "val_loss",
     "val_acc",
 )
-"""Columns of :attr:`TrialsData.curves`, in order."""
+"""Columns of :attr:`TrialsData.curves` of a classification study; in general the last two are the
+study's declared metrics (see :func:`curve_columns`)."""
+
+
+def trial_columns(metrics: list[str]) -> tuple[str, ...]:
+    """:data:`TRIAL_COLUMNS` with ``initial_m``/``final_m`` for each metric name in ``metrics``."""
+    head = TRIAL_COLUMNS[: TRIAL_COLUMNS.index("initial_val_loss")]
+    tail = TRIAL_COLUMNS[TRIAL_COLUMNS.index("epochs_run"):]
+    return (*head, *(f"initial_{m}" for m in metrics), "final_train_loss", *(f"final_{m}" for m in metrics), *tail)
+
+
+def curve_columns(metrics: list[str]) -> tuple[str, ...]:
+    """:data:`CURVE_COLUMNS` with one column per metric name in ``metrics`` after ``train_loss``."""
+    return (*CURVE_COLUMNS[: CURVE_COLUMNS.index("val_loss")], *metrics)
+
 
 _HP_PARAMS = tuple(p for p in PARAM_NAMES if p not in ("optimizer", "seed"))
 
@@ -82,19 +99,23 @@ class TrialsData:
     """A stored study as pandas frames.
 
     Attributes:
-        trials: one row per trial (every state), columns :data:`TRIAL_COLUMNS`. Params an
+        trials: one row per trial (every state), columns :func:`trial_columns` of the study's
+            metrics (:data:`TRIAL_COLUMNS` for classification). Params an
             optimizer does not take (NAG's ``beta2``, ``gamma`` outside AdamRAG) are NaN; so are
             the result columns of trials that are not COMPLETE. ``value`` is Optuna's objective
             (diverged runs clipped to the initial value, see :class:`~sensitivity.records.TrialResult`);
             ``final_*`` are the last recorded epoch values, unclipped (NaN when non-finite).
-            Losses in nats per example, accuracies as fractions, ``wall_time_s`` in seconds,
-            ``throughput`` in training examples per second.
-        curves: long frame, one row per trial and epoch, columns :data:`CURVE_COLUMNS`. Epoch 0
-            is the initialised model (``val_loss``/``val_acc`` = the initial values,
-            ``train_loss`` NaN); epochs 1..``epochs_run`` follow. Non-finite values are NaN.
+            Each metric in its declared unit (``meta["metrics"]``), ``wall_time_s`` in seconds,
+            ``throughput`` in training examples per second (the task's unit: images, characters,
+            environment steps).
+        curves: long frame, one row per trial and epoch, columns :func:`curve_columns`. Epoch 0
+            is the initialised model (each metric at its initial value, ``train_loss`` NaN);
+            epochs 1..``epochs_run`` follow. Non-finite values are NaN.
         meta: the study's user attributes (:data:`~sensitivity.records.STUDY_ATTRS`) plus
             ``study_name``, ``direction`` ("minimize"/"maximize") and ``metric`` (the study's
-            attribute, else inferred from the direction), and ``n_trials_by_state``.
+            attribute, else inferred from the direction), ``metrics`` (the declared
+            :class:`~sensitivity.records.Metric` list; ``val_loss`` and ``val_acc`` for studies made
+            before tasks declared theirs), and ``n_trials_by_state``.
     """
 
     trials: pd.DataFrame
@@ -142,12 +163,19 @@ def load_trials(
     user_attrs = dict(store.get_study_user_attrs(study_id))
     directions = store.get_study_directions(study_id)
     direction = directions[0].name.lower() if directions else "minimize"
-    metric = user_attrs.get("metric")
-    if metric not in METRICS:
-        metric = "val_acc" if direction == "maximize" else "val_loss"
+    declared = user_attrs.get(records.METRIC_DECLARATIONS) or [VAL_LOSS, VAL_ACC]  # older studies: classification
+    try:
+        metrics = records.declare_metrics(declared)
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(f"study {study_name!r} declares metrics the report cannot use ({err})") from None
+    names = [m.name for m in metrics]
+    metric = user_attrs.get(records.METRIC)
+    if metric not in names:
+        metric = next(m.name for m in metrics if m.direction == direction) if any(
+            m.direction == direction for m in metrics) else names[0]
 
-    trials = _trials_frame(frozen)
-    curves = _curves_frame(frozen, metric)
+    trials = _trials_frame(frozen, names)
+    curves = _curves_frame(frozen, metric, names)
     counts = trials["state"].value_counts()
     meta: dict[str, Any] = {key: user_attrs.get(key) for key in STUDY_ATTRS}
     meta.update({k: v for k, v in user_attrs.items() if k not in meta})
@@ -155,6 +183,7 @@ def load_trials(
         study_name=study_name,
         direction=direction,
         metric=metric,
+        metrics=metrics,
         n_trials_by_state={str(k): int(v) for k, v in counts.items()},
     )
 
@@ -197,7 +226,7 @@ def _last(values: Any) -> float:
     return math.nan
 
 
-def _trials_frame(frozen: list[optuna.trial.FrozenTrial]) -> pd.DataFrame:
+def _trials_frame(frozen: list[optuna.trial.FrozenTrial], metrics: list[str]) -> pd.DataFrame:
     display = display_names()
     rows = []
     for t in frozen:
@@ -218,11 +247,9 @@ def _trials_frame(frozen: list[optuna.trial.FrozenTrial]) -> pd.DataFrame:
                 "diverged": bool(diverged) if diverged is not None else (False if done else None),
                 "diverged_reason": str(a.get("diverged_reason") or ""),
                 "diverged_step": a.get("diverged_step"),
-                "initial_val_loss": _float(a.get("initial_val_loss")),
-                "initial_val_acc": _float(a.get("initial_val_acc")),
+                **{f"initial_{m}": _float(a.get(f"initial_{m}")) for m in metrics},
                 "final_train_loss": _last(a.get("train_loss")),
-                "final_val_loss": _last(a.get("val_loss")),
-                "final_val_acc": _last(a.get("val_acc")),
+                **{f"final_{m}": _last(a.get(m)) for m in metrics},
                 "epochs_run": a.get("epochs_run"),
                 "steps": a.get("steps"),
                 "wall_time_s": _float(a.get("wall_time_s")),
@@ -232,19 +259,19 @@ def _trials_frame(frozen: list[optuna.trial.FrozenTrial]) -> pd.DataFrame:
                 "datetime_complete": t.datetime_complete,
             }
         )
-    frame = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
+    frame = pd.DataFrame(rows, columns=list(trial_columns(metrics)))
     for col in ("seed", "diverged_step", "epochs_run", "steps"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
     frame["diverged"] = frame["diverged"].astype("boolean")
     for col in ("datetime_start", "datetime_complete"):
         frame[col] = pd.to_datetime(frame[col])
-    for col in _HP_PARAMS + ("value", "initial_val_loss", "initial_val_acc", "final_train_loss",
-                            "final_val_loss", "final_val_acc", "wall_time_s", "throughput"):
+    for col in _HP_PARAMS + ("value", *(f"initial_{m}" for m in metrics), "final_train_loss",
+                            *(f"final_{m}" for m in metrics), "wall_time_s", "throughput"):
         frame[col] = frame[col].astype("float64")
     return frame.sort_values("trial", kind="stable").reset_index(drop=True)
 
 
-def _curves_frame(frozen: list[optuna.trial.FrozenTrial], metric: str) -> pd.DataFrame:
+def _curves_frame(frozen: list[optuna.trial.FrozenTrial], metric: str, metrics: list[str]) -> pd.DataFrame:
     rows = []
     for t in frozen:
         p, a = t.params, t.user_attrs
@@ -256,34 +283,28 @@ def _curves_frame(frozen: list[optuna.trial.FrozenTrial], metric: str) -> pd.Dat
             "diverged": bool(a.get("diverged", False)),
         }
         try:
-            result = TrialResult.from_user_attrs(a) if "val_loss" in a else None
+            result = TrialResult.from_user_attrs(a) if metric in a else None
         except TypeError:  # attributes from an older or partial writer
             result = None
         if result is not None:
             rows.append({**key, "epoch": 0, "train_loss": math.nan,
-                         "val_loss": _float(result.initial_val_loss),
-                         "val_acc": _float(result.initial_val_acc)})
-            n = max(len(result.train_loss), len(result.val_loss), len(result.val_acc))
+                         **{m: _float(result.initial.get(m)) for m in metrics}})
+            series = {m: result.metrics.get(m, []) for m in metrics}
+            n = max(len(result.train_loss), *(len(v) for v in series.values()))
             for i in range(n):
-                rows.append({
-                    **key,
-                    "epoch": i + 1,
-                    "train_loss": _at(result.train_loss, i),
-                    "val_loss": _at(result.val_loss, i),
-                    "val_acc": _at(result.val_acc, i),
-                })
+                rows.append({**key, "epoch": i + 1, "train_loss": _at(result.train_loss, i),
+                             **{m: _at(v, i) for m, v in series.items()}})
         else:  # e.g. a RUNNING trial: only the reported objective per epoch exists
             for epoch, value in sorted(t.intermediate_values.items()):
                 rows.append({**key, "epoch": int(epoch), "train_loss": math.nan,
-                             "val_loss": math.nan, "val_acc": math.nan, metric: _float(value)})
-    frame = pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
+                             **{m: math.nan for m in metrics}, metric: _float(value)})
+    frame = pd.DataFrame(rows, columns=list(curve_columns(metrics)))
     frame["seed"] = pd.to_numeric(frame["seed"], errors="coerce").astype("Int64")
     frame["epoch"] = frame["epoch"].astype("int64")
-    for col in _HP_PARAMS + ("train_loss", "val_loss", "val_acc"):
+    values = ["train_loss", *metrics]
+    for col in _HP_PARAMS + tuple(values):
         frame[col] = frame[col].astype("float64")
-    frame[["train_loss", "val_loss", "val_acc"]] = frame[["train_loss", "val_loss", "val_acc"]].where(
-        np.isfinite(frame[["train_loss", "val_loss", "val_acc"]])
-    )
+    frame[values] = frame[values].where(np.isfinite(frame[values]))
     return frame.sort_values(["trial", "epoch"], kind="stable").reset_index(drop=True)
 
 

@@ -189,7 +189,7 @@ def pair_heatmaps(
             if isinstance(norm, mcolors.LogNorm):
                 F._plain_log_labels(cbar.ax.yaxis, [norm.vmin, norm.vmax])
         pair = f"{AXIS_LABELS[x]} x {AXIS_LABELS[y]}"
-        head = title or f"Robustness: final {metric.replace('_', ' ')} over {pair}, one colour scale"
+        head = title or f"Robustness: final {M.metric_label(metric)} over {pair}, one colour scale"
         extra = "; ".join(notes)
         outline = "; white outline: within tolerance" if thresholds else ""
         fig.suptitle(f"{head}\neach cell: {_others_text(trials, x, y)}{'; ' + extra if extra else ''}\n"

@@ -31,8 +31,10 @@ Metrics:
   arXiv 2306.07179): rho_s(tau), the share of tasks on which optimizer s is within a factor tau
   of the best optimizer.
 
-Accuracy metrics use loss semantics on the error 1 - acc: Wortsman's sensitivity on accuracy is
-``E_lr[min(1 - acc(lr), 1 - acc0) - (1 - acc*)]``, in accuracy points as a fraction.
+Maximised metrics (accuracy, an RL return) use loss semantics on 1 - value: Wortsman's sensitivity
+on accuracy is ``E_lr[min(1 - acc(lr), 1 - acc0) - (1 - acc*)] = E_lr[acc* - max(acc, acc0)]``, in
+the metric's own units. Which metrics are maximised, and their labels and units, come from the
+metric declarations a study stores (:data:`sensitivity.records.METRICS`).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from sensitivity.catalog import OPTIMIZERS, display_order
-from sensitivity.records import METRICS
+from sensitivity.records import METRICS, metric_direction
 
 HP_COLUMNS = ("beta1", "beta2", "gamma", "weight_decay")
 """Hyperparameters besides lr that a study may vary; aggregated over as the module says."""
@@ -58,28 +60,50 @@ AGGREGATIONS = {
 # ---- the final metric of each trial ------------------------------------------------------------
 
 def higher_is_better(metric: str) -> bool:
-    """True for accuracy metrics (``val_acc``), False for losses (``val_loss``).
+    """True for metrics declared ``maximize`` (``val_acc``, ``return``), False for losses.
+
+    Directions come from the metric declarations (:data:`sensitivity.records.METRICS`: the
+    built-in names, and those of every study :func:`~sensitivity.report.frame.load_trials` read).
 
     Raises:
         ValueError: unknown metric.
     """
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {sorted(METRICS)}")
-    return METRICS[metric] == "maximize"
+    return metric_direction(metric) == "maximize"
+
+
+def metric_label(metric: str) -> str:
+    """What the metric is, in words, as its study declared it (``validation loss``)."""
+    return METRICS[metric].label if metric in METRICS else metric.replace("_", " ")
+
+
+def metric_unit(metric: str) -> str:
+    """The metric's declared unit (``nats/char``, ``reward/episode``), "" when unknown."""
+    return METRICS[metric].unit if metric in METRICS else ""
+
+
+def absolute_tolerance(metric: str) -> bool:
+    """True when the relative tolerance of a maximised metric is in absolute points: metrics whose
+    declared unit is ``fraction`` (accuracy). Every other maximised metric (a return) is judged
+    relative to its best value, as losses are."""
+    return higher_is_better(metric) and metric_unit(metric) == "fraction"
 
 
 def default_tolerance(metric: str) -> float:
-    """The default *relative* tolerance: 0.10 for losses (within 10% of the best: L <= 1.1 L*),
-    0.01 for accuracies (1 point)."""
-    return 0.01 if higher_is_better(metric) else 0.10
+    """The default *relative* tolerance: 0.10 for losses and returns (within 10% of the best:
+    L <= 1.1 L*, R >= 0.9 R*), 0.01 for accuracies (1 point)."""
+    return 0.01 if absolute_tolerance(metric) else 0.10
 
 
 def describe_tolerance(metric: str, tolerance: float) -> str:
     """The tolerance in words, e.g. ``"loss within 10% of the best (L <= 1.1 L*)"``."""
-    if higher_is_better(metric):
+    if absolute_tolerance(metric):
         points = f"{100 * tolerance:g} point" + ("" if math.isclose(100 * tolerance, 1) else "s")
-        return f"accuracy within {points} of the best (acc >= acc* - {tolerance:g})"
-    return f"loss within {100 * tolerance:g}% of the best (L <= {1 + tolerance:g} L*)"
+        what = "accuracy" if metric == "val_acc" else metric_label(metric)
+        return f"{what} within {points} of the best (acc >= acc* - {tolerance:g})"
+    if higher_is_better(metric):
+        return f"{metric_label(metric)} within {100 * tolerance:g}% of the best (v >= {1 - tolerance:g} v*)"
+    what = "loss" if metric == "val_loss" else metric_label(metric)
+    return f"{what} within {100 * tolerance:g}% of the best (L <= {1 + tolerance:g} L*)"
 
 
 def complete_trials(trials: pd.DataFrame) -> pd.DataFrame:
@@ -160,7 +184,7 @@ def lr_curve(
 
     Args:
         trials: the tidy trials frame (only COMPLETE rows are used).
-        metric: ``val_loss`` or ``val_acc``.
+        metric: one of the study's declared metrics (``val_loss``, ``val_acc``, ``return``, ...).
         aggregation: ``"best"`` (at each lr the best hyperparameter point, each point averaged
             over seeds) or ``"default"`` (only points at the optimizer's default betas, gamma and
             weight decay; an optimizer without such points has no rows). See :data:`AGGREGATIONS`.

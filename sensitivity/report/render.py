@@ -193,7 +193,8 @@ def build_report(
             :data:`~sensitivity.report.tolerance.DEFAULT_TAU` when None.
         relative_tolerance: the relative threshold (0.1 = within 10% of the best loss; 0.01 =
             one accuracy point); the metric's default when None.
-        metric: ``val_loss`` or ``val_acc``; the study's objective metric when None.
+        metric: one of the study's declared metrics (``val_loss``, ``val_acc``, ``val_bpc``,
+            ``return``, ...); the study's objective metric when None.
         aggregation: ``"best"`` or ``"default"`` betas, see :func:`~sensitivity.report.metrics.lr_curve`.
         lr_axis: ``"nominal"`` or ``"effective"`` (:mod:`~sensitivity.report.effective_lr`); metrics
             that depend on the axis are computed on the one shown.
@@ -275,7 +276,7 @@ def write_report(
                           aggregation=aggregation)
     summary.attrs["lr_axis"] = lr_axis
     tau = summary.attrs["tau"]
-    task = data.meta.get("task") or data.meta["study_name"]
+    task = (data.meta.get("task_info") or {}).get("name") or data.meta.get("task") or data.meta["study_name"]
     findings = Fi.study_findings(summary, task=str(task), lr_axis=lr_axis)
     done = M.complete_trials(trials)
     expected = expected_best_table(M.metric_values(done, metric), done["optimizer"],
@@ -284,13 +285,14 @@ def write_report(
     pairs = [tuple(p) for p in summary.attrs["pairs"]]
     thresholds = summary.set_index("optimizer")["tolerance_threshold"].to_dict()
     lr_label = "effective learning rate" if lr_axis == "effective" else "learning rate"
-    what = metric.replace("_", " ")
+    what = M.metric_label(metric)
+    curves_of = "loss" if "val_loss" in data.curves.columns else what
     makers: dict[str, Callable[[], Any]] = {
         "lr_sensitivity": lambda: F.lr_sensitivity_figure(
             trials, metric, aggregation=aggregation, tolerance=tau, lr_label=LR_AXES[lr_axis],
             title=f"{task}: learning-rate sensitivity (final {what})"),
         "loss_curves": lambda: F.loss_curves_figure(
-            data.trials, data.curves, metric, title=f"{task}: loss curves per learning rate"),
+            data.trials, data.curves, metric, title=f"{task}: {curves_of} curves per learning rate"),
         "relative_performance": lambda: F.relative_performance_figure(
             trials, metric, aggregation=aggregation, lr_label=lr_label,
             title=f"{task}: relative performance (DeepOBS)"),
@@ -371,7 +373,7 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     from sensitivity.report.heatmaps import AXIS_LABELS
 
     metric = summary.attrs.get("metric", "value")
-    unit = "" if M.higher_is_better(metric) else " (nats)"
+    unit = f" ({M.metric_unit(metric)})" if M.metric_unit(metric) else ""
     three = lambda v: f"{v:.3g}"  # noqa: E731
     four = lambda v: f"{v:.4g}"  # noqa: E731
     pct = lambda v: f"{100 * v:.0f}%"  # noqa: E731
@@ -427,11 +429,20 @@ def study_facts(data: TrialsData) -> list[tuple[str, str]]:
     states = ", ".join(f"{k}: {v}" for k, v in sorted(meta.get("n_trials_by_state", {}).items()))
     devices = ", ".join(sorted(str(d) for d in done["device"].dropna().unique())) or "unknown"
     config = meta.get("task_config")
+    info = meta.get("task_info") or {}
+    metrics = meta.get("metrics") or []
+    objective = next((m for m in metrics if m.name == meta["metric"]), None)
     facts = [
         ("study", meta["study_name"]),
-        ("task", str(meta.get("task") or "unknown")),
+        ("task", str(meta.get("task") or "unknown") + (f": {info['description']}" if info.get("description") else "")),
+        ("data", str(info.get("data") or "")),
+        ("data source", str(info.get("data_source") or "")),
+        ("settings", str(info.get("settings") or "")),
+        ("one epoch", str(info.get("epoch") or "")),
         ("task settings", json.dumps(config, sort_keys=True) if config else ""),
-        ("objective metric", f"{meta['metric']} ({meta['direction']})"),
+        ("objective metric", f"{meta['metric']}" + (f", {objective.label} in {objective.unit}" if objective else "")
+         + f" ({meta['direction']}d)"),
+        ("metrics recorded", ", ".join(f"{m.name} ({m.unit})" for m in metrics)),
         ("epochs per trial", _num(meta.get("epochs"))),
         ("divergence factor", _num(meta.get("divergence_factor"))),
         ("sampler", str(meta.get("sampler") or "unknown")),
@@ -440,9 +451,30 @@ def study_facts(data: TrialsData) -> list[tuple[str, str]]:
         ("seeds", str(int(done["seed"].nunique()))),
         ("device", devices),
         ("total training time", f"{done['wall_time_s'].sum():.1f} s"),
+        ("throughput", f"median {done['throughput'].median():,.0f} {info.get('example_unit') or 'examples'}/s per trial"
+         if done["throughput"].notna().any() else ""),
         ("package version", str(meta.get("package_version") or "")),
     ]
     return [(k, v) for k, v in facts if v not in ("", None)]
+
+
+def best_trial_metrics(data: TrialsData, metric: str) -> pd.DataFrame:
+    """Each optimizer's best non-diverged trial (by ``metric``) with the final value of every metric
+    the study records: for char-lm, the loss with its bits per character and perplexity. Empty when
+    the study records only one metric."""
+    metrics = [m for m in (data.meta.get("metrics") or []) if f"final_{m.name}" in data.trials.columns]
+    if len(metrics) < 2:
+        return pd.DataFrame()
+    done = data.complete
+    done = done[~done["diverged"].fillna(False).astype(bool) & done[f"final_{metric}"].notna()]
+    rows = []
+    for name in M.optimizer_order(done["optimizer"]):
+        g = done[done["optimizer"] == name]
+        best = g.loc[g[f"final_{metric}"].idxmax() if M.higher_is_better(metric) else g[f"final_{metric}"].idxmin()]
+        row = {"optimizer": best["optimizer_display"], "trial": int(best["trial"]), "lr": F.format_lr(best["lr"])}
+        row.update({f"{m.name} ({m.unit})": _num(float(best[f"final_{m.name}"])) for m in metrics})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _settings_line(data: TrialsData, summary: pd.DataFrame) -> str:
@@ -471,6 +503,10 @@ def render_markdown(data: TrialsData, summary: pd.DataFrame, *, findings: Sequen
         lines += ["**Findings.** " + " ".join(findings), ""]
     lines += [f"- **{k}**: {v}" for k, v in study_facts(data)]
     lines += ["", "## Summary", "", _settings_line(data, summary), "", markdown_table(summary_table(summary)), ""]
+    others = best_trial_metrics(data, summary.attrs["metric"])
+    if not others.empty:
+        lines += ["Every recorded metric of each optimizer's best trial (final values):", "",
+                  markdown_table(others), ""]
     extra = ", [differences.csv](differences.csv)" if summary.attrs.get("differences") else ""
     lines += ["Full numbers: [summary.csv](summary.csv), [expected_best.csv](expected_best.csv)"
               f"{extra}, [trials.csv](trials.csv), [curves.csv](curves.csv).", ""]
@@ -542,6 +578,10 @@ def render_html(data: TrialsData, summary: pd.DataFrame, pngs: dict[str, bytes],
         f'<p class="note">{esc(_settings_line(data, summary))}</p>',
         '<div class="scroll">' + summary_table(summary).to_html(index=False, escape=True, border=0) + "</div>",
     ]
+    others = best_trial_metrics(data, summary.attrs["metric"])
+    if not others.empty:
+        body += ['<p class="note">Every recorded metric of each optimizer\'s best trial (final values):</p>',
+                 '<div class="scroll">' + others.to_html(index=False, escape=True, border=0) + "</div>"]
     for spec in specs:
         if spec.key in pngs:
             body += [f"<h2>{esc(spec.heading)}</h2>", f'<img alt="{esc(spec.heading)}" src="{png_uri(pngs[spec.key])}">']

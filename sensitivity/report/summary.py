@@ -105,7 +105,8 @@ def summary_numbers(
     """
     hib = M.higher_is_better(metric)
     curve = M.lr_curve(trials, metric, aggregation)
-    tol = T.tolerance_table(curve, higher_is_better=hib, tau=tau, relative_tolerance=relative_tolerance)
+    tol = T.tolerance_table(curve, higher_is_better=hib, tau=tau, relative_tolerance=relative_tolerance,
+                            points=M.absolute_tolerance(metric))
     sens = M.lr_sensitivity(curve, metric)
     div = M.divergence_rate(trials)
     names = M.optimizer_order(M.complete_trials(trials)["optimizer"])

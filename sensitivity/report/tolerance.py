@@ -75,8 +75,9 @@ def improvement_threshold(best: float, initial: float, tau: float, *, higher_is_
     return best - tau * (best - initial)
 
 
-def relative_threshold(best: float, tolerance: float, *, higher_is_better: bool) -> float:
-    """The metric level ``L* + tol |L*|`` (maximised metric: ``A* - tol``, in its own units).
+def relative_threshold(best: float, tolerance: float, *, higher_is_better: bool, points: bool = True) -> float:
+    """The metric level ``L* + tol |L*|`` (maximised metric: ``A* - tol`` in its own units when
+    ``points``, as for an accuracy; ``A* - tol |A*|`` otherwise, as for an RL return).
 
     Raises:
         ValueError: ``tolerance`` negative or not finite.
@@ -84,7 +85,9 @@ def relative_threshold(best: float, tolerance: float, *, higher_is_better: bool)
     _check_fraction("tolerance", tolerance)
     if not math.isfinite(best):
         return math.nan
-    return best - tolerance if higher_is_better else best + tolerance * abs(best)
+    if higher_is_better:
+        return best - tolerance if points else best - tolerance * abs(best)
+    return best + tolerance * abs(best)
 
 
 def _check_fraction(name: str, value: float) -> None:
@@ -270,6 +273,7 @@ def tolerance_row(
     tau: float = DEFAULT_TAU,
     relative_tolerance: float = 0.1,
     usable: Sequence[bool] | None = None,
+    points: bool = True,
 ) -> dict[str, float | bool]:
     """The tolerance figures of one lr curve (the values of :data:`TOLERANCE_COLUMNS`).
 
@@ -281,6 +285,8 @@ def tolerance_row(
         initial: L0, the metric at initialisation (metric units).
         tau: fraction for the improvement threshold (:func:`improvement_threshold`).
         relative_tolerance: for the relative threshold (:func:`relative_threshold`).
+        points: a maximised metric's relative tolerance is in absolute points (accuracy); False:
+            relative to the best value (a return).
     """
     lr = np.asarray(lrs, dtype="float64")
     v = np.asarray(values, dtype="float64")
@@ -294,7 +300,7 @@ def tolerance_row(
     i = int(np.flatnonzero(ok)[np.argmin(sign * v[ok])])
     best = float(v[i])
     t_imp = improvement_threshold(best, initial, tau, higher_is_better=higher_is_better)
-    t_rel = relative_threshold(best, relative_tolerance, higher_is_better=higher_is_better)
+    t_rel = relative_threshold(best, relative_tolerance, higher_is_better=higher_is_better, points=points)
     imp = interpolated_interval(lr, v, t_imp, higher_is_better=higher_is_better, usable=ok, fill=initial)
     rel = interpolated_interval(lr, v, t_rel, higher_is_better=higher_is_better, usable=ok, fill=initial)
     row.update(
@@ -313,6 +319,7 @@ def tolerance_table(
     higher_is_better: bool,
     tau: float = DEFAULT_TAU,
     relative_tolerance: float = 0.1,
+    points: bool = True,
 ) -> pd.DataFrame:
     """:func:`tolerance_row` of each optimizer's lr curve.
 
@@ -332,7 +339,7 @@ def tolerance_table(
         rows[name] = tolerance_row(
             g["lr"].to_numpy(float), g["value"].to_numpy(float), initial,
             higher_is_better=higher_is_better, tau=tau, relative_tolerance=relative_tolerance,
-            usable=usable[g.index].to_numpy(bool),
+            usable=usable[g.index].to_numpy(bool), points=points,
         )
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=list(TOLERANCE_COLUMNS))
     frame.index.name = "optimizer"

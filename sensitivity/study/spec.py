@@ -8,7 +8,6 @@ import re
 from typing import Any
 
 from sensitivity.errors import UserError
-from sensitivity.records import METRICS
 
 DEFAULT_STORAGE = "sqlite:///studies/adamrag-sens.db"
 """Where studies go when ``--storage`` is not given: an SQLite file under ``studies/`` (relative to
@@ -28,7 +27,9 @@ class StudySpec:
     """A sensitivity sweep: which task, which optimizers, which points, where stored.
 
     Attributes:
-        task: workload name (``digits-mlp``, ``resnet18``).
+        task: workload: a built-in name (``digits-mlp``, ``fmnist-cnn``, ``resnet18``, ``char-lm``,
+            ``cartpole``), an entry point of the group ``adamrag_sens.tasks``, or a user's
+            ``package.module:factory`` / ``path/file.py:factory`` (:func:`sensitivity.tasks.get_task`).
         optimizers: catalog names to compare (:mod:`sensitivity.catalog`).
         sampler: ``grid`` (the cartesian product of the given values), ``random``
             (log-uniform lr, log(1 - beta)-uniform betas, seeded) or ``qmc`` (scrambled Sobol).
@@ -40,12 +41,17 @@ class StudySpec:
         n_trials: random/qmc points per optimizer and seed.
         seeds: every point is repeated with seeds ``0 .. seeds-1``, identical across optimizers.
         epochs: training budget per trial.
-        metric: objective, ``val_loss`` (minimised) or ``val_acc`` (maximised).
+        metric: objective, one of the task's metrics (``val_loss``, ``val_acc``, ``val_bpc``,
+            ``return``, ...), optimised in the metric's declared direction. None: the task's first
+            metric (see :attr:`objective_metric`).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         storage: Optuna storage URL (``sqlite:///path.db``, ``postgresql://...``) or a journal
             file path ending in ``.log``/``.jsonl``.
-        study_name: None: ``<task>`` or ``<task>-<dataset>`` when the dataset is not the default.
+        study_name: None: the task's name, plus ``-<dataset>`` when the dataset is not the default.
         dataset, data_dir, download, train_size, val_size, batch_size: task configuration.
+        text_file: ``char-lm``'s text (None: its default corpus).
+        schedule, warmup_epochs: learning-rate schedule of the tasks that have one (constant,
+            cosine or step; linear warm-up epochs); the swept lr is the peak lr.
         divergence_factor: a run diverges when its mean epoch training loss exceeds this
             multiple of its initial validation loss (or any loss is non-finite).
         sampler_seed: seed of the random/qmc point generator.
@@ -63,7 +69,7 @@ class StudySpec:
     n_trials: int = 20
     seeds: int = 1
     epochs: int | None = None
-    metric: str = "val_loss"
+    metric: str | None = None
     device: str = "auto"
     storage: str = DEFAULT_STORAGE
     study_name: str | None = None
@@ -73,6 +79,9 @@ class StudySpec:
     train_size: int | None = None
     val_size: int | None = None
     batch_size: int | None = None
+    text_file: str | None = None
+    schedule: str | None = None
+    warmup_epochs: float | None = None
     divergence_factor: float = 5.0
     sampler_seed: int = 0
 
@@ -90,8 +99,20 @@ class StudySpec:
             "val_size": self.val_size,
             "batch_size": self.batch_size,
             "epochs": self.epochs,
+            "text_file": self.text_file,
+            "schedule": self.schedule,
+            "warmup_epochs": self.warmup_epochs,
         }
         return task.config(**{k: v for k, v in overrides.items() if k in task.defaults or k == "epochs"})
+
+    @property
+    def objective_metric(self) -> str:
+        """The metric the study optimises: :attr:`metric`, or the task's first declared metric."""
+        if self.metric:
+            return self.metric
+        from sensitivity.tasks import get_task
+
+        return get_task(self.task).metrics[0].name
 
     @property
     def resolved_study_name(self) -> str:
@@ -102,7 +123,7 @@ class StudySpec:
 
         task = get_task(self.task)
         dataset = self.dataset or task.defaults.get("dataset")
-        return self.task if dataset == task.defaults.get("dataset") else f"{self.task}-{dataset}"
+        return task.name if dataset == task.defaults.get("dataset") else f"{task.name}-{dataset}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (tuples become lists); inverse of :meth:`from_dict`."""
@@ -142,8 +163,14 @@ class StudySpec:
             raise UserError("--optimizers names an optimizer twice; list each once")
         if self.sampler not in SAMPLERS:
             raise UserError(f"unknown sampler {self.sampler!r}; use --sampler grid, random or qmc")
-        if self.metric not in METRICS:
-            raise UserError(f"unknown metric {self.metric!r}; use --metric val_loss or val_acc")
+        names = [m.name for m in task.metrics]
+        if self.metric is not None and self.metric not in names:
+            raise UserError(f"task {task.name} has no metric {self.metric!r}; use --metric with one of: {', '.join(names)}")
+        for flag, key, value in (("--text-file", "text_file", self.text_file), ("--schedule", "schedule", self.schedule),
+                                 ("--warmup-epochs", "warmup_epochs", self.warmup_epochs)):
+            if value is not None and key not in task.defaults:
+                takers = _tasks_with(key)
+                raise UserError(f"task {task.name} has no {key.replace('_', ' ')}; {flag} applies to {takers}")
         if self.dataset is not None and self.dataset not in task.datasets:
             raise UserError(
                 f"task {task.name} has no dataset {self.dataset!r}; choose from: {', '.join(task.datasets)}"
@@ -164,6 +191,10 @@ class StudySpec:
         for flag, value in (("--train-size", self.train_size), ("--val-size", self.val_size), ("--batch-size", self.batch_size)):
             if value is not None and value < 1:
                 raise UserError(f"{flag} {value} must be >= 1")
+        if "schedule" in task.defaults:
+            from sensitivity.schedule import check_schedule
+
+            check_schedule(self.task_config())
         if not (self.divergence_factor > 1 and math.isfinite(self.divergence_factor)):
             raise UserError(f"--divergence-factor {self.divergence_factor} must be a finite number > 1")
         if self.study_name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}", self.study_name):
@@ -171,6 +202,12 @@ class StudySpec:
                 f"study name {self.study_name!r} is not allowed; use letters, digits and _ . : + - (at most 128)"
             )
         return self
+
+
+def _tasks_with(key: str) -> str:
+    from sensitivity.tasks import TASKS
+
+    return ", ".join(name for name, task in TASKS.items() if key in task.defaults) or "no built-in task"
 
 
 def _check_values(flag: str, values: tuple[float, ...] | None, ok, rule: str) -> None:

@@ -25,7 +25,7 @@ import sensitivity
 from sensitivity import interrupt, records
 from sensitivity.catalog import OPTIMIZERS
 from sensitivity.errors import UserError
-from sensitivity.records import METRICS, TrialResult, param_distributions
+from sensitivity.records import TrialResult, param_distributions
 from sensitivity.storage import heartbeat_settings, mask_storage, open_storage
 from sensitivity.study.parallel import LocalWorkers, WorkersOutcome, run_local_workers
 from sensitivity.study.queue import PlanProgress, PointQueue, enqueue_missing
@@ -105,7 +105,9 @@ def create_or_load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) 
     """
     name = spec.resolved_study_name
     config = spec.task_config()
-    direction = METRICS[spec.metric]
+    task = get_task(spec.task)
+    metric = spec.objective_metric
+    direction = task.metric(metric).direction
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if name in existing:
         attrs = existing[name].user_attrs
@@ -114,14 +116,14 @@ def create_or_load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) 
                 f"study {name!r} already holds task {attrs.get(records.TASK)!r}, not {spec.task!r}; "
                 f"give another --study name"
             )
-        if attrs.get(records.METRIC, spec.metric) != spec.metric:
+        if attrs.get(records.METRIC, metric) != metric:
             raise UserError(
-                f"study {name!r} optimises {attrs.get(records.METRIC)!r}, not {spec.metric!r}; "
+                f"study {name!r} optimises {attrs.get(records.METRIC)!r}, not {metric!r}; "
                 f"use --metric {attrs.get(records.METRIC)} or another --study name"
             )
         old = _result_settings(attrs.get(records.TASK), attrs.get(records.TASK_CONFIG, {}),
                                attrs.get(records.METRIC), attrs.get(records.DIVERGENCE_FACTOR))
-        new = _result_settings(spec.task, config, spec.metric, spec.divergence_factor)
+        new = _result_settings(spec.task, config, metric, spec.divergence_factor)
         changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if k in old and old[k] != new[k]]
         if changed:
             raise UserError(
@@ -132,7 +134,7 @@ def create_or_load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) 
     study = optuna.create_study(study_name=name, storage=storage, direction=direction)
     study.set_user_attr(records.TASK, spec.task)
     study.set_user_attr(records.TASK_CONFIG, config)
-    study.set_user_attr(records.METRIC, spec.metric)
+    study.set_user_attr(records.METRIC, metric)
     study.set_user_attr(records.EPOCHS, int(config["epochs"]))
     study.set_user_attr(records.DIVERGENCE_FACTOR, spec.divergence_factor)
     study.set_user_attr(records.PACKAGE_VERSION, sensitivity.__version__)
@@ -232,6 +234,24 @@ def best_trial(study: optuna.Study) -> dict[str, Any] | None:
     return {"number": t.number, "value": t.value, "params": dict(t.params), "diverged": t.user_attrs.get("diverged")}
 
 
+def task_info(spec: StudySpec) -> dict[str, str]:
+    """The workload in words, as stored in the study attribute :data:`~sensitivity.records.TASK_INFO`."""
+    import torch
+
+    task = get_task(spec.task)
+    config = spec.task_config()
+    data = load_task_data(task, config, torch.device("cpu"))  # cached: check_can_run loaded it
+    return {
+        "name": task.name,
+        "description": task.description,
+        "data": str(getattr(data, "description", "")),
+        "data_source": task.data_source,
+        "epoch": task.epoch,
+        "example_unit": task.example_unit,
+        "settings": task.summary(config),
+    }
+
+
 def check_can_run(spec: StudySpec) -> None:
     """Fail now, before any write, when this machine cannot run ``spec``'s trials.
 
@@ -268,6 +288,9 @@ def prepare_sweep(spec: StudySpec) -> tuple[optuna.Study, list[Point], int, int]
         study.set_user_attr(records.OPTIMIZER_CHOICES, list(dists["optimizer"].choices))
     study.set_user_attr(records.SAMPLER, spec.sampler)
     study.set_user_attr(records.SPEC, spec.stored_dict())  # without the storage URL and its password
+    task = get_task(spec.task)
+    study.set_user_attr(records.METRIC_DECLARATIONS, [m.to_dict() for m in task.metrics])
+    study.set_user_attr(records.TASK_INFO, task_info(spec))
     study.set_user_attr(records.POINTS, plan)
     complete, queued = enqueue_missing(study, plan)
     return study, plan, complete, queued

@@ -144,7 +144,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: StudySpec, callbac
             call_back(callbacks, "on_trial_start", trial.number, params)
 
             def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-                trial.report(metrics[spec.metric], epoch)
+                trial.report(metrics[spec.objective_metric], epoch)
                 call_back(callbacks, "on_epoch", trial.number, epoch, metrics)
 
             result = train_trial(
@@ -154,7 +154,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: StudySpec, callbac
             )
             for key, value in result.to_user_attrs().items():
                 _retrying(storage.set_trial_user_attr, trial_id, key, value)
-            value = result.objective(spec.metric)
+            value = result.objective(spec.objective_metric)
             _retrying(study.tell, trial, value, skip_if_finished=True)
     except UpdateFinishedTrialError:
         result = None

@@ -1,150 +1,24 @@
-"""``resnet18``: torchvision's ResNet-18 with the CIFAR stem, on CIFAR-10 or Fashion-MNIST.
+"""``resnet18``: torchvision's ResNet-18 with the CIFAR stem, on CIFAR-10, CIFAR-100 or Fashion-MNIST.
 
 The CIFAR stem (He et al. 2016, sec. 4.2; the usual CIFAR ResNet-18) replaces the ImageNet stem's
 7x7 stride-2 convolution and max-pool by one 3x3 stride-1 convolution and no pooling. The data are
-read with torchvision's own readers from ``data_dir`` (``CIFAR10``, ``FashionMNIST``); where the
-machine is online, ``download=True`` fetches them with torchvision's checksums. Fashion-MNIST's
-IDX files are also found in Debian's ``dataset-fashion-mnist`` location. Training batches are
+read with torchvision's own readers (:mod:`sensitivity.tasks.images`). Training batches are
 augmented on their device: random crop with zero padding (4 px for 32x32, 2 px for 28x28) and
-horizontal flip.
+horizontal flip. The learning rate follows ``schedule`` (constant, cosine or step, after
+``warmup_epochs`` of linear warm-up; :mod:`sensitivity.schedule`), the swept lr being its peak.
 """
 
 from __future__ import annotations
 
-import gzip
-import os
-import shutil
-from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-from sensitivity.errors import UserError
-from sensitivity.tasks.base import Task, TaskData, subset_first
-
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-"""Where Debian's ``dataset-fashion-mnist`` package puts the four IDX .gz files."""
-
-_FASHION_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
+from sensitivity.tasks.base import TensorData, TensorTask
+from sensitivity.tasks.images import IMAGE_DATASETS, crop_flip, load_image_data
 
 
-def _fashion_mnist_dirs(data_dir: Path) -> list[Path]:
-    extra = os.environ.get("ADAMRAG_SENS_FASHION_MNIST_DIR")
-    dirs = [data_dir / "FashionMNIST" / "raw", data_dir / "fashion-mnist", data_dir]
-    if extra:
-        dirs.insert(0, Path(extra))
-    dirs.append(DEBIAN_FASHION_MNIST)
-    return dirs
-
-
-def _prepare_fashion_mnist(data_dir: Path, download: bool) -> None:
-    """Make ``data_dir/FashionMNIST/raw`` hold the four uncompressed IDX files torchvision reads.
-
-    Looks for the files (plain or .gz) in ``data_dir/FashionMNIST/raw``, ``data_dir/fashion-mnist``,
-    ``data_dir`` and Debian's location, and decompresses .gz copies into the torchvision layout.
-
-    Raises:
-        UserError: the files are nowhere and ``download`` is False.
-    """
-    raw = data_dir / "FashionMNIST" / "raw"
-    if all((raw / name).is_file() for name in _FASHION_FILES):
-        return
-    for folder in _fashion_mnist_dirs(data_dir):
-        found = {}
-        for name in _FASHION_FILES:
-            for candidate in (folder / name, folder / f"{name}.gz"):
-                if candidate.is_file():
-                    found[name] = candidate
-                    break
-        if len(found) == len(_FASHION_FILES):
-            raw.mkdir(parents=True, exist_ok=True)
-            for name, path in found.items():
-                target = raw / name
-                if target.is_file():
-                    continue
-                tmp = raw / f".{name}.part"
-                opener = gzip.open if path.suffix == ".gz" else open
-                with opener(path, "rb") as src, open(tmp, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                os.replace(tmp, target)  # a crash never leaves a half-written IDX file
-            return
-    if download:
-        return  # torchvision downloads and checks them
-    looked = ", ".join(str(d) for d in _fashion_mnist_dirs(data_dir))
-    raise UserError(
-        f"Fashion-MNIST not found (looked in {looked}); install Debian's dataset-fashion-mnist, "
-        f"copy the four IDX files into {data_dir}/fashion-mnist, or pass --download on a machine online"
-    )
-
-
-def _normalise(x_train: torch.Tensor, x_val: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    mean = x_train.mean(dim=(0, 2, 3), keepdim=True)
-    std = x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)
-    return (x_train - mean) / std, (x_val - mean) / std
-
-
-def load_image_data(config: dict[str, Any]) -> TaskData:
-    """Load CIFAR-10 or Fashion-MNIST as tensors of shape (N, C, H, W) float32, normalised.
-
-    ``config``: ``dataset`` ("cifar10" | "fashion-mnist"), ``data_dir``, ``download``,
-    ``train_size`` (first N training images), ``val_size`` (first N test images).
-
-    Raises:
-        UserError: unknown data set, or the files are missing (the message says where it looked
-            and how to get them).
-    """
-    from torchvision import datasets
-
-    dataset = config["dataset"]
-    data_dir = Path(config.get("data_dir") or "data").expanduser()
-    download = bool(config.get("download", False))
-    if dataset == "cifar10":
-        try:
-            train = datasets.CIFAR10(str(data_dir), train=True, download=download)
-            test = datasets.CIFAR10(str(data_dir), train=False, download=download)
-        except (RuntimeError, OSError) as err:  # missing or corrupt files; a failed download (URLError)
-            raise UserError(
-                f"CIFAR-10 not found in {data_dir / 'cifar-10-batches-py'} ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
-                f"pass --download on a machine online, or --data-dir pointing at a folder that holds cifar-10-batches-py"
-            ) from None
-        to_tensor = lambda a: torch.as_tensor(a).permute(0, 3, 1, 2).float() / 255.0  # noqa: E731
-        x_tr, y_tr = to_tensor(train.data), torch.as_tensor(train.targets, dtype=torch.int64)
-        x_va, y_va = to_tensor(test.data), torch.as_tensor(test.targets, dtype=torch.int64)
-        name = "CIFAR-10 (32x32 RGB)"
-    elif dataset == "fashion-mnist":
-        _prepare_fashion_mnist(data_dir, download)
-        try:
-            train = datasets.FashionMNIST(str(data_dir), train=True, download=download)
-            test = datasets.FashionMNIST(str(data_dir), train=False, download=download)
-        except (RuntimeError, OSError, AssertionError, ValueError) as err:  # torchvision asserts on bad IDX headers
-            raise UserError(f"Fashion-MNIST in {data_dir / 'FashionMNIST' / 'raw'} is unreadable "
-                            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'bad IDX file'}); "
-                            f"delete that folder and run again") from None
-        x_tr, y_tr = train.data.unsqueeze(1).float() / 255.0, train.targets.long()
-        x_va, y_va = test.data.unsqueeze(1).float() / 255.0, test.targets.long()
-        name = "Fashion-MNIST (28x28 grey)"
-    else:
-        raise UserError(f"unknown dataset {dataset!r} for resnet18; choose cifar10 or fashion-mnist")
-    x_tr, y_tr = subset_first(x_tr, y_tr, config.get("train_size"))
-    x_va, y_va = subset_first(x_va, y_va, config.get("val_size"))
-    x_tr, x_va = _normalise(x_tr, x_va)
-    return TaskData(
-        x_train=x_tr,
-        y_train=y_tr,
-        x_val=x_va,
-        y_val=y_va,
-        num_classes=10,
-        description=f"{name}, {len(y_tr)} train / {len(y_va)} validation (test split)",
-    )
-
-
-def build_resnet18(config: dict[str, Any], data: TaskData) -> nn.Module:
+def build_resnet18(config: dict[str, Any], data: TensorData) -> nn.Module:
     """torchvision ResNet-18 with the CIFAR stem; input (B, C, H, W), output (B, num_classes)."""
     from torchvision.models import resnet18
 
@@ -155,49 +29,28 @@ def build_resnet18(config: dict[str, Any], data: TaskData) -> nn.Module:
     return model
 
 
-def crop_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random crop after zero padding, and random horizontal flip, on ``x``'s device.
-
-    Args:
-        x: images, shape (B, C, H, W).
-        generator: random source on ``x``'s device (None: the global one).
-
-    Returns:
-        Augmented images, shape (B, C, H, W), same dtype and memory format.
-    """
-    b, _, h, w = x.shape
-    pad = 4 if h >= 32 else 2
-    padded = nn.functional.pad(x, (pad, pad, pad, pad))
-    dx = torch.randint(0, 2 * pad + 1, (b,), device=x.device, generator=generator)
-    dy = torch.randint(0, 2 * pad + 1, (b,), device=x.device, generator=generator)
-    rows = (dy[:, None] + torch.arange(h, device=x.device)[None, :])  # (B, H)
-    cols = (dx[:, None] + torch.arange(w, device=x.device)[None, :])  # (B, W)
-    flip = torch.rand(b, device=x.device, generator=generator) < 0.5
-    cols = torch.where(flip[:, None], cols.flip(1), cols)
-    bidx = torch.arange(b, device=x.device)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[bidx, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
-    return out.permute(0, 3, 1, 2).contiguous(memory_format=_memory_format(x))
-
-
-def _memory_format(x: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else torch.contiguous_format
-
-
-RESNET18 = Task(
+RESNET18 = TensorTask(
     name="resnet18",
-    description="torchvision ResNet-18, CIFAR stem (3x3 conv, no max-pool); CIFAR-10 or Fashion-MNIST",
+    description="torchvision ResNet-18, CIFAR stem (3x3 conv, no max-pool); CIFAR-10, CIFAR-100 or Fashion-MNIST",
     defaults={
         "dataset": "cifar10",
         "epochs": 10,
         "batch_size": 128,
+        "schedule": "constant",
+        "warmup_epochs": 0,
         "data_dir": "data",
         "download": False,
         "train_size": None,
         "val_size": None,
     },
-    datasets=("cifar10", "fashion-mnist"),
+    datasets=IMAGE_DATASETS,
     load=load_image_data,
     build_model=build_resnet18,
     augment=crop_flip,
-    image_model=True,
+    epoch="one pass over the training images (random crop + flip, on the device)",
+    example_unit="images",
+    data_source="torchvision CIFAR10/CIFAR100 from --data-dir (--download when online); "
+                "Fashion-MNIST IDX files (Debian dataset-fashion-mnist)",
+    cpu_trial_time="GPU budget; at the CPU studies' budget (2,000 images, 1 epoch) about a minute at ~30 images/s",
+    autocast=True,
 )

@@ -1,0 +1,111 @@
+"""A user's own workload without editing the package: module:factory, file.py:factory, and the
+adamrag_sens.tasks entry-point group; every bad target is one line naming the fix."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import uuid
+
+import pytest
+
+from sensitivity.errors import UserError
+from sensitivity.tasks import ENTRY_POINT_GROUP, TensorTask, entry_point_tasks, get_task
+from sensitivity.train import train_trial
+
+TASK_SOURCE = textwrap.dedent('''
+    import torch
+    from sensitivity.tasks import TensorData, TensorTask
+
+    def load(config):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(120, 5, generator=g)
+        y = (x[:, 0] > 0).long()
+        return TensorData(x[:80], y[:80], x[80:], y[80:], num_classes=2, description="sign of x0")
+
+    def make_task():
+        return TensorTask(name="sign", description="sign of the first feature",
+                          defaults={"epochs": 2, "batch_size": 16}, load=load,
+                          build_model=lambda config, data: torch.nn.Linear(5, 2))
+
+    TASK = make_task()
+    NOT_A_TASK = 42
+
+    def returns_a_string():
+        return "nope"
+
+    def raises():
+        raise RuntimeError("no data here")
+''')
+
+
+@pytest.fixture()
+def user_module(tmp_path, monkeypatch):
+    """A module file in a fresh current directory, under a name no other test uses."""
+    name = f"user_tasks_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(TASK_SOURCE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_module_factory_from_the_current_directory_trains(user_module):
+    task = get_task(f"{user_module}:make_task")
+    assert isinstance(task, TensorTask) and task.name == "sign"
+    assert get_task(f"{user_module}:make_task") is task  # the factory runs once per process
+    result = train_trial(task, task.config(), "adam", {"lr": 0.05}, seed=0, epochs=2, divergence_factor=5.0)
+    assert result.epochs_run == 2 and result.steps == 2 * (80 // 16)
+    assert result.metrics["val_acc"][-1] > 0.8  # a linear model learns the sign of a feature
+
+
+def test_a_task_object_and_a_file_path_work_too(user_module, tmp_path):
+    assert get_task(f"{user_module}:TASK").name == "sign"
+    assert get_task(f"{tmp_path / user_module}.py:make_task").name == "sign"
+
+
+@pytest.mark.parametrize("target, message", [
+    ("no_such_module_xyz:make", "no module named 'no_such_module_xyz'.*check the name before the colon"),
+    ("{m}:missing", "has no attribute 'missing'; check the name after the colon"),
+    ("{m}:NOT_A_TASK", "'NOT_A_TASK' is a int, not a Task or a function returning one"),
+    ("{m}:returns_a_string", r"returns_a_string\(\) returned a str, not a sensitivity.tasks.Task"),
+    ("{m}:raises", r"calling raises\(\) failed \(RuntimeError: no data here\)"),
+    ("{m}:", "give the task as module:factory"),
+    ("nowhere/tasks.py:make", "no file nowhere/tasks.py"),
+    ("not-a-task", "unknown task 'not-a-task'; choose one of: digits-mlp, fmnist-cnn, resnet18, char-lm, cartpole"),
+])
+def test_bad_targets_are_one_line_user_errors(user_module, target, message):
+    with pytest.raises(UserError, match=message) as info:
+        get_task(target.format(m=user_module))
+    assert "\n" not in str(info.value)
+
+
+def test_entry_point_of_an_installed_package(tmp_path, monkeypatch):
+    name = f"ep_tasks_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(TASK_SOURCE)
+    info = tmp_path / f"{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nsign-{name} = {name}:make_task\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert entry_point_tasks()[f"sign-{name}"] == f"{name}:make_task"
+    assert get_task(f"sign-{name}").name == "sign"
+    sys.modules.pop(name, None)
+
+
+def test_a_task_without_epochs_in_its_defaults_is_refused(tmp_path, monkeypatch):
+    name = f"bad_defaults_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(TASK_SOURCE.replace('{"epochs": 2, "batch_size": 16}', '{"batch_size": 16}'))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(UserError, match="defaults lack epochs"):
+        get_task(f"{name}:make_task")
+    sys.modules.pop(name, None)
+
+
+def test_every_built_in_task_meets_the_contract():
+    from sensitivity.tasks import TASKS, check_task
+
+    for task in TASKS.values():
+        check_task(task, task.name)  # raises UserError on a broken declaration
+        assert task.metric(task.reference).direction in ("minimize", "maximize")
+        assert task.data_source and task.epoch and task.example_unit
