@@ -109,6 +109,15 @@ class _Progress:
         best = "-" if self.best is None else f"{self.best:.4f}"
         self.progress.update(self.task_id, advance=1, best=best)
 
+    def on_trial_fail(self, failure: Any, retry: int | None) -> None:
+        from sensitivity.study.sweep import MAX_RETRIES
+
+        then = f"retry {retry} of {MAX_RETRIES} queued" if retry else "no retry left; the sweep goes on"
+        console.print(f"trial #{failure.number} failed ({_format_params(failure.params)}): {failure.error}; {then}",
+                      highlight=False, markup=False)
+        if self.task_id is not None and not retry:
+            self.progress.update(self.task_id, advance=1)
+
     def on_wait(self, running: int) -> None:
         self.progress.update(self.task_id, description=f"waiting for {running} trial(s) of other workers")
 
@@ -216,7 +225,7 @@ def sweep(
     _print_outcome(result, spec.objective_metric)
     for line in _report_command(storage, result.study_name, ctx.get_parameter_source("storage")):
         console.print(line, highlight=False)
-    if result.outcome is not None and result.outcome.failed:
+    if result.failures or (result.outcome is not None and result.outcome.failed):
         raise typer.Exit(1)
 
 
@@ -281,7 +290,7 @@ def _read_study_definition(ctx: typer.Context, path: Path) -> dict[str, Any]:
 def _ran_line(ran: int, diverged: int, prog: Any) -> str:
     line = f"ran {ran} trials ({diverged} diverged); {prog.complete} of {prog.total} points complete"
     if prog.failed:
-        line += f"; {prog.failed} failed (see the errors above): run the same command again to retry them"
+        line += f"; {prog.failed} failed (listed below): run the same command again to retry them"
     return line
 
 
@@ -289,6 +298,13 @@ def _direction(spec: Any) -> str:
     from sensitivity.tasks import get_task
 
     return get_task(spec.task).metric(spec.objective_metric).direction
+
+
+def _print_failures(failures: list[Any]) -> None:
+    """One line per planned point whose trial failed (retries used up), with its error."""
+    for f in failures:
+        err_console.print(f"failed: trial #{f.number} {_format_params(f.params)}: {f.error}", highlight=False,
+                          markup=False, soft_wrap=True)
 
 
 def _print_outcome(result: Any, metric: str) -> None:
@@ -303,7 +319,7 @@ def _print_outcome(result: Any, metric: str) -> None:
                 f"{prog.complete - result.complete_before} points; {prog.complete} of {prog.total} complete "
                 f"({prog.diverged} diverged)")
         if prog.failed:
-            line += f"; {prog.failed} failed: run the same command again to retry them"
+            line += f"; {prog.failed} failed (listed below): run the same command again to retry them"
         console.print(line, highlight=False)
         for index, code in result.outcome.failed:
             err_console.print(f"worker {index} exited with code {code} (its error is printed above)", highlight=False,
@@ -311,10 +327,13 @@ def _print_outcome(result: Any, metric: str) -> None:
         for index, signum in result.outcome.killed:
             err_console.print(f"worker {index} was killed by signal {signum}; its running trial was failed when its "
                               f"heartbeat went stale and its point queued again", highlight=False, soft_wrap=True)
+    _print_failures(result.failures)
     if result.best:
         best = result.best
-        console.print(f"best {metric} {best['value']:.4f}: trial #{best['number']} {_format_params(best['params'])}",
-                      highlight=False)
+        line = f"best {metric} {best['value']:.4f}: trial #{best['number']} {_format_params(best['params'])}"
+        if best.get("diverged"):
+            line += " (diverged: every complete trial diverged, the value is its initial one)"
+        console.print(line, highlight=False)
 
 
 @app.command()
@@ -338,7 +357,7 @@ def worker(
 
     stop_when_parent_dies()
     from sensitivity.study.queue import enqueue_missing
-    from sensitivity.study.sweep import join_study, plan_progress_of, run_worker
+    from sensitivity.study.sweep import failed_points, join_study, plan_progress_of, run_worker
 
     if threads is not None:
         if threads < 1:
@@ -361,6 +380,10 @@ def worker(
             bar.stop()
     console.print(f"worker ran {ran} trials on study {study!r}", highlight=False)
     console.print(_ran_line(ran, diverged, plan_progress_of(study_obj, plan)), highlight=False)
+    failures = failed_points(study_obj, plan)
+    _print_failures(failures)
+    if failures:
+        raise typer.Exit(1)
 
 
 _TOLERANCE_HELP = ("Tolerance width threshold: the fraction tau of the achievable improvement a run may lose "
