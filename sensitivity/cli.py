@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -37,6 +38,20 @@ from sensitivity.study.spec import DEFAULT_STORAGE, STORAGE_ENV, StudySpec  # no
 
 _DEFAULT = StudySpec()
 """The defaults of every sweep flag: the spec's, written once there."""
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    """Warnings meant for the user (a journal read only up to a torn record) as one line; the rest as Python shows them."""
+    if category.__name__ == "JournalPrefixWarning":  # sensitivity.storage's; by name, so the CLI imports no Optuna
+        err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
+warnings.showwarning = _show_warning
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -104,13 +104,29 @@ def heartbeat_settings() -> tuple[int, float]:
     return interval, grace
 
 
-def _sqlite_path(url: str) -> Path | None:
-    if not url.startswith("sqlite:///"):
+def sqlite_path(url: str) -> Path | None:
+    """The file an ``sqlite://`` URL opens, derived exactly as SQLAlchemy derives it
+    (``sqlalchemy.engine.make_url(url).database``: percent-escapes decoded, the query dropped), so
+    every check acts on the file that will be opened. None for an in-memory database or another scheme.
+
+    Example: ``sqlite_path("sqlite:////tmp/a%20b/s.db") == Path("/tmp/a b/s.db")``.
+
+    Raises:
+        UserError: a URL SQLAlchemy cannot parse, or an SQLite URI filename (``?uri=true``).
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as err:
+        raise UserError(f"storage URL {url!r} is malformed ({err}); use sqlite:///path.db") from None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
-    rest = url[len("sqlite:///") :]
-    if rest in ("", ":memory:"):
-        return None
-    return Path(rest.split("?", 1)[0])
+    if str(parsed.query.get("uri", "")).lower() in ("true", "1"):
+        raise UserError(f"storage URL {url!r} is an SQLite URI filename (uri=true), which is not supported; "
+                        f"give sqlite:///path.db")
+    return Path(parsed.database)
 
 
 def is_journal_path(storage: str) -> bool:
@@ -131,7 +147,9 @@ def normalize_storage_url(storage: str) -> str:
             f"storage URL {mask_storage(storage)!r} is malformed; use sqlite:///path.db, postgresql://user@host/db, "
             f"or a journal file path ending in .log"
         )
-    return f"sqlite:///{storage}"
+    from urllib.parse import quote
+
+    return f"sqlite:///{quote(storage)}"  # SQLAlchemy decodes %XX: a folder named "a%20b" must stay itself
 
 
 # ---- secrets: how a storage URL is shown -------------------------------------------------------
@@ -296,7 +314,10 @@ def sqlite_tables(path: Path | str) -> set[str]:
         UserError: the file cannot be read as an SQLite database.
     """
     try:
-        con = sqlite3.connect(f"file:{os.path.abspath(path)}?mode=ro", uri=True, timeout=SQLITE_BUSY_TIMEOUT_S)
+        from urllib.parse import quote
+
+        uri = f"file:{quote(os.path.abspath(path))}?mode=ro"  # SQLite decodes %XX in URIs: escape the path
+        con = sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S)
         try:
             return {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         finally:
@@ -320,6 +341,127 @@ def _check_journal_file(path: Path) -> None:
         record = None
     if not (isinstance(record, dict) and "op_code" in record):
         raise UserError(f"{path} is not an Optuna journal file; give another --storage path (the file was left untouched)")
+
+
+def journal_damage(path: Path) -> tuple[int, int] | None:
+    """Where an Optuna journal file stops being whole: ``(line number, byte offset)`` of its first
+    record that is cut off (no line end) or not an Optuna record, or None when every line is one.
+
+    A process killed while appending leaves exactly such a torn tail; Optuna skips a torn last line
+    but fails on one followed by anything, so a record appended after it corrupts the journal.
+    The ``byte offset`` is the size of the whole records before the damage.
+    """
+    offset = 0
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            whole = line.endswith(b"\n")
+            if whole:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    record = None
+                whole = isinstance(record, dict) and "op_code" in record
+            if not whole:
+                return number, offset
+            offset += len(line)
+    return None
+
+
+def _journal_lock(path: Path) -> Any:
+    """The lock Optuna's JournalFileBackend takes around every append (its default, Optuna 5.0.0)."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    return JournalFileSymlinkLock(str(path))
+
+
+def _check_journal_whole(path: Path) -> None:
+    """Refuse to write to a journal with a damaged record: anything appended would follow it.
+
+    A tail that looks torn may be another worker's append in progress, so the check is repeated
+    under the journal's own lock, where no append is under way.
+
+    Raises:
+        UserError: the journal is damaged; the one line says where and how to cut it back.
+    """
+    if not path.exists() or journal_damage(path) is None:
+        return
+    lock = _journal_lock(path)
+    lock.acquire()
+    try:
+        damage = journal_damage(path)
+    finally:
+        lock.release()
+    if damage is not None:
+        line, size = damage
+        raise UserError(
+            f"journal file {path} is damaged at line {line} (a record cut off by a crash, or not an Optuna record); "
+            f"appending after it would corrupt the journal for good: back the file up, keep its first {size} bytes "
+            f"(truncate -s {size} {path}) and run again (the file was left untouched)"
+        )
+
+
+class _TornTailGuardedBackend:
+    """Mixin for Optuna's JournalFileBackend: before every append, under the journal's lock, check
+    that the file ends with a whole line, so a record is never appended after one torn by a crash
+    of another process (which would corrupt the journal for good)."""
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:  # Optuna 5.0.0: BaseJournalBackend.append_logs
+        lock = self._guard_lock
+        lock.acquire()
+        try:
+            with open(self._guard_path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                if fh.tell() > 0:
+                    fh.seek(-1, os.SEEK_END)
+                    if fh.read(1) != b"\n":
+                        raise UserError(
+                            f"journal file {self._guard_path} ends in a torn record (a write cut off by a crash); "
+                            f"nothing more was written to it: run the same command again, it says how to repair it"
+                        )
+            what = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+            with open(self._guard_path, "ab") as fh:
+                fh.write(what.encode("utf-8"))
+                fh.flush()
+                os.fsync(fh.fileno())
+        finally:
+            lock.release()
+
+
+def _guarded_journal_backend(path: Path) -> Any:
+    from optuna.storages.journal import JournalFileBackend
+
+    class GuardedJournalFileBackend(_TornTailGuardedBackend, JournalFileBackend):
+        pass
+
+    lock = _journal_lock(path)
+    backend = GuardedJournalFileBackend(str(path), lock_obj=lock)
+    backend._guard_lock, backend._guard_path = lock, str(path)
+    return backend
+
+
+class JournalPrefixWarning(UserWarning):
+    """A journal was read up to a damaged record; the records after it were ignored."""
+
+
+def _journal_prefix_backend(path: Path, line: int) -> Any:
+    """A read-only journal backend holding the whole records of ``path`` before line ``line``."""
+    from optuna.storages.journal import BaseJournalBackend
+
+    records: list[dict[str, Any]] = []
+    with path.open("rb") as fh:
+        for number, text in enumerate(fh, start=1):
+            if number >= line:
+                break
+            records.append(json.loads(text))
+
+    class PrefixBackend(BaseJournalBackend):
+        def read_logs(self, log_number_from: int):  # noqa: ANN202
+            yield from records[log_number_from:]
+
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            raise RuntimeError("a journal read up to a damaged record is read-only")
+
+    return PrefixBackend()
 
 
 def _enable_wal(path: Path) -> None:
@@ -464,32 +606,39 @@ def open_storage(storage: str | os.PathLike, *, read_only: bool = False, create:
         _check_journal_file(path)
         if not create and not path.exists():
             raise UserError(f"journal file {path} does not exist; check --storage or run `adamrag-sens sweep` first")
-        if not read_only:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        from optuna.storages.journal import JournalFileBackend
-
+        damage = journal_damage(path) if path.exists() else None
         try:
-            return JournalHeartbeatStorage(JournalFileBackend(str(path)), interval, grace)
+            if read_only and damage is not None:
+                warnings.warn(
+                    f"journal file {path} is damaged at line {damage[0]} (a record cut off by a crash?); read the "
+                    f"{damage[0] - 1} whole records before it and ignored the rest", JournalPrefixWarning, stacklevel=2)
+                return optuna.storages.JournalStorage(_journal_prefix_backend(path, damage[0]))
+            if not read_only:
+                _check_journal_whole(path)
+                path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalHeartbeatStorage(_guarded_journal_backend(path), interval, grace)
+        except UserError:
+            raise
         except Exception as err:  # noqa: BLE001 - any parse error of a foreign file
             raise UserError(f"cannot open journal file {path} ({err}); give another --storage path") from None
     scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
-    sqlite_path = _sqlite_path(url)
+    db_path = sqlite_path(url) if scheme == "sqlite" else None
     engine_kwargs: dict[str, Any] = {}
     if scheme == "sqlite":
-        if sqlite_path is None and url not in ("sqlite://", "sqlite:///:memory:"):
+        if db_path is None and url not in ("sqlite://", "sqlite:///:memory:"):
             raise UserError(f"storage URL {mask_storage(storage)!r} is malformed; use sqlite:///relative/path.db or sqlite:////absolute/path.db")
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
-        if sqlite_path is not None:
-            check_sqlite_file(sqlite_path)
-            if not sqlite_path.exists() or (read_only and sqlite_path.stat().st_size == 0):
+        if db_path is not None:
+            check_sqlite_file(db_path)
+            if not db_path.exists() or (read_only and db_path.stat().st_size == 0):
                 if not create:
-                    raise UserError(f"no SQLite database at {sqlite_path}; run `adamrag-sens sweep` first or check --storage")
-                sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+                    raise UserError(f"no SQLite database at {db_path}; run `adamrag-sens sweep` first or check --storage")
+                db_path.parent.mkdir(parents=True, exist_ok=True)
             if read_only:
-                if "studies" not in sqlite_tables(sqlite_path):
-                    raise UserError(f"{sqlite_path} is not an Optuna database (no 'studies' table); check --storage")
+                if "studies" not in sqlite_tables(db_path):
+                    raise UserError(f"{db_path} is not an Optuna database (no 'studies' table); check --storage")
             else:
-                _enable_wal(sqlite_path)
+                _enable_wal(db_path)
     elif scheme in _RDB_SCHEMES:
         url = with_installed_driver(url)
         if "connect_timeout" not in url:
