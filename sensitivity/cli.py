@@ -20,19 +20,41 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
+import typer.core
 from rich.console import Console
 
 from sensitivity.errors import UserError
 
+console = Console(stderr=False, soft_wrap=True)  # long lines (commands to copy) never wrap mid-word
+err_console = Console(stderr=True)
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")  # click's, as Typer vendors it
+
+
+class _OneLineUsageErrors(typer.core.TyperGroup):
+    """A flag Typer cannot parse (``--epochs abc``, an unknown flag) is one line on stderr and exit 2,
+    like every other mistake, instead of a usage box."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _UsageError as err:
+            if type(err).__name__ == "NoArgsIsHelpError":  # a bare command prints its help
+                raise
+            where = err.ctx.command_path if err.ctx is not None else ctx.command_path
+            message = " ".join(err.format_message().split())
+            err_console.print(f"[bold red]error:[/] {message} (`{where} --help` lists the flags)", highlight=False,
+                              soft_wrap=True, markup=True)
+            raise typer.Exit(2) from None
+
+
 app = typer.Typer(
+    cls=_OneLineUsageErrors,
     name="adamrag-sens",
     help="Learning-rate and momentum sensitivity of deep-learning optimizers (AdamRAG, Adam, NAG, Lion).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=False, soft_wrap=True)  # long lines (commands to copy) never wrap mid-word
-err_console = Console(stderr=True)
 
 from sensitivity.study.spec import DEFAULT_STORAGE, STORAGE_ENV, StudySpec  # noqa: E402
 
@@ -293,6 +315,7 @@ def _read_study_definition(ctx: typer.Context, path: Path) -> dict[str, Any]:
         source = ctx.get_parameter_source(key)
         if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
             continue  # the command line wins
+        _check_definition_type(path, key, value)
         if isinstance(value, list):
             value = ",".join(str(v) for v in value)
         try:
@@ -300,6 +323,67 @@ def _read_study_definition(ctx: typer.Context, path: Path) -> dict[str, Any]:
         except Exception as err:  # noqa: BLE001 - click.BadParameter and friends
             raise UserError(f"study definition {path}: {key} = {value!r} is invalid ({err}); fix the file") from None
     return values
+
+
+_NUMBER_LIST_KEYS = ("lr", "beta1", "beta2", "gamma", "weight_decay")
+_TEXT_LIST_KEYS = ("optimizers",)
+_INT_LIST_KEYS = ("gpus",)
+
+
+def _toml_kind(value: Any) -> str:
+    return {bool: "a boolean", int: "a whole number", float: "a number", str: "a string",
+            list: "a list", dict: "a table"}.get(type(value), f"a {type(value).__name__}")
+
+
+def _flag_kinds() -> dict[str, str]:
+    """``sweep``'s flags by name -> ``"integer"``, ``"float"``, ``"boolean"`` or ``"text"``, from
+    the annotations of the function (the types Typer converts the command line to)."""
+    import inspect
+    import typing
+
+    hints = typing.get_type_hints(inspect.unwrap(sweep), globalns=globals())
+    kinds = {}
+    for name, hint in hints.items():
+        args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+        kinds[name] = {int: "integer", float: "float", bool: "boolean"}.get(args[0], "text")
+    return kinds
+
+
+def _check_definition_type(path: Path, key: str, value: Any) -> None:
+    """Refuse a TOML value whose type is not the flag's: TOML's true is not 1, "3" is not 3.
+
+    Raises:
+        UserError: one line naming the file, the key, the value's type and the type wanted.
+    """
+    kind = _flag_kinds().get(key, "text")
+
+    def is_number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if key in _NUMBER_LIST_KEYS:
+        ok = is_number(value) or isinstance(value, str) or (
+            isinstance(value, list) and bool(value) and all(is_number(v) for v in value))
+        wanted, example = "a number or a list of numbers", f"{key} = [0.9, 0.95]"
+    elif key in _TEXT_LIST_KEYS:
+        ok = isinstance(value, str) or (isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value))
+        wanted, example = "a name or a list of names", f'{key} = ["adamrag", "adam"]'
+    elif key in _INT_LIST_KEYS:
+        ok = isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, list) and bool(value) and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+        wanted, example = "a GPU number or a list of them", f"{key} = [0, 1]"
+    elif kind == "boolean":
+        ok, wanted, example = isinstance(value, bool), "true or false", f"{key} = true"
+    elif kind == "integer":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        wanted, example = "a whole number", f"{key} = 3"
+    elif kind == "float":
+        ok, wanted, example = is_number(value), "a number", f"{key} = 5.0"
+    else:  # text and paths
+        ok, wanted, example = isinstance(value, str), "a string", f'{key} = "..."'
+    if not ok:
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)
+        raise UserError(f"study definition {path}: {key} = {shown} is {_toml_kind(value)}, but {key} takes "
+                        f"{wanted} (e.g. {example}); fix the file")
 
 
 def _ran_line(ran: int, diverged: int, prog: Any) -> str:

@@ -530,6 +530,35 @@ def _open_rdb(url: str, engine_kwargs: dict[str, Any], options: dict[str, Any], 
     raise AssertionError("unreachable")
 
 
+def _schema_mismatch(url: str, engine_kwargs: dict[str, Any], storage: str) -> str | None:
+    """When the database's Optuna table schema is not the one this Optuna writes, what to do, as one
+    line naming the stored schema version; None when the schema is not the problem (or unreadable).
+
+    Reads the stored and known versions with ``RDBStorage.get_current_version``/``get_head_version``/
+    ``get_all_versions`` on a storage opened with ``skip_compatibility_check`` and
+    ``skip_table_creation`` (nothing is written).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            probe = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=True,
+                                               skip_table_creation=True)
+        try:
+            current, head, known = probe.get_current_version(), probe.get_head_version(), probe.get_all_versions()
+        finally:
+            probe.engine.dispose()
+    except Exception:  # noqa: BLE001 - no schema to read: another problem
+        return None
+    if current == head:
+        return None
+    if current in known:
+        return (f"storage {storage!r} holds Optuna table schema {current}, older than the {head} of this Optuna "
+                f"{optuna.__version__}: back it up, then upgrade it with `optuna storage upgrade --storage {storage}`")
+    return (f"storage {storage!r} holds Optuna table schema {current}, newer than this Optuna {optuna.__version__} "
+            f"knows (its newest is {head}): upgrade Optuna (pip install -U optuna) to use it, or give another --storage "
+            f"(the database was left untouched)")
+
+
 class JournalHeartbeatStorage(optuna.storages.JournalStorage, BaseHeartbeat):
     """Optuna's JournalStorage with the heartbeat that Optuna gives only its RDB storage.
 
@@ -660,6 +689,9 @@ def open_storage(storage: str | os.PathLike, *, read_only: bool = False, create:
         if isinstance(cause, ImportError) or text.startswith("No module named"):
             hint = _DRIVER_HINT.get(scheme, "install the database driver SQLAlchemy names")
             raise UserError(f"storage {mask_storage(storage)!r} needs a database driver ({text}): {hint}") from None
+        schema = _schema_mismatch(url, engine_kwargs, mask_storage(storage))
+        if schema is not None:
+            raise UserError(schema) from None
         reason = " ".join(text.split())[:200]
         raise UserError(f"cannot open Optuna storage {mask_storage(storage)!r} ({reason}); check the URL, the server and its credentials") from None
     if scheme == "sqlite" and not read_only:
