@@ -513,15 +513,81 @@ def with_installed_driver(url: str) -> str:
     return f"postgresql://{rest}"
 
 
+RECONNECT_PAUSES_S = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+"""Pauses between the attempts of a storage call whose database connection was lost (about 30 s in all)."""
+
+
+def is_connection_lost(err: BaseException) -> bool:
+    """True when ``err`` (or an exception it was raised from) says the database connection was lost
+    or could not be made: SQLAlchemy's ``OperationalError`` (server gone, restarting, refusing) or a
+    ``DBAPIError`` after which SQLAlchemy invalidated the connection (``pg_terminate_backend``)."""
+    import sqlalchemy.exc
+
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, sqlalchemy.exc.OperationalError):
+            return True
+        if isinstance(err, sqlalchemy.exc.DBAPIError) and err.connection_invalidated:
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _reconnecting(method: Any) -> Any:
+    import functools
+
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        for pause in (*RECONNECT_PAUSES_S, None):
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as err:  # noqa: BLE001 - only lost connections are retried
+                if pause is None or not is_connection_lost(err):
+                    raise
+                time.sleep(pause)
+        raise AssertionError("unreachable")
+
+    return call
+
+
+class ReconnectingRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDBStorage whose calls survive a lost server connection.
+
+    ``pool_pre_ping`` replaces connections that died while idle in the pool, but a connection
+    killed while checked out (``pg_terminate_backend``, a server restart, a network cut) fails the
+    call under way. Each storage call is therefore retried, on a new connection, while the error
+    says the connection was lost (:func:`is_connection_lost`), for about 30 s
+    (:data:`RECONNECT_PAUSES_S`); then the error propagates. A retried write whose first attempt
+    did commit is harmless here: a WAITING -> RUNNING update then reports the trial taken (its
+    heartbeat makes it stale and it runs again), a second queued copy of a point is pruned as a
+    duplicate, and ``tell`` is called with ``skip_if_finished``.
+    """
+
+
+for _name in (
+    "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr", "get_study_id_from_name",
+    "get_study_name_from_id", "get_study_directions", "get_study_user_attrs", "get_study_system_attrs",
+    "get_all_studies", "create_new_trial", "set_trial_param", "get_trial_id_from_study_id_trial_number",
+    "get_trial_number_from_id", "get_trial_param", "set_trial_state_values", "set_trial_intermediate_value",
+    "set_trial_user_attr", "set_trial_system_attr", "get_trial", "get_all_trials", "get_n_trials",
+    "get_best_trial", "record_heartbeat", "_get_stale_trial_ids",  # the last: private, Optuna 5.0.0
+):
+    if hasattr(optuna.storages.RDBStorage, _name):
+        setattr(ReconnectingRDBStorage, _name, _reconnecting(getattr(optuna.storages.RDBStorage, _name)))
+
+
 def _open_rdb(url: str, engine_kwargs: dict[str, Any], options: dict[str, Any], retry: bool) -> optuna.storages.RDBStorage:
-    """RDBStorage(url); on SQLite, retried a few times when another process is creating the tables
-    of a new file at the same moment ("table ... already exists", "database is locked", "UNIQUE constraint
-    failed: alembic_version" when both write the schema version)."""
+    """RDBStorage(url) (a :class:`ReconnectingRDBStorage` for database servers); on SQLite, retried
+    a few times when another process is creating the tables of a new file at the same moment
+    ("table ... already exists", "database is locked", "UNIQUE constraint failed: alembic_version"
+    when both write the schema version)."""
+    cls = optuna.storages.RDBStorage if url.startswith("sqlite") else ReconnectingRDBStorage
     for attempt in range(4):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **options)
+                return cls(url, engine_kwargs=engine_kwargs, **options)
         except Exception as err:  # noqa: BLE001
             text = str(err.__cause__ or err)
             if not retry or attempt == 3 or not ("already exists" in text or "locked" in text or "UNIQUE constraint" in text):
