@@ -520,13 +520,14 @@ RECONNECT_PAUSES_S = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 def is_connection_lost(err: BaseException) -> bool:
     """True when ``err`` (or an exception it was raised from) says the database connection was lost
     or could not be made: SQLAlchemy's ``OperationalError`` (server gone, restarting, refusing) or a
-    ``DBAPIError`` after which SQLAlchemy invalidated the connection (``pg_terminate_backend``)."""
+    ``DBAPIError`` after which SQLAlchemy invalidated the connection (``pg_terminate_backend``), or
+    a session left in the transaction such an error broke (``PendingRollbackError``)."""
     import sqlalchemy.exc
 
     seen: set[int] = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
-        if isinstance(err, sqlalchemy.exc.OperationalError):
+        if isinstance(err, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.PendingRollbackError)):
             return True
         if isinstance(err, sqlalchemy.exc.DBAPIError) and err.connection_invalidated:
             return True
@@ -545,6 +546,10 @@ def _reconnecting(method: Any) -> Any:
             except Exception as err:  # noqa: BLE001 - only lost connections are retried
                 if pause is None or not is_connection_lost(err):
                     raise
+                try:  # this thread's session is stuck in its failed transaction ("Can't reconnect until
+                    self.remove_session()  # invalid transaction is rolled back"): start a new one
+                except Exception:  # noqa: BLE001 - its connection is gone anyway
+                    pass
                 time.sleep(pause)
         raise AssertionError("unreachable")
 
@@ -571,7 +576,10 @@ for _name in (
     "get_all_studies", "create_new_trial", "set_trial_param", "get_trial_id_from_study_id_trial_number",
     "get_trial_number_from_id", "get_trial_param", "set_trial_state_values", "set_trial_intermediate_value",
     "set_trial_user_attr", "set_trial_system_attr", "get_trial", "get_all_trials", "get_n_trials",
-    "get_best_trial", "record_heartbeat", "_get_stale_trial_ids",  # the last: private, Optuna 5.0.0
+    "get_best_trial", "record_heartbeat",
+    # private, Optuna 5.0.0: what its _CachedStorage (the wrapper every Study puts around an
+    # RDBStorage) calls instead of the public methods above, and the stale-trial query
+    "_get_trials", "_create_new_trial", "_set_trial_param", "_get_best_trial_id", "_get_stale_trial_ids",
 ):
     if hasattr(optuna.storages.RDBStorage, _name):
         setattr(ReconnectingRDBStorage, _name, _reconnecting(getattr(optuna.storages.RDBStorage, _name)))
