@@ -90,14 +90,14 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             err_console.print("interrupted: finished trials are stored; run the same command again to resume")
             raise typer.Exit(130) from None
         except Exception as err:
-            from sensitivity.storage import RECONNECT_PAUSES_S, is_connection_lost
+            from sensitivity.storage import RECONNECT_PAUSES_S, is_connection_lost, scrub_secrets
 
             if not is_connection_lost(err):
                 raise
             cause = err
             while cause.__cause__ is not None:
                 cause = cause.__cause__
-            reason = " ".join(str(getattr(cause, "orig", None) or cause).split())[:160]
+            reason = scrub_secrets(" ".join(str(getattr(cause, "orig", None) or cause).split())[:160])
             err_console.print(f"[bold red]error:[/] lost the connection to the study's storage and could not reconnect "
                               f"within {sum(RECONNECT_PAUSES_S):.0f} s ({reason}); finished trials are stored: run the "
                               f"same command again once the server is back", highlight=False, soft_wrap=True)
