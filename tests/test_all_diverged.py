@@ -7,12 +7,12 @@ import math
 import warnings
 
 import optuna
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from sensitivity.cli import app
 from sensitivity.report import load_trials, summarize
-from sensitivity.report import metrics as M
 
 from tests.test_metrics import trials_frame
 
@@ -20,38 +20,32 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 runner = CliRunner()
 
 
-def test_every_run_diverged_means_no_best_no_width_no_sensitivity():
-    # two lrs, both diverged at L0 = 2.0 (value clipped to 2.0): before, a width of 1 decade
-    t = trials_frame([{"lr": 1e3, "diverged": True, "final_val_loss": math.nan},
-                      {"lr": 1e4, "diverged": True, "final_val_loss": 1e21}])
-    row = summarize(t, "val_loss").iloc[0]
-    assert math.isnan(row["best_lr"]) and math.isnan(row["best_value"])
-    assert math.isnan(row["tolerance_width_decades"]) and math.isnan(row["lr_sensitivity"])
+def _summary(rows, metric="val_loss"):
+    return summarize(trials_frame(rows), metric, uncertainty=False).iloc[0]
+
+
+def test_every_run_diverged_means_no_best_lr_no_width_no_sensitivity():
+    # two lrs, both diverged (values clipped to L0 = 2.0): Wortsman's mean of min(L, L0) - L* would be 0
+    row = _summary([{"lr": 1e3, "diverged": True, "final_val_loss": math.nan},
+                    {"lr": 1e4, "diverged": True, "final_val_loss": 1e21}])
+    assert not row["learned"]
+    assert math.isnan(row["best_lr"]) and math.isnan(row["lr_sensitivity"])
+    assert math.isnan(row["tolerance_width_decades"]) and math.isnan(row["relative_width_decades"])
     assert row["divergence_rate"] == 1.0
 
 
-def test_diverged_points_are_outside_the_tolerance_interval():
-    # lr 1e-3 learned (1.0); lr 1e-2 diverged, clipped to its L0 of 1.05 (within 10% of 1.0 by value)
-    t = trials_frame([{"lr": 1e-3, "final_val_loss": 1.0},
-                      {"lr": 1e-2, "diverged": True, "initial_val_loss": 1.05, "final_val_loss": 0.2},
-                      {"lr": 1e-1, "final_val_loss": 1.02}])
-    row = summarize(t, "val_loss").iloc[0]
-    assert (row["best_lr"], row["best_value"]) == (1e-3, 1.0)
-    assert row["tolerance_width_decades"] == 0.0  # 1e-3 alone; without the diverged point it would be 2
-    assert (row["tolerance_lr_low"], row["tolerance_lr_high"]) == (1e-3, 1e-3)
+def test_a_diverged_point_is_never_the_best_while_another_point_is_usable():
+    # L0 = 2.0; lr 1e-3 made things worse (2.5), 1e-2 diverged (clipped to 2.0), 1e-1 learned (1.9)
+    row = _summary([{"lr": 1e-3, "final_val_loss": 2.5}, {"lr": 1e-2, "diverged": True},
+                    {"lr": 1e-1, "final_val_loss": 1.9}])
+    assert (row["best_lr"], row["best_value"]) == (1e-1, 1.9)
 
 
-def test_accuracy_diverged_points_are_outside_the_tolerance_interval():
-    t = trials_frame([{"lr": 1e-3, "final_val_acc": 0.9},
-                      {"lr": 1e-2, "diverged": True, "initial_val_acc": 0.95}])
-    row = summarize(t, "val_acc").iloc[0]
-    assert (row["best_lr"], row["best_value"], row["tolerance_width_decades"]) == (1e-3, 0.9, 0.0)
-
-
-def test_learned_is_false_for_points_with_a_diverged_seed():
-    curve = M.lr_curve(trials_frame([{"lr": 1e-3, "seed": 0}, {"lr": 1e-3, "seed": 1, "diverged": True},
-                                     {"lr": 1e-2, "seed": 0}, {"lr": 1e-2, "seed": 1}]), "val_loss")
-    assert M.learned(curve).tolist() == [False, True]
+def test_accuracy_diverged_point_clipped_above_the_learned_ones_is_not_the_best():
+    row = _summary([{"lr": 1e-3, "final_val_acc": 0.9}, {"lr": 1e-2, "diverged": True, "initial_val_acc": 0.95}],
+                   "val_acc")
+    assert (row["best_lr"], row["best_value"]) == (1e-3, 0.9)
+    assert row["tolerance_lr_low"] == 1e-3 and row["tolerance_lr_high"] < 1e-2  # the band stops before the diverged lr
 
 
 def test_all_diverged_sweep_then_report(tmp_path):
@@ -67,13 +61,14 @@ def test_all_diverged_sweep_then_report(tmp_path):
     assert len(best) == 1 and "(diverged" in best[0]
     data = load_trials(url, "digits-mlp")
     assert data.trials["diverged"].all()
-    row = summarize(data.trials, "val_loss").iloc[0]
+    row = summarize(data.trials, "val_loss", uncertainty=False).iloc[0]
     assert math.isnan(row["best_lr"]) and math.isnan(row["tolerance_width_decades"])
+    assert math.isnan(row["lr_sensitivity"])
     out = runner.invoke(app, ["report", "--storage", url, "--study", "digits-mlp", "--out", str(tmp_path / "r")])
     assert out.exit_code == 0, out.output
-    adam_row = next(line for line in out.stdout.splitlines() if " adam " in line)
-    cells = [c.strip() for c in adam_row.strip("│ ").split("│")]
-    assert cells[:7] == ["adam", "2", "-", "-", "-", "-", "100%"]
+    summary = pd.read_csv(tmp_path / "r" / "summary.csv").iloc[0]
+    assert summary["optimizer"] == "adam" and summary["divergence_rate"] == 1.0
+    assert summary[["best_lr", "tolerance_width_decades", "relative_width_decades", "lr_sensitivity"]].isna().all()
 
 
 def test_lr_outside_the_stored_range_is_refused_up_front(tmp_path):
