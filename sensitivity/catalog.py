@@ -103,7 +103,7 @@ OPTIMIZERS: dict[str, OptimizerInfo] = {
             hyperparameters=("lr", "beta1", "weight_decay"),
             lr_range=(1e-3, 1e1),
             defaults={"lr": 1e-1, "beta1": 0.9, "weight_decay": 0.0},
-            beta1_meaning="momentum (0: plain SGD, which Nesterov's update reduces to)",
+            beta1_meaning="momentum",
             beta2_meaning="(none)",
             source="torch.optim.SGD(nesterov=True) (Sutskever et al. 2013, ICML)",
             step_amplifier="beta1",

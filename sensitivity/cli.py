@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -62,18 +61,19 @@ _DEFAULT = StudySpec()
 """The defaults of every sweep flag: the spec's, written once there."""
 
 
-_python_showwarning = warnings.showwarning
+class _NoticeLines(logging.Handler):
+    """What the library logs for the user to know (``sensitivity.storage.NOTICES``: a journal read only up
+    to a torn record) as one ``warning:`` line on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from rich.markup import escape
+
+        err_console.print(f"[bold yellow]warning:[/] {escape(record.getMessage())}", highlight=False, soft_wrap=True)
 
 
-def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-    """Warnings meant for the user (a journal read only up to a torn record) as one line; the rest as Python shows them."""
-    if category.__name__ == "JournalPrefixWarning":  # sensitivity.storage's; by name, so the CLI imports no Optuna
-        err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
-    else:
-        _python_showwarning(message, category, filename, lineno, file, line)
-
-
-warnings.showwarning = _show_warning
+_notices = logging.getLogger("sensitivity.notices")  # = sensitivity.storage.NOTICES, without importing Optuna here
+_notices.addHandler(_NoticeLines())
+_notices.propagate = False
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -439,8 +439,9 @@ def _guarded_journal_backend(path: Path) -> Any:
     return backend
 
 
-class JournalPrefixWarning(UserWarning):
-    """A journal was read up to a damaged record; the records after it were ignored."""
+NOTICES = "sensitivity.notices"
+"""Logger of what a user should know that is not an error (a journal read only up to a torn record);
+the CLI prints each as one ``warning:`` line, a library caller sees Python's last-resort handler."""
 
 
 def _journal_prefix_backend(path: Path, line: int) -> Any:
@@ -712,9 +713,11 @@ def open_storage(storage: str | os.PathLike, *, read_only: bool = False, create:
         damage = journal_damage(path) if path.exists() else None
         try:
             if read_only and damage is not None:
-                warnings.warn(
+                import logging
+
+                logging.getLogger(NOTICES).warning(
                     f"journal file {path} is damaged at line {damage[0]} (a record cut off by a crash?); read the "
-                    f"{damage[0] - 1} whole records before it and ignored the rest", JournalPrefixWarning, stacklevel=2)
+                    f"{damage[0] - 1} whole records before it and ignored the rest")
                 return optuna.storages.JournalStorage(_journal_prefix_backend(path, damage[0]))
             if not read_only:
                 _check_journal_whole(path)
