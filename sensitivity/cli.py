@@ -19,24 +19,61 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
+import typer.core
 from rich.console import Console
 
 from sensitivity.errors import UserError
 
+console = Console(stderr=False, soft_wrap=True)  # long lines (commands to copy) never wrap mid-word
+err_console = Console(stderr=True)
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")  # click's, as Typer vendors it
+
+
+class _OneLineUsageErrors(typer.core.TyperGroup):
+    """A flag Typer cannot parse (``--epochs abc``, an unknown flag) is one line on stderr and exit 2,
+    like every other mistake, instead of a usage box."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _UsageError as err:
+            if type(err).__name__ == "NoArgsIsHelpError":  # a bare command prints its help
+                raise
+            where = err.ctx.command_path if err.ctx is not None else ctx.command_path
+            message = " ".join(err.format_message().split())
+            err_console.print(f"[bold red]error:[/] {message} (`{where} --help` lists the flags)", highlight=False,
+                              soft_wrap=True, markup=True)
+            raise typer.Exit(2) from None
+
+
 app = typer.Typer(
+    cls=_OneLineUsageErrors,
     name="adamrag-sens",
     help="Learning-rate and momentum sensitivity of deep-learning optimizers (AdamRAG, Adam, NAG, Lion).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=False, soft_wrap=True)  # long lines (commands to copy) never wrap mid-word
-err_console = Console(stderr=True)
 
 from sensitivity.study.spec import DEFAULT_STORAGE, STORAGE_ENV, StudySpec  # noqa: E402
 
 _DEFAULT = StudySpec()
 """The defaults of every sweep flag: the spec's, written once there."""
+
+
+class _NoticeLines(logging.Handler):
+    """What the library logs for the user to know (``sensitivity.storage.NOTICES``: a journal read only up
+    to a torn record) as one ``warning:`` line on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from rich.markup import escape
+
+        err_console.print(f"[bold yellow]warning:[/] {escape(record.getMessage())}", highlight=False, soft_wrap=True)
+
+
+_notices = logging.getLogger("sensitivity.notices")  # = sensitivity.storage.NOTICES, without importing Optuna here
+_notices.addHandler(_NoticeLines())
+_notices.propagate = False
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -52,6 +89,19 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             err_console.print("interrupted: finished trials are stored; run the same command again to resume")
             raise typer.Exit(130) from None
+        except Exception as err:
+            from sensitivity.storage import RECONNECT_PAUSES_S, is_connection_lost, scrub_secrets
+
+            if not is_connection_lost(err):
+                raise
+            cause = err
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            reason = scrub_secrets(" ".join(str(getattr(cause, "orig", None) or cause).split())[:160])
+            err_console.print(f"[bold red]error:[/] lost the connection to the study's storage and could not reconnect "
+                              f"within {sum(RECONNECT_PAUSES_S):.0f} s ({reason}); finished trials are stored: run the "
+                              f"same command again once the server is back", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
 
     return wrapper
 
@@ -108,6 +158,15 @@ class _Progress:
             self.best = value
         best = "-" if self.best is None else f"{self.best:.4f}"
         self.progress.update(self.task_id, advance=1, best=best)
+
+    def on_trial_fail(self, failure: Any, retry: int | None) -> None:
+        from sensitivity.study.sweep import MAX_RETRIES
+
+        then = f"retry {retry} of {MAX_RETRIES} queued" if retry else "no retry left; the sweep goes on"
+        console.print(f"trial #{failure.number} failed ({_format_params(failure.params)}): {failure.error}; {then}",
+                      highlight=False, markup=False)
+        if self.task_id is not None and not retry:
+            self.progress.update(self.task_id, advance=1)
 
     def on_wait(self, running: int) -> None:
         self.progress.update(self.task_id, description=f"waiting for {running} trial(s) of other workers")
@@ -216,7 +275,7 @@ def sweep(
     _print_outcome(result, spec.objective_metric)
     for line in _report_command(storage, result.study_name, ctx.get_parameter_source("storage")):
         console.print(line, highlight=False)
-    if result.outcome is not None and result.outcome.failed:
+    if result.failures or (result.outcome is not None and result.outcome.failed):
         raise typer.Exit(1)
 
 
@@ -269,6 +328,7 @@ def _read_study_definition(ctx: typer.Context, path: Path) -> dict[str, Any]:
         source = ctx.get_parameter_source(key)
         if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
             continue  # the command line wins
+        _check_definition_type(path, key, value)
         if isinstance(value, list):
             value = ",".join(str(v) for v in value)
         try:
@@ -278,10 +338,71 @@ def _read_study_definition(ctx: typer.Context, path: Path) -> dict[str, Any]:
     return values
 
 
+_NUMBER_LIST_KEYS = ("lr", "beta1", "beta2", "gamma", "weight_decay")
+_TEXT_LIST_KEYS = ("optimizers",)
+_INT_LIST_KEYS = ("gpus",)
+
+
+def _toml_kind(value: Any) -> str:
+    return {bool: "a boolean", int: "a whole number", float: "a number", str: "a string",
+            list: "a list", dict: "a table"}.get(type(value), f"a {type(value).__name__}")
+
+
+def _flag_kinds() -> dict[str, str]:
+    """``sweep``'s flags by name -> ``"integer"``, ``"float"``, ``"boolean"`` or ``"text"``, from
+    the annotations of the function (the types Typer converts the command line to)."""
+    import inspect
+    import typing
+
+    hints = typing.get_type_hints(inspect.unwrap(sweep), globalns=globals())
+    kinds = {}
+    for name, hint in hints.items():
+        args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+        kinds[name] = {int: "integer", float: "float", bool: "boolean"}.get(args[0], "text")
+    return kinds
+
+
+def _check_definition_type(path: Path, key: str, value: Any) -> None:
+    """Refuse a TOML value whose type is not the flag's: TOML's true is not 1, "3" is not 3.
+
+    Raises:
+        UserError: one line naming the file, the key, the value's type and the type wanted.
+    """
+    kind = _flag_kinds().get(key, "text")
+
+    def is_number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if key in _NUMBER_LIST_KEYS:
+        ok = is_number(value) or isinstance(value, str) or (
+            isinstance(value, list) and bool(value) and all(is_number(v) for v in value))
+        wanted, example = "a number or a list of numbers", f"{key} = [0.9, 0.95]"
+    elif key in _TEXT_LIST_KEYS:
+        ok = isinstance(value, str) or (isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value))
+        wanted, example = "a name or a list of names", f'{key} = ["adamrag", "adam"]'
+    elif key in _INT_LIST_KEYS:
+        ok = isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, list) and bool(value) and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+        wanted, example = "a GPU number or a list of them", f"{key} = [0, 1]"
+    elif kind == "boolean":
+        ok, wanted, example = isinstance(value, bool), "true or false", f"{key} = true"
+    elif kind == "integer":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        wanted, example = "a whole number", f"{key} = 3"
+    elif kind == "float":
+        ok, wanted, example = is_number(value), "a number", f"{key} = 5.0"
+    else:  # text and paths
+        ok, wanted, example = isinstance(value, str), "a string", f'{key} = "..."'
+    if not ok:
+        shown = str(value).lower() if isinstance(value, bool) else repr(value)
+        raise UserError(f"study definition {path}: {key} = {shown} is {_toml_kind(value)}, but {key} takes "
+                        f"{wanted} (e.g. {example}); fix the file")
+
+
 def _ran_line(ran: int, diverged: int, prog: Any) -> str:
     line = f"ran {ran} trials ({diverged} diverged); {prog.complete} of {prog.total} points complete"
     if prog.failed:
-        line += f"; {prog.failed} failed (see the errors above): run the same command again to retry them"
+        line += f"; {prog.failed} failed (listed below): run the same command again to retry them"
     return line
 
 
@@ -289,6 +410,13 @@ def _direction(spec: Any) -> str:
     from sensitivity.tasks import get_task
 
     return get_task(spec.task).metric(spec.objective_metric).direction
+
+
+def _print_failures(failures: list[Any]) -> None:
+    """One line per planned point whose trial failed (retries used up), with its error."""
+    for f in failures:
+        err_console.print(f"failed: trial #{f.number} {_format_params(f.params)}: {f.error}", highlight=False,
+                          markup=False, soft_wrap=True)
 
 
 def _print_outcome(result: Any, metric: str) -> None:
@@ -303,7 +431,7 @@ def _print_outcome(result: Any, metric: str) -> None:
                 f"{prog.complete - result.complete_before} points; {prog.complete} of {prog.total} complete "
                 f"({prog.diverged} diverged)")
         if prog.failed:
-            line += f"; {prog.failed} failed: run the same command again to retry them"
+            line += f"; {prog.failed} failed (listed below): run the same command again to retry them"
         console.print(line, highlight=False)
         for index, code in result.outcome.failed:
             err_console.print(f"worker {index} exited with code {code} (its error is printed above)", highlight=False,
@@ -311,10 +439,13 @@ def _print_outcome(result: Any, metric: str) -> None:
         for index, signum in result.outcome.killed:
             err_console.print(f"worker {index} was killed by signal {signum}; its running trial was failed when its "
                               f"heartbeat went stale and its point queued again", highlight=False, soft_wrap=True)
+    _print_failures(result.failures)
     if result.best:
         best = result.best
-        console.print(f"best {metric} {best['value']:.4f}: trial #{best['number']} {_format_params(best['params'])}",
-                      highlight=False)
+        line = f"best {metric} {best['value']:.4f}: trial #{best['number']} {_format_params(best['params'])}"
+        if best.get("diverged"):
+            line += " (diverged: every complete trial diverged, the value is its initial one)"
+        console.print(line, highlight=False)
 
 
 @app.command()
@@ -338,7 +469,7 @@ def worker(
 
     stop_when_parent_dies()
     from sensitivity.study.queue import enqueue_missing
-    from sensitivity.study.sweep import join_study, plan_progress_of, run_worker
+    from sensitivity.study.sweep import failed_points, join_study, plan_progress_of, run_worker
 
     if threads is not None:
         if threads < 1:
@@ -361,6 +492,10 @@ def worker(
             bar.stop()
     console.print(f"worker ran {ran} trials on study {study!r}", highlight=False)
     console.print(_ran_line(ran, diverged, plan_progress_of(study_obj, plan)), highlight=False)
+    failures = failed_points(study_obj, plan)
+    _print_failures(failures)
+    if failures:
+        raise typer.Exit(1)
 
 
 _TOLERANCE_HELP = ("Tolerance width threshold: the fraction tau of the achievable improvement a run may lose "

@@ -70,7 +70,11 @@ ERROR = "error"
 """Trial attribute of a FAIL trial: the exception (``"Type: message"``, at most 500 characters) or why
 the trial was failed for its worker (stale heartbeat, ended worker)."""
 
-TRIAL_ATTRS = (POINT_KEY, DUPLICATE_OF, WORKER, ERROR)
+RETRY_OF = "retry_of"
+"""Trial attribute of a retry: the numbers of the failed trials of its point that it retries, oldest
+first (its length is the retry's count; the bound is ``study.sweep.MAX_RETRIES``)."""
+
+TRIAL_ATTRS = (POINT_KEY, DUPLICATE_OF, WORKER, ERROR, RETRY_OF)
 """Trial user attributes besides the fields of :class:`TrialResult` (which are stored under their names)."""
 
 @dataclasses.dataclass(frozen=True)
@@ -269,6 +273,14 @@ VAL_ACC = Metric("val_acc", "maximize", "fraction", "validation accuracy")
 declare_metrics((VAL_LOSS, VAL_ACC))
 
 
+LR_BOUNDS = (1e-10, 1e6)
+"""The learning rates a study can hold (the stored distribution's bounds; a sweep refuses others up
+front). Wide on purpose: lrs far above an optimizer's range are how its divergence edge is mapped.
+Widening float bounds keeps stored studies compatible (Optuna checks only a float's kind and log)."""
+WEIGHT_DECAY_BOUNDS = (0.0, 10.0)
+"""The weight decays a study can hold (the stored distribution's bounds)."""
+
+
 def param_distributions(optimizer_names: tuple[str, ...] | list[str]) -> dict[str, Any]:
     """The Optuna distribution of every trial param, fixed for the life of a study.
 
@@ -287,10 +299,10 @@ def param_distributions(optimizer_names: tuple[str, ...] | list[str]) -> dict[st
 
     return {
         "optimizer": CategoricalDistribution(sorted(optimizer_names)),
-        "lr": FloatDistribution(1e-8, 1e2, log=True),
+        "lr": FloatDistribution(*LR_BOUNDS, log=True),
         "beta1": FloatDistribution(0.0, 1.0),
         "beta2": FloatDistribution(0.0, 1.0),
         "gamma": FloatDistribution(0.0, 1.0),
-        "weight_decay": FloatDistribution(0.0, 10.0),
+        "weight_decay": FloatDistribution(*WEIGHT_DECAY_BOUNDS),
         "seed": IntDistribution(0, 2**31 - 1),
     }

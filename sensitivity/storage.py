@@ -104,13 +104,29 @@ def heartbeat_settings() -> tuple[int, float]:
     return interval, grace
 
 
-def _sqlite_path(url: str) -> Path | None:
-    if not url.startswith("sqlite:///"):
+def sqlite_path(url: str) -> Path | None:
+    """The file an ``sqlite://`` URL opens, derived exactly as SQLAlchemy derives it
+    (``sqlalchemy.engine.make_url(url).database``: percent-escapes decoded, the query dropped), so
+    every check acts on the file that will be opened. None for an in-memory database or another scheme.
+
+    Example: ``sqlite_path("sqlite:////tmp/a%20b/s.db") == Path("/tmp/a b/s.db")``.
+
+    Raises:
+        UserError: a URL SQLAlchemy cannot parse, or an SQLite URI filename (``?uri=true``).
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as err:
+        raise UserError(f"storage URL {url!r} is malformed ({err}); use sqlite:///path.db") from None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
-    rest = url[len("sqlite:///") :]
-    if rest in ("", ":memory:"):
-        return None
-    return Path(rest.split("?", 1)[0])
+    if str(parsed.query.get("uri", "")).lower() in ("true", "1"):
+        raise UserError(f"storage URL {url!r} is an SQLite URI filename (uri=true), which is not supported; "
+                        f"give sqlite:///path.db")
+    return Path(parsed.database)
 
 
 def is_journal_path(storage: str) -> bool:
@@ -131,7 +147,9 @@ def normalize_storage_url(storage: str) -> str:
             f"storage URL {mask_storage(storage)!r} is malformed; use sqlite:///path.db, postgresql://user@host/db, "
             f"or a journal file path ending in .log"
         )
-    return f"sqlite:///{storage}"
+    from urllib.parse import quote
+
+    return f"sqlite:///{quote(storage)}"  # SQLAlchemy decodes %XX: a folder named "a%20b" must stay itself
 
 
 # ---- secrets: how a storage URL is shown -------------------------------------------------------
@@ -296,7 +314,10 @@ def sqlite_tables(path: Path | str) -> set[str]:
         UserError: the file cannot be read as an SQLite database.
     """
     try:
-        con = sqlite3.connect(f"file:{os.path.abspath(path)}?mode=ro", uri=True, timeout=SQLITE_BUSY_TIMEOUT_S)
+        from urllib.parse import quote
+
+        uri = f"file:{quote(os.path.abspath(path))}?mode=ro"  # SQLite decodes %XX in URIs: escape the path
+        con = sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S)
         try:
             return {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         finally:
@@ -320,6 +341,128 @@ def _check_journal_file(path: Path) -> None:
         record = None
     if not (isinstance(record, dict) and "op_code" in record):
         raise UserError(f"{path} is not an Optuna journal file; give another --storage path (the file was left untouched)")
+
+
+def journal_damage(path: Path) -> tuple[int, int] | None:
+    """Where an Optuna journal file stops being whole: ``(line number, byte offset)`` of its first
+    record that is cut off (no line end) or not an Optuna record, or None when every line is one.
+
+    A process killed while appending leaves exactly such a torn tail; Optuna skips a torn last line
+    but fails on one followed by anything, so a record appended after it corrupts the journal.
+    The ``byte offset`` is the size of the whole records before the damage.
+    """
+    offset = 0
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            whole = line.endswith(b"\n")
+            if whole:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    record = None
+                whole = isinstance(record, dict) and "op_code" in record
+            if not whole:
+                return number, offset
+            offset += len(line)
+    return None
+
+
+def _journal_lock(path: Path) -> Any:
+    """The lock Optuna's JournalFileBackend takes around every append (its default, Optuna 5.0.0)."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    return JournalFileSymlinkLock(str(path))
+
+
+def _check_journal_whole(path: Path) -> None:
+    """Refuse to write to a journal with a damaged record: anything appended would follow it.
+
+    A tail that looks torn may be another worker's append in progress, so the check is repeated
+    under the journal's own lock, where no append is under way.
+
+    Raises:
+        UserError: the journal is damaged; the one line says where and how to cut it back.
+    """
+    if not path.exists() or journal_damage(path) is None:
+        return
+    lock = _journal_lock(path)
+    lock.acquire()
+    try:
+        damage = journal_damage(path)
+    finally:
+        lock.release()
+    if damage is not None:
+        line, size = damage
+        raise UserError(
+            f"journal file {path} is damaged at line {line} (a record cut off by a crash, or not an Optuna record); "
+            f"appending after it would corrupt the journal for good: back the file up, keep its first {size} bytes "
+            f"(truncate -s {size} {path}) and run again (the file was left untouched)"
+        )
+
+
+class _TornTailGuardedBackend:
+    """Mixin for Optuna's JournalFileBackend: before every append, under the journal's lock, check
+    that the file ends with a whole line, so a record is never appended after one torn by a crash
+    of another process (which would corrupt the journal for good)."""
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:  # Optuna 5.0.0: BaseJournalBackend.append_logs
+        lock = self._guard_lock
+        lock.acquire()
+        try:
+            with open(self._guard_path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                if fh.tell() > 0:
+                    fh.seek(-1, os.SEEK_END)
+                    if fh.read(1) != b"\n":
+                        raise UserError(
+                            f"journal file {self._guard_path} ends in a torn record (a write cut off by a crash); "
+                            f"nothing more was written to it: run the same command again, it says how to repair it"
+                        )
+            what = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+            with open(self._guard_path, "ab") as fh:
+                fh.write(what.encode("utf-8"))
+                fh.flush()
+                os.fsync(fh.fileno())
+        finally:
+            lock.release()
+
+
+def _guarded_journal_backend(path: Path) -> Any:
+    from optuna.storages.journal import JournalFileBackend
+
+    class GuardedJournalFileBackend(_TornTailGuardedBackend, JournalFileBackend):
+        pass
+
+    lock = _journal_lock(path)
+    backend = GuardedJournalFileBackend(str(path), lock_obj=lock)
+    backend._guard_lock, backend._guard_path = lock, str(path)
+    return backend
+
+
+NOTICES = "sensitivity.notices"
+"""Logger of what a user should know that is not an error (a journal read only up to a torn record);
+the CLI prints each as one ``warning:`` line, a library caller sees Python's last-resort handler."""
+
+
+def _journal_prefix_backend(path: Path, line: int) -> Any:
+    """A read-only journal backend holding the whole records of ``path`` before line ``line``."""
+    from optuna.storages.journal import BaseJournalBackend
+
+    records: list[dict[str, Any]] = []
+    with path.open("rb") as fh:
+        for number, text in enumerate(fh, start=1):
+            if number >= line:
+                break
+            records.append(json.loads(text))
+
+    class PrefixBackend(BaseJournalBackend):
+        def read_logs(self, log_number_from: int):  # noqa: ANN202
+            yield from records[log_number_from:]
+
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            raise RuntimeError("a journal read up to a damaged record is read-only")
+
+    return PrefixBackend()
 
 
 def _enable_wal(path: Path) -> None:
@@ -371,21 +514,124 @@ def with_installed_driver(url: str) -> str:
     return f"postgresql://{rest}"
 
 
+RECONNECT_PAUSES_S = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+"""Pauses between the attempts of a storage call whose database connection was lost (about 30 s in all)."""
+
+
+def is_connection_lost(err: BaseException) -> bool:
+    """True when ``err`` (or an exception it was raised from) says the database connection was lost
+    or could not be made: SQLAlchemy's ``OperationalError`` (server gone, restarting, refusing) or a
+    ``DBAPIError`` after which SQLAlchemy invalidated the connection (``pg_terminate_backend``), or
+    a session left in the transaction such an error broke (``PendingRollbackError``)."""
+    import sqlalchemy.exc
+
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.PendingRollbackError)):
+            return True
+        if isinstance(err, sqlalchemy.exc.DBAPIError) and err.connection_invalidated:
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _reconnecting(method: Any) -> Any:
+    import functools
+
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        for pause in (*RECONNECT_PAUSES_S, None):
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as err:  # noqa: BLE001 - only lost connections are retried
+                if pause is None or not is_connection_lost(err):
+                    raise
+                try:  # this thread's session is stuck in its failed transaction ("Can't reconnect until
+                    self.remove_session()  # invalid transaction is rolled back"): start a new one
+                except Exception:  # noqa: BLE001 - its connection is gone anyway
+                    pass
+                time.sleep(pause)
+        raise AssertionError("unreachable")
+
+    return call
+
+
+class ReconnectingRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDBStorage whose calls survive a lost server connection.
+
+    ``pool_pre_ping`` replaces connections that died while idle in the pool, but a connection
+    killed while checked out (``pg_terminate_backend``, a server restart, a network cut) fails the
+    call under way. Each storage call is therefore retried, on a new connection, while the error
+    says the connection was lost (:func:`is_connection_lost`), for about 30 s
+    (:data:`RECONNECT_PAUSES_S`); then the error propagates. A retried write whose first attempt
+    did commit is harmless here: a WAITING -> RUNNING update then reports the trial taken (its
+    heartbeat makes it stale and it runs again), a second queued copy of a point is pruned as a
+    duplicate, and ``tell`` is called with ``skip_if_finished``.
+    """
+
+
+for _name in (
+    "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr", "get_study_id_from_name",
+    "get_study_name_from_id", "get_study_directions", "get_study_user_attrs", "get_study_system_attrs",
+    "get_all_studies", "create_new_trial", "set_trial_param", "get_trial_id_from_study_id_trial_number",
+    "get_trial_number_from_id", "get_trial_param", "set_trial_state_values", "set_trial_intermediate_value",
+    "set_trial_user_attr", "set_trial_system_attr", "get_trial", "get_all_trials", "get_n_trials",
+    "get_best_trial", "record_heartbeat",
+    # private, Optuna 5.0.0: what its _CachedStorage (the wrapper every Study puts around an
+    # RDBStorage) calls instead of the public methods above, and the stale-trial query
+    "_get_trials", "_create_new_trial", "_set_trial_param", "_get_best_trial_id", "_get_stale_trial_ids",
+):
+    if hasattr(optuna.storages.RDBStorage, _name):
+        setattr(ReconnectingRDBStorage, _name, _reconnecting(getattr(optuna.storages.RDBStorage, _name)))
+
+
 def _open_rdb(url: str, engine_kwargs: dict[str, Any], options: dict[str, Any], retry: bool) -> optuna.storages.RDBStorage:
-    """RDBStorage(url); on SQLite, retried a few times when another process is creating the tables
-    of a new file at the same moment ("table ... already exists", "database is locked", "UNIQUE constraint
-    failed: alembic_version" when both write the schema version)."""
+    """RDBStorage(url) (a :class:`ReconnectingRDBStorage` for database servers); on SQLite, retried
+    a few times when another process is creating the tables of a new file at the same moment
+    ("table ... already exists", "database is locked", "UNIQUE constraint failed: alembic_version"
+    when both write the schema version)."""
+    cls = optuna.storages.RDBStorage if url.startswith("sqlite") else ReconnectingRDBStorage
     for attempt in range(4):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **options)
+                return cls(url, engine_kwargs=engine_kwargs, **options)
         except Exception as err:  # noqa: BLE001
             text = str(err.__cause__ or err)
             if not retry or attempt == 3 or not ("already exists" in text or "locked" in text or "UNIQUE constraint" in text):
                 raise
             time.sleep(0.5 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _schema_mismatch(url: str, engine_kwargs: dict[str, Any], storage: str) -> str | None:
+    """When the database's Optuna table schema is not the one this Optuna writes, what to do, as one
+    line naming the stored schema version; None when the schema is not the problem (or unreadable).
+
+    Reads the stored and known versions with ``RDBStorage.get_current_version``/``get_head_version``/
+    ``get_all_versions`` on a storage opened with ``skip_compatibility_check`` and
+    ``skip_table_creation`` (nothing is written).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            probe = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=True,
+                                               skip_table_creation=True)
+        try:
+            current, head, known = probe.get_current_version(), probe.get_head_version(), probe.get_all_versions()
+        finally:
+            probe.engine.dispose()
+    except Exception:  # noqa: BLE001 - no schema to read: another problem
+        return None
+    if current == head:
+        return None
+    if current in known:
+        return (f"storage {storage!r} holds Optuna table schema {current}, older than the {head} of this Optuna "
+                f"{optuna.__version__}: back it up, then upgrade it with `optuna storage upgrade --storage {storage}`")
+    return (f"storage {storage!r} holds Optuna table schema {current}, newer than this Optuna {optuna.__version__} "
+            f"knows (its newest is {head}): upgrade Optuna (pip install -U optuna) to use it, or give another --storage "
+            f"(the database was left untouched)")
 
 
 class JournalHeartbeatStorage(optuna.storages.JournalStorage, BaseHeartbeat):
@@ -464,32 +710,41 @@ def open_storage(storage: str | os.PathLike, *, read_only: bool = False, create:
         _check_journal_file(path)
         if not create and not path.exists():
             raise UserError(f"journal file {path} does not exist; check --storage or run `adamrag-sens sweep` first")
-        if not read_only:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        from optuna.storages.journal import JournalFileBackend
-
+        damage = journal_damage(path) if path.exists() else None
         try:
-            return JournalHeartbeatStorage(JournalFileBackend(str(path)), interval, grace)
+            if read_only and damage is not None:
+                import logging
+
+                logging.getLogger(NOTICES).warning(
+                    f"journal file {path} is damaged at line {damage[0]} (a record cut off by a crash?); read the "
+                    f"{damage[0] - 1} whole records before it and ignored the rest")
+                return optuna.storages.JournalStorage(_journal_prefix_backend(path, damage[0]))
+            if not read_only:
+                _check_journal_whole(path)
+                path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalHeartbeatStorage(_guarded_journal_backend(path), interval, grace)
+        except UserError:
+            raise
         except Exception as err:  # noqa: BLE001 - any parse error of a foreign file
             raise UserError(f"cannot open journal file {path} ({err}); give another --storage path") from None
     scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
-    sqlite_path = _sqlite_path(url)
+    db_path = sqlite_path(url) if scheme == "sqlite" else None
     engine_kwargs: dict[str, Any] = {}
     if scheme == "sqlite":
-        if sqlite_path is None and url not in ("sqlite://", "sqlite:///:memory:"):
+        if db_path is None and url not in ("sqlite://", "sqlite:///:memory:"):
             raise UserError(f"storage URL {mask_storage(storage)!r} is malformed; use sqlite:///relative/path.db or sqlite:////absolute/path.db")
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
-        if sqlite_path is not None:
-            check_sqlite_file(sqlite_path)
-            if not sqlite_path.exists() or (read_only and sqlite_path.stat().st_size == 0):
+        if db_path is not None:
+            check_sqlite_file(db_path)
+            if not db_path.exists() or (read_only and db_path.stat().st_size == 0):
                 if not create:
-                    raise UserError(f"no SQLite database at {sqlite_path}; run `adamrag-sens sweep` first or check --storage")
-                sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+                    raise UserError(f"no SQLite database at {db_path}; run `adamrag-sens sweep` first or check --storage")
+                db_path.parent.mkdir(parents=True, exist_ok=True)
             if read_only:
-                if "studies" not in sqlite_tables(sqlite_path):
-                    raise UserError(f"{sqlite_path} is not an Optuna database (no 'studies' table); check --storage")
+                if "studies" not in sqlite_tables(db_path):
+                    raise UserError(f"{db_path} is not an Optuna database (no 'studies' table); check --storage")
             else:
-                _enable_wal(sqlite_path)
+                _enable_wal(db_path)
     elif scheme in _RDB_SCHEMES:
         url = with_installed_driver(url)
         if "connect_timeout" not in url:
@@ -511,6 +766,9 @@ def open_storage(storage: str | os.PathLike, *, read_only: bool = False, create:
         if isinstance(cause, ImportError) or text.startswith("No module named"):
             hint = _DRIVER_HINT.get(scheme, "install the database driver SQLAlchemy names")
             raise UserError(f"storage {mask_storage(storage)!r} needs a database driver ({text}): {hint}") from None
+        schema = _schema_mismatch(url, engine_kwargs, mask_storage(storage))
+        if schema is not None:
+            raise UserError(schema) from None
         reason = " ".join(text.split())[:200]
         raise UserError(f"cannot open Optuna storage {mask_storage(storage)!r} ({reason}); check the URL, the server and its credentials") from None
     if scheme == "sqlite" and not read_only:

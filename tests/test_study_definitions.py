@@ -46,7 +46,7 @@ def test_config_fills_flags_and_the_command_line_overrides(tmp_path, monkeypatch
     "text, message",
     [
         ("bogus = 1\n", "unknown key(s) bogus"),
-        ('epochs = "many"\n', "epochs = 'many' is invalid"),
+        ('epochs = "many"\n', "epochs = 'many' is a string, but epochs takes a whole number"),
         ("epochs = [\n", "is not valid TOML"),
         ("lr = [1e-3, -2]\n", "--lr value -2 must be > 0"),
     ],

@@ -13,6 +13,7 @@ import contextlib
 import math
 import numbers
 import os
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -121,6 +122,27 @@ def _one_minus_pow(beta: float, t: Tensor) -> Tensor:
 
 def _state_dtype(p: Tensor, fp32_state: bool) -> torch.dtype:
     return torch.float32 if fp32_state and p.dtype in _LOW_PRECISION else p.dtype
+
+
+_WARNED_NO_DECAY: set[tuple[Any, ...]] = set()
+
+
+def _warn_if_state_cannot_decay(dtype: torch.dtype, betas: tuple[float, float]) -> None:
+    """Warn when a moment kept in ``dtype`` cannot decay: ``beta * x`` rounds back to ``x`` once
+    ``1 - beta`` is below half the dtype's relative spacing (bfloat16: 2**-8, so beta2 = 0.999 leaves
+    v stuck at its largest value, as in torch's Adam with bfloat16 parameters)."""
+    if dtype not in _LOW_PRECISION or (dtype, *betas) in _WARNED_NO_DECAY:
+        return
+    half_spacing = torch.finfo(dtype).eps / 2
+    stuck = [name for name, beta in (("beta1", betas[0]), ("beta2", betas[1])) if 0 < 1 - beta < half_spacing]
+    if stuck:
+        _WARNED_NO_DECAY.add((dtype, *betas))  # once per process and setting, not per parameter and step
+        warnings.warn(
+            f"AdamRAG keeps its state in {dtype} for {dtype} parameters (fp32_state=False, as torch's Adam): with "
+            f"{' and '.join(f'{n}={b:g}' for n, b in zip(('beta1', 'beta2'), betas) if n in stuck)}, "
+            f"1 - beta is below {dtype}'s rounding step, so that moment never decays; pass fp32_state=True "
+            f"to keep m, v and d in float32", UserWarning, stacklevel=4,
+        )
 
 
 class AdamRAG(Optimizer):
@@ -274,6 +296,7 @@ class AdamRAG(Optimizer):
                     else torch.tensor(0.0, dtype=torch.float32)
                 )
                 dtype = _state_dtype(p, group["fp32_state"])
+                _warn_if_state_cannot_decay(dtype, group["betas"])
                 state["exp_avg"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
                 state["ravine_buf"] = torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)
@@ -522,7 +545,9 @@ AdamRAG.__doc__ = (
         {_capturable_doc}
         {_differentiable_doc}
         fp32_state (bool, optional): keep m, v and d in float32 for bfloat16/float16 parameters
-            (default: False: state in the parameter's dtype, as torch Adam)
+            (default: False: state in the parameter's dtype, as torch Adam). In bfloat16, ``0.999 * v``
+            rounds back to ``v``: with beta2 = 0.999 the second moment never decays (torch's Adam
+            does the same); a UserWarning says so at the first step. Pass True for such parameters.
 
     Raises:
         ValueError: an invalid lr, betas, eps, gamma, weight_decay, gamma_schedule, nesterov_a or

@@ -41,8 +41,10 @@ def _adamw(params, hp: HyperParams) -> torch.optim.Optimizer:
 
 
 def _nag(params, hp: HyperParams) -> torch.optim.Optimizer:
+    # Nesterov's update with momentum 0 is plain SGD; torch refuses nesterov=True without momentum
+    # ("Nesterov momentum requires a momentum and zero dampening"), so momentum 0 builds plain SGD.
     return torch.optim.SGD(
-        params, lr=hp["lr"], momentum=hp["beta1"], nesterov=True, weight_decay=hp["weight_decay"]
+        params, lr=hp["lr"], momentum=hp["beta1"], nesterov=hp["beta1"] > 0, weight_decay=hp["weight_decay"]
     )
 
 

@@ -450,6 +450,7 @@ def study_facts(data: TrialsData) -> list[tuple[str, str]]:
         ("optimizers", ", ".join(M.optimizer_order(done["optimizer"]))),
         ("seeds", str(int(done["seed"].nunique()))),
         ("device", devices),
+        ("precision", "parameters and optimizer state in float32 (on CUDA, bf16 autocast for the forward pass only)"),
         ("total training time", f"{done['wall_time_s'].sum():.1f} s"),
         ("throughput", f"median {done['throughput'].median():,.0f} {info.get('example_unit') or 'examples'}/s per trial"
          if done["throughput"].notna().any() else ""),

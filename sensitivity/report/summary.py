@@ -113,13 +113,19 @@ def summary_numbers(
     out = pd.DataFrame(index=pd.Index(names, name="optimizer"))
     for col in T.TOLERANCE_COLUMNS:
         out[col] = tol[col].reindex(names).astype(float) if col in tol else math.nan
-    # the best value is the curve's best even when nothing learned; where it was reached only when something did
-    best_rows = M.best_per_group(curve[curve["value"].notna()], ["optimizer"], metric).set_index("optimizer")
+    # the best value is the curve's best even when nothing learned; where it was reached only when something did.
+    # A point whose every run diverged is never the best while another point is usable (T.curve_usable): its
+    # value is clipped to L0, which can beat runs that made things worse without diverging.
+    finite = curve[curve["value"].notna()]
+    usable = curve[T.curve_usable(curve)]
+    candidates = pd.concat([usable, finite[~finite["optimizer"].isin(usable["optimizer"])]])
+    best_rows = M.best_per_group(candidates, ["optimizer"], metric).set_index("optimizer")
     out["best_value"] = best_rows["value"].reindex(names).astype(float)
     for hp in ("lr", *M.HP_COLUMNS):
         vals = best_rows[hp].reindex(names).astype(float)
         out[f"best_{hp}"] = vals.where(out["learned"] > 0)
-    out["lr_sensitivity"] = sens.reindex(names).astype(float)
+    # no LR sensitivity without a run that learned: every point at L0 would read as a perfect 0
+    out["lr_sensitivity"] = sens.reindex(names).astype(float).where(out["learned"] > 0)
     out["divergence_rate"] = div.reindex(names).astype(float)
     if pairs:
         shares = R.good_region_table(trials, metric, tol["tolerance_threshold"].to_dict(),

@@ -33,8 +33,15 @@ def point_key(point: Point) -> str:
     return json.dumps({k: point[k] for k in sorted(point)}, separators=(",", ":"))
 
 
-def _round(value: float, digits: int = 6) -> float:
-    return float(f"{value:.{digits}g}")
+def _round(value: float, digits: int, lo: float, hi: float) -> float:
+    """``value`` (in ``[lo, hi]``) rounded to ``digits`` significant digits, or to as many more as
+    keep it inside ``[lo, hi]``: rounding never moves a value onto or past a bound of its range
+    (0.9999999 at 5 digits would be 1.0, a beta1 every Adam-type optimizer refuses)."""
+    for d in range(digits, 18):
+        rounded = float(f"{value:.{d}g}")
+        if lo <= rounded <= hi:
+            return rounded
+    return min(max(value, lo), hi)
 
 
 def _grid_points(spec: StudySpec, opt: OptimizerInfo) -> list[Point]:
@@ -104,7 +111,7 @@ def _map_unit_point(spec: StudySpec, opt: OptimizerInfo, u: dict[str, float], va
         lr = float(spec.lr[0])
     else:
         lr_lo, lr_hi = (min(spec.lr), max(spec.lr)) if spec.lr else opt.lr_range
-        lr = _round(_log_uniform(u["lr"], lr_lo, lr_hi), 4)
+        lr = _round(_log_uniform(u["lr"], lr_lo, lr_hi), 4, lr_lo, lr_hi)
     point: Point = {"lr": lr}
     for name in ("beta1", "beta2", "gamma"):
         if name not in opt.hyperparameters:
@@ -112,13 +119,13 @@ def _map_unit_point(spec: StudySpec, opt: OptimizerInfo, u: dict[str, float], va
         given = getattr(spec, name)
         if varied[name]:
             lo, hi = (min(given), max(given)) if given else DEFAULT_BETA1_RANGE
-            point[name] = _round(_beta_from_unit(u[name], lo, hi), 5)
+            point[name] = _round(_beta_from_unit(u[name], lo, hi), 5, lo, hi)
         else:
             point[name] = float(given[0]) if given else float(opt.defaults[name])
     if spec.weight_decay is not None and "weight_decay" in opt.hyperparameters:
         if varied["weight_decay"]:
             lo, hi = min(spec.weight_decay), max(spec.weight_decay)
-            point["weight_decay"] = _round(lo + u["weight_decay"] * (hi - lo), 4)
+            point["weight_decay"] = _round(lo + u["weight_decay"] * (hi - lo), 4, lo, hi)
         else:
             point["weight_decay"] = float(spec.weight_decay[0])
     return point

@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from sensitivity.errors import UserError
+from sensitivity.records import LR_BOUNDS, WEIGHT_DECAY_BOUNDS
 
 DEFAULT_STORAGE = "sqlite:///studies/adamrag-sens.db"
 """Where studies go when ``--storage`` is not given: an SQLite file under ``studies/`` (relative to
@@ -175,15 +176,26 @@ class StudySpec:
             raise UserError(
                 f"task {task.name} has no dataset {self.dataset!r}; choose from: {', '.join(task.datasets)}"
             )
-        _check_values("--lr", self.lr, lambda v: v > 0 and math.isfinite(v), "must be > 0")
+        _check_values("--lr", self.lr, lambda v: v > 0, "must be > 0")
+        _check_values("--lr", self.lr, lambda v: LR_BOUNDS[0] <= v <= LR_BOUNDS[1],
+                      f"is outside the learning rates a study can hold, {LR_BOUNDS[0]:g} .. {LR_BOUNDS[1]:g}")
         _check_values("--beta1", self.beta1, lambda v: 0 <= v < 1, "must lie in [0, 1)")
         _check_values("--beta2", self.beta2, lambda v: 0 <= v < 1, "must lie in [0, 1)")
         _check_values("--gamma", self.gamma, lambda v: 0 <= v < 1, "must lie in [0, 1)")
-        _check_values("--weight-decay", self.weight_decay, lambda v: v >= 0 and math.isfinite(v), "must be >= 0")
+        _check_values("--weight-decay", self.weight_decay, lambda v: v >= 0, "must be >= 0")
+        _check_values("--weight-decay", self.weight_decay, lambda v: v <= WEIGHT_DECAY_BOUNDS[1],
+                      f"is above the largest weight decay a study can hold, {WEIGHT_DECAY_BOUNDS[1]:g}")
+        for flag, name in (("--beta1", "beta1"), ("--beta2", "beta2"), ("--gamma", "gamma"),
+                           ("--weight-decay", "weight_decay")):
+            takers = [o for o in OPTIMIZERS if name in OPTIMIZERS[o].hyperparameters]
+            if getattr(self, name) is not None and not any(o in takers for o in self.optimizers):
+                raise UserError(f"{flag} is given but none of --optimizers {','.join(self.optimizers)} takes "
+                                f"{name} (only {', '.join(takers)}); drop {flag} or add one of those optimizers")
         if self.lr_points < 2:
             raise UserError(f"--lr-points {self.lr_points} is too few; use at least 2 (7 or more for a sensitivity curve)")
-        if self.sampler != "grid" and self.n_trials < 1:
-            raise UserError(f"--n-trials {self.n_trials} must be >= 1 for the {self.sampler} sampler")
+        if self.n_trials < 1:
+            raise UserError(f"--n-trials {self.n_trials} must be >= 1 (it sets the random/qmc samplers' points "
+                            f"per optimizer and seed; the grid sampler runs every grid point)")
         if self.seeds < 1:
             raise UserError(f"--seeds {self.seeds} must be >= 1")
         if self.epochs is not None and self.epochs < 1:
@@ -216,6 +228,10 @@ def _check_values(flag: str, values: tuple[float, ...] | None, ok, rule: str) ->
     if len(values) == 0:
         raise UserError(f"{flag} is empty; give at least one value, e.g. {flag} 0.9")
     for v in values:
+        if math.isnan(v):
+            raise UserError(f"{flag} value nan is not a number; give numbers like {flag} 0.9")
+        if math.isinf(v):
+            raise UserError(f"{flag} value {v:g} is not finite; give finite numbers like {flag} 0.9")
         if not ok(v):
             raise UserError(f"{flag} value {v:g} {rule}")
 

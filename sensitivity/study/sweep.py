@@ -15,6 +15,7 @@ was created with (:func:`create_or_load_study`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from typing import Any, Protocol
 
@@ -26,17 +27,17 @@ from sensitivity import interrupt, records
 from sensitivity.catalog import OPTIMIZERS
 from sensitivity.errors import UserError
 from sensitivity.records import TrialResult, param_distributions
-from sensitivity.storage import heartbeat_settings, mask_storage, open_storage
+from sensitivity.storage import heartbeat_settings, mask_storage, open_storage, storage_of, trial_id_of
 from sensitivity.study.parallel import LocalWorkers, WorkersOutcome, run_local_workers
 from sensitivity.study.queue import PlanProgress, PointQueue, enqueue_missing
-from sensitivity.study.space import Point, plan_points
+from sensitivity.study.space import Point, plan_points, point_key
 from sensitivity.study.spec import StudySpec
 from sensitivity.study.trial import call_back, run_trial
 from sensitivity.tasks import get_task
 from sensitivity.train import load_task_data, resolve_device
 
 __all__ = [
-    "SweepCallbacks", "SweepResult", "best_trial", "create_or_load_study", "join_study", "plan_progress_of",
+    "FailedPoint", "MAX_RETRIES", "SweepCallbacks", "SweepResult", "best_trial", "failed_points", "retry_point", "create_or_load_study", "join_study", "plan_progress_of",
     "prepare_sweep", "run_sweep", "run_worker", "study_distributions",
 ]
 
@@ -51,8 +52,30 @@ class SweepCallbacks(Protocol):
     def on_trial_start(self, number: int, params: dict[str, Any]) -> None: ...
     def on_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None: ...
     def on_trial_end(self, number: int, params: dict[str, Any], value: float, result: TrialResult) -> None: ...
+    def on_trial_fail(self, failure: "FailedPoint", retry: int | None) -> None: ...
     def on_wait(self, running: int) -> None: ...
     def on_poll(self, progress: PlanProgress, workers_alive: int) -> None: ...
+
+
+MAX_RETRIES = 2
+"""A point whose trial raises is queued again at most this many times per sweep or worker start (the
+bound of Optuna's ``RetryFailedTrialCallback(max_retry=...)``); then it stays FAIL, the sweep goes on
+with the other points, and the next start of the sweep tries it again."""
+
+
+@dataclasses.dataclass
+class FailedPoint:
+    """A planned point whose latest trial failed with an error.
+
+    Attributes:
+        number: the failed trial's number.
+        params: the point (optimizer, hyperparameters, seed).
+        error: the stored error, ``"Type: message"``.
+    """
+
+    number: int
+    params: dict[str, Any]
+    error: str
 
 
 @dataclasses.dataclass
@@ -71,6 +94,8 @@ class SweepResult:
         best: params and value of the best COMPLETE trial in the study (None when there is none).
         progress: where the plan stands in storage at the end (all workers together).
         outcome: how the local worker processes ended (None without ``workers``).
+        failures: planned points whose latest trial failed with an error and was not retried
+            (their retries used up); the sweep ran every other point.
     """
 
     study_name: str
@@ -84,6 +109,7 @@ class SweepResult:
     best: dict[str, Any] | None = None
     progress: PlanProgress | None = None
     outcome: WorkersOutcome | None = None
+    failures: list[FailedPoint] = dataclasses.field(default_factory=list)
 
 
 def _result_settings(task: str, config: dict[str, Any], metric: Any, divergence_factor: Any) -> dict[str, Any]:
@@ -188,7 +214,10 @@ def run_worker(study: optuna.Study, spec: StudySpec, plan: list[Point], callback
     """Run queued points of ``plan`` until none is left (or ``max_trials`` ran).
 
     Each round first fails trials of dead workers (stale heartbeats) and queues their points
-    again. When nothing is queued but other workers still run points of the plan, the worker
+    again. A trial that raises is stored as FAIL with its error (see
+    :func:`~sensitivity.study.trial.run_trial`), its point is queued again up to
+    :data:`MAX_RETRIES` times (:func:`retry_point`), and the worker goes on with the next point;
+    only Ctrl-C (and a storage that stops answering) ends it early. When nothing is queued but other workers still run points of the plan, the worker
     waits (``wait=True``) and checks again every few seconds: if one of them dies, its point is
     run here. It returns when every point is complete or failed with an error.
 
@@ -217,21 +246,73 @@ def run_worker(study: optuna.Study, spec: StudySpec, plan: list[Point], callback
             call_back(callbacks, "on_wait", running)
             time.sleep(pause)
             continue
-        result = run_trial(study, trial, spec, callbacks, dists)
+        try:
+            result = run_trial(study, trial, spec, callbacks, dists)
+        except Exception:  # noqa: BLE001 - any error of one trial (stored with it as FAIL): go on with the others
+            failed = storage_of(study).get_trial(trial_id_of(trial))
+            call_back(callbacks, "on_trial_fail", _failed_point(failed), retry_point(study, failed))
+            continue
         if result is not None:
             ran += 1
             diverged += int(result.diverged)
     return ran, diverged
 
 
+def _failed_point(trial: optuna.trial.FrozenTrial) -> FailedPoint:
+    key = trial.user_attrs.get(records.POINT_KEY)
+    params = json.loads(key) if key else dict(trial.params)
+    return FailedPoint(trial.number, params, str(trial.user_attrs.get(records.ERROR, "no error recorded")))
+
+
+def retry_point(study: optuna.Study, failed: optuna.trial.FrozenTrial, max_retries: int = MAX_RETRIES) -> int | None:
+    """Queue the point of the FAIL trial ``failed`` again, unless it was retried ``max_retries`` times.
+
+    As Optuna's ``RetryFailedTrialCallback``: the new WAITING trial carries the chain of the failed
+    trials it retries (user attribute :data:`~sensitivity.records.RETRY_OF`), whose length bounds
+    the retries.
+
+    Returns:
+        The retry's count (1 for the first retry), or None when the retries are used up.
+    """
+    chain = [*failed.user_attrs.get(records.RETRY_OF, []), failed.number]
+    key = failed.user_attrs.get(records.POINT_KEY)
+    if key is None or len(chain) > max_retries:
+        return None
+    study.enqueue_trial(json.loads(key), user_attrs={records.POINT_KEY: key, records.RETRY_OF: chain})
+    return len(chain)
+
+
+def failed_points(study: optuna.Study, plan: list[Point]) -> list[FailedPoint]:
+    """Points of ``plan`` whose latest trial FAILED and that have no COMPLETE, RUNNING or WAITING
+    trial, each with its latest trial's error, in trial order."""
+    wanted = {point_key(p) for p in plan}
+    latest: dict[str, optuna.trial.FrozenTrial] = {}
+    live: set[str] = set()
+    for t in study.get_trials(deepcopy=False):
+        key = t.user_attrs.get(records.POINT_KEY)
+        if key not in wanted:
+            continue
+        if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING):
+            live.add(key)
+        elif t.state == TrialState.FAIL and (key not in latest or t.number > latest[key].number):
+            latest[key] = t
+    return sorted((_failed_point(t) for k, t in latest.items() if k not in live), key=lambda f: f.number)
+
+
 def best_trial(study: optuna.Study) -> dict[str, Any] | None:
-    """Params, value and trial number of the best COMPLETE trial, or None."""
+    """Params, value and trial number of the best COMPLETE trial, or None.
+
+    Trials whose run diverged (their value clipped to the initial one) are passed over while any
+    trial learned; when every complete trial diverged, the best of them is returned with
+    ``"diverged": True``, so a front end can say so.
+    """
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    learned = [t for t in done if not t.user_attrs.get("diverged")]
     if not done:
         return None
     pick = min if study.direction == optuna.study.StudyDirection.MINIMIZE else max
-    t = pick(done, key=lambda t: t.value)
-    return {"number": t.number, "value": t.value, "params": dict(t.params), "diverged": t.user_attrs.get("diverged")}
+    t = pick(learned or done, key=lambda t: t.value)
+    return {"number": t.number, "value": t.value, "params": dict(t.params), "diverged": bool(t.user_attrs.get("diverged"))}
 
 
 def task_info(spec: StudySpec) -> dict[str, str]:
@@ -266,6 +347,37 @@ def check_can_run(spec: StudySpec) -> None:
     load_task_data(task, spec.task_config(), torch.device("cpu"))
 
 
+def check_points(plan: list[Point]) -> None:
+    """Fail now, before any write, when an optimizer refuses a planned point's hyperparameters.
+
+    Each distinct (optimizer, hyperparameters) of ``plan`` is built once over a one-element
+    parameter, so whatever the torch optimizer's constructor refuses (a beta of 1.0, a negative
+    epsilon...) is refused here, for the whole plan, instead of failing its trial after the study
+    is written.
+
+    Raises:
+        UserError: the first point refused, with the optimizer's own reason.
+    """
+    import torch
+
+    from sensitivity.optim.registry import build_optimizer
+
+    probe = [torch.nn.Parameter(torch.zeros(1))]
+    seen: set[tuple[Any, ...]] = set()
+    for point in plan:
+        hp = {k: v for k, v in point.items() if k not in ("optimizer", "seed")}
+        key = (point["optimizer"], *sorted(hp.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            build_optimizer(point["optimizer"], probe, hp)
+        except (ValueError, TypeError, AssertionError) as err:  # lion_pytorch asserts its betas
+            shown = " ".join(f"{k}={v:g}" for k, v in hp.items())
+            raise UserError(f"{point['optimizer']} refuses the planned point {shown} ({err}); "
+                            f"change the values given for it") from None
+
+
 def prepare_sweep(spec: StudySpec) -> tuple[optuna.Study, list[Point], int, int]:
     """Validate, check data and device, open storage, create/load the study and queue missing points.
 
@@ -281,6 +393,7 @@ def prepare_sweep(spec: StudySpec) -> tuple[optuna.Study, list[Point], int, int]
     spec.validate()
     check_can_run(spec)
     plan = plan_points(spec)
+    check_points(plan)
     storage = open_storage(spec.storage)
     study = create_or_load_study(spec, storage)
     dists = study_distributions(study, spec.optimizers)  # refuses before the writes below
@@ -335,6 +448,7 @@ def run_sweep(spec: StudySpec, callbacks: Any = None, *, workers: LocalWorkers |
             )
     result.best = best_trial(study)
     result.progress = plan_progress_of(study, plan)
+    result.failures = failed_points(study, plan)
     return result
 
 

@@ -21,6 +21,7 @@ import gzip
 import os
 import pickle
 import shutil
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,65 @@ def _fashion_mnist_dirs(data_dir: Path) -> list[Path]:
     return dirs
 
 
+_IDX_DIMS = {"images": 3, "labels": 1}
+
+
+def _idx_problem(path: Path, name: str) -> str | None:
+    """Why the uncompressed file ``path`` is not the IDX file ``name`` (None when its header fits):
+    an IDX header is two zero bytes, the type byte 0x08 (unsigned byte) and the number of dimensions
+    (3 for images, 1 for labels), then one big-endian 32-bit size per dimension."""
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    dims = _IDX_DIMS["images" if "images" in name else "labels"]
+    if len(head) < 4 or head[:3] != b"\x00\x00\x08" or head[3] != dims:
+        return f"not an IDX file of unsigned bytes with {dims} dimension(s) (header {head.hex() or 'empty'})"
+    return None
+
+
+def _copy_idx_files(found: dict[str, Path], raw: Path) -> None:
+    """Copy (decompressing .gz) the four IDX files into ``raw``, each checked before it is kept.
+
+    Each file is written to a ``.part`` file and renamed only once whole and checked, so a crash
+    never leaves a half-written IDX file; on any bad file, everything this call wrote (files and
+    folders) is removed again.
+
+    Raises:
+        UserError: a file that is not gzip (when named .gz), is truncated, or is not an IDX file;
+            the message names it.
+    """
+    created = [d for d in (raw, *raw.parents) if not d.exists()]
+    written: list[Path] = []
+    raw.mkdir(parents=True, exist_ok=True)
+    try:
+        for name, path in found.items():
+            target = raw / name
+            if target.is_file():
+                continue
+            tmp = raw / f".{name}.part"
+            opener = gzip.open if path.suffix == ".gz" else open
+            try:
+                with opener(path, "rb") as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                problem = _idx_problem(tmp, name)
+            except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+                problem = f"{'not a readable gzip file' if path.suffix == '.gz' else 'unreadable'} ({err})"
+            if problem is not None:
+                tmp.unlink(missing_ok=True)
+                raise UserError(f"Fashion-MNIST file {path} is {problem}; replace it with the real file "
+                                f"(or delete it and pass --download on a machine online)")
+            os.replace(tmp, target)
+            written.append(target)
+    except BaseException:
+        for target in written:
+            target.unlink(missing_ok=True)
+        for folder in created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        raise
+
+
 def _prepare_fashion_mnist(data_dir: Path, download: bool) -> None:
     """Make ``data_dir/FashionMNIST/raw`` hold the four uncompressed IDX files torchvision reads.
 
@@ -60,7 +120,8 @@ def _prepare_fashion_mnist(data_dir: Path, download: bool) -> None:
     ``data_dir`` and Debian's location, and decompresses .gz copies into the torchvision layout.
 
     Raises:
-        UserError: the files are nowhere and ``download`` is False.
+        UserError: the files are nowhere and ``download`` is False, or one of them is corrupt
+            (see :func:`_copy_idx_files`).
     """
     raw = data_dir / "FashionMNIST" / "raw"
     if all((raw / name).is_file() for name in _FASHION_FILES):
@@ -73,16 +134,7 @@ def _prepare_fashion_mnist(data_dir: Path, download: bool) -> None:
                     found[name] = candidate
                     break
         if len(found) == len(_FASHION_FILES):
-            raw.mkdir(parents=True, exist_ok=True)
-            for name, path in found.items():
-                target = raw / name
-                if target.is_file():
-                    continue
-                tmp = raw / f".{name}.part"
-                opener = gzip.open if path.suffix == ".gz" else open
-                with opener(path, "rb") as src, open(tmp, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                os.replace(tmp, target)  # a crash never leaves a half-written IDX file
+            _copy_idx_files(found, raw)
             return
     if download:
         return  # torchvision downloads and checks them

@@ -1,0 +1,124 @@
+"""Issue 10, kind 10: a database server that drops the connection mid-trial. Storage calls are
+retried on a new connection; a server that stays away ends the command with one line."""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+import uuid
+
+import optuna
+import pytest
+import sqlalchemy.exc
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from sensitivity import storage as storage_module
+from sensitivity.cli import app
+from sensitivity.records import POINT_KEY
+from sensitivity.storage import is_connection_lost, open_storage
+from sensitivity.study.space import plan_points, point_key
+from sensitivity.study.spec import StudySpec
+
+URL = os.environ.get("ADAMRAG_SENS_TEST_POSTGRES_URL")
+runner = CliRunner()
+
+
+def _lost() -> Exception:
+    try:
+        try:
+            raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+        except sqlalchemy.exc.OperationalError as err:
+            raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from err
+    except optuna.exceptions.StorageInternalError as outer:
+        return outer
+
+
+def test_lost_connections_are_told_from_other_errors():
+    assert is_connection_lost(_lost())
+    assert not is_connection_lost(optuna.exceptions.StorageInternalError("value too long"))
+    assert not is_connection_lost(ValueError("x"))
+
+
+def test_a_storage_call_is_retried_until_the_connection_is_back(monkeypatch):
+    monkeypatch.setattr(storage_module, "RECONNECT_PAUSES_S", (0.0, 0.0, 0.0))
+    calls = []
+
+    def flaky(self, n):
+        calls.append(n)
+        if len(calls) < 3:
+            raise _lost()
+        return n * 2
+
+    assert storage_module._reconnecting(flaky)(None, 21) == 42 and len(calls) == 3
+    calls.clear()
+
+    def down(self):
+        calls.append(1)
+        raise _lost()
+
+    with pytest.raises(optuna.exceptions.StorageInternalError):
+        storage_module._reconnecting(down)(None)
+    assert len(calls) == 4  # 3 pauses, 4 attempts
+
+    def other(self):
+        calls.append(1)
+        raise optuna.exceptions.StorageInternalError("value too long")
+
+    calls.clear()
+    with pytest.raises(optuna.exceptions.StorageInternalError):
+        storage_module._reconnecting(other)(None)
+    assert len(calls) == 1  # not a lost connection: no retry
+
+
+def test_a_server_that_stays_away_ends_the_sweep_with_one_line(monkeypatch, tmp_path):
+    def run_sweep(*args, **kwargs):
+        raise _lost()
+
+    monkeypatch.setattr("sensitivity.study.sweep.run_sweep", run_sweep)
+    result = runner.invoke(app, ["sweep", "--storage", f"sqlite:///{tmp_path / 's.db'}", "--optimizers", "adam",
+                                 "--lr", "1e-3", "--beta1", "0.9", "--epochs", "1"])
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "lost the connection to the study's storage" in lines[0]
+    assert "server closed the connection unexpectedly" in lines[0]
+
+
+def test_server_storages_reconnect_and_sqlite_keeps_optunas_own(tmp_path):
+    assert type(open_storage(f"sqlite:///{tmp_path / 's.db'}")) is optuna.storages.RDBStorage
+    if URL:
+        assert isinstance(open_storage(URL), storage_module.ReconnectingRDBStorage)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.skipif(not URL, reason="ADAMRAG_SENS_TEST_POSTGRES_URL is not set (.ci/run sets it)")
+def test_terminated_connections_mid_trial_lose_nothing_and_run_every_point_once(cli_process, fast_heartbeat):
+    psycopg2 = pytest.importorskip("psycopg2")
+    name = f"drop-{uuid.uuid4().hex[:8]}"
+    lrs = "1e-4,1e-3,1e-2,1e-1"
+    proc = cli_process("sweep", "--optimizers", "adam", "--lr", lrs, "--beta1", "0.8,0.9", "--epochs", "60",
+                       "--storage", URL, "--study", name, env=fast_heartbeat)
+    con = psycopg2.connect(URL)
+    con.autocommit = True
+    cur = con.cursor()
+    terminated, deadline = 0, time.monotonic() + 240
+    while terminated < 3 and proc.poll() is None and time.monotonic() < deadline:
+        cur.execute("SELECT count(*) FROM trials JOIN studies USING (study_id) WHERE study_name = %s AND state = 'RUNNING'",
+                    (name,))
+        if cur.fetchone()[0]:  # a trial is training: cut every connection of the sweep
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            terminated += sum(1 for (ok,) in cur.fetchall() if ok)
+            time.sleep(1.0)
+        time.sleep(0.1)
+    con.close()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-4000:]
+    assert terminated >= 3, "the sweep ended before its connections could be cut"
+    assert "8 of 8 points complete" in out
+    trials = optuna.load_study(study_name=name, storage=open_storage(URL)).get_trials(deepcopy=False)
+    spec = StudySpec(optimizers=("adam",), lr=tuple(float(x) for x in lrs.split(",")), beta1=(0.8, 0.9), epochs=60)
+    complete = collections.Counter(t.user_attrs[POINT_KEY] for t in trials if t.state == TrialState.COMPLETE)
+    assert complete == {point_key(p): 1 for p in plan_points(spec)}
