@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -24,7 +26,10 @@ from rich.console import Console
 
 from sensitivity.errors import UserError
 
-console = Console(stderr=False, soft_wrap=True)  # long lines (commands to copy) never wrap mid-word
+# Long lines (commands to copy) never wrap mid-word. Piped or redirected, rich would assume 80
+# columns and cut table cells to "AdamR…"; a file or a pipe has no width, so tables print whole.
+_PIPED_WIDTH = 200
+console = Console(stderr=False, soft_wrap=True, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else _PIPED_WIDTH)
 err_console = Console(stderr=True)
 _UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")  # click's, as Typer vendors it
 
