@@ -286,7 +286,7 @@ def check_sqlite_file(path: Path) -> None:
 
     Raises:
         UserError: the path is a folder, unreadable, not an SQLite file, or an SQLite database
-            of another program (tables, but none of Optuna's).
+            of another program (tables of its own, and not Optuna's ``studies`` and ``trials``).
     """
     if path.is_dir():
         raise UserError(f"storage path {path} is a folder; give a database file, e.g. --storage sqlite:///{path}/studies.db")
@@ -300,11 +300,19 @@ def check_sqlite_file(path: Path) -> None:
     if head != _SQLITE_MAGIC:
         raise UserError(f"{path} is not an SQLite database; give another --storage path (the file was left untouched)")
     tables = sqlite_tables(path)  # another program's database must not get Optuna's tables
-    if tables and not {"studies", "trials"} <= tables:
+    # Only Optuna's tables, but not all of them yet: another process is creating them right now.
+    if tables and not {"studies", "trials"} <= tables and not tables <= _optuna_tables():
         raise UserError(
             f"{path} is an SQLite database of another program (no Optuna tables); give another --storage path "
             f"(the file was left untouched)"
         )
+
+
+def _optuna_tables() -> set[str]:
+    """Names of the tables of Optuna's RDB storage (its private models; checked with Optuna 5.0)."""
+    from optuna.storages._rdb.models import BaseModel
+
+    return set(BaseModel.metadata.tables) | {"alembic_version"}
 
 
 def sqlite_tables(path: Path | str) -> set[str]:
@@ -466,13 +474,28 @@ def _journal_prefix_backend(path: Path, line: int) -> Any:
 
 
 def _enable_wal(path: Path) -> None:
-    """Switch an SQLite file to WAL journaling (persistent in the file; readers never block writers)."""
-    con = sqlite3.connect(str(path), timeout=SQLITE_BUSY_TIMEOUT_S)
-    try:
-        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            con.execute("PRAGMA journal_mode=WAL")
-    finally:
-        con.close()
+    """Switch an SQLite file to WAL journaling (persistent in the file; readers never block writers).
+
+    Two processes opening a new file at the same moment may both try the switch. SQLite then
+    answers one of them "database is locked" at once, without waiting on the busy timeout (both
+    hold a read lock and want the write lock: waiting would deadlock, sqlite.org/c3ref/busy_handler.html);
+    that one tries again until the busy timeout, and usually finds the file switched already.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    pause = 0.01
+    while True:
+        con = sqlite3.connect(str(path), timeout=SQLITE_BUSY_TIMEOUT_S)
+        try:
+            if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+        finally:
+            con.close()
+        time.sleep(pause)
+        pause = min(2 * pause, 0.5)
 
 
 def _begin_immediate(engine: Any) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from typing import Any, Callable, Iterator
 
@@ -191,6 +192,8 @@ def _train(task: Task, config: dict[str, Any], optimizer: str, hyperparameters: 
         result.epochs_run = epoch
         if on_epoch is not None:
             on_epoch(epoch, {"train_loss": train_loss, **metrics})
+        if epoch == 1:
+            pause_for_test()
         reason = _non_finite_parameter(model, epoch) or task.divergence(
             epoch, train_loss, metrics, initial, divergence_factor)
         if reason:
@@ -209,3 +212,37 @@ def _non_finite_parameter(model: nn.Module, epoch: int) -> str:
         if not bool(torch.isfinite(p).all()):
             return f"non-finite parameter {name} after epoch {epoch}"
     return ""
+
+
+TEST_PAUSE_ENV = "ADAMRAG_SENS_TEST_PAUSE_DIR"
+"""Test-only: a folder that makes a trial pause after its first epoch (see :func:`pause_for_test`)."""
+TEST_PAUSE_CEILING_S = 900.0
+"""Test-only: a paused trial goes on by itself after this long (a test that died never releases it)."""
+_test_paused = False
+
+
+def pause_for_test() -> None:
+    """Test-only hook (the tests of killed and interrupted workers); does nothing unless the
+    environment variable ``ADAMRAG_SENS_TEST_PAUSE_DIR`` names a folder.
+
+    Called after a trial's first epoch has been handed to ``on_epoch`` (in a sweep: stored in the
+    study). The first time in a process, it writes ``<folder>/<pid>.paused`` (holding the pid) and
+    waits until ``<folder>/release`` exists, so a test can signal or kill a worker that is
+    certainly mid-trial, on a slow machine or a fast one, instead of hoping to catch one in time.
+    Ctrl-C and SIGTERM end the wait as they end training (KeyboardInterrupt); SIGKILL ends the
+    process. Later trials of the process do not pause; after ``TEST_PAUSE_CEILING_S`` seconds
+    without a release the trial goes on by itself.
+    """
+    global _test_paused
+    folder = os.environ.get(TEST_PAUSE_ENV)
+    if not folder or _test_paused:
+        return
+    _test_paused = True
+    marker = os.path.join(folder, f"{os.getpid()}.paused")
+    with open(marker + ".tmp", "w") as fh:
+        fh.write(f"{os.getpid()}\n")
+    os.replace(marker + ".tmp", marker)  # the test never reads a half-written marker
+    deadline = time.monotonic() + TEST_PAUSE_CEILING_S
+    while not os.path.exists(os.path.join(folder, "release")) and time.monotonic() < deadline:
+        interrupt.check()
+        time.sleep(0.02)

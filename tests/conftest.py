@@ -1,12 +1,25 @@
-"""Shared fixtures: running the command line in a child process, and fast heartbeats."""
+"""Shared fixtures: running the command line in a child process, fast heartbeats, and pausing
+trials of child processes so that a test signals them at a known point.
+
+Tests that signal, kill or race processes wait for events the processes make happen (a marker
+file, a process ending), never for a window of time. Every wait has a ceiling (``HUNG_S``) that
+only a hung process reaches: it is not how long anything is expected to take.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
+
+from sensitivity.train import TEST_PAUSE_ENV
+
+HUNG_S = 600.0
+"""Ceiling (seconds) for a child process or an awaited event: reached only by a hung process."""
 
 
 @pytest.fixture(autouse=True)
@@ -27,23 +40,31 @@ def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 @pytest.fixture()
 def cli_process(tmp_path):
     """``cli_process(*args, env=None)`` starts ``adamrag-sens ARGS`` as a child process in ``tmp_path``
-    (the same interpreter and package), with stdout and stderr captured; returns the Popen."""
+    (the same interpreter and package), with stdout and stderr captured; returns the Popen. Children
+    still running when the test ends (it failed) are killed, so that they cannot slow later tests."""
+    started: list[subprocess.Popen] = []
 
     def start(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "sensitivity.cli", *args], cwd=tmp_path, env=_child_env(env),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs,
         )
+        started.append(proc)
+        return proc
 
-    return start
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()  # a coordinator's workers notice and stop (they watch their parent)
+            proc.communicate()
 
 
 @pytest.fixture()
 def run_cli(cli_process):
-    """``run_cli(*args, env=None, timeout=180)`` runs ``adamrag-sens ARGS`` to the end; returns
+    """``run_cli(*args, env=None, timeout=HUNG_S)`` runs ``adamrag-sens ARGS`` to the end; returns
     (exit code, stdout, stderr)."""
 
-    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> tuple[int, str, str]:
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = HUNG_S) -> tuple[int, str, str]:
         proc = cli_process(*args, env=env)
         out, err = proc.communicate(timeout=timeout)
         return proc.returncode, out, err
@@ -58,3 +79,54 @@ def fast_heartbeat(monkeypatch):
     monkeypatch.setenv("ADAMRAG_SENS_HEARTBEAT_S", "1")
     monkeypatch.setenv("ADAMRAG_SENS_GRACE_S", "10")
     return {"ADAMRAG_SENS_HEARTBEAT_S": "1", "ADAMRAG_SENS_GRACE_S": "10"}
+
+
+def wait_until(condition, what: str, proc: subprocess.Popen | None = None, ceiling: float = HUNG_S):
+    """Poll ``condition()`` until it returns something true, and return that.
+
+    For states that last once reached (a file written, a process ended), so how often it is polled
+    does not matter. Fails at once, with its stderr, if ``proc`` ends first; fails after
+    ``ceiling`` seconds (a hung process).
+    """
+    deadline = time.monotonic() + ceiling
+    while not (value := condition()):
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"the process ended (exit code {proc.returncode}) before {what}:\n{err}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} after {ceiling:.0f} s: a process hung")
+        time.sleep(0.05)
+    return value
+
+
+class TrialPause:
+    """The test side of ``sensitivity.train.pause_for_test``: child processes started with
+    :attr:`env` pause their first trial after its first stored epoch, until :meth:`release`."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir()
+        self.folder = folder
+        self.env = {TEST_PAUSE_ENV: str(folder)}
+
+    def paused_pids(self) -> list[int]:
+        """Process ids of the children paused so far."""
+        return sorted(int(p.name.split(".")[0]) for p in self.folder.glob("*.paused"))
+
+    def wait(self, count: int, proc: subprocess.Popen) -> list[int]:
+        """Wait until ``count`` processes are paused mid-trial (their pids); fails at once if
+        ``proc`` (the sweep that started them) ends first."""
+        def enough() -> list[int] | None:
+            pids = self.paused_pids()
+            return pids if len(pids) >= count else None
+
+        return wait_until(enough, f"{count} trial(s) paused after their first epoch", proc)
+
+    def release(self) -> None:
+        """Let every paused trial go on (and later ones not pause)."""
+        (self.folder / "release").touch()
+
+
+@pytest.fixture()
+def trial_pause(tmp_path) -> TrialPause:
+    """A :class:`TrialPause` in a folder of ``tmp_path``; pass ``trial_pause.env`` to the child."""
+    return TrialPause(tmp_path / "pause")

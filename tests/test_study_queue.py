@@ -24,6 +24,7 @@ from sensitivity.study.queue import PointQueue, enqueue_missing
 from sensitivity.study.sweep import study_distributions
 from sensitivity.study.space import point_key
 from sensitivity.storage import open_storage
+from tests.conftest import HUNG_S
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -49,7 +50,7 @@ def pop_in_four_processes(url: str, name: str, plan: list[dict]) -> list[int]:
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(4)
     ]
-    outputs = [p.communicate(timeout=120) for p in procs]
+    outputs = [p.communicate(timeout=HUNG_S) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
     assert not any("locked" in err for _, err in outputs)
     return [n for out, _ in outputs for n in json.loads(out)]
@@ -125,16 +126,17 @@ def test_waiting_points_of_an_older_plan_are_left_alone(storage_url):
 @pytest.mark.slow
 def test_a_trial_whose_heartbeat_stops_is_failed_and_queued_again_once(storage_url, monkeypatch):
     monkeypatch.setenv("ADAMRAG_SENS_HEARTBEAT_S", "1")
+    monkeypatch.setenv("ADAMRAG_SENS_GRACE_S", "600")
+    patient = optuna.load_study(study_name=_new_study(storage_url).study_name, storage=open_storage(storage_url))
     monkeypatch.setenv("ADAMRAG_SENS_GRACE_S", "1.5")
-    study = _new_study(storage_url)
+    study = optuna.load_study(study_name="q", storage=open_storage(storage_url))
     plan = _plan(2)
     enqueue_missing(study, plan)
     dead = PointQueue(study, plan).pop()  # a worker takes trial 0 and is killed: no more heartbeats
     assert dead is not None
-    alive = PointQueue(study, plan)
-    assert alive.fail_stale() == []  # fresh heartbeat: not stale yet
-    time.sleep(2.6)
-    other = PointQueue(study, plan)
+    assert PointQueue(patient, plan).fail_stale() == []  # a heartbeat younger than the grace is not stale
+    time.sleep(2.6)  # at least this long: older than the 1.5 s grace (SQLite's clock has whole seconds)
+    alive, other = PointQueue(study, plan), PointQueue(study, plan)
     assert alive.fail_stale() == [dead.number]
     assert other.fail_stale() == []  # a second worker noticing it does not queue it again
     trials = study.get_trials(deepcopy=False)

@@ -143,3 +143,31 @@ def test_every_task_gives_the_same_curve_for_the_same_seed(tmp_path, name):
     assert a.train_loss != c.train_loss
     assert set(a.metrics) == {m.name for m in task.metrics} and all(len(v) == 1 for v in a.metrics.values())
     assert a.throughput > 0
+
+
+def test_the_test_pause_holds_a_trial_after_its_first_epoch_until_released(tmp_path, monkeypatch):
+    import os
+    import threading
+
+    import sensitivity.train as train
+    from tests.conftest import HUNG_S, TrialPause, wait_until
+
+    pause = TrialPause(tmp_path / "pause")
+    monkeypatch.setenv(train.TEST_PAUSE_ENV, str(pause.folder))
+    monkeypatch.setattr(train, "_test_paused", False)  # as in a fresh process
+    seen, results = [], []
+    worker = threading.Thread(target=lambda: results.append(
+        _run("adam", {"lr": 1e-3}, epochs=3, on_epoch=lambda e, m: seen.append(e))), daemon=True)
+    worker.start()
+    pids = wait_until(pause.paused_pids, "the trial to pause")
+    assert pids == [os.getpid()] and seen == [1]  # held after the first epoch was handed on
+    assert (pause.folder / f"{os.getpid()}.paused").read_text().strip() == str(os.getpid())
+    pause.release()
+    worker.join(HUNG_S)
+    assert seen == [1, 2, 3] and results[0].epochs_run == 3
+
+    for path in pause.folder.iterdir():
+        path.unlink()
+    monkeypatch.setattr(train, "TEST_PAUSE_CEILING_S", 0.0)  # were it to pause, it would not wait
+    _run("adam", {"lr": 1e-3}, epochs=1)
+    assert not list(pause.folder.iterdir())  # a later trial of the process does not pause
