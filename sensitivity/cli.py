@@ -312,9 +312,18 @@ def _print_outcome(result: Any, metric: str) -> None:
             err_console.print(f"worker {index} was killed by signal {signum}; its running trial was failed when its "
                               f"heartbeat went stale and its point queued again", highlight=False, soft_wrap=True)
     if result.best:
-        best = result.best
-        console.print(f"best {metric} {best['value']:.4f}: trial #{best['number']} {_format_params(best['params'])}",
-                      highlight=False)
+        console.print(_best_line(result.best, metric), highlight=False)
+
+
+def _best_line(best: dict[str, Any], metric: str) -> str:
+    """``best val_loss 0.1128: trial #42 optimizer=nag ...``, saying when that trial diverged (then
+    every trial did) or ended worse than it started (its value is clipped at the initial one)."""
+    note = ""
+    if best.get("diverged"):
+        note = f" (diverged: {best.get('diverged_reason') or 'training blew up'}; every trial diverged)"
+    elif best.get("final") is not None and best["final"] == best["final"] and best["final"] != best["value"]:
+        note = f" (clipped at the initial value: the final {metric} was {best['final']:.4g})"
+    return f"best {metric} {best['value']:.4f}{note}: trial #{best['number']} {_format_params(best['params'])}"
 
 
 @app.command()

@@ -15,6 +15,7 @@ was created with (:func:`create_or_load_study`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from typing import Any, Protocol
 
@@ -225,13 +226,29 @@ def run_worker(study: optuna.Study, spec: StudySpec, plan: list[Point], callback
 
 
 def best_trial(study: optuna.Study) -> dict[str, Any] | None:
-    """Params, value and trial number of the best COMPLETE trial, or None."""
+    """The best COMPLETE trial, ranked as every report ranks (:func:`~sensitivity.records.rank_key`).
+
+    Objectives are clipped at the initial value (:meth:`~sensitivity.records.TrialResult.objective`),
+    so a diverged run ties with runs that ended no better than their start; at a tie the run that
+    did not diverge wins, so a diverged trial is named only when every trial diverged.
+
+    Returns:
+        None when no trial is complete, else ``{"number", "value", "params", "diverged",
+        "diverged_reason", "final", "initial"}``: ``final`` the unclipped final value of the
+        study's metric (NaN when unrecorded), ``initial`` its value at initialisation.
+    """
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
     if not done:
         return None
-    pick = min if study.direction == optuna.study.StudyDirection.MINIMIZE else max
-    t = pick(done, key=lambda t: t.value)
-    return {"number": t.number, "value": t.value, "params": dict(t.params), "diverged": t.user_attrs.get("diverged")}
+    metric = study.user_attrs.get(records.METRIC, "val_loss")
+    hib = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    t = min(done, key=lambda t: (*records.rank_key(t.value, t.user_attrs.get("diverged"), hib), t.number))
+    finals = t.user_attrs.get(metric) or []
+    final = finals[-1] if finals and finals[-1] is not None else math.nan
+    initial = t.user_attrs.get(f"initial_{metric}")
+    return {"number": t.number, "value": t.value, "params": dict(t.params),
+            "diverged": bool(t.user_attrs.get("diverged")), "diverged_reason": t.user_attrs.get("diverged_reason") or "",
+            "final": float(final), "initial": math.nan if initial is None else float(initial)}
 
 
 def task_info(spec: StudySpec) -> dict[str, str]:
