@@ -100,8 +100,8 @@ def create_or_load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) 
 
     Raises:
         UserError: a study of that name exists with another task, or other settings that change
-            results (dataset, data sizes, batch size, epochs, model size, metric, divergence
-            factor); the one line names each setting with its stored and its new value. Nothing
+            results (dataset, data sizes, batch size, epochs, model size, precise BN, metric,
+            divergence factor); the one line names each setting with its stored and its new value. Nothing
             is written then.
     """
     name = spec.resolved_study_name
@@ -122,7 +122,8 @@ def create_or_load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) 
                 f"study {name!r} optimises {attrs.get(records.METRIC)!r}, not {metric!r}; "
                 f"use --metric {attrs.get(records.METRIC)} or another --study name"
             )
-        old = _result_settings(attrs.get(records.TASK), attrs.get(records.TASK_CONFIG, {}),
+        stored = {"precise_bn": 0, **attrs.get(records.TASK_CONFIG, {})}  # studies made before the option had none
+        old = _result_settings(attrs.get(records.TASK), stored,
                                attrs.get(records.METRIC), attrs.get(records.DIVERGENCE_FACTOR))
         new = _result_settings(spec.task, config, metric, spec.divergence_factor)
         changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if k in old and old[k] != new[k]]
