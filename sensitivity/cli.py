@@ -177,7 +177,7 @@ def sweep(
     val_size: Optional[int] = typer.Option(None, help="Use the first N validation examples."),
     batch_size: Optional[int] = typer.Option(None, help="Mini-batch size (default: the task's)."),
     divergence_factor: float = typer.Option(_DEFAULT.divergence_factor, help="A run diverges when its training loss or a parameter is non-finite, or its epoch training loss exceeds this multiple of the initial loss (cartpole: policy collapse instead, see `adamrag-sens tasks`)."),
-    precise_bn: Optional[int] = typer.Option(None, "--precise-bn", help="Before each evaluation, recompute BatchNorm running statistics on N training batches (precise BN; 0: off; default: the task's, 16 for resnet18). No effect on models without BatchNorm."),
+    precise_bn: Optional[int] = typer.Option(None, "--precise-bn", help="Before each evaluation, recompute BatchNorm running statistics on N training batches (precise BN; 0: off; default: the task's, 8 for resnet18). No effect on models without BatchNorm."),
     sampler_seed: int = typer.Option(_DEFAULT.sampler_seed, help="Seed of the random/qmc point generator."),
     workers: int = typer.Option(1, help="Trials at once on this machine: N worker processes (each with cpus/N torch threads)."),
     gpus: Optional[str] = typer.Option(None, help="GPUs to spread workers over, e.g. 0,1 (one process per GPU and trial slot)."),

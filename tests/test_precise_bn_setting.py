@@ -19,7 +19,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def test_task_defaults_and_the_flag_make_the_stored_setting():
-    assert StudySpec(task="resnet18").task_config()["precise_bn"] == 16
+    assert StudySpec(task="resnet18").task_config()["precise_bn"] == 8
     assert StudySpec(task="resnet18", precise_bn=0).task_config()["precise_bn"] == 0
     assert StudySpec(task="digits-mlp").task_config()["precise_bn"] == 0
     with pytest.raises(UserError, match="--precise-bn -2 must be >= 0"):
