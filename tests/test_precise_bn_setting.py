@@ -13,7 +13,7 @@ from sensitivity.report.render import study_facts
 from sensitivity.report.frame import load_trials
 from sensitivity.storage import open_storage
 from sensitivity.study.spec import StudySpec
-from sensitivity.study.sweep import create_or_load_study, run_sweep
+from sensitivity.study.sweep import create_or_load_study, join_study, run_sweep
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -48,3 +48,21 @@ def test_a_study_made_before_the_option_resumes_only_without_recalibration(tmp_p
         create_or_load_study(spec, storage)
     facts = dict(study_facts(load_trials(storage, "old")))
     assert facts["BatchNorm statistics"].startswith("not recalibrated")
+
+
+def test_a_worker_joining_a_study_trains_with_the_stored_setting(tmp_path):
+    # the sweep stores its spec; a spec stored without the option (an older version) means off,
+    # not the task's default of today
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    spec = StudySpec(task="digits-mlp", optimizers=("adam",), lr=(1e-3,), beta1=(0.9,), epochs=1, storage=url,
+                     study_name="joined", precise_bn=3)
+    assert run_sweep(spec).ran == 1
+    assert join_study(url, "joined", check=False)[1].task_config()["precise_bn"] == 3
+    study = optuna.load_study(study_name="joined", storage=url)
+    old = {k: v for k, v in study.user_attrs[records.SPEC].items() if k != "precise_bn"}
+    study.set_user_attr(records.SPEC, old)
+    study.set_user_attr(records.TASK_CONFIG, {k: v for k, v in study.user_attrs[records.TASK_CONFIG].items()
+                                              if k != "precise_bn"})
+    study.set_user_attr(records.TASK, "resnet18")  # whose default today is not 0
+    study.set_user_attr(records.SPEC, {**old, "task": "resnet18"})
+    assert join_study(url, "joined", check=False)[1].task_config()["precise_bn"] == 0

@@ -385,6 +385,8 @@ def join_study(storage: str, study_name: str, *, device: str | None = None,
     if records.SPEC not in attrs or records.POINTS not in attrs:
         raise UserError(f"study {study_name!r} was not created by adamrag-sens sweep; nothing to join")
     spec = dataclasses.replace(StudySpec.from_dict(attrs[records.SPEC]), storage=storage, study_name=study_name)
+    if spec.precise_bn is None:  # a study made before --precise-bn: train as it was trained (stored config, else off)
+        spec = dataclasses.replace(spec, precise_bn=int(attrs.get(records.TASK_CONFIG, {}).get("precise_bn") or 0))
     if device is not None:
         spec = dataclasses.replace(spec, device=device)
     if check:
