@@ -19,11 +19,10 @@ import itertools
 import time
 
 import torch
-from torch import nn
 
 from sensitivity.optim.registry import build_optimizer
 from sensitivity.tasks import get_task
-from sensitivity.train import _batches, evaluate, load_task_data, recalibrate_batchnorm
+from sensitivity.train import load_task_data, recalibrate_batchnorm
 
 
 def main() -> None:
@@ -52,8 +51,8 @@ def main() -> None:
     model.train()
     losses, t0, steps = [], time.perf_counter(), 0
     for _ in range(args.epochs):
-        for xb, yb in _batches(task, data, args.batch_size, gen):
-            loss = nn.functional.cross_entropy(model(xb), yb)
+        for batch in task.batches(config, data, model, gen):
+            loss, _ = task.loss(model, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -63,19 +62,19 @@ def main() -> None:
     print(f"{args.optimizer} lr={args.lr:g} beta1={args.beta1:g}: {steps} steps of {args.batch_size} "
           f"({args.epochs} epoch(s) of {len(data.x_train)} images), last epoch mean training loss "
           f"{sum(losses[-(steps // args.epochs):]) / (steps // args.epochs):.3f}; {step_s:.2f} s per training step")
-    loss, acc = evaluate(model, data.x_val, data.y_val, 1024, False)
-    print(f"running averages from training: val_loss {loss:.3f}  val_acc {acc:.3f}")
-    per_epoch = max(1, len(data.x_train) // args.batch_size)
+    m = task.evaluate(config, model, data, False)
+    print(f"running averages from training: val_loss {m['val_loss']:.3f}  val_acc {m['val_acc']:.3f}")
+    per_epoch = task.steps_per_epoch(config, data)
     for n in (int(v) for v in args.batches.split(",")):
         used = min(n, per_epoch)
         bn_gen = torch.Generator().manual_seed(args.seed)
         t = time.perf_counter()
-        batches = (xb for xb, _ in _batches(task, data, args.batch_size, bn_gen))
-        recalibrate_batchnorm(model, itertools.islice(batches, used), False)
+        batches = task.batches(config, data, model, bn_gen)
+        recalibrate_batchnorm(model, itertools.islice(batches, used), lambda b: task.loss(model, b))
         secs = time.perf_counter() - t
-        loss, acc = evaluate(model, data.x_val, data.y_val, 1024, False)
-        print(f"precise BN on {n:3d} batches ({used} used, {used * args.batch_size} images): val_loss {loss:.3f}  "
-              f"val_acc {acc:.3f}  recalibration {secs:.1f} s = {secs / step_s:.1f} training steps")
+        m = task.evaluate(config, model, data, False)
+        print(f"precise BN on {n:3d} batches ({used} used, {used * args.batch_size} images): val_loss {m['val_loss']:.3f}  "
+              f"val_acc {m['val_acc']:.3f}  recalibration {secs:.1f} s = {secs / step_s:.1f} training steps")
 
 
 if __name__ == "__main__":

@@ -218,11 +218,13 @@ class TrialResult:
         """
         if metric not in self.initial:
             raise ValueError(f"unknown metric {metric!r}; this trial has {sorted(self.initial)}")
+        values = self.metrics.get(metric) or []
+        last = values[-1] if values else math.nan
+        if self.diverged or not math.isfinite(last):
+            return float(self.initial[metric])  # whatever the direction
         if higher_is_better is None:
             higher_is_better = metric_direction(metric) == "maximize"
-        values = self.metrics.get(metric) or []
-        return clip_to_initial(values[-1] if values else math.nan, self.initial[metric], self.diverged,
-                               higher_is_better=higher_is_better)
+        return clip_to_initial(last, self.initial[metric], self.diverged, higher_is_better=higher_is_better)
 
     def to_user_attrs(self) -> dict[str, Any]:
         """JSON-safe user attributes (non-finite floats become None), metrics flattened as
