@@ -240,7 +240,8 @@ def sweep(
     train_size: Optional[int] = typer.Option(None, help="Use the first N training examples."),
     val_size: Optional[int] = typer.Option(None, help="Use the first N validation examples."),
     batch_size: Optional[int] = typer.Option(None, help="Mini-batch size (default: the task's)."),
-    divergence_factor: float = typer.Option(_DEFAULT.divergence_factor, help="A run diverges when its epoch training or validation loss exceeds this multiple of the initial loss (cartpole: policy collapse instead, see `adamrag-sens tasks`)."),
+    divergence_factor: float = typer.Option(_DEFAULT.divergence_factor, help="A run diverges when its training loss or a parameter is non-finite, or its epoch training loss exceeds this multiple of the initial loss (cartpole: policy collapse instead, see `adamrag-sens tasks`)."),
+    precise_bn: Optional[int] = typer.Option(None, "--precise-bn", help="Before each evaluation, recompute BatchNorm running statistics on N training batches (precise BN; 0: off; default: the task's, 8 for resnet18). No effect on models without BatchNorm."),
     sampler_seed: int = typer.Option(_DEFAULT.sampler_seed, help="Seed of the random/qmc point generator."),
     workers: int = typer.Option(1, help="Trials at once on this machine: N worker processes (each with cpus/N torch threads)."),
     gpus: Optional[str] = typer.Option(None, help="GPUs to spread workers over, e.g. 0,1 (one process per GPU and trial slot)."),
@@ -268,7 +269,7 @@ def sweep(
         data_dir=str(data_dir) if data_dir else None, download=download, train_size=train_size,
         val_size=val_size, batch_size=batch_size, text_file=str(text_file) if text_file else None,
         schedule=schedule.lower() if schedule else None, warmup_epochs=warmup_epochs,
-        divergence_factor=divergence_factor, sampler_seed=sampler_seed,
+        divergence_factor=divergence_factor, precise_bn=precise_bn, sampler_seed=sampler_seed,
     ).validate()
     launch = plan_local_workers(workers, gpus, trials_per_gpu, spec.device)
     bar = _progress_bar()
@@ -446,11 +447,18 @@ def _print_outcome(result: Any, metric: str) -> None:
                               f"heartbeat went stale and its point queued again", highlight=False, soft_wrap=True)
     _print_failures(result.failures)
     if result.best:
-        best = result.best
-        line = f"best {metric} {best['value']:.4f}: trial #{best['number']} {_format_params(best['params'])}"
-        if best.get("diverged"):
-            line += " (diverged: every complete trial diverged, the value is its initial one)"
-        console.print(line, highlight=False)
+        console.print(_best_line(result.best, metric), highlight=False)
+
+
+def _best_line(best: dict[str, Any], metric: str) -> str:
+    """``best val_loss 0.1128: trial #42 optimizer=nag ...``, saying when that trial diverged (then
+    every trial did) or ended worse than it started (its value is clipped at the initial one)."""
+    note = ""
+    if best.get("diverged"):
+        note = f" (diverged: {best.get('diverged_reason') or 'training blew up'}; every trial diverged)"
+    elif best.get("final") is not None and best["final"] == best["final"] and best["final"] != best["value"]:
+        note = f" (clipped at the initial value: the final {metric} was {best['final']:.4g})"
+    return f"best {metric} {best['value']:.4f}{note}: trial #{best['number']} {_format_params(best['params'])}"
 
 
 @app.command()

@@ -11,8 +11,9 @@ The study side (``sensitivity.study``) writes each trial into Optuna storage as
 * **user attributes**: the fields of :class:`TrialResult` under their own names, and
   :data:`TRIAL_ATTRS` (the planned point's key, the worker, an error);
 * **value**: the objective, the final value of the study's metric (one the task declares:
-  ``val_loss``, ``val_acc``, ``val_bpc``, ``return``, ...), clipped for diverged runs (see
-  :class:`TrialResult`).
+  ``val_loss``, ``val_acc``, ``val_bpc``, ``return``, ...), never worse than its value at
+  initialisation, and exactly that value for a diverged run (see :meth:`TrialResult.objective`);
+  the per-epoch lists keep the raw values.
 
 Each study carries the user attributes in :data:`STUDY_ATTRS`. Every attribute name is a constant
 here, and no other module spells one as a bare string. The report side reads these names only; it
@@ -35,7 +36,7 @@ METRIC = "metric"
 EPOCHS = "epochs"
 """Study attribute: training budget per trial, in epochs."""
 DIVERGENCE_FACTOR = "divergence_factor"
-"""Study attribute: a run diverges when its loss exceeds this multiple of the initial loss."""
+"""Study attribute: a run diverges when its epoch training loss exceeds this multiple of the initial loss."""
 SAMPLER = "sampler"
 """Study attribute: ``"grid"``, ``"random"`` or ``"qmc"``."""
 POINTS = "points"
@@ -173,9 +174,10 @@ class TrialResult:
             metric the task declares (``val_loss``, ``val_acc``, ``val_bpc``, ``return``, ...).
         initial: ``{metric name: value of the initialised model before any step}``; for a loss
             this is L0 of Wortsman et al. 2023 (arXiv 2309.14322).
-        diverged: True when the run stopped because its loss or parameters became non-finite, or
-            the task's divergence rule fired (for losses: an epoch's training loss or reference
-            loss exceeded ``divergence_factor`` x its initial value).
+        diverged: True when training blew up and the run stopped: its loss or parameters became
+            non-finite, or the task's divergence rule fired (by default: an epoch's mean training
+            loss exceeded ``divergence_factor`` x the reference metric's initial value). A poor
+            evaluation alone never makes a run diverged.
         diverged_reason: "" or a short phrase ("non-finite loss at step 37", ...).
         diverged_step: optimizer step at which divergence was detected, or -1.
         epochs_run: epochs completed (a diverged run stops early).
@@ -202,23 +204,31 @@ class TrialResult:
     throughput: float = 0.0
     device: str = "cpu"
 
-    def objective(self, metric: str) -> float:
-        """The value stored as the trial's objective: the final value of ``metric``.
+    def objective(self, metric: str, higher_is_better: bool | None = None) -> float:
+        """The value stored as the trial's objective, with one ordering for bad runs.
 
-        For a diverged run, or a non-finite final value, it is the metric's initial value (L0 for
-        a loss, the initial accuracy or return otherwise), so that the trial stays plottable and
-        counts as "no progress".
+        The final value of ``metric`` clipped at its initial value: ``min(L, L0)`` for a minimised
+        metric (Wortsman et al. 2023, arXiv 2309.14322, sec. 2.2), ``max(A, A0)`` for a maximised
+        one; a diverged run, or a non-finite final value, counts as the initial value. A diverged
+        run and a run that ended worse than its start thus tie ("no progress"), and the ranking
+        prefers the run that did not diverge (:func:`rank_key`).
+
+        Args:
+            metric: a metric of this trial.
+            higher_is_better: the metric's direction; None: :func:`metric_direction` of the name.
 
         Raises:
-            ValueError: the trial has no such metric.
+            ValueError: the trial has no such metric (or its direction is unknown).
         """
         if metric not in self.initial:
             raise ValueError(f"unknown metric {metric!r}; this trial has {sorted(self.initial)}")
         values = self.metrics.get(metric) or []
         last = values[-1] if values else math.nan
         if self.diverged or not math.isfinite(last):
-            return float(self.initial[metric])
-        return float(last)
+            return float(self.initial[metric])  # whatever the direction
+        if higher_is_better is None:
+            higher_is_better = metric_direction(metric) == "maximize"
+        return clip_to_initial(last, self.initial[metric], self.diverged, higher_is_better=higher_is_better)
 
     def to_user_attrs(self) -> dict[str, Any]:
         """JSON-safe user attributes (non-finite floats become None), metrics flattened as
@@ -279,6 +289,33 @@ front). Wide on purpose: lrs far above an optimizer's range are how its divergen
 Widening float bounds keeps stored studies compatible (Optuna checks only a float's kind and log)."""
 WEIGHT_DECAY_BOUNDS = (0.0, 10.0)
 """The weight decays a study can hold (the stored distribution's bounds)."""
+
+
+def clip_to_initial(final: float, initial: float, diverged: bool, *, higher_is_better: bool) -> float:
+    """A run's final metric as every ranking reads it: never worse than its initial value.
+
+    ``min(final, initial)`` for minimised metrics (losses), ``max(final, initial)`` for maximised
+    ones (accuracy, return) (Wortsman et al.
+    2023, arXiv 2309.14322, sec. 2.2, clip the loss at L0 this way); a diverged run and a
+    non-finite final value give ``initial``. The stored objective, the sweep's best line and every
+    report metric and figure use this value.
+    """
+    final, initial = float(final), float(initial)
+    if diverged or not math.isfinite(final):
+        return initial
+    if not math.isfinite(initial):
+        return final
+    return max(final, initial) if higher_is_better else min(final, initial)
+
+
+def rank_key(value: float, diverged: bool | None, higher_is_better: bool) -> tuple[float, bool]:
+    """Sort key, best first, of a trial with objective ``value``: better values first and, at
+    equal values (a diverged run and one that ended at or worse than L0 both count as L0), the
+    run that did not diverge first. NaN values sort last."""
+    v = float(value)
+    if not math.isfinite(v):
+        return (math.inf, bool(diverged))
+    return (-v if higher_is_better else v, bool(diverged))
 
 
 def param_distributions(optimizer_names: tuple[str, ...] | list[str]) -> dict[str, Any]:

@@ -7,16 +7,25 @@ batch, with a divergence check, and an evaluation after each epoch. What a batch
 evaluation are is the task's business (:class:`~sensitivity.tasks.Task`); seeding, the optimizer,
 the schedule, autocast, divergence and timing are the loop's. It returns a
 :class:`~sensitivity.records.TrialResult` and knows nothing of Optuna.
+
+Divergence is a property of training: a non-finite training loss or parameter (checked here), or
+the task's rule (:meth:`~sensitivity.tasks.Task.divergence`; by default an epoch's mean training
+loss above ``divergence_factor`` x L0). A model whose evaluation is poor while its training is
+stable has a poor result, not a divergence. With ``precise_bn`` in the task's configuration,
+BatchNorm running statistics are recomputed on training batches before every evaluation
+(:func:`recalibrate_batchnorm`), so that the model evaluated is the one the weights define, not
+running averages that lag weights moving fast.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -108,11 +117,16 @@ def train_trial(
             hyperparameters and seed give the same curve on the CPU.
         epochs: epochs to train (>= 1); what an epoch is the task says (``task.epoch``).
         device: where to train; tasks with ``autocast`` use bf16 autocast and channels_last on CUDA.
-        divergence_factor: the factor of the task's divergence rule (for losses: the run is
-            stopped and marked diverged when an epoch's mean training loss or its reference loss
-            exceeds this multiple of the reference's initial value L0). A non-finite training loss
-            or parameter always stops the run. A sweep passes its spec's
+        divergence_factor: the factor of the task's divergence rule (by default: the run is
+            stopped and marked diverged when an epoch's mean training loss exceeds this multiple
+            of the reference metric's initial value L0). A non-finite training loss or parameter
+            always stops the run. A sweep passes its spec's
             (:attr:`~sensitivity.study.spec.StudySpec.divergence_factor`, where its default lives).
+            ``config["precise_bn"]`` (default 0): before each evaluation, L0's included, recompute
+            BatchNorm statistics on this many training batches (at most one epoch's; see
+            :func:`recalibrate_batchnorm`), the task's own batches drawn by a generator of their
+            own seeded with ``seed``: the same batches before every evaluation, and the training
+            run itself unchanged.
         on_epoch: called after each epoch with ``(epoch, {"train_loss": ..., <each metric>: ...})``.
 
     Returns:
@@ -153,8 +167,16 @@ def _train(task: Task, config: dict[str, Any], optimizer: str, hyperparameters: 
     steps_per_epoch = task.steps_per_epoch(config, data)
     scheduler = build_scheduler(opt, config, steps_per_epoch, epochs)  # None: constant lr
     check_every = 1 if not use_cuda else 25  # a host sync every step would stall the GPU
+    precise_bn = min(int(config.get("precise_bn") or 0), steps_per_epoch)
 
-    initial = task.evaluate(config, model, data, autocast)
+    def evaluate() -> dict[str, float]:
+        if precise_bn > 0:  # the same training batches before every evaluation; training's own draws untouched
+            batches = task.batches(config, data, model, torch.Generator(device=dev).manual_seed(seed))
+            recalibrate_batchnorm(model, itertools.islice(batches, precise_bn),
+                                  lambda batch: task.loss(model, batch), autocast)
+        return task.evaluate(config, model, data, autocast)
+
+    initial = evaluate()
     result = TrialResult(train_loss=[], metrics={m.name: [] for m in task.metrics}, initial=initial, device=str(dev))
     train_seconds, examples = 0.0, 0
     model.train()
@@ -185,7 +207,7 @@ def _train(task: Task, config: dict[str, Any], optimizer: str, hyperparameters: 
         if result.diverged:
             break
         train_loss = float(loss_sum) / steps_per_epoch
-        metrics = task.evaluate(config, model, data, autocast)
+        metrics = evaluate()
         result.train_loss.append(train_loss)
         for name in result.metrics:
             result.metrics[name].append(metrics[name])
@@ -204,6 +226,52 @@ def _train(task: Task, config: dict[str, Any], optimizer: str, hyperparameters: 
     result.wall_time_s = time.perf_counter() - t_start
     result.throughput = examples / train_seconds if train_seconds > 0 else 0.0
     return result
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    """True when ``model`` holds a BatchNorm layer (``nn.BatchNorm1d/2d/3d``, SyncBatchNorm)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, batches: Iterable[Any], forward: Callable[[Any], Any] | None = None,
+                          autocast: bool = False) -> None:
+    """Recompute every BatchNorm layer's running statistics from ``batches`` ("precise BN").
+
+    Each layer's ``running_mean`` becomes the mean over the batches of its per-batch input means,
+    and ``running_var`` the mean of its per-batch unbiased variances (torch's cumulative average,
+    ``momentum=None``): what :func:`torch.optim.swa_utils.update_bn` computes, with the forward pass
+    left to the caller so that any task's batches fit. The layers' momenta and the model's
+    train/eval mode are restored after; parameters are not touched. Precise BN: Wu & Johnson 2021,
+    "Rethinking 'Batch' in BatchNorm", arXiv 2105.07576, sec. 3.
+
+    Args:
+        model: any module; without BatchNorm layers nothing is done and no batch is drawn.
+        batches: batches on the model's device, e.g. the task's training batches.
+        forward: runs the model on one batch (e.g. ``lambda b: task.loss(model, b)``); None:
+            ``model(batch)``, or ``model(batch[0])`` for a tuple or list, as ``update_bn`` does.
+        autocast: forward under bf16 autocast, as the training steps are on CUDA.
+    """
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not layers:
+        return
+    if forward is None:
+        forward = lambda b: model(b[0] if isinstance(b, (list, tuple)) else b)  # noqa: E731
+    momenta = {m: m.momentum for m in layers}
+    was_training = model.training
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    device_type = layers[0].running_mean.device.type if layers[0].running_mean is not None else "cpu"
+    try:
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
+            for batch in batches:
+                forward(batch)
+    finally:
+        for m, momentum in momenta.items():
+            m.momentum = momentum
+        model.train(was_training)
 
 
 def _non_finite_parameter(model: nn.Module, epoch: int) -> str:

@@ -101,6 +101,8 @@ SWEEP_CASES = {
     "other divergence factor": (["--divergence-factor", "3"], "other settings (divergence_factor: 5.0 -> 3.0)"),
     "other batch size": (["--batch-size", "32"], "other settings (batch_size: 64 -> 32)"),
     "other train size": (["--train-size", "500"], "other settings (train_size: None -> 500)"),
+    "other precise bn": (["--precise-bn", "4"], "other settings (precise_bn: 0 -> 4)"),
+    "negative precise bn": (["--precise-bn", "-1"], "--precise-bn -1 must be >= 0"),
     "optimizer Optuna cannot add": (["--study", "narrow", "--optimizers", "adam,nag"], "cannot add nag"),
     "data missing": (["--task", "resnet18", "--data-dir", "/nonexistent/data"], "not found"),
 }

@@ -108,6 +108,52 @@ def test_metric_values_clip_diverged_and_non_finite_runs_to_the_initial_value():
     assert M.metric_values(t, "val_loss").tolist() == [0.7, 2.0, 2.0, 2.0]
 
 
+def test_metric_values_clip_runs_worse_than_their_start_at_the_initial_value():
+    # Wortsman's min(L, L0): a finished run that ended at 9.18 > L0 = 2.0 counts as 2.0, as a
+    # diverged run does; accuracies max(acc, acc0): 0.05 below acc0 = 0.1 counts as 0.1
+    t = trials_frame([
+        {"final_val_loss": 9.18, "final_val_acc": 0.05},
+        {"final_val_loss": 1.5, "final_val_acc": 0.6},
+        {"final_val_loss": 1.5, "final_val_acc": 0.6, "diverged": True},
+        {"final_val_loss": 2.5, "initial_val_loss": NAN},  # no L0 recorded: nothing to clip at
+    ])
+    assert M.metric_values(t, "val_loss").tolist()[:3] == [2.0, 1.5, 2.0]
+    assert M.metric_values(t, "val_loss").tolist()[3] == 2.5
+    assert M.metric_values(t, "val_acc").tolist()[:3] == [0.1, 0.6, 0.1]
+
+
+def test_a_diverged_point_never_outranks_a_finished_one_at_equal_value():
+    # at lr 1e-3 beta1 0.8 diverged (-> L0 2.0) and beta1 0.9 ended at 9.0 (-> min(9, 2) = 2.0):
+    # equal values, so the lr curve shows the finished point, in either row order
+    rows = [{"beta1": 0.8, "diverged": True, "final_val_loss": NAN},
+            {"beta1": 0.9, "final_val_loss": 9.0}]
+    for order in (rows, rows[::-1]):
+        curve = M.lr_curve(trials_frame(order), "val_loss")
+        assert curve["beta1"].tolist() == [0.9] and curve["n_diverged"].tolist() == [0]
+        assert curve["value"].tolist() == [2.0] and curve["cell_diverged"].tolist() == [0.5]
+    # and the best point of a table: 1e-2 diverged, 1e-3 finished worse than L0 -> both 2.0; 1e-3 wins
+    for order in ([{"lr": 1e-2, "diverged": True}, {"lr": 1e-3, "final_val_loss": 4.0}],
+                  [{"lr": 1e-3, "final_val_loss": 4.0}, {"lr": 1e-2, "diverged": True}]):
+        best = M.best_row(M.config_table(trials_frame(order), "val_loss"), "val_loss")
+        assert best["lr"] == 1e-3 and best["value"] == 2.0 and best["n_diverged"] == 0
+
+
+def test_evaluation_far_above_training_is_flagged_apart_from_divergence():
+    # factor 5, L0 2.0: flagged when the run did not diverge and its final validation loss is
+    # above 10 or not finite; the divergence rate counts only the diverged row
+    t = trials_frame([
+        {"final_val_loss": 11.0},                    # stable training, evaluation blew up: flagged
+        {"final_val_loss": 9.0},                     # poor, but under 5 x L0
+        {"final_val_loss": NAN},                     # non-finite evaluation: flagged
+        {"final_val_loss": 50.0, "diverged": True},  # training diverged: a divergence, not flagged
+    ])
+    assert M.evaluation_far_above_training(t, 5.0).tolist() == [True, False, True, False]
+    s = S.summarize(t, "val_loss", divergence_factor=5.0).iloc[0]
+    assert s["divergence_rate"] == pytest.approx(1 / 4)
+    assert s["eval_far_above_training_rate"] == pytest.approx(2 / 4)
+    assert math.isnan(S.summarize(t, "val_loss").iloc[0]["eval_far_above_training_rate"])
+
+
 # ---- summary --------------------------------------------------------------------------------
 
 def test_summarize_keeps_diverged_trials_in_every_figure():

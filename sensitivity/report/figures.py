@@ -160,8 +160,9 @@ def lr_sensitivity_figure(
 
     Each point is the optimizer's :func:`~sensitivity.report.metrics.lr_curve` at that lr (the
     aggregation is stated in the title); with several seeds the line is the mean and the band
-    spans min to max over seeds. Points whose runs diverged are marked with an ``x`` at their
-    clipped value (the initial metric). The initial metric (L0) is a dashed reference line. With
+    spans min to max over seeds. Values are clipped at the initial metric (min(L, L0) for losses),
+    so runs worse than their start sit on L0, and points whose runs diverged are marked with an
+    ``x`` there. The initial metric (L0) is a dashed reference line. With
     ``show_tolerance`` each optimizer's tolerance interval (:mod:`sensitivity.report.tolerance`,
     improvement threshold with fraction ``tolerance`` = tau) is shaded: the interpolated lr interval,
     from its best value to its threshold; the legend gives its width in decades.
@@ -202,10 +203,10 @@ def lr_sensitivity_figure(
             ax.set_yscale("log")
             _plain_log_labels(ax.yaxis, np.r_[curve["value"], curve["initial"]])
         ax.set_xlabel(lr_label)
-        ax.set_ylabel(f"final {_metric_label(metric)}")
+        ax.set_ylabel(f"final {_metric_label(metric)}, {'max(acc, acc0)' if hib else 'min(L, L0)'}")
         handles, labels = ax.get_legend_handles_labels()
         handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=8, mew=2))
-        labels.append("diverged (clipped to initial)")
+        labels.append("diverged (counted at the initial value)")
         if show_tolerance:
             handles.append(Patch(color="0.5", alpha=0.3))
             labels.append("tolerance interval: keeps\n"
@@ -286,7 +287,7 @@ def loss_curves_figure(
             if t.empty:
                 ax.set_visible(False)
                 continue
-            best = t.loc[t["value"].idxmax() if hib else t["value"].idxmin()]
+            best = M.best_row(t, metric)
             beta1 = best["beta1"]
             at = t[t["beta1"].isna()] if math.isnan(beta1) else t[np.isclose(t["beta1"], beta1)]
             chosen = M.best_per_group(at, ["lr"], metric)

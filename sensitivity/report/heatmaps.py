@@ -176,7 +176,7 @@ def pair_heatmaps(
             ax.set_ylabel(axis_label(y, name, lr_label))
             finite = g[g["value"].notna()]
             if not finite.empty:
-                b = finite.loc[finite["value"].idxmax() if hib else finite["value"].idxmin()]
+                b = M.best_row(finite, metric)
                 where = f"{x} {_tick(x, b[x])}, {y} {_tick(y, b[y])}"
                 ax.set_title(f"{display.get(name, name)}: best {b['value']:.3g} at {where}")
             else:

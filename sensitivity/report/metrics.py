@@ -1,9 +1,12 @@
 """Sensitivity metrics on the tidy trials frame (pure pandas/numpy; definitions from the field).
 
 Every function reads the frame :func:`sensitivity.report.frame.load_trials` returns and uses only
-its COMPLETE rows. A trial's *final metric* is its last validation loss or accuracy, except that a
-diverged run (or a non-finite final value) counts as its initial value, as the stored objective does
-(:meth:`sensitivity.records.TrialResult.objective`): diverged runs stay in every metric and figure.
+its COMPLETE rows. One ordering for bad runs: a trial's *final metric* is its last validation loss
+clipped at its initial loss, ``min(L, L0)`` (Wortsman et al. 2023), and a diverged run (or a
+non-finite final value) counts as L0, as the stored objective does
+(:meth:`sensitivity.records.TrialResult.objective`); accuracies likewise, ``max(acc, acc0)``. A
+diverged run and one that ended worse than its start are thus alike in every metric and figure, and
+where two points tie the one that did not diverge ranks first. Diverged runs stay, never dropped.
 
 Aggregation. A study may vary beta1, beta2, gamma, weight decay and the seed besides the learning
 rate. The per-optimizer learning-rate curve L(lr) that the metrics use is, by default, "the lr curve
@@ -25,7 +28,8 @@ Metrics:
 * :func:`relative_performance` -- DeepOBS (Schneider, Balles & Hennig 2019, "DeepOBS: A Deep
   Learning Optimizer Benchmark Suite", ICLR): best/metric for losses, metric/best for accuracies,
   per lr, NaN -> 0.
-* :func:`divergence_rate` -- the share of completed trials that diverged.
+* :func:`divergence_rate` -- the share of completed trials that diverged (training blew up);
+  :func:`evaluation_far_above_training` flags, apart, stable runs whose evaluation blew up.
 * :func:`performance_profile` -- Dolan & More 2002, "Benchmarking optimization software with
   performance profiles", Math. Program. 91:201-213, as used by AlgoPerf (Dahl et al. 2023,
   arXiv 2306.07179): rho_s(tau), the share of tasks on which optimizer s is within a factor tau
@@ -114,17 +118,40 @@ def complete_trials(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def metric_values(trials: pd.DataFrame, metric: str) -> pd.Series:
-    """Each trial's final metric; diverged or non-finite runs count as their initial value.
+    """Each trial's final metric clipped at its initial value; diverged or non-finite runs count as
+    their initial value.
 
-    This is the objective :meth:`sensitivity.records.TrialResult.objective` stores, recomputed
-    from the frame so that either metric can be analysed whatever the study optimised.
+    ``min(final, initial)`` for losses and ``max(final, initial)`` for accuracies: the objective
+    :meth:`sensitivity.records.TrialResult.objective` stores (:func:`sensitivity.records.clip_to_initial`),
+    recomputed from the frame so that either metric can be analysed whatever the study optimised.
     """
-    higher_is_better(metric)
+    hib = higher_is_better(metric)
     final = trials[f"final_{metric}"].astype("float64")
     initial = trials[f"initial_{metric}"].astype("float64")
     diverged = trials["diverged"].fillna(False).astype(bool) if "diverged" in trials else False
     bad = diverged | ~np.isfinite(final)
-    return final.where(~bad, initial)
+    clipped = final.where(~np.isfinite(initial), np.maximum(final, initial) if hib else np.minimum(final, initial))
+    return clipped.where(~bad, initial)
+
+
+def evaluation_far_above_training(trials: pd.DataFrame, factor: float, reference: str = "val_loss") -> pd.Series:
+    """Runs whose training was stable but whose evaluation blew up: boolean Series by row.
+
+    True for a run that did not diverge whose final ``reference`` loss (the validation loss) is
+    non-finite or above ``factor`` x its initial value L0 (the factor of the divergence rule,
+    which reads training losses only). Typical cause: BatchNorm running statistics that lag
+    fast-moving weights after a short budget. Such runs count at L0 like every run worse than its
+    start, and are not diverged: they stay out of :func:`divergence_rate`. All False when the
+    trials record no ``reference`` (e.g. a reinforcement-learning task).
+    """
+    if f"final_{reference}" not in trials or f"initial_{reference}" not in trials:
+        return pd.Series(False, index=trials.index, name="evaluation_far_above_training")
+    diverged = trials["diverged"].fillna(False).astype(bool)
+    final = trials[f"final_{reference}"].astype("float64")
+    initial = trials[f"initial_{reference}"].astype("float64")
+    blown = ~np.isfinite(final) | (final > factor * initial)
+    has_result = trials["epochs_run"].fillna(0).astype(int) > 0 if "epochs_run" in trials else True
+    return (~diverged & blown & has_result).rename("evaluation_far_above_training")
 
 
 def optimizer_order(names: Iterable[str]) -> list[str]:
@@ -162,12 +189,27 @@ def config_table(trials: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def best_per_group(table: pd.DataFrame, by: Sequence[str], metric: str) -> pd.DataFrame:
-    """Within each ``by`` group, the row with the best ``value`` (NaN values last)."""
+    """Within each ``by`` group, the row with the best ``value`` (NaN values last); at equal values
+    the row with the smaller share of diverged runs (a diverged run never outranks a finished one)."""
     if table.empty:
         return table
     ascending = not higher_is_better(metric)
-    ordered = table.sort_values("value", ascending=ascending, na_position="last", kind="stable")
-    return ordered.groupby(list(by), dropna=False, sort=True).head(1)
+    ordered = table.assign(_div=table["n_diverged"] / table["n_seeds"] if "n_diverged" in table else 0.0)
+    ordered = ordered.sort_values(["value", "_div"], ascending=[ascending, True], na_position="last", kind="stable")
+    return ordered.groupby(list(by), dropna=False, sort=True).head(1).drop(columns="_div")
+
+
+def best_row(table: pd.DataFrame, metric: str) -> pd.Series:
+    """The best row of a :func:`config_table`-like frame (finite ``value``), ties broken as
+    :func:`best_per_group` breaks them.
+
+    Raises:
+        ValueError: no row has a finite value.
+    """
+    finite = table[table["value"].notna()]
+    if finite.empty:
+        raise ValueError("no row with a finite value")
+    return best_per_group(finite.assign(_all=0), ["_all"], metric).drop(columns="_all").iloc[0]
 
 
 def _defaults_for(optimizers: Iterable[str]) -> dict[str, dict[str, float]]:

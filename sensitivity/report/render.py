@@ -64,6 +64,13 @@ def report_figures(pairs: Sequence[Sequence[str]]) -> list[FigureSpec]:
     return specs
 
 
+BAD_RUNS = ("Every final value is clipped at the initial one, min(L, L0) for losses and max(acc, acc0) for "
+            "accuracies, and a diverged run counts as L0 (acc0): a diverged run and a run that ended worse than "
+            "its start are alike in the objective, the sweep's best line, every metric and every figure. Where "
+            "two points tie, the one that did not diverge ranks first, so a diverged run never ranks above a "
+            "finished one. Curves of losses per epoch are drawn unclipped.")
+"""The one ordering of bad runs, as the report states it."""
+
 DEFINITIONS = (
     ("Tolerance width",
      "Span, in decades of lr, of the largest lr interval in which the optimizer's lr curve, read as linear "
@@ -108,9 +115,14 @@ DEFINITIONS = (
      "best/L for losses, acc/best for accuracies, per lr, relative to the optimizer's own best; NaN -> 0.",
      "Schneider, Balles & Hennig 2019, DeepOBS: A Deep Learning Optimizer Benchmark Suite, ICLR"),
     ("Divergence rate",
-     "Share of completed trials that diverged (non-finite loss, or loss above the study's divergence "
-     "factor times the initial loss). Diverged runs stay in every metric at their initial value.",
+     "Share of completed trials whose training diverged: a non-finite training loss or parameter, or an "
+     "epoch's mean training loss above the study's divergence factor times the initial loss L0. Evaluation "
+     "plays no part: a run with stable training and a validation loss above factor x L0 (typically BatchNorm "
+     "statistics lagging fast-moving weights) is counted apart, as 'evaluation far above training'.",
      "adamrag-sens (README, section Metrics)"),
+    ("Bad runs",
+     BAD_RUNS,
+     "Wortsman et al. 2023, arXiv 2309.14322, sec. 2.2 (the min(L, L0) clipping)"),
     ("Performance profile",
      "rho_s(tau): share of tasks on which optimizer s is within a factor tau of the best optimizer "
      "(computed across studies by adamrag-sens compare; one study is one task).",
@@ -272,8 +284,9 @@ def write_report(
     formats = check_formats(formats)
     out = Path(out_dir)
     trials = on_lr_axis(data.trials, lr_axis)
+    factor = data.meta.get("divergence_factor")
     summary = S.summarize(trials, metric, tau=tolerance, relative_tolerance=relative_tolerance,
-                          aggregation=aggregation)
+                          aggregation=aggregation, divergence_factor=float(factor) if factor is not None else None)
     summary.attrs["lr_axis"] = lr_axis
     tau = summary.attrs["tau"]
     task = (data.meta.get("task_info") or {}).get("name") or data.meta.get("task") or data.meta["study_name"]
@@ -397,6 +410,8 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
         out[f"good share {x} x {y}".replace("weight_decay", "wd")] = _with_bounds(summary, col, pct)
     out[f"LR sensitivity{unit}"] = _with_bounds(summary, "lr_sensitivity", three)
     out["diverged"] = _with_bounds(summary, "divergence_rate", pct)
+    if "eval_far_above_training_rate" in summary and (summary["eval_far_above_training_rate"].fillna(0) > 0).any():
+        out["evaluation far above training"] = [pct(v) if pd.notna(v) else "" for v in summary["eval_far_above_training_rate"]]
     out["median s/trial"] = [_num(float(v), 3) for v in summary["median_wall_time_s"]]
     axis = "effective lr" if summary.attrs.get("lr_axis") == "effective" else "lr"
     out[f"{axis} searched"] = [f"{F.format_lr(a)} .. {F.format_lr(b)} ({n} pts)"
@@ -445,6 +460,10 @@ def study_facts(data: TrialsData) -> list[tuple[str, str]]:
         ("metrics recorded", ", ".join(f"{m.name} ({m.unit})" for m in metrics)),
         ("epochs per trial", _num(meta.get("epochs"))),
         ("divergence factor", _num(meta.get("divergence_factor"))),
+        ("BatchNorm statistics", batchnorm_setting(config)),
+        ("bad runs", "clipped at the initial value, min(L, L0) for a loss (max(A, A0) for a maximised metric); "
+                     "diverged runs count as that value and rank after finished runs of equal value "
+                     "(see Metric definitions)"),
         ("sampler", str(meta.get("sampler") or "unknown")),
         ("trials by state", f"{len(trials)} in total ({states})"),
         ("optimizers", ", ".join(M.optimizer_order(done["optimizer"]))),
@@ -476,6 +495,17 @@ def best_trial_metrics(data: TrialsData, metric: str) -> pd.DataFrame:
         row.update({f"{m.name} ({m.unit})": _num(float(best[f"final_{m.name}"])) for m in metrics})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def batchnorm_setting(config: dict[str, Any] | None) -> str:
+    """The study's precise-BN setting in words (a study made before the option: off)."""
+    if not config:
+        return ""
+    n = int(config.get("precise_bn") or 0)
+    if n <= 0:
+        return "not recalibrated: BatchNorm layers, if any, are evaluated with their running averages from training"
+    return (f"recomputed on {n} training batches (at most one epoch's) before each evaluation, L0 included "
+            f"(precise BN); models without BatchNorm are unaffected")
 
 
 def _settings_line(data: TrialsData, summary: pd.DataFrame) -> str:

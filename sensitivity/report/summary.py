@@ -8,7 +8,10 @@
 * ``tolerance_width_decades``: the interpolated width within the improvement threshold (tau), and
   ``relative_width_decades`` within the relative one (:mod:`sensitivity.report.tolerance`);
 * ``good_share_<x>_<y>``: the good-region share of each swept pair (:mod:`sensitivity.report.region`);
-* ``divergence_rate``: the share of completed trials that diverged;
+* ``divergence_rate``: the share of completed trials that diverged (training blew up), and
+  ``eval_far_above_training_rate`` the share of stable runs whose evaluation blew up
+  (:func:`sensitivity.report.metrics.evaluation_far_above_training`; NaN when the study's divergence
+  factor is not given);
 * with two seeds or more, ``<metric>_low`` / ``<metric>_high``: the percentile interval of each of
   these figures under the seed bootstrap (:mod:`sensitivity.report.uncertainty`), and in
   ``frame.attrs["differences"]`` the paired differences between optimizers and whether each exceeds
@@ -49,6 +52,7 @@ BASE_COLUMNS = (
     "relative_lr_high",
     "relative_threshold",
     "divergence_rate",
+    "eval_far_above_training_rate",
     "median_wall_time_s",
     "lr_min",
     "lr_max",
@@ -145,6 +149,7 @@ def summarize(
     aggregation: str = "best",
     uncertainty: bool = True,
     level: float = U.DEFAULT_LEVEL,
+    divergence_factor: float | None = None,
 ) -> pd.DataFrame:
     """One row per optimizer: the report's table of tolerance metrics (see the module docstring).
 
@@ -157,6 +162,7 @@ def summarize(
         aggregation: how the lr curve is formed (:data:`~sensitivity.report.metrics.AGGREGATIONS`).
         uncertainty: compute seed-bootstrap intervals when the study has two seeds or more.
         level: coverage of those intervals.
+        divergence_factor: the study's divergence factor, for ``eval_far_above_training_rate``.
 
     Returns:
         The frame (:data:`BASE_COLUMNS`, share columns, interval columns). ``frame.attrs`` records
@@ -184,6 +190,11 @@ def summarize(
     groups = done.groupby("optimizer")
     frame["trials"] = groups.size().reindex(names).astype("int64")
     frame["median_wall_time_s"] = groups["wall_time_s"].median().reindex(names).astype(float)
+    if divergence_factor is not None and not done.empty:
+        far = M.evaluation_far_above_training(done, divergence_factor).groupby(done["optimizer"]).mean()
+        frame["eval_far_above_training_rate"] = far.reindex(names).astype(float)
+    else:
+        frame["eval_far_above_training_rate"] = math.nan
     frame["lr_min"] = groups["lr"].min().reindex(names).astype(float)
     frame["lr_max"] = groups["lr"].max().reindex(names).astype(float)
     frame["lr_points"] = groups["lr"].nunique().reindex(names).astype("int64")

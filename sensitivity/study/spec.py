@@ -54,7 +54,9 @@ class StudySpec:
         schedule, warmup_epochs: learning-rate schedule of the tasks that have one (constant,
             cosine or step; linear warm-up epochs); the swept lr is the peak lr.
         divergence_factor: a run diverges when its mean epoch training loss exceeds this
-            multiple of its initial validation loss (or any loss is non-finite).
+            multiple of its initial validation loss (or a training loss or parameter is non-finite).
+        precise_bn: before each evaluation, recompute BatchNorm statistics on this many training
+            batches (0: off; None: the task's default). Part of the task configuration.
         sampler_seed: seed of the random/qmc point generator.
     """
 
@@ -84,6 +86,7 @@ class StudySpec:
     schedule: str | None = None
     warmup_epochs: float | None = None
     divergence_factor: float = 5.0
+    precise_bn: int | None = None
     sampler_seed: int = 0
 
     # ---- derived -----------------------------------------------------------------------------
@@ -103,8 +106,9 @@ class StudySpec:
             "text_file": self.text_file,
             "schedule": self.schedule,
             "warmup_epochs": self.warmup_epochs,
+            "precise_bn": self.precise_bn,
         }
-        return task.config(**{k: v for k, v in overrides.items() if k in task.defaults or k == "epochs"})
+        return task.config(**{k: v for k, v in overrides.items() if k in task.defaults or k in ("epochs", "precise_bn")})
 
     @property
     def objective_metric(self) -> str:
@@ -207,6 +211,8 @@ class StudySpec:
             from sensitivity.schedule import check_schedule
 
             check_schedule(self.task_config())
+        if self.precise_bn is not None and self.precise_bn < 0:
+            raise UserError(f"--precise-bn {self.precise_bn} must be >= 0 (batches; 0 turns it off)")
         if not (self.divergence_factor > 1 and math.isfinite(self.divergence_factor)):
             raise UserError(f"--divergence-factor {self.divergence_factor} must be a finite number > 1")
         if self.study_name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}", self.study_name):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from typing import Any, Protocol
 
@@ -125,8 +126,8 @@ def create_or_load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) 
 
     Raises:
         UserError: a study of that name exists with another task, or other settings that change
-            results (dataset, data sizes, batch size, epochs, model size, metric, divergence
-            factor); the one line names each setting with its stored and its new value. Nothing
+            results (dataset, data sizes, batch size, epochs, model size, precise BN, metric,
+            divergence factor); the one line names each setting with its stored and its new value. Nothing
             is written then.
     """
     name = spec.resolved_study_name
@@ -147,7 +148,8 @@ def create_or_load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) 
                 f"study {name!r} optimises {attrs.get(records.METRIC)!r}, not {metric!r}; "
                 f"use --metric {attrs.get(records.METRIC)} or another --study name"
             )
-        old = _result_settings(attrs.get(records.TASK), attrs.get(records.TASK_CONFIG, {}),
+        stored = {"precise_bn": 0, **attrs.get(records.TASK_CONFIG, {})}  # studies made before the option had none
+        old = _result_settings(attrs.get(records.TASK), stored,
                                attrs.get(records.METRIC), attrs.get(records.DIVERGENCE_FACTOR))
         new = _result_settings(spec.task, config, metric, spec.divergence_factor)
         changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in new if k in old and old[k] != new[k]]
@@ -300,19 +302,29 @@ def failed_points(study: optuna.Study, plan: list[Point]) -> list[FailedPoint]:
 
 
 def best_trial(study: optuna.Study) -> dict[str, Any] | None:
-    """Params, value and trial number of the best COMPLETE trial, or None.
+    """The best COMPLETE trial, ranked as every report ranks (:func:`~sensitivity.records.rank_key`).
 
-    Trials whose run diverged (their value clipped to the initial one) are passed over while any
-    trial learned; when every complete trial diverged, the best of them is returned with
-    ``"diverged": True``, so a front end can say so.
+    Objectives are clipped at the initial value (:meth:`~sensitivity.records.TrialResult.objective`),
+    so a diverged run ties with runs that ended no better than their start; at a tie the run that
+    did not diverge wins, so a diverged trial is named only when every trial diverged.
+
+    Returns:
+        None when no trial is complete, else ``{"number", "value", "params", "diverged",
+        "diverged_reason", "final", "initial"}``: ``final`` the unclipped final value of the
+        study's metric (NaN when unrecorded), ``initial`` its value at initialisation.
     """
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
-    learned = [t for t in done if not t.user_attrs.get("diverged")]
     if not done:
         return None
-    pick = min if study.direction == optuna.study.StudyDirection.MINIMIZE else max
-    t = pick(learned or done, key=lambda t: t.value)
-    return {"number": t.number, "value": t.value, "params": dict(t.params), "diverged": bool(t.user_attrs.get("diverged"))}
+    metric = study.user_attrs.get(records.METRIC, "val_loss")
+    hib = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    t = min(done, key=lambda t: (*records.rank_key(t.value, t.user_attrs.get("diverged"), hib), t.number))
+    finals = t.user_attrs.get(metric) or []
+    final = finals[-1] if finals and finals[-1] is not None else math.nan
+    initial = t.user_attrs.get(f"initial_{metric}")
+    return {"number": t.number, "value": t.value, "params": dict(t.params),
+            "diverged": bool(t.user_attrs.get("diverged")), "diverged_reason": t.user_attrs.get("diverged_reason") or "",
+            "final": float(final), "initial": math.nan if initial is None else float(initial)}
 
 
 def task_info(spec: StudySpec) -> dict[str, str]:
@@ -481,6 +493,8 @@ def join_study(storage: str, study_name: str, *, device: str | None = None,
     if records.SPEC not in attrs or records.POINTS not in attrs:
         raise UserError(f"study {study_name!r} was not created by adamrag-sens sweep; nothing to join")
     spec = dataclasses.replace(StudySpec.from_dict(attrs[records.SPEC]), storage=storage, study_name=study_name)
+    if spec.precise_bn is None:  # a study made before --precise-bn: train as it was trained (stored config, else off)
+        spec = dataclasses.replace(spec, precise_bn=int(attrs.get(records.TASK_CONFIG, {}).get("precise_bn") or 0))
     if device is not None:
         spec = dataclasses.replace(spec, device=device)
     if check:

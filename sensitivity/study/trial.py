@@ -154,7 +154,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: StudySpec, callbac
             )
             for key, value in result.to_user_attrs().items():
                 _retrying(storage.set_trial_user_attr, trial_id, key, value)
-            value = result.objective(spec.objective_metric)
+            value = result.objective(spec.objective_metric, task.metric(spec.objective_metric).higher_is_better)
             _retrying(study.tell, trial, value, skip_if_finished=True)
     except UpdateFinishedTrialError:
         result = None

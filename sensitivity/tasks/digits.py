@@ -58,7 +58,8 @@ def build_mlp(config: dict[str, Any], data: TensorData) -> nn.Module:
 DIGITS_MLP = TensorTask(
     name="digits-mlp",
     description="MLP (64-128-128-10) on scikit-learn's 1,797 real 8x8 digits; no download; CPU-sized",
-    defaults={"dataset": "digits", "epochs": 10, "batch_size": 64, "hidden": 128, "train_size": None, "val_size": None},
+    defaults={"dataset": "digits", "epochs": 10, "batch_size": 64, "hidden": 128, "train_size": None, "val_size": None,
+              "precise_bn": 0},  # no BatchNorm layer: nothing to recalibrate
     datasets=("digits",),
     load=load_digits_data,
     build_model=build_mlp,

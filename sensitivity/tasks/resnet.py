@@ -42,6 +42,7 @@ RESNET18 = TensorTask(
         "download": False,
         "train_size": None,
         "val_size": None,
+        "precise_bn": 8,  # BatchNorm statistics recomputed before each evaluation (README, "BatchNorm statistics")
     },
     datasets=IMAGE_DATASETS,
     load=load_image_data,
