@@ -110,6 +110,37 @@ def test_a_second_trial_of_a_point_is_pruned_as_a_duplicate(storage_url):
     assert enqueue_missing(study, plan) == (1, 0)  # complete, nothing queued again
 
 
+def test_two_workers_that_both_stand_down_leave_their_point_queued(storage_url):
+    """The race of two workers taking two trials of one point at once, each seeing the other's
+    RUNNING trial: both prune their own, and the later one must queue the point again (seen on
+    PostgreSQL under load as a point that no trial completed)."""
+    study = _new_study(storage_url)
+    plan = _plan(1)
+    key = point_key(plan[0])
+    study.enqueue_trial(plan[0], user_attrs={POINT_KEY: key})
+    study.enqueue_trial(plan[0], user_attrs={POINT_KEY: key})
+    storage = study._storage
+    t0, t1 = study.get_trials(deepcopy=False)
+    storage.set_trial_state_values(t1._trial_id, state=TrialState.RUNNING)  # worker B took t1
+
+    worker_a = PointQueue(study, plan)
+    assert worker_a.pop() is None  # A took t0, saw B's RUNNING t1, stood down
+    assert study.get_trials(deepcopy=False)[0].state == TrialState.PRUNED
+
+    # B checked at the same moment and saw A's t0 RUNNING: it stands down too
+    worker_b = PointQueue(study, plan)
+    storage.set_trial_user_attr(t1._trial_id, DUPLICATE_OF, 0)
+    storage.set_trial_state_values(t1._trial_id, state=TrialState.PRUNED)
+    worker_b._requeue_if_orphaned(t1)
+
+    trial = worker_b.pop()
+    assert trial is not None and trial.number == 2 and trial.user_attrs[POINT_KEY] == key
+    study.tell(trial, 0.5)
+    assert enqueue_missing(study, plan) == (1, 0)
+    assert [t.state for t in study.get_trials(deepcopy=False)] == [TrialState.PRUNED, TrialState.PRUNED,
+                                                                   TrialState.COMPLETE]
+
+
 def test_waiting_points_of_an_older_plan_are_left_alone(storage_url):
     study = _new_study(storage_url)
     old_plan, new_plan = _plan(3), _plan(3)[1:]

@@ -17,7 +17,7 @@ Invariants (see :meth:`PointQueue.pop`):
   trial that holds the point), without training. PRUNED trials are never queued again and never
   analysed (the report uses COMPLETE trials only). Of two workers that check at the same moment at
   least one sees the other's RUNNING trial, so a point never trains twice at once; in the rare case
-  that both see each other, both stand down and the point is queued again.
+  that both see each other, both stand down and the later of the two queues the point again.
 * **Nothing is lost.** A trial whose worker stops sending heartbeats is failed by whichever worker
   notices first (:meth:`PointQueue.fail_stale`), and that worker queues its point again. A trial
   that failed with an error or Ctrl-C is queued again by the next ``sweep`` or ``worker`` start.
@@ -107,7 +107,8 @@ class PointQueue:
         self.study = study
         self.storage = storage_of(study)  # the storage API is the queue's medium
         self.plan = list(plan)
-        self.wanted = {point_key(p) for p in self.plan}
+        self._points = {point_key(p): p for p in self.plan}
+        self.wanted = set(self._points)
         self.heartbeat = heartbeat_enabled(self.storage)
         self.duplicates_pruned = 0
 
@@ -137,12 +138,27 @@ class PointQueue:
                     self.storage.set_trial_user_attr(trial_id, DUPLICATE_OF, dup)
                     self.storage.set_trial_state_values(trial_id, state=TrialState.PRUNED)
                     self.duplicates_pruned += 1
+                    self._requeue_if_orphaned(t)
                 except BaseException:
                     self._abandon(trial_id)
                     raise
                 break  # look at the queue afresh after a duplicate
             else:
                 continue  # every listed trial was taken by others: list again
+
+    def _requeue_if_orphaned(self, pruned: FrozenTrial) -> None:
+        """Queue ``pruned``'s point again when no trial holds it any more.
+
+        Two workers that take two trials of one point at the same moment can each see the other's
+        RUNNING trial and both stand down. Each checks after its own PRUNED is stored, so the later
+        of the two sees both and queues the point again (if both do, the duplicate check settles
+        the two new trials as usual); otherwise the point would wait for the next sweep start.
+        """
+        key = pruned.user_attrs[POINT_KEY]
+        live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+        if any(t.user_attrs.get(POINT_KEY) == key and t.state in live for t in self.study.get_trials(deepcopy=False)):
+            return
+        self.study.enqueue_trial(self._points[key], user_attrs={POINT_KEY: key})
 
     def _take(self, trial_id: int) -> bool:
         try:
