@@ -117,6 +117,7 @@ _OPEN_ON_GO = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_four_processes_opening_one_new_sqlite_file_at_once_all_open_it(tmp_path):
     # Before the fix, 3 to 5 rounds in 40 had a process fail: SQLite answered "database is locked"
     # at once to one of two processes switching the new file to WAL (see _enable_wal).
