@@ -68,7 +68,7 @@ _POP_AND_FINISH = textwrap.dedent("""
     queue, taken = PointQueue(study, plan), []
     while (trial := queue.pop()) is not None:
         taken.append(trial.number)
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.COMPLETE, [0.0])
+        study.tell(trial.number, 0.0)
     print(json.dumps(taken))
 """)
 
@@ -103,7 +103,7 @@ def test_a_second_trial_of_a_point_is_pruned_as_a_duplicate(storage_url):
     dup = study.get_trials(deepcopy=False)[1]
     assert dup.state == TrialState.PRUNED and dup.user_attrs[DUPLICATE_OF] == 0
 
-    study.tell(first, 1.0)
+    study.tell(first.number, 1.0)
     study.enqueue_trial(plan[0], user_attrs={POINT_KEY: key})  # late duplicate after completion
     assert PointQueue(study, plan).pop() is None
     assert study.get_trials(deepcopy=False)[2].state == TrialState.PRUNED
@@ -149,7 +149,7 @@ def test_waiting_points_of_an_older_plan_are_left_alone(storage_url):
     taken = []
     while (trial := queue.pop()) is not None:
         taken.append(trial.number)
-        study.tell(trial, 0.0)
+        study.tell(trial.number, 0.0)
     assert taken == [1, 2]
     assert study.get_trials(deepcopy=False)[0].state == TrialState.WAITING
 
