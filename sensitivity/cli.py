@@ -13,6 +13,7 @@ the same command again resumes.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -701,7 +702,7 @@ def optimizers() -> None:
     console.print(table)
 
 
-bench_app = typer.Typer(help="Benchmarks: AdamRAG's optimizer step against torch Adam's; the trial loop's training throughput against a plain PyTorch loop.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks: AdamRAG's optimizer step against torch Adam's; the trial loop's training throughput against a plain PyTorch loop; a sweep against its bare training loop.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
 
@@ -757,6 +758,83 @@ def bench_train_command(
                          config=config)
     for line in format_result(result):
         console.print(line, highlight=False)
+
+
+@bench_app.command("sweep")
+@user_errors
+def bench_sweep_command(
+    task: str = typer.Option("digits-mlp", help="Workload of the benchmarked sweep."),
+    points: Optional[int] = typer.Option(None, help="A random study of about N points (rounded up to a multiple of the optimizers) instead of the default grid (108 points)."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N (as the sweep's --device)."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs per trial (default: the task's)."),
+    train_size: Optional[int] = typer.Option(None, help="Training examples per trial (default: the task's)."),
+    val_size: Optional[int] = typer.Option(None, help="Validation examples (default: the task's)."),
+    batch_size: Optional[int] = typer.Option(None, help="Mini-batch size (default: the task's)."),
+    optimizers: Optional[str] = typer.Option(None, help="Comma-separated optimizers (default: the sweep's)."),
+    storage: str = typer.Option("sqlite", help="sqlite (a fresh file each round), journal (a fresh journal file), or a database URL (a fresh study in it)."),
+    repeat: int = typer.Option(3, help="Rounds; each runs the sweep, then the bare loop; medians are quoted."),
+    synthetic: bool = typer.Option(False, "--synthetic", help="resnet18: random tensors of CIFAR-10's shape (throughput only)."),
+    trials_per_gpu: Optional[str] = typer.Option(None, help="With --device cuda: worker processes per GPU to compare, e.g. 1,2,4,8; prints aggregate img/s for each and the one-process batch-512 bf16 ceiling."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the measurements to this JSON file."),
+) -> None:
+    """Time a sweep against the same trainings as bare train_trial calls; print the ratio and the bookkeeping per trial.
+
+    Each round runs `adamrag-sens sweep` as a user runs it (a fresh process and database), then
+    the same points as bare train_trial calls in one fresh process. With --device cuda
+    --trials-per-gpu K,...: aggregate training throughput of K trials sharing GPU 0, for each K.
+    """
+    _quiet_optuna()
+    from sensitivity import bench
+
+    dataset = None
+    if synthetic:
+        if task != "resnet18":
+            raise UserError(f"--synthetic is for --task resnet18 (random tensors of CIFAR-10's shape), not {task!r}")
+        dataset = "synthetic"
+    opts = _csv(optimizers)
+    if trials_per_gpu is not None:
+        if not device.startswith("cuda"):
+            raise UserError(f"--trials-per-gpu compares worker processes sharing a GPU; add --device cuda (not {device!r})")
+        try:
+            ks = [int(k) for k in trials_per_gpu.split(",") if k.strip()]
+        except ValueError:
+            raise UserError(f"--trials-per-gpu {trials_per_gpu!r} is not a list of counts; give e.g. 1,2,4,8") from None
+        gpu = int(device.split(":", 1)[1]) if ":" in device else 0
+        packing = bench.bench_gpu_packing(
+            ks, gpu=gpu, task=task, dataset=dataset, epochs=epochs or 2,
+            train_size=train_size or 25_000, val_size=val_size or 2_000, batch_size=batch_size,
+            on_row=lambda row: console.print(
+                f"  K={row['trials_per_gpu']}: {row['trials']} trials, {row['img_per_s']:,.0f} img/s aggregate "
+                f"({row['images']:,} images in {row['span_s']:.1f} s)", highlight=False),
+        )
+        console.print(bench.packing_table(packing))
+        if dataset == "synthetic":
+            console.print("data: SYNTHETIC random tensors of CIFAR-10's shape; throughput only")
+        _write_json(json_out, dataclasses.asdict(packing))
+        return
+    result = bench.bench_sweep(
+        task=task, points=points, device=device, epochs=epochs, train_size=train_size, val_size=val_size,
+        batch_size=batch_size, optimizers=opts, storage=storage, repeat=repeat, dataset=dataset,
+        on_run=lambda r, run: console.print(
+            f"  round {r + 1}: sweep {run.sweep_s:.2f} s, bare loop {run.bare_s:.2f} s, ratio {run.ratio:.3f} "
+            f"(CPU {run.sweep_cpu_s:.2f} / {run.bare_cpu_s:.2f} s)", highlight=False),
+    )
+    console.print(bench.sweep_table(result))
+    for line in bench.sweep_summary(result):
+        console.print(line, highlight=False)
+    _write_json(json_out, {**dataclasses.asdict(result), "ratio": result.median("ratio"),
+                           "cpu_ratio": result.median("cpu_ratio")})
+
+
+def _write_json(path: Optional[Path], data: Any) -> None:
+    if path is None:
+        return
+    import json
+
+    try:
+        path.write_text(json.dumps(data, indent=2, default=float))
+    except OSError as err:
+        raise UserError(f"cannot write {path} ({err.strerror}); give another --json path") from None
 
 
 if __name__ == "__main__":  # `python -m sensitivity.cli`: how `sweep --workers` starts its workers

@@ -1,0 +1,51 @@
+"""Commands pay at start-up only for what they use: `--help` and `report` never import torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import optuna
+
+from sensitivity.catalog import OPTIMIZERS
+from sensitivity.records import TrialResult, param_distributions
+from sensitivity.storage import open_storage
+
+# Runs the command line in this interpreter, then says which heavy packages got imported.
+_RUN = r"""
+import json, runpy, sys
+sys.argv = ["adamrag-sens", *sys.argv[1:]]
+try:
+    runpy.run_module("sensitivity.cli", run_name="__main__")
+except SystemExit as err:
+    code = err.code
+print(json.dumps({"code": code, "loaded": sorted(m for m in ("torch", "torchvision", "sklearn", "optuna") if m in sys.modules)}))
+"""
+
+
+def _run(*args: str, cwd) -> dict:
+    out = subprocess.run([sys.executable, "-c", _RUN, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_help_imports_neither_torch_nor_optuna(tmp_path):
+    for args in ((), ("--help",), ("sweep", "--help"), ("report", "--help"), ("bench", "sweep", "--help")):
+        got = _run(*args, cwd=tmp_path)
+        assert got["loaded"] == [], (args, got)
+
+
+def test_report_command_writes_a_report_without_importing_torch(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    study = optuna.create_study(study_name="toy", storage=open_storage(url, heartbeat=False))
+    dists = param_distributions(sorted(OPTIMIZERS))
+    for lr in (1e-3, 1e-2, 1e-1):
+        r = TrialResult(train_loss=[1.0], val_loss=[0.5 + lr], val_acc=[0.8], initial_val_loss=2.3,
+                        initial_val_acc=0.1, epochs_run=1)
+        params = {"optimizer": "adam", "lr": lr, "beta1": 0.9, "seed": 0}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions={k: dists[k] for k in params},
+                                                  value=r.objective("val_loss"), user_attrs=r.to_user_attrs()))
+    got = _run("report", "--storage", url, "--study", "toy", "--out", str(tmp_path / "rep"), cwd=tmp_path)
+    assert got["code"] in (None, 0)
+    assert (tmp_path / "rep" / "report.html").is_file()
+    assert "torch" not in got["loaded"] and "sklearn" not in got["loaded"]
