@@ -464,6 +464,7 @@ def bench_sweep(task: str = "digits-mlp", points: int | None = None, device: str
     import tempfile
 
     from sensitivity.study.space import plan_points
+    from sensitivity.study.spec import STORAGE_ENV
 
     if repeat < 1:
         raise UserError(f"--repeat {repeat} must be >= 1")
@@ -480,9 +481,9 @@ def bench_sweep(task: str = "digits-mlp", points: int | None = None, device: str
                        "divergence_factor": spec.divergence_factor}, fh)
         for r in range(repeat):
             url, name = _storage_for(storage, folder, r)
-            cmd = [sys.executable, "-m", "sensitivity.cli", "sweep", *args, *extra_sweep_args,
-                   "--storage", url, "--study", name]
-            epoch_start, sweep_s, sweep_cpu = _run_child(cmd, os.path.join(folder, f"sweep-{r}.txt"), env)
+            cmd = [sys.executable, "-m", "sensitivity.cli", "sweep", *args, *extra_sweep_args, "--study", name]
+            sweep_env = {**env, STORAGE_ENV: url}  # the sweep's --storage, kept off the command line (a URL may hold a password)
+            epoch_start, sweep_s, sweep_cpu = _run_child(cmd, os.path.join(folder, f"sweep-{r}.txt"), sweep_env)
             stored = _stored_timings(url, name, epoch_start, int(config.get("batch_size", 1)))
             stored["tail_s"] = epoch_start + sweep_s - stored.pop("last_end")
             bare_s = bare_cpu = training = math.nan
