@@ -1228,10 +1228,11 @@ class _SQLLedger(TrialLedger):
     The table objects are Optuna's own (``optuna/storages/_rdb/models.py``, private in Optuna
     5.0.0), so enum columns, float types and dialect differences are handled as Optuna handles
     them; what is written is what Optuna's RDBStorage would write for the same calls (checked by
-    tests/test_storage.py against Optuna's public API reading it back). Exactly once rests on
+    tests/test_ledger.py against Optuna's public API reading it back). Exactly once rests on
     conditional updates: a trial moves WAITING -> RUNNING, and RUNNING -> finished, only in an
     ``UPDATE ... WHERE state = ...`` that one transaction wins (row locks on PostgreSQL/MySQL,
-    ``BEGIN IMMEDIATE`` on SQLite).
+    ``BEGIN IMMEDIATE`` on SQLite). Statements are built once per ledger, with bound parameters,
+    so a trial's bookkeeping pays neither statement construction nor SQL compilation.
     """
 
     _BATCH = 500
@@ -1239,18 +1240,49 @@ class _SQLLedger(TrialLedger):
     def __init__(self, study: optuna.Study, backend: Any) -> None:
         super().__init__(study)
         from optuna.storages._rdb import models  # private in Optuna 5.0.0: Optuna's table definitions
+        from sqlalchemy import and_, bindparam, delete, func, insert, select, text, update
 
         self.engine = backend.engine
         self._models = models
-        self.trials = models.TrialModel.__table__
-        self.user_attrs = models.TrialUserAttributeModel.__table__
-        self.system_attrs = models.TrialSystemAttributeModel.__table__
+        t = self.trials = models.TrialModel.__table__
+        a = self.user_attrs = models.TrialUserAttributeModel.__table__
+        sa = self.system_attrs = models.TrialSystemAttributeModel.__table__
         self.params = models.TrialParamModel.__table__
-        self.intermediate = models.TrialIntermediateValueModel.__table__
-        self.values = models.TrialValueModel.__table__
-        self.heartbeats = models.TrialHeartbeatModel.__table__
+        iv = self.intermediate = models.TrialIntermediateValueModel.__table__
+        v = self.values = models.TrialValueModel.__table__
+        hb = self.heartbeats = models.TrialHeartbeatModel.__table__
         self.studies = models.StudyModel.__table__
         self._with_lock = self.engine.dialect.name != "sqlite"  # SQLite: BEGIN IMMEDIATE locks already
+        tid = bindparam("tid")
+        self._q_waiting = (
+            select(t.c.trial_id, a.c.value_json)
+            .join(a, and_(a.c.trial_id == t.c.trial_id, a.c.key == POINT_KEY))
+            .where(t.c.study_id == bindparam("sid"), t.c.state == TrialState.WAITING, t.c.trial_id > bindparam("after"))
+            .order_by(t.c.trial_id).limit(bindparam("n"))
+        )
+        # the literal key lets SQLite use the partial index ix_adamrag_sens_point_key
+        self._q_point = text(
+            "SELECT t.trial_id, t.number, t.state FROM trial_user_attributes a JOIN trials t ON t.trial_id = a.trial_id "
+            f"WHERE a.key = '{POINT_KEY}' AND a.value_json = :value AND t.study_id = :sid"
+        )
+        self._q_state = select(t.c.state).where(t.c.trial_id == tid)
+        self._q_fixed = select(sa.c.value_json).where(sa.c.trial_id == tid, sa.c.key == FIXED_PARAMS_ATTR)
+        self._u_take = (update(t).where(t.c.trial_id == tid, t.c.state == TrialState.WAITING)
+                        .values(state=TrialState.RUNNING, datetime_start=bindparam("now")))
+        self._u_finish = (update(t).where(t.c.trial_id == tid, t.c.state == TrialState.RUNNING)
+                          .values(state=bindparam("new_state", type_=t.c.state.type), datetime_complete=bindparam("now")))
+        self._u_pruned = (update(t).where(t.c.trial_id == tid)
+                          .values(state=TrialState.PRUNED, datetime_complete=bindparam("now")))
+        self._d_attrs = delete(a).where(a.c.trial_id == tid, a.c.key.in_(bindparam("keys", expanding=True)))
+        self._i_attrs = insert(a)
+        self._i_params = insert(self.params)
+        self._d_heartbeat = delete(hb).where(hb.c.trial_id == tid)
+        # as RDBStorage.record_heartbeat: the database's clock
+        self._i_heartbeat = insert(hb).values(trial_id=tid, heartbeat=func.current_timestamp())
+        self._d_intermediate = delete(iv).where(iv.c.trial_id == tid, iv.c.step.in_(bindparam("steps", expanding=True)))
+        self._i_intermediate = insert(iv)
+        self._d_value = delete(v).where(v.c.trial_id == tid)
+        self._i_value = insert(v)
 
     # ---- reading -------------------------------------------------------------------------------
     def _read(self) -> Any:
@@ -1258,19 +1290,11 @@ class _SQLLedger(TrialLedger):
         return self.engine.connect().execution_options(**{_SQLITE_DEFERRED: True})
 
     def waiting(self, keys: Container[str], limit: int = 4) -> list[tuple[int, str]]:
-        from sqlalchemy import and_, select
-
-        t, a = self.trials, self.user_attrs
         out: list[tuple[int, str]] = []
         after = -1
         with self._read() as conn:
-            while len(out) < limit:  # pages through WAITING trials of other plans, if any
-                rows = conn.execute(
-                    select(t.c.trial_id, a.c.value_json)
-                    .join(a, and_(a.c.trial_id == t.c.trial_id, a.c.key == POINT_KEY))
-                    .where(t.c.study_id == self.study_id, t.c.state == TrialState.WAITING, t.c.trial_id > after)
-                    .order_by(t.c.trial_id).limit(limit)
-                ).all()
+            while len(out) < limit:  # pages past WAITING trials of other plans, if any
+                rows = conn.execute(self._q_waiting, {"sid": self.study_id, "after": after, "n": limit}).all()
                 for trial_id, value_json in rows:
                     key = json.loads(value_json)
                     if key in keys and len(out) < limit:
@@ -1281,15 +1305,12 @@ class _SQLLedger(TrialLedger):
         return out
 
     def _trials_of_point(self, conn: Any, key: str) -> list[TrialRow]:
-        from sqlalchemy import text
-
-        # the literal key lets SQLite use the partial index ix_adamrag_sens_point_key
-        rows = conn.execute(text(
-            "SELECT t.trial_id, t.number, t.state FROM trial_user_attributes a "
-            "JOIN trials t ON t.trial_id = a.trial_id "
-            f"WHERE a.key = '{POINT_KEY}' AND a.value_json = :value AND t.study_id = :study_id"
-        ), {"value": json.dumps(key), "study_id": self.study_id}).all()
+        rows = conn.execute(self._q_point, {"value": json.dumps(key), "sid": self.study_id}).all()
         return [TrialRow(r[0], r[1], TrialState[r[2]]) for r in rows]
+
+    def state_of(self, trial_id: int) -> TrialState:
+        with self._read() as conn:
+            return conn.execute(self._q_state, {"tid": trial_id}).scalar()
 
     def point_trials(self, attrs: tuple[str, ...] = ()) -> list[PointTrial]:
         from sqlalchemy import and_, select
@@ -1325,78 +1346,53 @@ class _SQLLedger(TrialLedger):
         return {name: json_to_distribution(text) for name, text in rows}
 
     # ---- writing -------------------------------------------------------------------------------
-    def _set_attrs(self, conn: Any, table: Any, trial_id: int, attrs: dict[str, Any]) -> None:
-        from sqlalchemy import delete, insert
-
+    def _set_attrs(self, conn: Any, trial_id: int, attrs: dict[str, Any]) -> None:
         if not attrs:
             return
-        conn.execute(delete(table).where(table.c.trial_id == trial_id, table.c.key.in_(list(attrs))))
-        conn.execute(insert(table), [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+        conn.execute(self._d_attrs, {"tid": trial_id, "keys": list(attrs)})
+        conn.execute(self._i_attrs, [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
                                      for k, v in attrs.items()])
 
     def _set_intermediate(self, conn: Any, trial_id: int, values: dict[int, float]) -> None:
-        from sqlalchemy import delete, insert
-
         if not values:
             return
-        iv = self.intermediate
         to_stored = self._models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
-        conn.execute(delete(iv).where(iv.c.trial_id == trial_id, iv.c.step.in_(list(values))))
+        conn.execute(self._d_intermediate, {"tid": trial_id, "steps": [int(s) for s in values]})
         rows = []
         for step, value in sorted(values.items()):
             stored, kind = to_stored(float(value))
             rows.append({"trial_id": trial_id, "step": int(step), "intermediate_value": stored,
                          "intermediate_value_type": kind})
-        conn.execute(insert(iv), rows)
-
-    def _state(self, conn: Any, trial_id: int, *, lock: bool = False) -> TrialState | None:
-        from sqlalchemy import select
-
-        query = select(self.trials.c.state).where(self.trials.c.trial_id == trial_id)
-        if lock and self._with_lock:
-            query = query.with_for_update()
-        return conn.execute(query).scalar()
-
-    def state_of(self, trial_id: int) -> TrialState:
-        with self._read() as conn:
-            return self._state(conn, trial_id)
+        conn.execute(self._i_intermediate, rows)
 
     def take(self, trial_id, key, decide, *, distributions, user_attrs, heartbeat, duplicate_attr):
         from optuna.distributions import distribution_to_json
-        from sqlalchemy import delete, func, insert, select, update
 
-        t = self.trials
         with self.engine.begin() as conn:
             now = _utcnow_naive()
-            moved = conn.execute(update(t).where(t.c.trial_id == trial_id, t.c.state == TrialState.WAITING)
-                                 .values(state=TrialState.RUNNING, datetime_start=now))
-            if moved.rowcount != 1:
+            if conn.execute(self._u_take, {"tid": trial_id, "now": now}).rowcount != 1:
                 return None  # another worker took it first
             rows = self._trials_of_point(conn, key)
             mine = next(r for r in rows if r.trial_id == trial_id)
             holder = decide(mine, [r for r in rows if r.trial_id != trial_id])
             if holder is not None:
-                self._set_attrs(conn, self.user_attrs, trial_id, {duplicate_attr: holder})
-                conn.execute(update(t).where(t.c.trial_id == trial_id)
-                             .values(state=TrialState.PRUNED, datetime_complete=now))
+                self._set_attrs(conn, trial_id, {duplicate_attr: holder})
+                conn.execute(self._u_pruned, {"tid": trial_id, "now": now})
                 return holder
-            if heartbeat:  # as RDBStorage.record_heartbeat: the database's clock
-                hb = self.heartbeats
-                conn.execute(delete(hb).where(hb.c.trial_id == trial_id))
-                conn.execute(insert(hb).values(trial_id=trial_id, heartbeat=func.current_timestamp()))
-            sa = self.system_attrs
-            fixed_json = conn.execute(select(sa.c.value_json).where(
-                sa.c.trial_id == trial_id, sa.c.key == FIXED_PARAMS_ATTR)).scalar()
+            if heartbeat:
+                conn.execute(self._d_heartbeat, {"tid": trial_id})
+                conn.execute(self._i_heartbeat, {"tid": trial_id})
+            fixed_json = conn.execute(self._q_fixed, {"tid": trial_id}).scalar()
             fixed = json.loads(fixed_json) if fixed_json else {}
             params = {name: fixed[name] for name in distributions if name in fixed}
             if params:
-                conn.execute(insert(self.params), [
+                conn.execute(self._i_params, [
                     {"trial_id": trial_id, "param_name": name,
                      "param_value": distributions[name].to_internal_repr(value),
                      "distribution_json": distribution_to_json(distributions[name])}
                     for name, value in params.items()
                 ])
-            self._set_attrs(conn, self.user_attrs, trial_id, user_attrs)
+            self._set_attrs(conn, trial_id, user_attrs)
             return TakenTrial(trial_id, mine.number, params)
 
     def report(self, trial_id: int, values: dict[int, float]) -> None:
@@ -1405,26 +1401,23 @@ class _SQLLedger(TrialLedger):
         if not values:
             return
         with self.engine.begin() as conn:
-            state = self._state(conn, trial_id, lock=True)
+            query = self._q_state.with_for_update() if self._with_lock else self._q_state
+            state = conn.execute(query, {"tid": trial_id}).scalar()
             if state != TrialState.RUNNING:
                 raise UpdateFinishedTrialError(f"trial id {trial_id} is {state.name if state else 'missing'}, not RUNNING")
             self._set_intermediate(conn, trial_id, values)
 
     def finish(self, trial_id, state, value, user_attrs, intermediate_values=None):
-        from sqlalchemy import delete, insert, update
-
-        t = self.trials
         with self.engine.begin() as conn:
-            moved = conn.execute(update(t).where(t.c.trial_id == trial_id, t.c.state == TrialState.RUNNING)
-                                 .values(state=state, datetime_complete=_utcnow_naive()))
+            moved = conn.execute(self._u_finish, {"tid": trial_id, "new_state": state, "now": _utcnow_naive()})
             if moved.rowcount != 1:
                 return False
-            self._set_attrs(conn, self.user_attrs, trial_id, user_attrs)
+            self._set_attrs(conn, trial_id, user_attrs)
             self._set_intermediate(conn, trial_id, intermediate_values or {})
             if value is not None:
                 stored, kind = self._models.TrialValueModel.value_to_stored_repr(float(value))
-                conn.execute(delete(self.values).where(self.values.c.trial_id == trial_id))
-                conn.execute(insert(self.values).values(trial_id=trial_id, objective=0, value=stored, value_type=kind))
+                conn.execute(self._d_value, {"tid": trial_id})
+                conn.execute(self._i_value, {"trial_id": trial_id, "objective": 0, "value": stored, "value_type": kind})
         return True
 
     def enqueue(self, points: list[tuple[dict[str, Any], dict[str, Any]]]) -> int:

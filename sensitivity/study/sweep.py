@@ -121,6 +121,16 @@ def _result_settings(task: str, config: dict[str, Any], metric: Any, divergence_
     return out
 
 
+def _study_attrs(storage: optuna.storages.BaseStorage, name: str) -> dict[str, Any] | None:
+    """The user attributes of study ``name``, or None when there is no such study. Two look-ups by
+    name (``optuna.get_all_study_summaries`` would read every trial of every study in the database)."""
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+    return storage.get_study_user_attrs(study_id)
+
+
 def create_or_load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
     """The study named by ``spec``, created if new; refuses one that holds another experiment.
 
@@ -135,9 +145,8 @@ def create_or_load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) 
     task = get_task(spec.task)
     metric = spec.objective_metric
     direction = task.metric(metric).direction
-    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
-    if name in existing:
-        attrs = existing[name].user_attrs
+    attrs = _study_attrs(storage, name)
+    if attrs is not None:
         if attrs.get(records.TASK) != spec.task:
             raise UserError(
                 f"study {name!r} already holds task {attrs.get(records.TASK)!r}, not {spec.task!r}; "
@@ -494,8 +503,8 @@ def join_study(storage: str, study_name: str, *, device: str | None = None,
             or (``check``) data or device missing on this machine.
     """
     st = open_storage(storage, create=False)
-    names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
-    if study_name not in names:
+    if _study_attrs(st, study_name) is None:
+        names = [s.study_name for s in st.get_all_studies()]
         raise UserError(f"no study {study_name!r} in {mask_storage(storage)}; studies there: {', '.join(names) or 'none'}")
     study = optuna.load_study(study_name=study_name, storage=st)
     attrs = study.user_attrs
