@@ -49,3 +49,19 @@ def test_report_command_writes_a_report_without_importing_torch(tmp_path):
     assert got["code"] in (None, 0)
     assert (tmp_path / "rep" / "report.html").is_file()
     assert "torch" not in got["loaded"] and "sklearn" not in got["loaded"]
+
+
+def test_a_sweep_process_ends_with_its_exit_code_its_output_and_its_trials_stored(run_cli, tmp_path):
+    # `sweep` and `worker` leave without the interpreter's teardown (cli.main): nothing may be lost
+    url = f"sqlite:///{tmp_path}/fast.db"
+    code, out, err = run_cli("sweep", "--optimizers", "adam", "--lr", "1e-3,1e-2", "--beta1", "0.9", "--epochs", "1",
+                             "--storage", url)
+    assert code == 0, err
+    assert "ran 2 trials" in out and out.rstrip().splitlines()[-1].startswith("report: adamrag-sens report")
+    trials = optuna.load_study(study_name="digits-mlp", storage=open_storage(url, read_only=True)).get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"] and all(t.user_attrs["val_loss"] for t in trials)
+    code, out, err = run_cli("report", "--storage", url, "--study", "digits-mlp", "--out", str(tmp_path / "rep"))
+    assert code == 0, err
+    assert len((tmp_path / "rep" / "trials.csv").read_text().strip().splitlines()) == 3
+    code, out, err = run_cli("sweep", "--lr", "-1", "--storage", url)
+    assert code == 2 and err.strip() == "error: --lr value -1 must be > 0"
