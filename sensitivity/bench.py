@@ -343,14 +343,21 @@ class SweepBench:
 
 def _sweep_spec(task: str, points: int | None, device: str, epochs: int | None, train_size: int | None,
                 val_size: int | None, batch_size: int | None, optimizers: Sequence[str] | None,
-                dataset: str | None) -> tuple[Any, list[str]]:
-    """The StudySpec of the benchmarked sweep and the sweep flags that say the same."""
+                dataset: str | None, seeds_of: dict[str, float] | None = None) -> tuple[Any, list[str]]:
+    """The StudySpec of the benchmarked sweep and the sweep flags that say the same.
+
+    ``seeds_of``: one point (``lr``, ``beta1``) repeated with ``points`` seeds instead of a random study.
+    """
     from sensitivity.study.spec import StudySpec
 
     base = StudySpec()
     opts = tuple(optimizers) if optimizers else base.optimizers
     args = ["--task", task, "--optimizers", ",".join(opts), "--device", device]
     fields: dict[str, Any] = {"task": task, "optimizers": opts, "device": device}
+    if seeds_of is not None and points is not None:
+        args += ["--lr", str(seeds_of["lr"]), "--beta1", str(seeds_of["beta1"]), "--seeds", str(points)]
+        fields.update(lr=(seeds_of["lr"],), beta1=(seeds_of["beta1"],), seeds=points)
+        points = None
     if points is not None:
         if points < 1:
             raise UserError(f"--points {points} must be >= 1")
@@ -431,7 +438,7 @@ def bench_sweep(task: str = "digits-mlp", points: int | None = None, device: str
                 epochs: int | None = None, train_size: int | None = None, val_size: int | None = None,
                 batch_size: int | None = None, optimizers: Sequence[str] | None = None,
                 storage: str = "sqlite", repeat: int = 3, dataset: str | None = None,
-                extra_sweep_args: Sequence[str] = (), bare: bool = True,
+                extra_sweep_args: Sequence[str] = (), bare: bool = True, seeds_of: dict[str, float] | None = None,
                 on_run: Callable[[int, SweepRun], None] | None = None) -> SweepBench:
     """Time a sweep against the bare training loop it runs, alternating the two ``repeat`` times.
 
@@ -449,6 +456,8 @@ def bench_sweep(task: str = "digits-mlp", points: int | None = None, device: str
             database URL (a fresh study in it per round).
         repeat: rounds.
         extra_sweep_args: more flags for the sweep (e.g. ``--gpus 0 --trials-per-gpu 4``).
+        seeds_of: instead of a random study, one point (``{"lr": ..., "beta1": ...}``) with
+            ``points`` seeds (every trial the same work, none diverging: for throughput).
         bare: also run the bare loop (False: the sweep only; ratios are then NaN).
         on_run: called with (round index, run) after each round.
 
@@ -468,7 +477,8 @@ def bench_sweep(task: str = "digits-mlp", points: int | None = None, device: str
 
     if repeat < 1:
         raise UserError(f"--repeat {repeat} must be >= 1")
-    spec, args = _sweep_spec(task, points, device, epochs, train_size, val_size, batch_size, optimizers, dataset)
+    spec, args = _sweep_spec(task, points, device, epochs, train_size, val_size, batch_size, optimizers, dataset,
+                             seeds_of)
     resolve_device(device)
     plan = plan_points(spec)
     config = spec.task_config()
@@ -526,14 +536,15 @@ class GpuPacking:
 
 
 def bench_gpu_packing(trials_per_gpu: Sequence[int] = (1, 2, 4, 8), gpu: int = 0, task: str = "resnet18",
-                      dataset: str | None = "synthetic", epochs: int | None = 2, train_size: int | None = 25_000,
+                      dataset: str | None = "synthetic", epochs: int | None = 3, train_size: int | None = None,
                       val_size: int | None = 2_000, batch_size: int | None = None, trials_each: int = 2,
                       ceiling_batch: int = 512,
                       on_row: Callable[[dict[str, Any]], None] | None = None) -> GpuPacking:
     """Aggregate training throughput of K concurrent trials on one GPU, for each K, and the ceiling.
 
     For each K a sweep runs with ``--gpus GPU --trials-per-gpu K`` (K worker processes sharing the
-    GPU, each trial with its own batch size), about ``trials_each`` trials per worker; its
+    GPU, each trial with its own batch size), ``trials_each`` trials per worker, all Adam at lr 1e-3
+    with different seeds (the same work each, none diverging); its
     aggregate throughput is every trial's training images over the span from the first trial's
     start to the last one's end. The ceiling is one process training one trial at batch
     ``ceiling_batch`` (bf16 autocast and channels_last, as every CUDA trial), from the bare loop.
@@ -554,7 +565,8 @@ def bench_gpu_packing(trials_per_gpu: Sequence[int] = (1, 2, 4, 8), gpu: int = 0
     rows = []
     for k in ks:
         result = bench_sweep(task=task, points=k * trials_each, device="cuda", epochs=epochs, train_size=train_size,
-                             val_size=val_size, batch_size=batch_size, dataset=dataset, repeat=1, bare=False,
+                             val_size=val_size, batch_size=batch_size, optimizers=("adam",), dataset=dataset,
+                             repeat=1, bare=False, seeds_of={"lr": 1e-3, "beta1": 0.9},
                              extra_sweep_args=["--gpus", str(gpu), "--trials-per-gpu", str(k)])
         run = result.runs[0]
         row = {"trials_per_gpu": k, "trials": run.trials, "images": run.images, "span_s": run.span_s,
@@ -574,8 +586,8 @@ def bench_gpu_packing(trials_per_gpu: Sequence[int] = (1, 2, 4, 8), gpu: int = 0
             ceiling = float(json.load(fh)["trials"][0]["throughput"])
     for row in rows:
         row["share"] = row["img_per_s"] / ceiling if ceiling > 0 else math.nan
-    desc = (f"{task} ({dataset or 'default data'}), {config['epochs']} epochs x {config.get('train_size')} images per "
-            f"trial, GPU {gpu}, ceiling: one process at batch {ceiling_batch}")
+    desc = (f"{task} ({dataset or 'default data'}), {config['epochs']} epochs of {config.get('train_size') or 'all'} "
+            f"images per trial, {trials_each} trials per worker, GPU {gpu}")
     return GpuPacking(rows=rows, ceiling_img_per_s=ceiling, ceiling_batch=ceiling_batch, description=desc)
 
 

@@ -805,8 +805,8 @@ def bench_sweep_command(
             raise UserError(f"--trials-per-gpu {trials_per_gpu!r} is not a list of counts; give e.g. 1,2,4,8") from None
         gpu = int(device.split(":", 1)[1]) if ":" in device else 0
         packing = bench.bench_gpu_packing(
-            ks, gpu=gpu, task=task, dataset=dataset, epochs=epochs or 2,
-            train_size=train_size or 25_000, val_size=val_size or 2_000, batch_size=batch_size,
+            ks, gpu=gpu, task=task, dataset=dataset, epochs=epochs or 3,
+            train_size=train_size, val_size=val_size or 2_000, batch_size=batch_size,
             on_row=lambda row: console.print(
                 f"  K={row['trials_per_gpu']}: {row['trials']} trials, {row['img_per_s']:,.0f} img/s aggregate "
                 f"({row['images']:,} images in {row['span_s']:.1f} s)", highlight=False),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 
 import optuna
 import pytest
@@ -102,3 +103,47 @@ def test_bench_sweep_on_cuda_without_a_gpu_exits_2_with_one_line(extra):
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines[-1].startswith("error:") and "no CUDA GPU is visible" in lines[-1]
+
+
+def test_gpu_packing_divides_each_ks_images_by_its_span_and_by_the_ceiling(monkeypatch):
+    """No GPU here: the sweeps and the ceiling run are stood in for; what is checked is which sweeps
+    are asked for and the arithmetic of the rows."""
+    from sensitivity import bench
+
+    asked = []
+
+    def fake_sweep(**kwargs):
+        k = int(kwargs["extra_sweep_args"][-1])
+        asked.append(kwargs)
+        run = SweepRun(sweep_s=1, bare_s=math.nan, sweep_cpu_s=1, bare_cpu_s=math.nan, training_s=math.nan,
+                       sweep_training_s=1, startup_s=1, bookkeeping_ms=[], images=1000 * k, span_s=2.0, trials=2 * k)
+        return SweepBench("d", [], 2 * k, [run])
+
+    def fake_child(cmd, log_path, env):
+        job, out = cmd[-2], cmd[-1]
+        assert json.load(open(job))["config"]["batch_size"] == 512
+        json.dump({"trials": [{"seconds": 1.0, "steps": 10, "throughput": 4000.0}]}, open(out, "w"))
+        return 0.0, 1.0, 1.0
+
+    monkeypatch.setattr(bench, "resolve_device", lambda device: device)
+    monkeypatch.setattr(bench, "bench_sweep", fake_sweep)
+    monkeypatch.setattr(bench, "_run_child", fake_child)
+    result = bench.bench_gpu_packing((1, 4), gpu=0)
+    assert [a["extra_sweep_args"] for a in asked] == [["--gpus", "0", "--trials-per-gpu", "1"],
+                                                      ["--gpus", "0", "--trials-per-gpu", "4"]]
+    assert all(a["device"] == "cuda" and a["dataset"] == "synthetic" and a["seeds_of"] for a in asked)
+    assert [a["points"] for a in asked] == [2, 8]  # two trials per worker
+    assert result.ceiling_img_per_s == 4000.0
+    assert [(r["img_per_s"], r["share"]) for r in result.rows] == [(500.0, 0.125), (2000.0, 0.5)]
+
+
+def test_one_point_with_seeds_makes_the_same_sweep_as_its_flags():
+    from sensitivity.bench import _sweep_spec
+    from sensitivity.study.space import plan_points
+
+    spec, args = _sweep_spec("resnet18", 6, "cuda", 3, None, 2000, None, ("adam",), "synthetic",
+                             seeds_of={"lr": 1e-3, "beta1": 0.9})
+    assert args == ["--task", "resnet18", "--optimizers", "adam", "--device", "cuda", "--lr", "0.001", "--beta1", "0.9",
+                    "--seeds", "6", "--epochs", "3", "--val-size", "2000", "--dataset", "synthetic"]
+    points = plan_points(spec)
+    assert [p["seed"] for p in points] == list(range(6)) and {p["lr"] for p in points} == {1e-3}
