@@ -3,8 +3,10 @@
 Both sides call :func:`open_storage`: the study side to create and run studies, the report side
 with ``read_only=True`` to read them. Every use of Optuna's private API (a study's storage object,
 trial ids, the ``fixed_params`` of a queued trial, the heartbeat interface and its stale-trial
-query) is behind a named helper at the end of this module, each checked against the Optuna version
-its comment names, so an Optuna upgrade is checked in one place.
+query, and the tables of its RDB schema) is behind a named helper at the end of this module, each
+checked against the Optuna version its comment names, so an Optuna upgrade is checked in one place.
+The last of them is the trial ledger (:func:`open_ledger`): a worker's per-trial reads and writes,
+each one indexed look-up or one transaction, so a trial's bookkeeping does not grow with the study.
 
 Checks happen before anything is written: a path that is not an Optuna database, a URL Optuna
 cannot parse, or a server that does not answer gives a :class:`UserError` and leaves the file as
@@ -1009,9 +1011,6 @@ class TrialLedger:
     storage has transactions.
     """
 
-    flat = True
-    """Whether this ledger's costs are independent of the study's size."""
-
     def __init__(self, study: optuna.Study) -> None:
         self.study = study
         self.storage = storage_of(study)
@@ -1094,8 +1093,6 @@ class TrialLedger:
 class _APILedger(TrialLedger):
     """The ledger on Optuna's public storage API: every storage, one call per row, scans of the study."""
 
-    flat = False
-
     def waiting(self, keys: Container[str], limit: int = 4) -> list[tuple[int, str]]:
         out = []
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
@@ -1168,8 +1165,6 @@ class _JournalLedger(_APILedger):
     of each point's trials; a trial's current state is then one look-up in the replay
     (``get_trial``). No trial becomes WAITING again, so trials found taken leave the index for good.
     """
-
-    flat = True
 
     def __init__(self, study: optuna.Study) -> None:
         super().__init__(study)
