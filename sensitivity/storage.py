@@ -966,10 +966,10 @@ class TrialRow:
 
 @dataclasses.dataclass(frozen=True)
 class PointTrial:
-    """A trial that holds a planned point: its key, ids, state, value (None when it has none)
-    and the user attributes asked for."""
+    """A trial that holds a planned point: its key (None for a trial that holds none), ids, state,
+    value (None when it has none) and the user attributes asked for."""
 
-    key: str
+    key: str | None
     trial_id: int
     number: int
     state: TrialState
@@ -1073,12 +1073,13 @@ class TrialLedger:
             self.study.enqueue_trial(params, user_attrs=attrs)
         return len(points)
 
-    def point_trials(self, attrs: tuple[str, ...] = ()) -> list[PointTrial]:
-        """Every trial of the study that holds a point (user attribute ``point_key``), with its
-        value and the user attributes named in ``attrs`` (one read)."""
-        return [PointTrial(t.user_attrs[POINT_KEY], trial_id_of(t), t.number, t.state, t.value,
+    def point_trials(self, attrs: tuple[str, ...] = (), planned_only: bool = True) -> list[PointTrial]:
+        """Every trial of the study that holds a point (user attribute ``point_key``; with
+        ``planned_only=False`` every trial, key None where it has none), with its value and the user
+        attributes named in ``attrs`` (one read)."""
+        return [PointTrial(t.user_attrs.get(POINT_KEY), trial_id_of(t), t.number, t.state, t.value,
                            {a: t.user_attrs[a] for a in attrs if a in t.user_attrs})
-                for t in self.study.get_trials(deepcopy=False) if POINT_KEY in t.user_attrs]
+                for t in self.study.get_trials(deepcopy=False) if POINT_KEY in t.user_attrs or not planned_only]
 
     def first_distributions(self) -> dict[str, Any]:
         """Each param name's distribution as the study's first trial that holds it stored it (what
@@ -1307,16 +1308,16 @@ class _SQLLedger(TrialLedger):
         with self._read() as conn:
             return conn.execute(self._q_state, {"tid": trial_id}).scalar()
 
-    def point_trials(self, attrs: tuple[str, ...] = ()) -> list[PointTrial]:
+    def point_trials(self, attrs: tuple[str, ...] = (), planned_only: bool = True) -> list[PointTrial]:
         from sqlalchemy import and_, select
 
         t, a, v = self.trials, self.user_attrs, self.values
         extra = [a.alias(f"attr{i}") for i in range(len(attrs))]
-        query = (select(a.c.value_json, t.c.trial_id, t.c.number, t.c.state, v.c.value, v.c.value_type,
-                        *(x.c.value_json for x in extra))
-                 .select_from(t)
-                 .join(a, and_(a.c.trial_id == t.c.trial_id, a.c.key == POINT_KEY))
-                 .outerjoin(v, and_(v.c.trial_id == t.c.trial_id, v.c.objective == 0)))
+        on_key = and_(a.c.trial_id == t.c.trial_id, a.c.key == POINT_KEY)
+        query = select(a.c.value_json, t.c.trial_id, t.c.number, t.c.state, v.c.value, v.c.value_type,
+                       *(x.c.value_json for x in extra)).select_from(t)
+        query = (query.join(a, on_key) if planned_only else query.outerjoin(a, on_key))
+        query = query.outerjoin(v, and_(v.c.trial_id == t.c.trial_id, v.c.objective == 0))
         for x, name in zip(extra, attrs):
             query = query.outerjoin(x, and_(x.c.trial_id == t.c.trial_id, x.c.key == name))
         with self._read() as conn:
@@ -1326,7 +1327,8 @@ class _SQLLedger(TrialLedger):
         for row in rows:
             value = to_value(row[4], row[5]) if row[5] is not None else None
             found = {name: json.loads(raw) for name, raw in zip(attrs, row[6:]) if raw is not None}
-            out.append(PointTrial(json.loads(row[0]), row[1], row[2], row[3], value, found))
+            key = json.loads(row[0]) if row[0] is not None else None
+            out.append(PointTrial(key, row[1], row[2], row[3], value, found))
         return out
 
     def first_distributions(self) -> dict[str, Any]:

@@ -40,8 +40,8 @@ def test_report_command_writes_a_report_without_importing_torch(tmp_path):
     study = optuna.create_study(study_name="toy", storage=open_storage(url, heartbeat=False))
     dists = param_distributions(sorted(OPTIMIZERS))
     for lr in (1e-3, 1e-2, 1e-1):
-        r = TrialResult(train_loss=[1.0], val_loss=[0.5 + lr], val_acc=[0.8], initial_val_loss=2.3,
-                        initial_val_acc=0.1, epochs_run=1)
+        r = TrialResult(train_loss=[1.0], metrics={"val_loss": [0.5 + lr], "val_acc": [0.8]},
+                        initial={"val_loss": 2.3, "val_acc": 0.1}, epochs_run=1)
         params = {"optimizer": "adam", "lr": lr, "beta1": 0.9, "seed": 0}
         study.add_trial(optuna.trial.create_trial(params=params, distributions={k: dists[k] for k in params},
                                                   value=r.objective("val_loss"), user_attrs=r.to_user_attrs()))

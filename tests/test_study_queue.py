@@ -131,11 +131,12 @@ def test_two_workers_that_both_stand_down_leave_their_point_queued(storage_url):
     worker_b = PointQueue(study, plan)
     storage.set_trial_user_attr(t1._trial_id, DUPLICATE_OF, 0)
     storage.set_trial_state_values(t1._trial_id, state=TrialState.PRUNED)
-    worker_b._requeue_if_orphaned(t1)
+    worker_b._requeue_if_orphaned(key)
 
     trial = worker_b.pop()
-    assert trial is not None and trial.number == 2 and trial.user_attrs[POINT_KEY] == key
-    study.tell(trial, 0.5)
+    assert trial is not None and trial.number == 2 and trial.params == plan[0]
+    assert study.get_trials(deepcopy=False)[2].user_attrs[POINT_KEY] == key
+    study.tell(trial.number, 0.5)
     assert enqueue_missing(study, plan) == (1, 0)
     assert [t.state for t in study.get_trials(deepcopy=False)] == [TrialState.PRUNED, TrialState.PRUNED,
                                                                    TrialState.COMPLETE]

@@ -316,8 +316,7 @@ def failed_points(study: optuna.Study, plan: list[Point]) -> list[FailedPoint]:
 
 
 def best_trial(study: optuna.Study) -> dict[str, Any] | None:
-    """The best COMPLETE trial of a planned point, ranked as every report ranks
-    (:func:`~sensitivity.records.rank_key`).
+    """The best COMPLETE trial, ranked as every report ranks (:func:`~sensitivity.records.rank_key`).
 
     Objectives are clipped at the initial value (:meth:`~sensitivity.records.TrialResult.objective`),
     so a diverged run ties with runs that ended no better than their start; at a tie the run that
@@ -329,7 +328,7 @@ def best_trial(study: optuna.Study) -> dict[str, Any] | None:
         "diverged_reason", "final", "initial"}``: ``final`` the unclipped final value of the
         study's metric (NaN when unrecorded), ``initial`` its value at initialisation.
     """
-    done = [t for t in open_ledger(study).point_trials(attrs=("diverged",))
+    done = [t for t in open_ledger(study).point_trials(attrs=("diverged",), planned_only=False)
             if t.state == TrialState.COMPLETE and t.value is not None]
     if not done:
         return None
