@@ -1446,12 +1446,28 @@ class _SQLLedger(TrialLedger):
         return len(points)
 
 
+class _ReconnectingSQLLedger(_SQLLedger):
+    """`_SQLLedger` on a database server: each step retried on a new connection while the error
+    says the connection was lost, as :class:`ReconnectingRDBStorage` retries Optuna's calls. Each
+    step is one transaction, so a failed attempt left nothing; an attempt that committed but whose
+    reply was lost makes the retry find the trial no longer WAITING (taken: it goes stale and runs
+    again) or no longer RUNNING (finished: :func:`sensitivity.study.trial.run_trial` then reads its
+    state)."""
+
+    def remove_session(self) -> None:
+        """Nothing to reset: each step checks a connection out of the pool, which drops dead ones."""
+
+
+for _name in ("waiting", "state_of", "point_trials", "first_distributions", "take", "report", "finish", "enqueue"):
+    setattr(_ReconnectingSQLLedger, _name, _reconnecting(getattr(_SQLLedger, _name)))
+
+
 def open_ledger(study: optuna.Study) -> TrialLedger:
     """The :class:`TrialLedger` for ``study``'s storage (see the notes above `SQL_LEDGER_OPTUNA`)."""
     storage = storage_of(study)
     backend = _sql_ledger_supported(storage)
     if backend is not None:
-        return _SQLLedger(study, backend)
+        return (_ReconnectingSQLLedger if isinstance(backend, ReconnectingRDBStorage) else _SQLLedger)(study, backend)
     if isinstance(storage, optuna.storages.JournalStorage):
         return _JournalLedger(study)
     return _APILedger(study)

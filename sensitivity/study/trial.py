@@ -188,14 +188,11 @@ def run_trial(ledger: TrialLedger, trial: TakenTrial, spec: StudySpec, callbacks
             )
             metric = spec.objective_metric
             value = result.objective(metric, task.metric(metric).higher_is_better)
-            attrs = result.to_user_attrs()
-            if math.isnan(value):  # as Optuna's tell: a NaN objective fails the trial
-                attrs[records.ERROR] = f"the objective {metric} is NaN"
-                state, stored = TrialState.FAIL, None
-            else:
-                state, stored = TrialState.COMPLETE, value
-            done = _retrying(ledger.finish, trial.trial_id, state, stored, attrs, reporter.pending)
-            if not done and ledger.state_of(trial.trial_id) == state:
+            if math.isnan(value):  # as Optuna's tell, a NaN objective fails the trial (stored below)
+                raise ValueError(f"the objective {metric} of the run is NaN")
+            done = _retrying(ledger.finish, trial.trial_id, TrialState.COMPLETE, value, result.to_user_attrs(),
+                             reporter.pending)
+            if not done and ledger.state_of(trial.trial_id) == TrialState.COMPLETE:
                 done = True  # an earlier attempt committed and only its reply was lost
     except UpdateFinishedTrialError:
         done = False
@@ -212,8 +209,6 @@ def run_trial(ledger: TrialLedger, trial: TakenTrial, spec: StudySpec, callbacks
             f"trial #{trial.number} was failed as stale by another worker while it ran (late heartbeats); "
             f"its result is dropped and its point runs again", RuntimeWarning, stacklevel=2,
         )
-        return None
-    if state != TrialState.COMPLETE:
         return None
     call_back(callbacks, "on_trial_end", trial.number, params, value, result)
     return result
