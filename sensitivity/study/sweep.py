@@ -28,7 +28,9 @@ from sensitivity import interrupt, records
 from sensitivity.catalog import OPTIMIZERS
 from sensitivity.errors import UserError
 from sensitivity.records import TrialResult, param_distributions
-from sensitivity.storage import PointTrial, heartbeat_settings, mask_storage, open_ledger, open_storage, storage_of
+from sensitivity.storage import (
+    PointTrial, heartbeat_settings, mask_storage, open_ledger, open_storage, release_storage, storage_of,
+)
 from sensitivity.study.parallel import LocalWorkers, WorkersOutcome, run_local_workers
 from sensitivity.study.queue import PlanProgress, PointQueue, enqueue_missing
 from sensitivity.study.space import Point, plan_points, point_key
@@ -478,6 +480,7 @@ def run_sweep(spec: StudySpec, callbacks: Any = None, *, workers: LocalWorkers |
     result.best = best_trial(study)
     result.progress = plan_progress_of(study, plan)
     result.failures = failed_points(study, plan)
+    release_storage(study)  # SQLite: the last connection folds the write-ahead log into the file now
     return result
 
 
