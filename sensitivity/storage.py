@@ -1462,13 +1462,15 @@ for _name in ("waiting", "state_of", "point_trials", "first_distributions", "tak
     setattr(_ReconnectingSQLLedger, _name, _reconnecting(getattr(_SQLLedger, _name)))
 
 
-def release_storage(study: optuna.Study) -> None:
-    """Close the database connections ``study``'s storage holds in its pool (RDB storages; the pool
-    opens new ones if the storage is used again). On SQLite the last connection to close folds the
-    write-ahead log into the database file, so a sweep that returns leaves the file complete, not
-    only the file and its log (the engine would otherwise close them whenever Python's garbage
-    collector gets to it; ``Study._storage._backend``, Optuna 5.0.0)."""
-    backend = getattr(storage_of(study), "_backend", storage_of(study))
+def release_storage(study: optuna.Study | optuna.storages.BaseStorage) -> None:
+    """Close the database connections a study's storage (or ``study`` itself, a storage) holds in
+    its pool (RDB storages; the pool opens new ones if the storage is used again). On SQLite the
+    last connection to close folds the write-ahead log into the database file, so a sweep that
+    returns, or is refused, leaves the file complete, not only the file and its log (the engine
+    would otherwise close them whenever Python's garbage collector gets to it;
+    ``Study._storage._backend``, Optuna 5.0.0)."""
+    storage = storage_of(study) if isinstance(study, optuna.Study) else study
+    backend = getattr(storage, "_backend", storage)
     if isinstance(backend, optuna.storages.RDBStorage):
         backend.remove_session()
         backend.engine.dispose()

@@ -426,8 +426,12 @@ def prepare_sweep(spec: StudySpec) -> tuple[optuna.Study, list[Point], int, int]
     plan = plan_points(spec)
     check_points(plan)
     storage = open_storage(spec.storage)
-    study = create_or_load_study(spec, storage)
-    dists = study_distributions(study, spec.optimizers)  # refuses before the writes below
+    try:
+        study = create_or_load_study(spec, storage)
+        dists = study_distributions(study, spec.optimizers)  # refuses before the writes below
+    except BaseException:
+        release_storage(storage)  # a refused sweep leaves no connection (nor SQLite log) behind
+        raise
     if records.OPTIMIZER_CHOICES not in study.user_attrs:  # a study made before the choices were recorded
         study.set_user_attr(records.OPTIMIZER_CHOICES, list(dists["optimizer"].choices))
     study.set_user_attr(records.SAMPLER, spec.sampler)
@@ -468,19 +472,21 @@ def run_sweep(spec: StudySpec, callbacks: Any = None, *, workers: LocalWorkers |
         workers = None
     result = SweepResult(study_name=study.study_name, storage=spec.storage, planned=len(plan),
                          complete_before=complete, queued=queued, workers=workers)
-    call_back(callbacks, "on_plan", result)
-    if complete < len(plan):
-        if workers is None:
-            result.ran, result.diverged = run_worker(study, spec, plan, callbacks)
-        else:
-            result.outcome = run_local_workers(
-                spec.storage, study.study_name, workers, poll=lambda: plan_progress_of(study, plan),
-                on_progress=lambda prog, alive: call_back(callbacks, "on_poll", prog, alive),
-            )
-    result.best = best_trial(study)
-    result.progress = plan_progress_of(study, plan)
-    result.failures = failed_points(study, plan)
-    release_storage(study)  # SQLite: the last connection folds the write-ahead log into the file now
+    try:
+        call_back(callbacks, "on_plan", result)
+        if complete < len(plan):
+            if workers is None:
+                result.ran, result.diverged = run_worker(study, spec, plan, callbacks)
+            else:
+                result.outcome = run_local_workers(
+                    spec.storage, study.study_name, workers, poll=lambda: plan_progress_of(study, plan),
+                    on_progress=lambda prog, alive: call_back(callbacks, "on_poll", prog, alive),
+                )
+        result.best = best_trial(study)
+        result.progress = plan_progress_of(study, plan)
+        result.failures = failed_points(study, plan)
+    finally:
+        release_storage(study)  # SQLite: the last connection folds the write-ahead log into the file now
     return result
 
 
