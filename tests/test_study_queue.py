@@ -162,10 +162,12 @@ def test_a_trial_whose_heartbeat_stops_is_failed_and_queued_again_once(storage_u
     patient = optuna.load_study(study_name=_new_study(storage_url).study_name, storage=open_storage(storage_url))
     monkeypatch.setenv("ADAMRAG_SENS_GRACE_S", "1.5")
     study = optuna.load_study(study_name="q", storage=open_storage(storage_url))
-    plan = _plan(2)
+    plan = _plan(3)
     enqueue_missing(study, plan)
     dead = PointQueue(study, plan).pop()  # a worker takes trial 0 and is killed: no more heartbeats
     assert dead is not None
+    used_up = PointQueue(study, plan).pop()  # a point whose trial raised and used up its retries
+    study.tell(used_up.number, state=TrialState.FAIL)
     assert PointQueue(patient, plan).fail_stale() == []  # a heartbeat younger than the grace is not stale
     time.sleep(2.6)  # at least this long: older than the 1.5 s grace (SQLite's clock has whole seconds)
     alive, other = PointQueue(study, plan), PointQueue(study, plan)
@@ -175,7 +177,8 @@ def test_a_trial_whose_heartbeat_stops_is_failed_and_queued_again_once(storage_u
     assert trials[dead.number].state == TrialState.FAIL
     assert "heartbeat" in trials[dead.number].user_attrs["error"]
     waiting = [t for t in trials if t.state == TrialState.WAITING]
-    assert sorted(t.user_attrs[POINT_KEY] for t in waiting) == sorted(point_key(p) for p in plan)
+    # the dead trial's point again, and the point never taken; not the point that used up its retries
+    assert sorted(t.user_attrs[POINT_KEY] for t in waiting) == sorted(point_key(p) for p in (plan[0], plan[2]))
 
 
 def test_an_optimizer_outside_the_stored_choices_is_one_clear_error(tmp_path):

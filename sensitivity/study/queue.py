@@ -201,14 +201,22 @@ class PointQueue:
             optuna.storages.fail_stale_trials(self.study)
             enqueue_missing(self.study, self.plan)
             return []
-        failed = []
-        for trial_id in stale_ids:
-            if self.ledger.finish(trial_id, TrialState.FAIL, None, {ERROR: STALE_ERROR}):
-                failed.append(self.storage.get_trial_number_from_id(trial_id))
-            # else: another worker failed it first
-        if failed:
-            enqueue_missing(self.study, self.plan, self.ledger)
-        return failed
+        failed_ids = [trial_id for trial_id in stale_ids
+                      if self.ledger.finish(trial_id, TrialState.FAIL, None, {ERROR: STALE_ERROR})]
+        # (a trial not moved here was failed first by another worker, which queues its point)
+        if failed_ids:
+            self._requeue_points_of(set(failed_ids))
+        return [self.storage.get_trial_number_from_id(trial_id) for trial_id in failed_ids]
+
+    def _requeue_points_of(self, trial_ids: set[int]) -> None:
+        """Queue again the planned points of ``trial_ids`` that no trial holds any more: only the
+        dead trials' own points, so a point whose retries a failing trial used up in this sweep
+        stays FAIL (the next sweep start tries it again, as after any error)."""
+        trials = self.ledger.point_trials()
+        keys = {t.key for t in trials if t.trial_id in trial_ids and t.key in self._points}
+        live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+        held = {t.key for t in trials if t.state in live}
+        self.ledger.enqueue([(self._points[k], {POINT_KEY: k}) for k in sorted(keys - held)])
 
     # ---- watching ------------------------------------------------------------------------------
     def progress(self) -> PlanProgress:
