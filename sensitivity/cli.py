@@ -59,6 +59,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # a docstring paragraph wraps to the terminal, as Markdown joins its lines
 )
 
 from sensitivity.study.spec import DEFAULT_STORAGE, STORAGE_ENV, StudySpec  # noqa: E402
@@ -555,7 +556,7 @@ def _check_out(out_dir: Path) -> None:
 def report(
     storage: str = typer.Option(DEFAULT_STORAGE, envvar=STORAGE_ENV, help="Storage URL holding the study (password: PGPASSWORD, ~/.pgpass, or the whole URL in the environment variable)."),
     study: str = typer.Option("digits-mlp", help="Study name."),
-    out: Optional[Path] = typer.Option(None, help="Output folder (default reports/<study>)."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default reports/STUDY)."),
     tolerance: Optional[float] = typer.Option(None, help=_TOLERANCE_HELP),
     relative_tolerance: Optional[float] = typer.Option(None, "--relative-tolerance", help=_RELATIVE_HELP),
     lr_axis: str = typer.Option("nominal", "--lr-axis", help=_AXIS_HELP),
