@@ -263,6 +263,29 @@ def test_lr_sensitivity_figure_marks_diverged_points_and_initial_loss(toy):
     assert any(f"width {widths.loc['adam', 'tolerance_width_decades']:.2f} dec" in t.get_text() for t in labels)
 
 
+def test_lr_sensitivity_legend_marks_censored_widths_and_lists_diverged_only_when_a_run_diverged(sqlite_url):
+    study = optuna.create_study(storage=sqlite_url, study_name="edge", direction="minimize")
+    for key, value in (("task", "toy-task"), ("metric", "val_loss"), ("epochs", EPOCHS), ("sampler", "grid")):
+        study.set_user_attr(key, value)
+    for lr, final in ((1e-4, 0.2), (1e-3, 0.5), (1e-2, 1.0), (1e-1, 1.5)):  # best at the lowest swept lr
+        add(study, "adam", lr, beta2=0.999, final=final)
+    for lr, final in ((1e-2, 1.5), (1e-1, 0.2), (1.0, 1.5)):  # best inside the swept range
+        add(study, "nag", lr, final=final)
+    trials = load_trials(sqlite_url, "edge").trials
+    widths = T.tolerance_table(M.lr_curve(trials, "val_loss"), higher_is_better=False)
+    assert widths.loc["adam", "tolerance_censored"] and not widths.loc["nag", "tolerance_censored"]
+    labels = [t.get_text() for t in F.lr_sensitivity_figure(trials, "val_loss").axes[0].get_legend().get_texts()]
+    adam = next(t for t in labels if t.startswith("Adam "))
+    nag = next(t for t in labels if t.startswith("NAG "))
+    assert f"width >= {widths.loc['adam', 'tolerance_width_decades']:.2f} dec" in adam  # the true width may be larger
+    assert ">=" not in nag.split("(")[1]
+    assert not any("diverged" in t for t in labels)  # no run diverged: no legend entry for a marker never drawn
+    add(study, "nag", 10.0, final=math.nan)
+    labels = [t.get_text() for t in F.lr_sensitivity_figure(load_trials(sqlite_url, "edge").trials, "val_loss")
+              .axes[0].get_legend().get_texts()]
+    assert any(t.startswith("diverged") for t in labels)
+
+
 def test_figures_save_headless(toy, tmp_path):
     data = load_trials(toy, "toy")
     for fig in (F.loss_curves_figure(data.trials, data.curves, "val_loss"),

@@ -68,7 +68,7 @@ _POP_AND_FINISH = textwrap.dedent("""
     queue, taken = PointQueue(study, plan), []
     while (trial := queue.pop()) is not None:
         taken.append(trial.number)
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.COMPLETE, [0.0])
+        study.tell(trial.number, 0.0)
     print(json.dumps(taken))
 """)
 
@@ -103,7 +103,7 @@ def test_a_second_trial_of_a_point_is_pruned_as_a_duplicate(storage_url):
     dup = study.get_trials(deepcopy=False)[1]
     assert dup.state == TrialState.PRUNED and dup.user_attrs[DUPLICATE_OF] == 0
 
-    study.tell(first, 1.0)
+    study.tell(first.number, 1.0)
     study.enqueue_trial(plan[0], user_attrs={POINT_KEY: key})  # late duplicate after completion
     assert PointQueue(study, plan).pop() is None
     assert study.get_trials(deepcopy=False)[2].state == TrialState.PRUNED
@@ -131,11 +131,12 @@ def test_two_workers_that_both_stand_down_leave_their_point_queued(storage_url):
     worker_b = PointQueue(study, plan)
     storage.set_trial_user_attr(t1._trial_id, DUPLICATE_OF, 0)
     storage.set_trial_state_values(t1._trial_id, state=TrialState.PRUNED)
-    worker_b._requeue_if_orphaned(t1)
+    worker_b._requeue_if_orphaned(key)
 
     trial = worker_b.pop()
-    assert trial is not None and trial.number == 2 and trial.user_attrs[POINT_KEY] == key
-    study.tell(trial, 0.5)
+    assert trial is not None and trial.number == 2 and trial.params == plan[0]
+    assert study.get_trials(deepcopy=False)[2].user_attrs[POINT_KEY] == key
+    study.tell(trial.number, 0.5)
     assert enqueue_missing(study, plan) == (1, 0)
     assert [t.state for t in study.get_trials(deepcopy=False)] == [TrialState.PRUNED, TrialState.PRUNED,
                                                                    TrialState.COMPLETE]
@@ -149,7 +150,7 @@ def test_waiting_points_of_an_older_plan_are_left_alone(storage_url):
     taken = []
     while (trial := queue.pop()) is not None:
         taken.append(trial.number)
-        study.tell(trial, 0.0)
+        study.tell(trial.number, 0.0)
     assert taken == [1, 2]
     assert study.get_trials(deepcopy=False)[0].state == TrialState.WAITING
 
@@ -161,10 +162,12 @@ def test_a_trial_whose_heartbeat_stops_is_failed_and_queued_again_once(storage_u
     patient = optuna.load_study(study_name=_new_study(storage_url).study_name, storage=open_storage(storage_url))
     monkeypatch.setenv("ADAMRAG_SENS_GRACE_S", "1.5")
     study = optuna.load_study(study_name="q", storage=open_storage(storage_url))
-    plan = _plan(2)
+    plan = _plan(3)
     enqueue_missing(study, plan)
     dead = PointQueue(study, plan).pop()  # a worker takes trial 0 and is killed: no more heartbeats
     assert dead is not None
+    used_up = PointQueue(study, plan).pop()  # a point whose trial raised and used up its retries
+    study.tell(used_up.number, state=TrialState.FAIL)
     assert PointQueue(patient, plan).fail_stale() == []  # a heartbeat younger than the grace is not stale
     time.sleep(2.6)  # at least this long: older than the 1.5 s grace (SQLite's clock has whole seconds)
     alive, other = PointQueue(study, plan), PointQueue(study, plan)
@@ -174,7 +177,8 @@ def test_a_trial_whose_heartbeat_stops_is_failed_and_queued_again_once(storage_u
     assert trials[dead.number].state == TrialState.FAIL
     assert "heartbeat" in trials[dead.number].user_attrs["error"]
     waiting = [t for t in trials if t.state == TrialState.WAITING]
-    assert sorted(t.user_attrs[POINT_KEY] for t in waiting) == sorted(point_key(p) for p in plan)
+    # the dead trial's point again, and the point never taken; not the point that used up its retries
+    assert sorted(t.user_attrs[POINT_KEY] for t in waiting) == sorted(point_key(p) for p in (plan[0], plan[2]))
 
 
 def test_an_optimizer_outside_the_stored_choices_is_one_clear_error(tmp_path):

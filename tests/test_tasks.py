@@ -166,3 +166,13 @@ def test_missing_cifar100_says_how_to_get_it(tmp_path):
     task = get_task("resnet18")
     with pytest.raises(UserError, match=r"CIFAR-100 not found in .*cifar-100-python.*--download"):
         task.load(task.config(dataset="cifar100", data_dir=str(tmp_path)))
+
+
+def test_synthetic_images_have_cifar10s_shape_are_seeded_and_say_so():
+    task = get_task("resnet18")
+    data = task.load(task.config(dataset="synthetic", train_size=12, val_size=5))
+    assert data.x_train.shape == (12, 3, 32, 32) and data.x_val.shape == (5, 3, 32, 32)
+    assert data.y_train.dtype == torch.int64 and 0 <= int(data.y_train.min()) and int(data.y_train.max()) < 10
+    assert "SYNTHETIC" in data.description
+    again = task.load(task.config(dataset="synthetic", train_size=12, val_size=5))
+    assert torch.equal(again.x_train, data.x_train) and torch.equal(again.y_val, data.y_val)

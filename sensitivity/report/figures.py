@@ -184,7 +184,10 @@ def lr_sensitivity_figure(
             g = curve[curve["optimizer"] == name].sort_values("lr")
             c = colors[name]
             w = widths.loc[name, "tolerance_width_decades"] if name in widths.index else math.nan
-            label = f"{display.get(name, name)} (width {w:.2f} dec)" if np.isfinite(w) else display.get(name, name)
+            # an interval reaching an end of the swept range is censored: the true width may be larger
+            at_least = ">= " if name in widths.index and bool(widths.loc[name, "tolerance_censored"]) else ""
+            label = (f"{display.get(name, name)} (width {at_least}{w:.2f} dec)" if np.isfinite(w)
+                     else display.get(name, name))
             ax.plot(g["lr"], g["value"], "-o", color=c, ms=4, lw=1.8, label=label, zorder=3)
             if (g["n_seeds"] > 1).any():
                 ax.fill_between(g["lr"], g["value_min"], g["value_max"], color=c, alpha=0.2, lw=0, zorder=2)
@@ -205,8 +208,12 @@ def lr_sensitivity_figure(
         ax.set_xlabel(lr_label)
         ax.set_ylabel(f"final {_metric_label(metric)}, {'max(acc, acc0)' if hib else 'min(L, L0)'}")
         handles, labels = ax.get_legend_handles_labels()
-        handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=8, mew=2))
-        labels.append("diverged (counted at the initial value)")
+        if (curve["n_diverged"] > 0).any():
+            handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=8, mew=2))
+            labels.append("diverged (counted at the initial value)")
+        if any(bool(widths.loc[n, "tolerance_censored"]) for n in names if n in widths.index):
+            handles.append(Line2D([], [], ls=""))
+            labels.append(">= : interval reaches the\nswept range's end")
         if show_tolerance:
             handles.append(Patch(color="0.5", alpha=0.3))
             labels.append("tolerance interval: keeps\n"
@@ -279,6 +286,7 @@ def loss_curves_figure(
     n = max(len(names), 1)
     ncols = n if n <= 3 else math.ceil(n / 2)
     nrows = math.ceil(n / ncols)
+    any_diverged = False
     with _style():
         fig = _figure(figsize=(4.6 * ncols + 0.8, 3.5 * nrows + 0.9))
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
@@ -315,6 +323,7 @@ def loss_curves_figure(
                     last = mean[shown].dropna()
                     if not last.empty:
                         ax.plot(last.index[-1], last.iloc[-1], "x", color=color, ms=8, mew=2)
+                        any_diverged = True
                 init = c.loc[c["epoch"] == 0, shown]
                 if init.notna().any():
                     top.append(float(init.mean()))
@@ -348,8 +357,9 @@ def loss_curves_figure(
         if "train_loss" in columns:
             handles.append(Line2D([], [], color="0.2", ls="--"))
             labels.append("training loss (epoch mean)")
-        handles.append(Line2D([], [], color="0.2", marker="x", ls="", mew=2))
-        labels.append("diverged (run stopped)")
+        if any_diverged:
+            handles.append(Line2D([], [], color="0.2", marker="x", ls="", mew=2))
+            labels.append("diverged (run stopped)")
         fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
         agg = aggregation_text(trials, "best", exclude=("beta1",))
         fig.suptitle((title or "Loss curves per learning rate")
@@ -504,8 +514,10 @@ def lr_curve_grid_figure(panels: list[tuple[str, pd.DataFrame, str]], *, aggrega
     with _style():
         fig = _figure(figsize=(max(4.6 * ncols + 0.8, 9.0), 3.6 * nrows + 1.3))
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
+        any_diverged = False
         for ax, (label, trials, metric) in zip(axes, panels):
             curve = M.lr_curve(trials, metric, aggregation)
+            any_diverged |= bool((curve["n_diverged"] > 0).any())
             for name in M.optimizer_order(curve["optimizer"]):
                 g = curve[curve["optimizer"] == name].sort_values("lr")
                 c = colors[name]
@@ -525,9 +537,11 @@ def lr_curve_grid_figure(panels: list[tuple[str, pd.DataFrame, str]], *, aggrega
         for ax in axes[len(panels):]:
             ax.set_visible(False)
         handles = [Line2D([], [], color=colors[nm], lw=1.8) for nm in names]
-        handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=7, mew=2))
-        fig.legend(handles, [display.get(nm, nm) for nm in names] + ["diverged (clipped to initial)"],
-                   loc="outside lower center", ncols=len(handles), frameon=False)
+        labels = [display.get(nm, nm) for nm in names]
+        if any_diverged:
+            handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=7, mew=2))
+            labels.append("diverged (clipped to initial)")
+        fig.legend(handles, labels, loc="outside lower center", ncols=len(handles), frameon=False)
         fig.suptitle((title or "Learning-rate sensitivity of every task")
                      + f"\neach point: {M.AGGREGATIONS[aggregation]}; band: min-max over seeds")
     return fig

@@ -1,13 +1,17 @@
 """The queue of planned points in an Optuna study: enqueue, pop exactly once, recover from dead workers.
 
 A study's plan (see :mod:`sensitivity.study.space`) is held in storage as Optuna's own queue of
-WAITING trials (``Study.enqueue_trial``), each carrying its point's canonical key as the user
-attribute ``point_key``. Everything here works through Optuna's storage API, so it is the same on
-SQLite, PostgreSQL/MySQL and a journal file, on one machine or many.
+WAITING trials (what ``Study.enqueue_trial`` writes), each carrying its point's canonical key as the
+user attribute ``point_key``. Storage is read and written through a
+:class:`~sensitivity.storage.TrialLedger`: on SQLite, PostgreSQL and MySQL one indexed look-up finds
+the next queued trial, one transaction takes it (duplicate check, params, worker and first
+heartbeat included) and one transaction records its result, so a trial's bookkeeping costs the same
+at trial 10 and at trial 10,000; a journal file gets the same from an incremental index of Optuna's
+replay of the log.
 
 Invariants (see :meth:`PointQueue.pop`):
 
-* **A trial is taken once.** A worker takes a WAITING trial by the storage's conditional update
+* **A trial is taken once.** A worker takes a WAITING trial by a conditional update
   WAITING -> RUNNING, which succeeds for one caller only (on SQLite this needs the
   ``BEGIN IMMEDIATE`` transactions that :func:`~sensitivity.storage.open_storage` sets up).
 * **A point runs once.** Two workers that enqueue the same missing point at the same moment create
@@ -27,43 +31,64 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import socket
 from typing import Any, Iterable
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
-from sensitivity.records import DUPLICATE_OF, ERROR, POINT_KEY
-from sensitivity.storage import heartbeat_interval, live_trial, record_heartbeat, stale_trial_ids, storage_of, trial_id_of
+from sensitivity.catalog import OPTIMIZERS
+from sensitivity.records import DUPLICATE_OF, ERROR, POINT_KEY, WORKER, param_distributions
+from sensitivity.storage import (
+    PointTrial, TakenTrial, TrialLedger, TrialRow, heartbeat_interval, open_ledger, stale_trial_ids, storage_of,
+)
 from sensitivity.study.space import Point, point_key
+
+DIVERGED = "diverged"
+"""The trial user attribute that says a run diverged (the field of :class:`~sensitivity.records.TrialResult`)."""
 
 STALE_ERROR = "worker stopped sending heartbeats (killed or cut off); the point was queued again"
 
 
-def enqueue_missing(study: optuna.Study, plan: list[Point]) -> tuple[int, int]:
-    """Queue every planned point that has no COMPLETE, RUNNING or WAITING trial.
+def enqueue_missing(study: optuna.Study, plan: list[Point], ledger: TrialLedger | None = None) -> tuple[int, int]:
+    """Queue every planned point that has no COMPLETE, RUNNING or WAITING trial (in one
+    transaction where the storage has them).
 
     Returns:
         (points already complete, points newly queued).
     """
+    ledger = ledger or open_ledger(study)
     live: set[str] = set()
     complete: set[str] = set()
-    for t in study.get_trials(deepcopy=False):
-        key = t.user_attrs.get(POINT_KEY)
-        if key is None:
-            continue
-        if t.state == TrialState.COMPLETE:
+    for trial in ledger.point_trials():
+        key, state = trial.key, trial.state
+        if state == TrialState.COMPLETE:
             complete.add(key)
-        if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING):
+        if state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING):
             live.add(key)
-    queued = 0
+    missing: list[tuple[Point, dict[str, Any]]] = []
     for point in plan:
         key = point_key(point)
         if key not in live:
-            study.enqueue_trial(point, user_attrs={POINT_KEY: key})
+            missing.append((point, {POINT_KEY: key}))
             live.add(key)
-            queued += 1
-    return sum(point_key(p) in complete for p in plan), queued
+    ledger.enqueue(missing)
+    return sum(point_key(p) in complete for p in plan), len(missing)
+
+
+def duplicate_holder(mine: TrialRow, others: list[TrialRow]) -> int | None:
+    """The number of the trial that holds the point of the just-taken trial ``mine``, or None
+    when ``mine`` may run it: another trial of the point that is COMPLETE, else one RUNNING, else
+    an older one still WAITING (see the module's invariants)."""
+    for state in (TrialState.COMPLETE, TrialState.RUNNING):
+        for t in others:
+            if t.state == state:
+                return t.number
+    for t in others:
+        if t.state == TrialState.WAITING and t.trial_id < mine.trial_id:
+            return t.number
+    return None
 
 
 @dataclasses.dataclass
@@ -98,98 +123,65 @@ class PointQueue:
     """One worker's view of a study's queue, restricted to the points of ``plan``.
 
     Args:
-        study: the study (its storage is used directly).
+        study: the study.
         plan: the points this worker may run; WAITING trials of other points (from an earlier,
             different search space) are left alone.
+        distributions: the param distributions trials are recorded with (default: every
+            catalog optimizer's, :func:`~sensitivity.records.param_distributions`; a worker passes
+            the study's own, :func:`~sensitivity.study.sweep.study_distributions`).
     """
 
-    def __init__(self, study: optuna.Study, plan: Iterable[Point]) -> None:
+    def __init__(self, study: optuna.Study, plan: Iterable[Point], distributions: dict[str, Any] | None = None) -> None:
         self.study = study
-        self.storage = storage_of(study)  # the storage API is the queue's medium
+        self.storage = storage_of(study)
+        self.ledger = open_ledger(study)
         self.plan = list(plan)
         self._points = {point_key(p): p for p in self.plan}
         self.wanted = set(self._points)
         self.heartbeat = heartbeat_enabled(self.storage)
+        self.distributions = distributions or param_distributions(sorted(OPTIMIZERS))
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.duplicates_pruned = 0
 
     # ---- taking work -------------------------------------------------------------------------
-    def pop(self) -> optuna.Trial | None:
+    def pop(self) -> TakenTrial | None:
         """Take the oldest WAITING trial of the plan that is not a duplicate; None when none is left.
 
-        The trial's heartbeat is recorded before it becomes RUNNING, so a worker killed right
-        after taking it still leaves a trial that goes stale (a RUNNING trial without any
-        heartbeat would never be detected). Duplicates met on the way are finished as PRUNED.
+        The trial is RUNNING when this returns, with its queued params, its worker (user
+        attribute ``worker``, ``host:pid``) and its first heartbeat recorded in the same
+        transaction, so a worker killed right after taking it still leaves a trial that goes
+        stale. Duplicates met on the way are finished as PRUNED.
         """
         while True:
-            waiting = [
-                t for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-                if t.user_attrs.get(POINT_KEY) in self.wanted
-            ]
+            waiting = self.ledger.waiting(self.wanted)
             if not waiting:
                 return None
-            for t in sorted(waiting, key=trial_id_of):
-                trial_id = trial_id_of(t)
-                if not self._take(trial_id):
+            for trial_id, key in waiting:
+                taken = self.ledger.take(trial_id, key, duplicate_holder, distributions=self.distributions,
+                                         user_attrs={WORKER: self.worker}, heartbeat=self.heartbeat,
+                                         duplicate_attr=DUPLICATE_OF)
+                if taken is None:
                     continue  # another worker took it first
-                try:
-                    dup = self._duplicate_of(trial_id, t.user_attrs[POINT_KEY])
-                    if dup is None:
-                        return live_trial(self.study, trial_id)
-                    self.storage.set_trial_user_attr(trial_id, DUPLICATE_OF, dup)
-                    self.storage.set_trial_state_values(trial_id, state=TrialState.PRUNED)
-                    self.duplicates_pruned += 1
-                    self._requeue_if_orphaned(t)
-                except BaseException:
-                    self._abandon(trial_id)
-                    raise
-                break  # look at the queue afresh after a duplicate
-            else:
-                continue  # every listed trial was taken by others: list again
+                if isinstance(taken, TakenTrial):
+                    return taken
+                self.duplicates_pruned += 1
+                self._requeue_if_orphaned(key)
+            # every listed trial was taken by others or was a duplicate: list again
 
-    def _requeue_if_orphaned(self, pruned: FrozenTrial) -> None:
-        """Queue ``pruned``'s point again when no trial holds it any more.
+    def _requeue_if_orphaned(self, key: str) -> None:
+        """Queue point ``key`` again when no trial holds it any more.
 
-        Two workers that take two trials of one point at the same moment can each see the other's
+        Where taking a trial and checking its point are separate writes (a journal file), two
+        workers that take two trials of one point at the same moment can each see the other's
         RUNNING trial and both stand down. Each checks after its own PRUNED is stored, so the later
         of the two sees both and queues the point again (if both do, the duplicate check settles
-        the two new trials as usual); otherwise the point would wait for the next sweep start.
+        the two new trials as usual); otherwise the point would wait for the next sweep start. (On
+        SQL storages the check is in the taking transaction and one of the two always runs.)
         """
-        key = pruned.user_attrs[POINT_KEY]
         live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
-        if any(t.user_attrs.get(POINT_KEY) == key and t.state in live for t in self.study.get_trials(deepcopy=False)):
+        if any(t.key == key and t.state in live for t in self.ledger.point_trials()):
             return
-        self.study.enqueue_trial(self._points[key], user_attrs={POINT_KEY: key})
-
-    def _take(self, trial_id: int) -> bool:
-        try:
-            if self.heartbeat:
-                record_heartbeat(self.storage, trial_id)
-            return bool(self.storage.set_trial_state_values(trial_id, state=TrialState.RUNNING))
-        except UpdateFinishedTrialError:
-            return False
-        except optuna.exceptions.StorageInternalError:
-            return False  # e.g. two workers inserting the same heartbeat row at once: let the other have it
-
-    def _abandon(self, trial_id: int) -> None:
-        try:
-            self.storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
-        except Exception:  # noqa: BLE001 - the heartbeat going stale covers it
-            pass
-
-    def _duplicate_of(self, trial_id: int, key: str) -> int | None:
-        """The number of another trial that holds point ``key``, or None when ``trial_id`` may run it."""
-        others = [
-            t for t in self.study.get_trials(deepcopy=False)
-            if t.user_attrs.get(POINT_KEY) == key and trial_id_of(t) != trial_id
-        ]
-        for state in (TrialState.COMPLETE, TrialState.RUNNING):
-            for t in others:
-                if t.state == state:
-                    return t.number
-        for t in others:
-            if t.state == TrialState.WAITING and trial_id_of(t) < trial_id:
-                return t.number
-        return None
+        self.ledger.enqueue([(self._points[key], {POINT_KEY: key})])
 
     # ---- recovering from dead workers ---------------------------------------------------------
     def fail_stale(self) -> list[int]:
@@ -209,32 +201,36 @@ class PointQueue:
             optuna.storages.fail_stale_trials(self.study)
             enqueue_missing(self.study, self.plan)
             return []
-        failed = []
-        for trial_id in stale_ids:
-            try:
-                self.storage.set_trial_user_attr(trial_id, ERROR, STALE_ERROR)
-                if self.storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-                    failed.append(self.storage.get_trial_number_from_id(trial_id))
-            except UpdateFinishedTrialError:
-                pass  # another worker failed it first
-        if failed:
-            enqueue_missing(self.study, self.plan)
-        return failed
+        failed_ids = [trial_id for trial_id in stale_ids
+                      if self.ledger.finish(trial_id, TrialState.FAIL, None, {ERROR: STALE_ERROR})]
+        # (a trial not moved here was failed first by another worker, which queues its point)
+        if failed_ids:
+            self._requeue_points_of(set(failed_ids))
+        return [self.storage.get_trial_number_from_id(trial_id) for trial_id in failed_ids]
+
+    def _requeue_points_of(self, trial_ids: set[int]) -> None:
+        """Queue again the planned points of ``trial_ids`` that no trial holds any more: only the
+        dead trials' own points, so a point whose retries a failing trial used up in this sweep
+        stays FAIL (the next sweep start tries it again, as after any error)."""
+        trials = self.ledger.point_trials()
+        keys = {t.key for t in trials if t.trial_id in trial_ids and t.key in self._points}
+        live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+        held = {t.key for t in trials if t.state in live}
+        self.ledger.enqueue([(self._points[k], {POINT_KEY: k}) for k in sorted(keys - held)])
 
     # ---- watching ------------------------------------------------------------------------------
     def progress(self) -> PlanProgress:
         """Counts of planned points by state, and the best complete point (one storage read)."""
-        return plan_progress(self.study.get_trials(deepcopy=False), self.wanted, self.study.direction)
+        return plan_progress(self.ledger.point_trials(attrs=(DIVERGED,)), self.wanted, self.study.direction)
 
 
-def plan_progress(trials: list[FrozenTrial], wanted: set[str], direction: Any) -> PlanProgress:
+def plan_progress(trials: list[PointTrial], wanted: set[str], direction: Any) -> PlanProgress:
     """Summarise ``trials`` over the points ``wanted`` (see :class:`PlanProgress`)."""
     minimize = direction == optuna.study.StudyDirection.MINIMIZE
-    by_key: dict[str, list[FrozenTrial]] = {}
+    by_key: dict[str, list[PointTrial]] = {}
     for t in trials:
-        key = t.user_attrs.get(POINT_KEY)
-        if key in wanted:
-            by_key.setdefault(key, []).append(t)
+        if t.key in wanted:
+            by_key.setdefault(t.key, []).append(t)
     prog = PlanProgress(total=len(wanted))
     for group in by_key.values():
         states = {t.state for t in group}
@@ -242,7 +238,7 @@ def plan_progress(trials: list[FrozenTrial], wanted: set[str], direction: Any) -
         if done:
             prog.complete += 1
             t = done[0]
-            if t.user_attrs.get("diverged"):
+            if t.attrs.get(DIVERGED):
                 prog.diverged += 1
             elif t.value is not None and math.isfinite(t.value):
                 if prog.best is None or (t.value < prog.best if minimize else t.value > prog.best):

@@ -28,12 +28,14 @@ from sensitivity import interrupt, records
 from sensitivity.catalog import OPTIMIZERS
 from sensitivity.errors import UserError
 from sensitivity.records import TrialResult, param_distributions
-from sensitivity.storage import heartbeat_settings, mask_storage, open_storage, storage_of, trial_id_of
+from sensitivity.storage import (
+    PointTrial, heartbeat_settings, mask_storage, open_ledger, open_storage, release_storage, storage_of,
+)
 from sensitivity.study.parallel import LocalWorkers, WorkersOutcome, run_local_workers
 from sensitivity.study.queue import PlanProgress, PointQueue, enqueue_missing
 from sensitivity.study.space import Point, plan_points, point_key
 from sensitivity.study.spec import StudySpec
-from sensitivity.study.trial import call_back, run_trial
+from sensitivity.study.trial import Heartbeat, call_back, run_trial
 from sensitivity.tasks import get_task
 from sensitivity.train import load_task_data, resolve_device
 
@@ -121,6 +123,16 @@ def _result_settings(task: str, config: dict[str, Any], metric: Any, divergence_
     return out
 
 
+def _study_attrs(storage: optuna.storages.BaseStorage, name: str) -> dict[str, Any] | None:
+    """The user attributes of study ``name``, or None when there is no such study. Two look-ups by
+    name (``optuna.get_all_study_summaries`` would read every trial of every study in the database)."""
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+    return storage.get_study_user_attrs(study_id)
+
+
 def create_or_load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
     """The study named by ``spec``, created if new; refuses one that holds another experiment.
 
@@ -135,9 +147,8 @@ def create_or_load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) 
     task = get_task(spec.task)
     metric = spec.objective_metric
     direction = task.metric(metric).direction
-    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
-    if name in existing:
-        attrs = existing[name].user_attrs
+    attrs = _study_attrs(storage, name)
+    if attrs is not None:
         if attrs.get(records.TASK) != spec.task:
             raise UserError(
                 f"study {name!r} already holds task {attrs.get(records.TASK)!r}, not {spec.task!r}; "
@@ -182,10 +193,10 @@ def study_distributions(study: optuna.Study, optimizers: tuple[str, ...] | list[
             param has a distribution Optuna cannot change to the current one.
     """
     name = study.study_name
-    trials = [t for t in study.get_trials(deepcopy=False) if t.distributions]
+    first = open_ledger(study).first_distributions()  # one indexed read, not a scan of the study
     choices = study.user_attrs.get(records.OPTIMIZER_CHOICES)
     if choices is None:
-        stored = next((t.distributions["optimizer"] for t in trials if "optimizer" in t.distributions), None)
+        stored = first.get("optimizer")
         choices = list(stored.choices) if stored is not None else sorted(OPTIMIZERS)
     missing = [o for o in optimizers if o not in choices]
     if missing:
@@ -195,19 +206,16 @@ def study_distributions(study: optuna.Study, optimizers: tuple[str, ...] | list[
             f"(the existing study stays as it is for `adamrag-sens report`)"
         )
     dists = param_distributions(list(choices))
-    seen: set[str] = set()
-    for t in trials:
-        for pname, old in t.distributions.items():
-            if pname in seen or pname not in dists:
-                continue
-            seen.add(pname)
-            try:
-                optuna.distributions.check_distribution_compatibility(old, dists[pname])
-            except ValueError as err:
-                raise UserError(
-                    f"study {name!r} stores the param {pname!r} as {old}, which Optuna cannot change ({err}); "
-                    f"run this sweep under a new --study name"
-                ) from None
+    for pname, old in first.items():
+        if pname not in dists:
+            continue
+        try:
+            optuna.distributions.check_distribution_compatibility(old, dists[pname])
+        except ValueError as err:
+            raise UserError(
+                f"study {name!r} stores the param {pname!r} as {old}, which Optuna cannot change ({err}); "
+                f"run this sweep under a new --study name"
+            ) from None
     return dists
 
 
@@ -215,11 +223,12 @@ def run_worker(study: optuna.Study, spec: StudySpec, plan: list[Point], callback
                max_trials: int | None = None, *, wait: bool = True) -> tuple[int, int]:
     """Run queued points of ``plan`` until none is left (or ``max_trials`` ran).
 
-    Each round first fails trials of dead workers (stale heartbeats) and queues their points
-    again. A trial that raises is stored as FAIL with its error (see
-    :func:`~sensitivity.study.trial.run_trial`), its point is queued again up to
-    :data:`MAX_RETRIES` times (:func:`retry_point`), and the worker goes on with the next point;
-    only Ctrl-C (and a storage that stops answering) ends it early. When nothing is queued but other workers still run points of the plan, the worker
+    Every heartbeat interval, and whenever nothing is queued, the worker fails trials of dead
+    workers (stale heartbeats) and queues their points again. A trial that raises is stored as
+    FAIL with its error (see :func:`~sensitivity.study.trial.run_trial`), its point is queued again
+    up to :data:`MAX_RETRIES` times (:func:`retry_point`), and the worker goes on with the next
+    point; only Ctrl-C (and a storage that stops answering) ends it early. When nothing is queued
+    but other workers still run points of the plan, the worker
     waits (``wait=True``) and checks again every few seconds: if one of them dies, its point is
     run here. It returns when every point is complete or failed with an error.
 
@@ -230,33 +239,39 @@ def run_worker(study: optuna.Study, spec: StudySpec, plan: list[Point], callback
         UserError: the study's stored params cannot hold this plan's (see :func:`study_distributions`).
         KeyboardInterrupt: Ctrl-C; the running trial is stored as FAIL.
     """
-    queue = PointQueue(study, plan)
     dists = study_distributions(study, sorted({p["optimizer"] for p in plan}))
+    queue = PointQueue(study, plan, dists)
     interval, _grace = heartbeat_settings()
     pause = min(float(interval), 1.0)  # while waiting for other workers' last trials
     ran = diverged = 0
-    while max_trials is None or ran < max_trials:
-        interrupt.check()  # a stop request whose KeyboardInterrupt Python swallowed
-        queue.fail_stale()
-        trial = queue.pop()
-        if trial is None:
-            if not wait or not queue.heartbeat:
-                break
-            running = queue.progress().running
-            if running == 0:
-                break
-            call_back(callbacks, "on_wait", running)
-            time.sleep(pause)
-            continue
-        try:
-            result = run_trial(study, trial, spec, callbacks, dists)
-        except Exception:  # noqa: BLE001 - any error of one trial (stored with it as FAIL): go on with the others
-            failed = storage_of(study).get_trial(trial_id_of(trial))
-            call_back(callbacks, "on_trial_fail", _failed_point(failed), retry_point(study, failed))
-            continue
-        if result is not None:
-            ran += 1
-            diverged += int(result.diverged)
+    next_stale_check = 0.0
+    with Heartbeat(queue.ledger) as heart:
+        while max_trials is None or ran < max_trials:
+            interrupt.check()  # a stop request whose KeyboardInterrupt Python swallowed
+            if time.monotonic() >= next_stale_check:
+                queue.fail_stale()
+                next_stale_check = time.monotonic() + interval
+            trial = queue.pop()
+            if trial is None and queue.fail_stale():  # a dead worker's point was just queued again
+                trial = queue.pop()
+            if trial is None:
+                if not wait or not queue.heartbeat:
+                    break
+                running = queue.progress().running
+                if running == 0:
+                    break
+                call_back(callbacks, "on_wait", running)
+                time.sleep(pause)
+                continue
+            try:
+                result = run_trial(queue.ledger, trial, spec, callbacks, heart)
+            except Exception:  # noqa: BLE001 - any error of one trial (stored with it as FAIL): go on with the others
+                failed = storage_of(study).get_trial(trial.trial_id)
+                call_back(callbacks, "on_trial_fail", _failed_point(failed), retry_point(study, failed))
+                continue
+            if result is not None:
+                ran += 1
+                diverged += int(result.diverged)
     return ran, diverged
 
 
@@ -286,19 +301,20 @@ def retry_point(study: optuna.Study, failed: optuna.trial.FrozenTrial, max_retri
 
 def failed_points(study: optuna.Study, plan: list[Point]) -> list[FailedPoint]:
     """Points of ``plan`` whose latest trial FAILED and that have no COMPLETE, RUNNING or WAITING
-    trial, each with its latest trial's error, in trial order."""
+    trial, each with its latest trial's error, in trial order (one indexed read of the study)."""
     wanted = {point_key(p) for p in plan}
-    latest: dict[str, optuna.trial.FrozenTrial] = {}
+    latest: dict[str, PointTrial] = {}
     live: set[str] = set()
-    for t in study.get_trials(deepcopy=False):
-        key = t.user_attrs.get(records.POINT_KEY)
-        if key not in wanted:
+    for t in open_ledger(study).point_trials(attrs=(records.ERROR,)):
+        if t.key not in wanted:
             continue
         if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING):
-            live.add(key)
-        elif t.state == TrialState.FAIL and (key not in latest or t.number > latest[key].number):
-            latest[key] = t
-    return sorted((_failed_point(t) for k, t in latest.items() if k not in live), key=lambda f: f.number)
+            live.add(t.key)
+        elif t.state == TrialState.FAIL and (t.key not in latest or t.number > latest[t.key].number):
+            latest[t.key] = t
+    failed = (FailedPoint(t.number, json.loads(k), str(t.attrs.get(records.ERROR, "no error recorded")))
+              for k, t in latest.items() if k not in live)
+    return sorted(failed, key=lambda f: f.number)
 
 
 def best_trial(study: optuna.Study) -> dict[str, Any] | None:
@@ -306,19 +322,22 @@ def best_trial(study: optuna.Study) -> dict[str, Any] | None:
 
     Objectives are clipped at the initial value (:meth:`~sensitivity.records.TrialResult.objective`),
     so a diverged run ties with runs that ended no better than their start; at a tie the run that
-    did not diverge wins, so a diverged trial is named only when every trial diverged.
+    did not diverge wins, so a diverged trial is named only when every trial diverged. The ranking
+    reads values and the diverged flags only (one indexed read), then the best trial in full.
 
     Returns:
         None when no trial is complete, else ``{"number", "value", "params", "diverged",
         "diverged_reason", "final", "initial"}``: ``final`` the unclipped final value of the
         study's metric (NaN when unrecorded), ``initial`` its value at initialisation.
     """
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    done = [t for t in open_ledger(study).point_trials(attrs=("diverged",), planned_only=False)
+            if t.state == TrialState.COMPLETE and t.value is not None]
     if not done:
         return None
     metric = study.user_attrs.get(records.METRIC, "val_loss")
     hib = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    t = min(done, key=lambda t: (*records.rank_key(t.value, t.user_attrs.get("diverged"), hib), t.number))
+    best = min(done, key=lambda t: (*records.rank_key(t.value, t.attrs.get("diverged"), hib), t.number))
+    t = storage_of(study).get_trial(best.trial_id)
     finals = t.user_attrs.get(metric) or []
     final = finals[-1] if finals and finals[-1] is not None else math.nan
     initial = t.user_attrs.get(f"initial_{metric}")
@@ -407,8 +426,12 @@ def prepare_sweep(spec: StudySpec) -> tuple[optuna.Study, list[Point], int, int]
     plan = plan_points(spec)
     check_points(plan)
     storage = open_storage(spec.storage)
-    study = create_or_load_study(spec, storage)
-    dists = study_distributions(study, spec.optimizers)  # refuses before the writes below
+    try:
+        study = create_or_load_study(spec, storage)
+        dists = study_distributions(study, spec.optimizers)  # refuses before the writes below
+    except BaseException:
+        release_storage(storage)  # a refused sweep leaves no connection (nor SQLite log) behind
+        raise
     if records.OPTIMIZER_CHOICES not in study.user_attrs:  # a study made before the choices were recorded
         study.set_user_attr(records.OPTIMIZER_CHOICES, list(dists["optimizer"].choices))
     study.set_user_attr(records.SAMPLER, spec.sampler)
@@ -449,18 +472,21 @@ def run_sweep(spec: StudySpec, callbacks: Any = None, *, workers: LocalWorkers |
         workers = None
     result = SweepResult(study_name=study.study_name, storage=spec.storage, planned=len(plan),
                          complete_before=complete, queued=queued, workers=workers)
-    call_back(callbacks, "on_plan", result)
-    if complete < len(plan):
-        if workers is None:
-            result.ran, result.diverged = run_worker(study, spec, plan, callbacks)
-        else:
-            result.outcome = run_local_workers(
-                spec.storage, study.study_name, workers, poll=lambda: plan_progress_of(study, plan),
-                on_progress=lambda prog, alive: call_back(callbacks, "on_poll", prog, alive),
-            )
-    result.best = best_trial(study)
-    result.progress = plan_progress_of(study, plan)
-    result.failures = failed_points(study, plan)
+    try:
+        call_back(callbacks, "on_plan", result)
+        if complete < len(plan):
+            if workers is None:
+                result.ran, result.diverged = run_worker(study, spec, plan, callbacks)
+            else:
+                result.outcome = run_local_workers(
+                    spec.storage, study.study_name, workers, poll=lambda: plan_progress_of(study, plan),
+                    on_progress=lambda prog, alive: call_back(callbacks, "on_poll", prog, alive),
+                )
+        result.best = best_trial(study)
+        result.progress = plan_progress_of(study, plan)
+        result.failures = failed_points(study, plan)
+    finally:
+        release_storage(study)  # SQLite: the last connection folds the write-ahead log into the file now
     return result
 
 
@@ -485,8 +511,8 @@ def join_study(storage: str, study_name: str, *, device: str | None = None,
             or (``check``) data or device missing on this machine.
     """
     st = open_storage(storage, create=False)
-    names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
-    if study_name not in names:
+    if _study_attrs(st, study_name) is None:
+        names = [s.study_name for s in st.get_all_studies()]
         raise UserError(f"no study {study_name!r} in {mask_storage(storage)}; studies there: {', '.join(names) or 'none'}")
     study = optuna.load_study(study_name=study_name, storage=st)
     attrs = study.user_attrs

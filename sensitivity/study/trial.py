@@ -1,39 +1,41 @@
-"""One trial of a sweep: take its queued params, train, tell the study, with a heartbeat and retries.
+"""One trial of a sweep: train the params a worker took from the queue, record the outcome once.
 
 :func:`run_trial` is what a worker does with a trial it took from the queue
-(:class:`~sensitivity.study.queue.PointQueue`): suggest the params the trial was queued with,
-train them (:func:`sensitivity.train.train_trial`), store the :class:`~sensitivity.records.TrialResult`
-as user attributes and the objective as the trial's value. While it trains, a thread records the
-trial's heartbeat, so a killed worker's trial goes stale and is run again elsewhere. Storage writes
-of the result are retried through transient errors; any exception (Ctrl-C included) stores the
-trial as FAIL before it propagates.
+(:meth:`~sensitivity.study.queue.PointQueue.pop`, which already recorded the trial's params, its
+worker and its first heartbeat): train the params (:func:`sensitivity.train.train_trial`), then
+record the :class:`~sensitivity.records.TrialResult` as user attributes, the objective as the
+trial's value and its state COMPLETE, in one transaction. The objective after each epoch (Optuna's
+intermediate values) reaches storage at most every :data:`REPORT_INTERVAL_S` seconds while the
+trial runs (progress that other processes can watch) and in full with the result. While it
+trains, the worker's :class:`Heartbeat` thread records that it is alive, so a killed worker's trial
+goes stale and is run again elsewhere. The final write is retried through transient storage
+errors; any exception (Ctrl-C included) stores the trial as FAIL before it propagates.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
+import math
 import signal
-import socket
 import threading
 import time
 import warnings
 from typing import Any, Callable, Iterator
 
 import optuna
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from sensitivity import records
-from sensitivity.catalog import OPTIMIZERS
-from sensitivity.records import PARAM_NAMES, TrialResult, param_distributions
-from sensitivity.storage import (
-    fixed_params, heartbeat_interval, record_heartbeat, scrub_secrets, storage_of, trial_id_of,
-)
+from sensitivity.records import TrialResult
+from sensitivity.storage import TakenTrial, TrialLedger, heartbeat_interval, scrub_secrets
 from sensitivity.study.spec import StudySpec
 from sensitivity.tasks import get_task
 from sensitivity.train import resolve_device, train_trial
+
+REPORT_INTERVAL_S = 1.0
+"""At most this often (seconds) a running trial writes its new intermediate values; the rest go
+with the result, in the same transaction."""
 
 
 def call_back(callbacks: Any, name: str, *args: Any) -> None:
@@ -43,44 +45,73 @@ def call_back(callbacks: Any, name: str, *args: Any) -> None:
         fn(*args)
 
 
-def _suggest(trial: optuna.Trial, name: str, dist: Any) -> Any:
-    if isinstance(dist, CategoricalDistribution):
-        return trial.suggest_categorical(name, dist.choices)
-    if isinstance(dist, IntDistribution):
-        return trial.suggest_int(name, dist.low, dist.high, log=dist.log)
-    if isinstance(dist, FloatDistribution):
-        return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
-    raise TypeError(f"unsupported distribution {dist!r}")
+class Heartbeat:
+    """One thread per worker that records the heartbeat of the trial the worker is running.
 
+    The first heartbeat of a trial is recorded when the trial is taken (in the same transaction);
+    this thread adds one every heartbeat interval while :meth:`beating` holds the trial, so the
+    training thread never waits for a heartbeat write. A storage without heartbeats gets no thread.
 
-class _Heartbeat:
-    """Records a running trial's heartbeat every interval, so a killed worker's trial goes stale."""
+    Example::
 
-    def __init__(self, storage: optuna.storages.BaseStorage, trial_id: int) -> None:
-        self.storage, self.trial_id = storage, trial_id
+        with Heartbeat(ledger) as heart:
+            with heart.beating(trial_id):
+                train()
+    """
+
+    def __init__(self, ledger: TrialLedger) -> None:
+        self.ledger = ledger
+        self.interval = heartbeat_interval(ledger.storage)
+        self._current: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        interval = heartbeat_interval(storage)
-        if interval:
-            self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True, name="heartbeat")
 
-    def _run(self, interval: float) -> None:
-        while not self._stop.wait(interval):
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            trial_id = self._current
+            if trial_id is None:
+                continue
             try:
-                record_heartbeat(self.storage, self.trial_id)
+                self.ledger.record_heartbeat(trial_id)
             except Exception:  # noqa: BLE001 - a missed beat is retried at the next interval
                 pass
 
-    def __enter__(self) -> "_Heartbeat":
-        if self._thread is not None:
-            record_heartbeat(self.storage, self.trial_id)
+    @contextlib.contextmanager
+    def beating(self, trial_id: int) -> Iterator[None]:
+        """Keep ``trial_id`` alive for the duration of the block."""
+        if self.interval and self._thread is None:
+            self._thread = threading.Thread(target=self._run, daemon=True, name="heartbeat")
             self._thread.start()
+        self._current = trial_id
+        try:
+            yield
+        finally:
+            self._current = None
+
+    def __enter__(self) -> "Heartbeat":
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+
+
+class _EpochReporter:
+    """Collects a trial's per-epoch objective; writes what is new at most every REPORT_INTERVAL_S."""
+
+    def __init__(self, ledger: TrialLedger, trial_id: int) -> None:
+        self.ledger, self.trial_id = ledger, trial_id
+        self.pending: dict[int, float] = {}
+        self._last = time.monotonic()
+
+    def add(self, epoch: int, value: float) -> None:
+        self.pending[epoch] = value
+        now = time.monotonic()
+        if now - self._last >= REPORT_INTERVAL_S:
+            self.ledger.report(self.trial_id, self.pending)  # UpdateFinishedTrialError: failed as stale
+            self.pending = {}
+            self._last = now
 
 
 _TRANSIENT_RETRIES = (1.0, 2.0, 4.0, 8.0, 16.0)
@@ -114,37 +145,40 @@ def _sigint_deferred() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def run_trial(study: optuna.Study, trial: optuna.Trial, spec: StudySpec, callbacks: Any = None,
-              distributions: dict[str, Any] | None = None) -> TrialResult | None:
-    """Train the point held by ``trial`` and tell the study its outcome.
+def run_trial(ledger: TrialLedger, trial: TakenTrial, spec: StudySpec, callbacks: Any = None,
+              heartbeat: Heartbeat | None = None) -> TrialResult | None:
+    """Train the point held by ``trial`` and record its outcome.
 
     A diverged run is a COMPLETE trial with ``diverged`` set and its value clipped (see
     :meth:`TrialResult.objective`). An exception (Ctrl-C included) marks the trial FAIL, with the
     exception in the user attribute :data:`~sensitivity.records.ERROR`, and is re-raised, so the
     next run of the sweep runs the point again.
 
+    Args:
+        ledger: the study's ledger (the queue's).
+        trial: a trial this worker took (:meth:`~sensitivity.study.queue.PointQueue.pop`).
+        spec: the sweep (task, budget, metric, device).
+        callbacks: optional front-end callbacks (``on_trial_start``, ``on_epoch``, ``on_trial_end``).
+        heartbeat: the worker's heartbeat thread (None: no heartbeats after the first).
+
     Returns:
         The result, or None when another worker failed this trial as stale while it ran (its
         heartbeats were late); the point is then queued again by that worker and the result here
         is dropped.
     """
-    storage = storage_of(study)
-    trial_id = trial_id_of(trial)
-    dists = distributions or param_distributions(sorted(OPTIMIZERS))
-    params: dict[str, Any] = {}
+    params = trial.params
+    hp = {k: v for k, v in params.items() if k not in ("optimizer", "seed")}
+    reporter = _EpochReporter(ledger, trial.trial_id)
+    beating = heartbeat.beating(trial.trial_id) if heartbeat is not None else contextlib.nullcontext()
     try:
-        with _Heartbeat(storage, trial_id):
-            fixed = fixed_params(storage, trial_id)
-            params = {name: _suggest(trial, name, dists[name]) for name in PARAM_NAMES if name in fixed}
-            hp = {k: v for k, v in params.items() if k not in ("optimizer", "seed")}
+        with beating:
             task = get_task(spec.task)
             config = spec.task_config()
             device = resolve_device(spec.device)
-            trial.set_user_attr(records.WORKER, f"{socket.gethostname()}:{os.getpid()}")
             call_back(callbacks, "on_trial_start", trial.number, params)
 
             def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-                trial.report(metrics[spec.objective_metric], epoch)
+                reporter.add(epoch, metrics[spec.objective_metric])
                 call_back(callbacks, "on_epoch", trial.number, epoch, metrics)
 
             result = train_trial(
@@ -152,22 +186,25 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, spec: StudySpec, callbac
                 epochs=int(config["epochs"]), device=device,
                 divergence_factor=spec.divergence_factor, on_epoch=on_epoch,
             )
-            for key, value in result.to_user_attrs().items():
-                _retrying(storage.set_trial_user_attr, trial_id, key, value)
-            value = result.objective(spec.objective_metric, task.metric(spec.objective_metric).higher_is_better)
-            _retrying(study.tell, trial, value, skip_if_finished=True)
+            metric = spec.objective_metric
+            value = result.objective(metric, task.metric(metric).higher_is_better)
+            if math.isnan(value):  # as Optuna's tell, a NaN objective fails the trial (stored below)
+                raise ValueError(f"the objective {metric} of the run is NaN")
+            done = _retrying(ledger.finish, trial.trial_id, TrialState.COMPLETE, value, result.to_user_attrs(),
+                             reporter.pending)
+            if not done and ledger.state_of(trial.trial_id) == TrialState.COMPLETE:
+                done = True  # an earlier attempt committed and only its reply was lost
     except UpdateFinishedTrialError:
-        result = None
+        done = False
     except BaseException as err:
         with _sigint_deferred():
             try:
                 error = scrub_secrets(f"{type(err).__name__}: {err}", spec.storage)  # a storage error may echo the URL
-                storage.set_trial_user_attr(trial_id, records.ERROR, error[:500])
-                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                ledger.finish(trial.trial_id, TrialState.FAIL, None, {records.ERROR: error[:500]}, reporter.pending)
             except Exception:  # noqa: BLE001 - storage gone: the heartbeat going stale covers it
                 pass
         raise
-    if result is None or storage.get_trial(trial_id).state != TrialState.COMPLETE:
+    if not done:
         warnings.warn(
             f"trial #{trial.number} was failed as stale by another worker while it ran (late heartbeats); "
             f"its result is dropped and its point runs again", RuntimeWarning, stacklevel=2,

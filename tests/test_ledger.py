@@ -1,0 +1,242 @@
+"""The trial ledger: per-trial bookkeeping in one transaction each, by indexed look-ups.
+
+Every write of the SQL ledger is checked against Optuna's own public API doing the same thing on a
+twin study in the same database (Optuna reading both back must see the same trials), the exactly-once
+rules against a second "worker" racing for the same trial, and flatness by the query plans SQLite
+chooses for the statements the ledger runs (indexed searches, never a scan of the study): no timing
+is asserted anywhere.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sqlite3
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sensitivity import storage as storage_module
+from sensitivity.catalog import OPTIMIZERS
+from sensitivity.records import DUPLICATE_OF, POINT_KEY, WORKER, param_distributions
+from sensitivity.storage import (
+    TakenTrial, TrialRow, _INDEXES, ledger_indexes, live_trial, open_ledger, open_storage, storage_of, trial_id_of,
+)
+from sensitivity.study.queue import PointQueue, duplicate_holder, enqueue_missing
+from sensitivity.study.space import point_key
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+PG_URL = os.environ.get("ADAMRAG_SENS_TEST_POSTGRES_URL")
+DISTS = param_distributions(sorted(OPTIMIZERS))
+POINTS = [
+    {"optimizer": "adam", "lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "seed": 0},
+    {"optimizer": "nag", "lr": 0.03, "beta1": 0.8, "seed": 1},
+    {"optimizer": "adamrag", "lr": 3e-4, "beta1": 0.95, "beta2": 0.999, "gamma": 0.5, "seed": 0},
+]
+
+
+def _kinds() -> list:
+    kinds = ["sqlite", "journal"]
+    kinds.append(pytest.param("postgres", marks=pytest.mark.skipif(not PG_URL, reason="no PostgreSQL URL")))
+    return kinds
+
+
+@pytest.fixture(params=_kinds())
+def url(request, tmp_path) -> str:
+    return {"sqlite": f"sqlite:///{tmp_path}/l.db", "journal": str(tmp_path / "l.log"), "postgres": PG_URL}[request.param]
+
+
+@pytest.fixture()
+def other_tz(monkeypatch):
+    """A local time zone far from UTC, so that a datetime stored in the wrong convention shows."""
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")  # UTC+14
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def _studies(url: str) -> tuple[optuna.Study, optuna.Study]:
+    tag = os.urandom(4).hex()
+    store = open_storage(url)
+    return (optuna.create_study(study_name=f"ledger-{tag}", storage=store),
+            optuna.create_study(study_name=f"optuna-{tag}", storage=store))
+
+
+def _comparable(t: optuna.trial.FrozenTrial) -> dict:
+    return {"number": t.number, "state": t.state, "value": t.value, "params": t.params,
+            "distributions": t.distributions, "user_attrs": t.user_attrs, "intermediate_values": t.intermediate_values,
+            "fixed_params": t.system_attrs.get("fixed_params")}
+
+
+def test_the_ledger_writes_what_optunas_own_api_writes(url, other_tz):
+    mine, twin = _studies(url)
+    ledger = open_ledger(mine)
+    assert ledger.enqueue([(p, {POINT_KEY: point_key(p)}) for p in POINTS]) == 3
+    for p in POINTS:  # the twin: Optuna's public API, one call per row
+        twin.enqueue_trial(p, user_attrs={POINT_KEY: point_key(p)})
+    assert [_comparable(t) for t in mine.get_trials()] == [_comparable(t) for t in twin.get_trials()]
+
+    before = datetime.datetime.now()
+    for i, p in enumerate(POINTS):
+        trial_id = trial_id_of(mine.get_trials()[i])
+        taken = ledger.take(trial_id, point_key(p), duplicate_holder, distributions=DISTS,
+                            user_attrs={WORKER: "host:1"}, heartbeat=True, duplicate_attr=DUPLICATE_OF)
+        assert taken == TakenTrial(trial_id, i, p)
+        ledger.report(trial_id, {1: 2.0, 2: float("nan")})
+        curve = {"val_loss": [2.0, None, 0.5 + i], "diverged": False}
+        assert ledger.finish(trial_id, TrialState.COMPLETE, 0.5 + i, curve, {2: 1.0, 3: float("inf")})
+
+        twin_id = trial_id_of(twin.get_trials()[i])
+        twin_store = storage_of(twin)
+        twin_store.set_trial_state_values(twin_id, TrialState.RUNNING)
+        trial = live_trial(twin, twin_id)
+        for name in p:
+            trial.suggest_float(name, DISTS[name].low, DISTS[name].high, log=DISTS[name].log) \
+                if name not in ("optimizer", "seed") else (
+                trial.suggest_categorical(name, DISTS[name].choices) if name == "optimizer"
+                else trial.suggest_int(name, DISTS[name].low, DISTS[name].high))
+        trial.set_user_attr(WORKER, "host:1")
+        for step, value in ((1, 2.0), (2, 1.0), (3, float("inf"))):
+            trial.report(value, step)
+        for key, value in curve.items():
+            trial.set_user_attr(key, value)
+        twin.tell(trial, 0.5 + i)
+    after = datetime.datetime.now()
+
+    ours, theirs = mine.get_trials(), twin.get_trials()
+    assert [_comparable(t) for t in ours] == [_comparable(t) for t in theirs]
+    for t in ours:  # local wall-clock times, as Optuna gives them (stored as naive UTC in 5.0)
+        slack = datetime.timedelta(seconds=2)
+        assert before - slack <= t.datetime_start <= t.datetime_complete <= after + slack
+
+
+def test_a_trial_is_taken_once_and_finished_once(url):
+    study, _ = _studies(url)
+    first, second = open_ledger(study), open_ledger(study)  # two workers
+    first.enqueue([(POINTS[0], {POINT_KEY: point_key(POINTS[0])})])
+    trial_id = trial_id_of(study.get_trials()[0])
+    kwargs = dict(distributions=DISTS, user_attrs={}, heartbeat=False, duplicate_attr=DUPLICATE_OF)
+    assert isinstance(first.take(trial_id, point_key(POINTS[0]), duplicate_holder, **kwargs), TakenTrial)
+    assert second.take(trial_id, point_key(POINTS[0]), duplicate_holder, **kwargs) is None
+
+    # another worker fails it as stale: the late result is refused and nothing of it is written
+    assert second.finish(trial_id, TrialState.FAIL, None, {"error": "stale"})
+    assert not first.finish(trial_id, TrialState.COMPLETE, 1.0, {"val_loss": [1.0]}, {1: 1.0})
+    assert not second.finish(trial_id, TrialState.FAIL, None, {"error": "again"})  # failed once, by one worker
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        first.report(trial_id, {2: 0.5})
+    t = study.get_trials()[0]
+    assert (t.state, t.value, t.user_attrs, t.intermediate_values) == (TrialState.FAIL, None,
+                                                                        {POINT_KEY: point_key(POINTS[0]), "error": "stale"}, {})
+    assert first.state_of(trial_id) == TrialState.FAIL
+
+
+def test_duplicate_rule_prefers_complete_then_running_then_the_older_waiting_trial():
+    mine = TrialRow(5, 5, TrialState.RUNNING)
+    assert duplicate_holder(mine, []) is None
+    assert duplicate_holder(mine, [TrialRow(7, 7, TrialState.WAITING)]) is None  # a younger copy waits
+    assert duplicate_holder(mine, [TrialRow(3, 3, TrialState.WAITING)]) == 3
+    assert duplicate_holder(mine, [TrialRow(3, 3, TrialState.FAIL)]) is None  # a failed one holds nothing
+    assert duplicate_holder(mine, [TrialRow(8, 8, TrialState.RUNNING), TrialRow(2, 2, TrialState.COMPLETE)]) == 2
+
+
+def test_waiting_lists_only_the_plans_points_oldest_first_past_other_plans(url):
+    study, _ = _studies(url)
+    old = [{"optimizer": "adam", "lr": 10.0 ** -k, "seed": 0} for k in range(1, 10)]
+    new = [{"optimizer": "nag", "lr": 10.0 ** -k, "seed": 0} for k in range(1, 4)]
+    ledger = open_ledger(study)
+    ledger.enqueue([(p, {POINT_KEY: point_key(p)}) for p in old + new])  # an older plan's points come first
+    wanted = {point_key(p) for p in new}
+    listed = ledger.waiting(wanted, limit=2)
+    numbers = {trial_id_of(t): t.number for t in study.get_trials()}
+    assert [numbers[trial_id] for trial_id, _ in listed] == [9, 10]
+    assert [key for _, key in listed] == [point_key(p) for p in new[:2]]
+
+
+def test_the_journal_ledger_sees_trials_queued_by_another_process_after_it_started(tmp_path):
+    url = str(tmp_path / "j.log")
+    study = optuna.create_study(study_name="j", storage=open_storage(url))
+    ledger = open_ledger(study)
+    assert type(ledger).__name__ == "_JournalLedger" and ledger.waiting({"x"}) == []
+    elsewhere = optuna.load_study(study_name="j", storage=open_storage(url))  # another process's replay
+    optuna.create_study(study_name="other", storage=open_storage(url)).enqueue_trial({"lr": 1.0},
+                                                                                     user_attrs={POINT_KEY: "x"})
+    enqueue_missing(elsewhere, POINTS)
+    keys = {point_key(p) for p in POINTS}
+    assert [k for _, k in ledger.waiting(keys | {"x"})] == [point_key(p) for p in POINTS]  # not the other study's
+    queue = PointQueue(study, POINTS)
+    assert [queue.pop().number for _ in range(3)] == [0, 1, 2] and queue.pop() is None
+
+
+def test_the_indexes_exist_once_and_leave_optuna_working(tmp_path):
+    url = f"sqlite:///{tmp_path}/ix.db"
+    open_storage(url), open_storage(url)  # twice: created once, then left alone
+    assert ledger_indexes(open_storage(url, read_only=True)) == set(_INDEXES)
+    plain = optuna.create_study(study_name="plain", storage=url)  # Optuna on its own, no wrapper
+    plain.optimize(lambda t: t.suggest_float("x", 0, 1) ** 2, n_trials=3)
+    assert len(optuna.load_study(study_name="plain", storage=url).trials) == 3
+
+
+def test_a_read_only_open_adds_no_index(tmp_path):
+    path = tmp_path / "ro.db"
+    optuna.create_study(study_name="s", storage=f"sqlite:///{path}")  # made by Optuna alone
+    open_storage(f"sqlite:///{path}", read_only=True)
+    names = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert not names & set(_INDEXES)
+
+
+def _plans(con: sqlite3.Connection, statements: list[tuple[str, tuple]]) -> list[str]:
+    lines = []
+    for sql, params in statements:
+        if sql.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")):
+            rows = con.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+            lines += [f"{row[-1]}    <- {sql[:80]}" for row in rows]
+    return lines
+
+
+def test_taking_and_finishing_a_trial_search_indexes_and_never_scan_the_study(tmp_path):
+    from sqlalchemy import event
+
+    path = tmp_path / "plan.db"
+    study = optuna.create_study(study_name="s", storage=open_storage(f"sqlite:///{path}"))
+    plan = [{"optimizer": "adam", "lr": 10.0 ** (-6 + k / 50), "seed": 0} for k in range(300)]
+    enqueue_missing(study, plan)
+    queue = PointQueue(study, plan)
+    statements: list[tuple[str, tuple]] = []
+    engine = storage_of(study)._backend.engine  # noqa: SLF001 - the test watches the ledger's SQL
+    listener = lambda conn, cursor, sql, params, context, many: statements.append((sql, params if not many else params[0]))  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        for _ in range(3):
+            taken = queue.pop()
+            queue.ledger.report(taken.trial_id, {1: 0.5})
+            assert queue.ledger.finish(taken.trial_id, TrialState.COMPLETE, 0.5, {"val_loss": [0.5]}, {2: 0.4})
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    plans = _plans(sqlite3.connect(path), statements)
+    assert any("ix_adamrag_sens_point_key" in p for p in plans), plans  # the duplicate check
+    assert any("ix_adamrag_sens_trials_study_state" in p for p in plans), plans  # the next queued trial
+    scans = [p for p in plans if p.startswith("SCAN")]
+    assert not scans, scans
+
+
+def test_without_the_checked_optuna_version_the_public_api_ledger_runs_the_queue(tmp_path, monkeypatch):
+    monkeypatch.setattr(storage_module, "SQL_LEDGER_OPTUNA", ())
+    study = optuna.create_study(study_name="api", storage=open_storage(f"sqlite:///{tmp_path}/api.db"))
+    assert type(open_ledger(study)).__name__ == "_APILedger"
+    plan = POINTS[:2]
+    enqueue_missing(study, plan)
+    study.enqueue_trial(plan[0], user_attrs={POINT_KEY: point_key(plan[0])})  # a duplicate enqueue
+    queue = PointQueue(study, plan)
+    first = queue.pop()
+    assert first.params == plan[0]
+    assert queue.ledger.finish(first.trial_id, TrialState.COMPLETE, 1.0, {"diverged": False}, {1: 1.0})
+    second = queue.pop()
+    assert second.params == plan[1] and queue.pop() is None  # the duplicate was pruned on the way
+    trials = study.get_trials()
+    assert trials[2].state == TrialState.PRUNED and trials[2].user_attrs[DUPLICATE_OF] == 0
+    assert (trials[0].value, trials[0].intermediate_values) == (1.0, {1: 1.0})
