@@ -646,22 +646,30 @@ def tasks(
     """
     from rich.table import Table
 
-    from sensitivity.tasks import TASKS, entry_point_tasks
+    from rich.markup import escape as rich_escape
+
+    from sensitivity.tasks import TASKS, entry_point_tasks, get_task
 
     measured = _measure_tasks(device) if measure else {}
     table = Table(title="tasks (sweep --task NAME)", show_lines=True)
     for col in ("name", "metrics (first: default objective)", "data", "default budget", "time per trial"):
         table.add_column(col)
-    for t in TASKS.values():
+    def row(name, t, source="", timing=None):
         metrics = "\n".join(f"{m.name} ({m.unit}), {m.direction}d" for m in t.metrics)
         data = t.data_source + (f"; --dataset {', '.join(t.datasets)}" if len(t.datasets) > 1 else "")
-        timing = t.cpu_trial_time or "not measured"
-        if t.name in measured:
-            wall, cpu = measured[t.name]
+        timing = timing or t.cpu_trial_time or "not measured"
+        if name in measured:
+            wall, cpu = measured[name]
             timing = f"{wall:.1f} s here, {cpu:.1f} CPU s ({device}, measured now)\n" + timing
-        table.add_row(f"{t.name}\n[dim]{t.description}[/]", metrics, data, t.budget(), timing)
-    for name, target in entry_point_tasks().items():
-        table.add_row(name, "", f"entry point {target}", "", "")
+        table.add_row(f"{name}\n[dim]{t.description}[/]", metrics, data + source, t.budget(), timing)
+
+    for t in TASKS.values():
+        row(t.name, t)
+    for name, target in entry_point_tasks().items():  # the installed package's own declaration
+        try:
+            row(name, get_task(name), f"\n(entry point {target})")
+        except UserError as err:  # listed, with why it cannot run, so the list itself never fails
+            table.add_row(name, "", f"entry point {target}", "", f"[red]broken:[/] {rich_escape(str(err))}")
     console.print(table)
 
 

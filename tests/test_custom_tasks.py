@@ -7,9 +7,14 @@ import sys
 import textwrap
 import uuid
 
+import optuna
 import pytest
+from typer.testing import CliRunner
 
+from sensitivity.cli import app
 from sensitivity.errors import UserError
+from sensitivity.study.spec import StudySpec
+from sensitivity.study.sweep import join_study, run_sweep
 from sensitivity.tasks import ENTRY_POINT_GROUP, TensorTask, entry_point_tasks, get_task
 from sensitivity.train import train_trial
 
@@ -36,6 +41,17 @@ TASK_SOURCE = textwrap.dedent('''
 
     def raises():
         raise RuntimeError("no data here")
+
+    def load_fails(config):
+        raise FileNotFoundError("my data file is missing")
+
+    def make_failing_load():
+        return TensorTask(name="sign-broken", defaults={"epochs": 1, "batch_size": 16}, load=load_fails,
+                          build_model=lambda config, data: torch.nn.Linear(5, 2))
+
+    def make_none_load():
+        return TensorTask(name="sign-none", defaults={"epochs": 1, "batch_size": 16}, load=lambda config: None,
+                          build_model=lambda config, data: torch.nn.Linear(5, 2))
 ''')
 
 
@@ -67,7 +83,7 @@ def test_a_task_object_and_a_file_path_work_too(user_module, tmp_path):
 @pytest.mark.parametrize("target, message", [
     ("no_such_module_xyz:make", "no module named 'no_such_module_xyz'.*check the name before the colon"),
     ("{m}:missing", "has no attribute 'missing'; check the name after the colon"),
-    ("{m}:NOT_A_TASK", "'NOT_A_TASK' is a int, not a Task or a function returning one"),
+    ("{m}:NOT_A_TASK", "'NOT_A_TASK' is an int, not a Task or a function returning one"),
     ("{m}:returns_a_string", r"returns_a_string\(\) returned a str, not a sensitivity.tasks.Task"),
     ("{m}:raises", r"calling raises\(\) failed \(RuntimeError: no data here\)"),
     ("{m}:", "give the task as module:factory"),
@@ -109,3 +125,60 @@ def test_every_built_in_task_meets_the_contract():
         check_task(task, task.name)  # raises UserError on a broken declaration
         assert task.metric(task.reference).direction in ("minimize", "maximize")
         assert task.data_source and task.epoch and task.example_unit
+
+
+@pytest.mark.parametrize("factory, message", [
+    ("make_failing_load", r"loading its data failed \(FileNotFoundError: my data file is missing\); fix the task's load\(\)"),
+    ("make_none_load", r"load\(\) returned NoneType, not data with a .to\(device, memory_format\) method"),
+])
+def test_a_task_whose_load_fails_is_one_line_exit_2_before_anything_is_written(user_module, tmp_path, factory, message):
+    db = tmp_path / "studies.db"
+    result = CliRunner().invoke(app, ["sweep", "--task", f"{user_module}:{factory}", "--optimizers", "adam",
+                                      "--lr", "1e-2", "--storage", f"sqlite:///{db}"])
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: --task ")
+    import re
+    assert re.search(message, lines[0]), lines[0]
+    assert not db.exists()  # refused before the storage was opened
+
+
+def test_a_file_target_is_stored_by_its_absolute_path_so_workers_elsewhere_and_resumes_find_it(
+        user_module, tmp_path, monkeypatch):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "tasks.py").write_text(TASK_SOURCE)
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    spec = StudySpec(task="sub/tasks.py:make_task", optimizers=("adam",), lr=(1e-2,), beta1=(0.9,), epochs=1,
+                     storage=url, study_name="sign")
+    assert spec.task == f"{tmp_path / 'sub' / 'tasks.py'}:make_task"
+    assert run_sweep(spec).ran == 1
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    # a worker started in another folder reads the stored target and finds the file
+    _, joined, plan = join_study(url, "sign")
+    assert joined.task == spec.task and len(plan) == 1
+    # a resume naming the same file by another relative path is the same task, not a refusal
+    again = StudySpec(task="../sub/./tasks.py:make_task", optimizers=("adam",), lr=(1e-2,), beta1=(0.9,), epochs=1,
+                      storage=url, study_name="sign")
+    result = run_sweep(again)
+    assert result.ran == 0 and result.complete_before == 1
+
+
+def test_tasks_lists_an_entry_point_with_its_metrics_and_a_broken_one_with_why(tmp_path, monkeypatch):
+    name = f"ep_list_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(TASK_SOURCE)
+    info = tmp_path / f"{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\ngood-{name} = {name}:make_task\n"
+                                           f"bad-{name} = {name}:raises\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("COLUMNS", "250")
+    result = CliRunner().invoke(app, ["tasks"])
+    assert result.exit_code == 0, result.stderr
+    good = next(line for line in result.stdout.splitlines() if f"good-{name}" in line)
+    assert "val_loss" in good and "minimized" in good  # the task's own declaration, read from the factory
+    bad = next(line for line in result.stdout.splitlines() if f"bad-{name}" in line)
+    assert "broken:" in bad and "RuntimeError" in result.stdout
+    sys.modules.pop(name, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 from sensitivity.errors import UserError
@@ -21,6 +22,17 @@ and how ``sweep --workers`` hands the URL to its worker processes. A command lin
 every user of the machine (``ps``); a process's environment only by its owner and root."""
 
 SAMPLERS = ("grid", "random", "qmc")
+
+
+def canonical_task_name(name: str) -> str:
+    """``name`` as a study stores it: a ``path/file.py:factory`` target with its file's absolute
+    path, so that a worker started in another folder, or a resume naming the file by another
+    relative path, finds the same file; any other name stripped of surrounding blanks."""
+    key = name.strip()
+    module_name, sep, attr = key.rpartition(":")
+    if sep and module_name.endswith(".py"):
+        return f"{Path(module_name).expanduser().resolve()}:{attr}"
+    return key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +102,9 @@ class StudySpec:
     sampler_seed: int = 0
 
     # ---- derived -----------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "task", canonical_task_name(self.task))
+
     def task_config(self) -> dict[str, Any]:
         """The task's configuration: its defaults overridden by this spec's task options."""
         from sensitivity.tasks import get_task

@@ -34,7 +34,7 @@ from sensitivity.storage import (
 from sensitivity.study.parallel import LocalWorkers, WorkersOutcome, run_local_workers
 from sensitivity.study.queue import PlanProgress, PointQueue, enqueue_missing
 from sensitivity.study.space import Point, plan_points, point_key
-from sensitivity.study.spec import StudySpec
+from sensitivity.study.spec import StudySpec, canonical_task_name
 from sensitivity.study.trial import Heartbeat, call_back, run_trial
 from sensitivity.tasks import get_task
 from sensitivity.train import load_task_data, resolve_device
@@ -149,7 +149,8 @@ def create_or_load_study(spec: StudySpec, storage: optuna.storages.BaseStorage) 
     direction = task.metric(metric).direction
     attrs = _study_attrs(storage, name)
     if attrs is not None:
-        if attrs.get(records.TASK) != spec.task:
+        stored_task = attrs.get(records.TASK)
+        if not isinstance(stored_task, str) or canonical_task_name(stored_task) != spec.task:
             raise UserError(
                 f"study {name!r} already holds task {attrs.get(records.TASK)!r}, not {spec.task!r}; "
                 f"give another --study name"
@@ -375,7 +376,16 @@ def check_can_run(spec: StudySpec) -> None:
 
     task = get_task(spec.task)
     resolve_device(spec.device)
-    load_task_data(task, spec.task_config(), torch.device("cpu"))
+    try:
+        data = load_task_data(task, spec.task_config(), torch.device("cpu"))
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a user's task whose load fails is the user's to fix
+        raise UserError(f"--task {spec.task}: loading its data failed ({type(err).__name__}: {err}); "
+                        f"fix the task's load()") from None
+    if not callable(getattr(data, "to", None)):
+        raise UserError(f"--task {spec.task}: load() returned {type(data).__name__}, not data with a "
+                        f".to(device, memory_format) method (e.g. sensitivity.tasks.TensorData)")
 
 
 def check_points(plan: list[Point]) -> None:

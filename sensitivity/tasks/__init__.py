@@ -67,6 +67,10 @@ def get_task(name: str) -> Task:
     return task
 
 
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 def entry_point_tasks() -> dict[str, str]:
     """``{entry point name: module:factory}`` of the group :data:`ENTRY_POINT_GROUP`."""
     return dict(_entry_points())
@@ -89,7 +93,7 @@ def _from_target(target: str, shown: str | None = None) -> Task:
         obj = getattr(obj, part)
     if not isinstance(obj, Task):
         if not callable(obj):
-            raise UserError(f"{shown}: {attr!r} is a {type(obj).__name__}, not a Task or a function returning one")
+            raise UserError(f"{shown}: {attr!r} is {_a(type(obj).__name__)}, not a Task or a function returning one")
         try:
             obj = obj()
         except UserError:
@@ -97,7 +101,7 @@ def _from_target(target: str, shown: str | None = None) -> Task:
         except Exception as err:  # noqa: BLE001 - a user's factory failing is the user's to fix
             raise UserError(f"{shown}: calling {attr}() failed ({type(err).__name__}: {err})") from None
         if not isinstance(obj, Task):
-            raise UserError(f"{shown}: {attr}() returned a {type(obj).__name__}, not a sensitivity.tasks.Task")
+            raise UserError(f"{shown}: {attr}() returned {_a(type(obj).__name__)}, not a sensitivity.tasks.Task")
     check_task(obj, shown)
     return obj
 
