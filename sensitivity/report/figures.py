@@ -318,7 +318,9 @@ def loss_curves_figure(
                 color = cmap(lnorm(row.lr))
                 ax.plot(mean.index, mean[shown], "-", color=color, lw=1.6)
                 if "train_loss" in columns:
-                    ax.plot(mean.index, mean["train_loss"], "--", color=color, lw=1.1, alpha=0.9)
+                    lone = mean["train_loss"].notna().sum() < 2  # one epoch: a dash of one point draws nothing
+                    ax.plot(mean.index, mean["train_loss"], "--", color=color, lw=1.1, alpha=0.9,
+                            marker="_" if lone else None, ms=9, mew=1.6)
                 if row.n_diverged > 0:
                     last = mean[shown].dropna()
                     if not last.empty:
