@@ -760,8 +760,8 @@ def bench_train_command(
     data_dir: Optional[Path] = typer.Option(None, help="Folder holding the real data (without --synthetic)."),
     device: str = typer.Option("auto", help="auto (CUDA when available), cpu, cuda or cuda:N."),
     batch_size: int = typer.Option(128, help="Images per step, both loops."),
-    steps: Optional[int] = typer.Option(None, help="Timed steps per round and loop (default 50 on CUDA, 3 on the CPU)."),
-    rounds: int = typer.Option(2, help="Alternating timed rounds of each loop; medians are reported."),
+    steps: Optional[int] = typer.Option(None, help="Timed steps per round and loop (default 50 on CUDA, 4 on the CPU)."),
+    rounds: Optional[int] = typer.Option(None, help="Alternating timed rounds of each loop; medians are reported (default 2 on CUDA, 6 on the CPU, where one round's noise is a few percent)."),
 ) -> None:
     """Images per second of this product's trial loop and of a plain PyTorch loop, and their ratio."""
     from sensitivity.throughput import bench_train, format_result
