@@ -96,14 +96,22 @@ def test_bad_targets_are_one_line_user_errors(user_module, target, message):
     assert "\n" not in str(info.value)
 
 
-def test_entry_point_of_an_installed_package(tmp_path, monkeypatch):
-    name = f"ep_tasks_{uuid.uuid4().hex[:8]}"
+def _installed_package(tmp_path, monkeypatch, prefix: str, entry_points: dict[str, str]) -> str:
+    """A module holding TASK_SOURCE, installed as a package (a dist-info folder on sys.path) with the
+    entry point ``<ep>-<module> = <module>:<attr>`` for each ``ep: attr``; returns the module's name."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{name}.py").write_text(TASK_SOURCE)
     info = tmp_path / f"{name}-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nsign-{name} = {name}:make_task\n")
+    lines = "".join(f"{ep}-{name} = {name}:{attr}\n" for ep, attr in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{lines}")
     monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+def test_entry_point_of_an_installed_package(tmp_path, monkeypatch):
+    name = _installed_package(tmp_path, monkeypatch, "ep_tasks", {"sign": "make_task"})
     assert entry_point_tasks()[f"sign-{name}"] == f"{name}:make_task"
     assert get_task(f"sign-{name}").name == "sign"
     sys.modules.pop(name, None)
@@ -166,14 +174,7 @@ def test_a_file_target_is_stored_by_its_absolute_path_so_workers_elsewhere_and_r
 
 
 def test_tasks_lists_an_entry_point_with_its_metrics_and_a_broken_one_with_why(tmp_path, monkeypatch):
-    name = f"ep_list_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}.py").write_text(TASK_SOURCE)
-    info = tmp_path / f"{name}-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\ngood-{name} = {name}:make_task\n"
-                                           f"bad-{name} = {name}:raises\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    name = _installed_package(tmp_path, monkeypatch, "ep_list", {"good": "make_task", "bad": "raises"})
     monkeypatch.setenv("COLUMNS", "250")
     result = CliRunner().invoke(app, ["tasks"])
     assert result.exit_code == 0, result.stderr
