@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional
 import typer
 import typer.core
 from rich.console import Console
+from rich.markup import escape as rich_escape
 
 from sensitivity.errors import UserError
 
@@ -39,6 +40,10 @@ class _OneLineUsageErrors(typer.core.TyperGroup):
     """A flag Typer cannot parse (``--epochs abc``, an unknown flag) is one line on stderr and exit 2,
     like every other mistake, instead of a usage box."""
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        self._args = list(args)  # the command line as given, to quote a value the parser refuses
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
@@ -47,9 +52,23 @@ class _OneLineUsageErrors(typer.core.TyperGroup):
                 raise
             where = err.ctx.command_path if err.ctx is not None else ctx.command_path
             message = " ".join(err.format_message().split())
-            err_console.print(f"[bold red]error:[/] {message} (`{where} --help` lists the flags)", highlight=False,
-                              soft_wrap=True, markup=True)
+            given = self._given_value(getattr(err, "param", None))
+            if given is not None and repr(given) not in message:
+                message += f" (got {given!r})"
+            err_console.print(f"[bold red]error:[/] {rich_escape(message)} (`{where} --help` lists the flags)",
+                              highlight=False, soft_wrap=True, markup=True)
             raise typer.Exit(2) from None
+
+    def _given_value(self, param: Any) -> str | None:
+        """The value given on the command line for the option ``param`` (its last occurrence), if any."""
+        opts = getattr(param, "opts", None) or []
+        value = None
+        args = getattr(self, "_args", [])
+        for i, arg in enumerate(args):
+            name, eq, inline = arg.partition("=")
+            if name in opts:
+                value = inline if eq else (args[i + 1] if i + 1 < len(args) else None)
+        return value
 
 
 app = typer.Typer(
@@ -645,8 +664,6 @@ def tasks(
     module works too: `sweep --task package.module:factory`.
     """
     from rich.table import Table
-
-    from rich.markup import escape as rich_escape
 
     from sensitivity.tasks import TASKS, entry_point_tasks, get_task
 

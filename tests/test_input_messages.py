@@ -89,6 +89,10 @@ def test_definition_values_of_the_right_type_are_taken(db, tmp_path):
 SWEEP_CASES = {
     "epochs not a number": (["--epochs", "abc"], "Invalid value for '--epochs'"),
     "seeds not a whole number": (["--seeds", "2.5"], "Invalid value for '--seeds'"),
+    # the refused value is quoted, in either spelling of the flag (the last one given counts)
+    "batch size not a number": (["--batch-size", "x"], "'--batch-size': Input should be a valid integer, unable to parse string as an integer (got 'x')"),
+    "epochs= not a number": (["--epochs=1e", "--seeds", "1"], "(got '1e')"),
+    "repeated flag": (["--epochs", "2", "--epochs", "two"], "(got 'two')"),
     "unknown flag": (["--learning-rate", "1e-3"], "No such option: --learning-rate"),
     "weight decay nan": (["--weight-decay", "nan"], "--weight-decay value nan is not a number"),
     "lr nan": (["--lr", "nan"], "--lr value nan is not a number"),
@@ -113,6 +117,7 @@ def test_bad_flag_is_one_line_naming_the_problem(db, case):
 
 def test_report_flag_that_is_not_a_number_is_one_line(db):
     _one_line_exit_2(["report", "--storage", f"sqlite:///{db}", "--tolerance", "x"], "Invalid value for '--tolerance'")
+    _one_line_exit_2(["bench", "sweep", "--points", "[x]"], "(got '[x]')")  # markup-like text printed as given
 
 
 @pytest.fixture()
