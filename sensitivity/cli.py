@@ -156,10 +156,13 @@ class _Progress:
         minimize = direction == "minimize"
         self.better = (lambda a, b: a < b) if minimize else (lambda a, b: a > b)
 
-    def start(self, total: int, complete: int) -> None:
-        """Show the bar: ``complete`` of ``total`` planned points done (nothing is drawn before)."""
+    def start(self, total: int, complete: int, best: float | None = None) -> None:
+        """Show the bar: ``complete`` of ``total`` planned points done, ``best`` the best objective
+        already stored (a resumed study's), None when there is none (nothing is drawn before)."""
+        self.best = best
         self.progress.start()
-        self.task_id = self.progress.add_task("starting", total=total, completed=complete, best="-")
+        self.task_id = self.progress.add_task("starting", total=total, completed=complete,
+                                              best="-" if best is None else f"{best:.4f}")
 
     def on_plan(self, result: Any) -> None:
         """The sweep is prepared: print what it holds and where it runs, then show the bar."""
@@ -171,7 +174,7 @@ class _Progress:
                       f"optimizers {','.join(spec.optimizers)}  sampler {spec.sampler}  {result.planned} points "
                       f"({result.complete_before} complete, {result.queued} queued now)  on {where}", highlight=False)
         if result.complete_before < result.planned:
-            self.start(result.planned, result.complete_before)
+            self.start(result.planned, result.complete_before, result.progress.best if result.progress else None)
 
     def on_trial_start(self, number: int, params: dict[str, Any]) -> None:
         desc = f"#{number} {params['optimizer']} lr={params['lr']:.3g}"
@@ -523,7 +526,8 @@ def worker(
     bar = _progress_bar()
     try:
         progress = _Progress(bar, study_obj.direction.name.lower())
-        progress.start(len(plan), plan_progress_of(study_obj, plan).complete)
+        before = plan_progress_of(study_obj, plan)
+        progress.start(len(plan), before.complete, before.best)
         ran, diverged = run_worker(study_obj, spec, plan, callbacks=progress, wait=wait)
     finally:
         if bar.live.is_started:

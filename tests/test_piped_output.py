@@ -23,3 +23,16 @@ def test_columns_set_by_the_user_still_wins(run_cli):
     code, out, err = run_cli("optimizers", env={"COLUMNS": "60"})
     assert code == 0, err
     assert max(len(line) for line in out.splitlines()) <= 60
+
+
+def test_a_resumed_sweep_shows_the_stored_best_not_only_this_runs(run_cli, tmp_path):
+    db = f"sqlite:///{tmp_path / 'studies.db'}"
+    flags = ("--optimizers", "adam", "--beta1", "0.9", "--epochs", "2", "--storage", db)
+    code, first, err = run_cli("sweep", "--lr", "1e-2", *flags)
+    assert code == 0, err
+    stored = next(line for line in first.splitlines() if line.startswith("best val_loss")).split()[2].rstrip(":")
+    # the new point learns almost nothing (lr 1e-6): the running best is still the stored one
+    code, out, err = run_cli("sweep", "--lr", "1e-2,1e-6", *flags)
+    assert code == 0, err
+    bar = next(line for line in out.splitlines() if "2/2 trials" in line)
+    assert f"best {stored}" in bar, bar

@@ -95,7 +95,8 @@ class SweepResult:
         ran: trials this process ran to completion (diverged ones included; 0 with ``workers``).
         diverged: of ``ran``, how many diverged.
         best: params and value of the best COMPLETE trial in the study (None when there is none).
-        progress: where the plan stands in storage at the end (all workers together).
+        progress: where the plan stands in storage at the end (all workers together); for a
+            resumed study, at ``on_plan`` time, where it stood before this run.
         outcome: how the local worker processes ended (None without ``workers``).
         failures: planned points whose latest trial failed with an error and was not retried
             (their retries used up); the sweep ran every other point.
@@ -483,6 +484,8 @@ def run_sweep(spec: StudySpec, callbacks: Any = None, *, workers: LocalWorkers |
     result = SweepResult(study_name=study.study_name, storage=spec.storage, planned=len(plan),
                          complete_before=complete, queued=queued, workers=workers)
     try:
+        if complete:  # a resumed study: where it stands, so a progress display starts from its stored best
+            result.progress = plan_progress_of(study, plan)
         call_back(callbacks, "on_plan", result)
         if complete < len(plan):
             if workers is None:
