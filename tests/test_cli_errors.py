@@ -7,7 +7,6 @@ still in the write-ahead log, would change them), and its trials counted.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from sensitivity.records import OPTIMIZER_CHOICES
 from sensitivity.study.sweep import run_sweep
 from sensitivity.study.spec import StudySpec
 from sensitivity.storage import open_storage, release_storage
+from tests.sqlite_files import database_digest
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 runner = CliRunner()
@@ -30,11 +30,10 @@ BASE = ["--optimizers", "adam", "--lr", "1e-3", "--beta1", "0.9", "--epochs", "1
 def _fingerprint(path: Path) -> tuple[str, int]:
     con = sqlite3.connect(path)
     try:
-        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         trials = con.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
     finally:
         con.close()
-    return hashlib.sha256(path.read_bytes()).hexdigest(), trials
+    return database_digest(path), trials
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ the wrong problem. Each refusal is one line, exit 2, and leaves the study databa
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from pathlib import Path
 
@@ -14,19 +13,11 @@ from typer.testing import CliRunner
 from sensitivity.cli import app
 from sensitivity.study.spec import StudySpec
 from sensitivity.study.sweep import run_sweep
+from tests.sqlite_files import database_digest
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 runner = CliRunner()
 BASE = ["--optimizers", "adam", "--lr", "1e-3", "--beta1", "0.9", "--epochs", "1"]
-
-
-def _fingerprint(path: Path) -> str:
-    con = sqlite3.connect(path)
-    try:
-        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        con.close()
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +61,9 @@ def test_definition_value_of_the_wrong_type_is_one_line_naming_the_key(db, tmp_p
     text, expected = DEFINITION_CASES[case]
     config = tmp_path / "study.toml"
     config.write_text(f'study = "digits-mlp"\n{text}\n')
-    before = _fingerprint(db)
+    before = database_digest(db)
     _one_line_exit_2(["sweep", "--config", str(config), "--storage", f"sqlite:///{db}"], expected)
-    assert _fingerprint(db) == before
+    assert database_digest(db) == before
 
 
 def test_definition_values_of_the_right_type_are_taken(db, tmp_path):
@@ -109,10 +100,10 @@ SWEEP_CASES = {
 @pytest.mark.parametrize("case", list(SWEEP_CASES))
 def test_bad_flag_is_one_line_naming_the_problem(db, case):
     args, expected = SWEEP_CASES[case]
-    before = _fingerprint(db)
+    before = database_digest(db)
     line = _one_line_exit_2(["sweep", "--storage", f"sqlite:///{db}", *BASE, *args], expected)
     assert "Usage:" not in line
-    assert _fingerprint(db) == before
+    assert database_digest(db) == before
 
 
 def test_report_flag_that_is_not_a_number_is_one_line(db):
@@ -133,11 +124,11 @@ def newer_schema_db(db, tmp_path) -> Path:
 
 @pytest.mark.parametrize("command", [["sweep", *BASE], ["report", "--out", "r"], ["worker", "--study", "digits-mlp"]])
 def test_newer_schema_names_the_stored_version_and_what_to_do(newer_schema_db, command):
-    before = _fingerprint(newer_schema_db)
+    before = database_digest(newer_schema_db)
     line = _one_line_exit_2([command[0], "--storage", f"sqlite:///{newer_schema_db}", *command[1:]],
                             f"holds Optuna table schema v9.0.0.a, newer than this Optuna {optuna.__version__}")
     assert "pip install -U optuna" in line and "credentials" not in line
-    assert _fingerprint(newer_schema_db) == before
+    assert database_digest(newer_schema_db) == before
 
 
 def test_older_schema_says_how_to_upgrade_it(newer_schema_db):
@@ -145,7 +136,7 @@ def test_older_schema_says_how_to_upgrade_it(newer_schema_db):
     con.execute("UPDATE alembic_version SET version_num = 'v3.0.0.d'")
     con.commit()
     con.close()
-    before = _fingerprint(newer_schema_db)
+    before = database_digest(newer_schema_db)
     line = _one_line_exit_2(["report", "--storage", f"sqlite:///{newer_schema_db}"], "schema v3.0.0.d, older than")
     assert "optuna storage upgrade --storage" in line
-    assert _fingerprint(newer_schema_db) == before
+    assert database_digest(newer_schema_db) == before

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import subprocess
 import sys
@@ -19,17 +18,9 @@ from sensitivity.storage import (
     JournalHeartbeatStorage, check_sqlite_file, fixed_params, heartbeat_interval, live_trial, open_storage,
     record_heartbeat, sqlite_tables, stale_trial_ids, storage_of, study_id_of, trial_id_of,
 )
+from tests.sqlite_files import database_digest
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def _digest(path) -> str:
-    con = sqlite3.connect(path)
-    try:
-        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        con.close()
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture()
@@ -42,13 +33,13 @@ def db(tmp_path):
 
 
 def test_read_only_open_reads_the_study_and_leaves_the_file_byte_for_byte(db):
-    before = _digest(db)
+    before = database_digest(db)
     for spelling in (f"sqlite:///{db}", str(db), db):
         store = open_storage(spelling, read_only=True)
         trials = optuna.load_study(study_name="toy", storage=store).get_trials(deepcopy=False)
         assert [t.state for t in trials] == [TrialState.COMPLETE]
         assert heartbeat_interval(store) is None
-    assert _digest(db) == before
+    assert database_digest(db) == before
 
 
 def test_read_only_refuses_a_missing_or_non_optuna_database_and_creates_nothing(tmp_path):
