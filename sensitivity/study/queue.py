@@ -45,6 +45,9 @@ from sensitivity.storage import (
 )
 from sensitivity.study.space import Point, point_key
 
+LIVE_STATES = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+"""States of a trial that holds its point: done, being run, or queued."""
+
 DIVERGED = "diverged"
 """The trial user attribute that says a run diverged (the field of :class:`~sensitivity.records.TrialResult`)."""
 
@@ -65,7 +68,7 @@ def enqueue_missing(study: optuna.Study, plan: list[Point], ledger: TrialLedger 
         key, state = trial.key, trial.state
         if state == TrialState.COMPLETE:
             complete.add(key)
-        if state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING):
+        if state in LIVE_STATES:
             live.add(key)
     missing: list[tuple[Point, dict[str, Any]]] = []
     for point in plan:
@@ -178,10 +181,7 @@ class PointQueue:
         the two new trials as usual); otherwise the point would wait for the next sweep start. (On
         SQL storages the check is in the taking transaction and one of the two always runs.)
         """
-        live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
-        if any(t.key == key and t.state in live for t in self.ledger.point_trials()):
-            return
-        self.ledger.enqueue([(self._points[key], {POINT_KEY: key})])
+        self._requeue_unheld({key}, self.ledger.point_trials())
 
     # ---- recovering from dead workers ---------------------------------------------------------
     def fail_stale(self) -> list[int]:
@@ -213,9 +213,12 @@ class PointQueue:
         dead trials' own points, so a point whose retries a failing trial used up in this sweep
         stays FAIL (the next sweep start tries it again, as after any error)."""
         trials = self.ledger.point_trials()
-        keys = {t.key for t in trials if t.trial_id in trial_ids and t.key in self._points}
-        live = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
-        held = {t.key for t in trials if t.state in live}
+        self._requeue_unheld({t.key for t in trials if t.trial_id in trial_ids and t.key in self._points}, trials)
+
+    def _requeue_unheld(self, keys: set[str], trials: list[PointTrial]) -> None:
+        """Queue the planned points ``keys`` that none of the study's ``trials`` holds (COMPLETE,
+        RUNNING or WAITING)."""
+        held = {t.key for t in trials if t.state in LIVE_STATES}
         self.ledger.enqueue([(self._points[k], {POINT_KEY: k}) for k in sorted(keys - held)])
 
     # ---- watching ------------------------------------------------------------------------------

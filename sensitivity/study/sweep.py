@@ -32,7 +32,7 @@ from sensitivity.storage import (
     PointTrial, heartbeat_settings, mask_storage, open_ledger, open_storage, release_storage, storage_of,
 )
 from sensitivity.study.parallel import LocalWorkers, WorkersOutcome, run_local_workers
-from sensitivity.study.queue import PlanProgress, PointQueue, enqueue_missing
+from sensitivity.study.queue import LIVE_STATES, PlanProgress, PointQueue, enqueue_missing
 from sensitivity.study.space import Point, plan_points, point_key
 from sensitivity.study.spec import StudySpec, canonical_task_name
 from sensitivity.study.trial import Heartbeat, call_back, run_trial
@@ -310,7 +310,7 @@ def failed_points(study: optuna.Study, plan: list[Point]) -> list[FailedPoint]:
     for t in open_ledger(study).point_trials(attrs=(records.ERROR,)):
         if t.key not in wanted:
             continue
-        if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING):
+        if t.state in LIVE_STATES:
             live.add(t.key)
         elif t.state == TrialState.FAIL and (t.key not in latest or t.number > latest[t.key].number):
             latest[t.key] = t
