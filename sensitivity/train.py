@@ -289,12 +289,19 @@ TEST_PAUSE_CEILING_S = 900.0
 _test_paused = False
 
 
+def test_pause_pending() -> bool:
+    """Test-only: True when the next :func:`pause_for_test` call will pause (the hook's folder is
+    set and this process has not paused yet). A sweep then stores the first epoch at once, not at
+    its reporting interval, so that a paused trial is seen mid-trial in the study."""
+    return bool(os.environ.get(TEST_PAUSE_ENV)) and not _test_paused
+
+
 def pause_for_test() -> None:
     """Test-only hook (the tests of killed and interrupted workers); does nothing unless the
     environment variable ``ADAMRAG_SENS_TEST_PAUSE_DIR`` names a folder.
 
     Called after a trial's first epoch has been handed to ``on_epoch`` (in a sweep: stored in the
-    study). The first time in a process, it writes ``<folder>/<pid>.paused`` (holding the pid) and
+    study, which writes that epoch at once when :func:`test_pause_pending`). The first time in a process, it writes ``<folder>/<pid>.paused`` (holding the pid) and
     waits until ``<folder>/release`` exists, so a test can signal or kill a worker that is
     certainly mid-trial, on a slow machine or a fast one, instead of hoping to catch one in time.
     Ctrl-C and SIGTERM end the wait as they end training (KeyboardInterrupt); SIGKILL ends the

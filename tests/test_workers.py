@@ -54,6 +54,39 @@ def _paused_trials(url: str, name: str, pids: list[int]) -> list[optuna.trial.Fr
     return paused
 
 
+def test_a_paused_trial_has_its_first_epoch_in_the_study_however_short_the_epoch(tmp_path, monkeypatch):
+    """The pause holds a trial after epoch 1; the process tests read that epoch from the study. A
+    running trial writes its epochs at most every REPORT_INTERVAL_S, so an epoch shorter than that
+    (a fast machine, a warm cache) was still unwritten when the trial paused: CI saw
+    ``intermediate_values == {}`` once in 17 runs. Here the interval is made longer than any epoch."""
+    import threading
+
+    import sensitivity.study.trial as trial_module
+    import sensitivity.train as train
+    from tests.conftest import TrialPause
+
+    pause = TrialPause(tmp_path / "pause")
+    monkeypatch.setenv(train.TEST_PAUSE_ENV, str(pause.folder))
+    monkeypatch.setattr(train, "_test_paused", False)  # as in a fresh process
+    monkeypatch.setattr(trial_module, "REPORT_INTERVAL_S", 1e9)
+    url = f"sqlite:///{tmp_path}/short.db"
+    spec = StudySpec(optimizers=("adam",), lr=(1e-3,), beta1=(0.9,), seeds=1, epochs=3, storage=url,
+                     study_name="short")
+    results = []
+    sweep = threading.Thread(target=lambda: results.append(run_sweep(spec)), daemon=True)
+    sweep.start()
+    pids = wait_until(pause.paused_pids, "the trial to pause")
+    try:
+        assert pids == [os.getpid()]
+        running = [t for t in _trials(url, "short") if t.state == TrialState.RUNNING]
+        assert [sorted(t.intermediate_values) for t in running] == [[1]]
+    finally:
+        pause.release()
+        sweep.join(HUNG_S)
+    assert results[0].ran == 1
+    assert [sorted(t.intermediate_values) for t in _trials(url, "short")] == [[1, 2, 3]]
+
+
 def _args(spec: StudySpec) -> list[str]:
     return ["--optimizers", ",".join(spec.optimizers), "--lr", ",".join(map(str, spec.lr)),
             "--beta1", ",".join(map(str, spec.beta1)), "--seeds", str(spec.seeds), "--epochs", str(spec.epochs),

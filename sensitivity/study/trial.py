@@ -31,7 +31,7 @@ from sensitivity.records import TrialResult
 from sensitivity.storage import TakenTrial, TrialLedger, heartbeat_interval, scrub_secrets
 from sensitivity.study.spec import StudySpec
 from sensitivity.tasks import get_task
-from sensitivity.train import resolve_device, train_trial
+from sensitivity.train import resolve_device, test_pause_pending, train_trial
 
 REPORT_INTERVAL_S = 1.0
 """At most this often (seconds) a running trial writes its new intermediate values; the rest go
@@ -105,10 +105,12 @@ class _EpochReporter:
         self.pending: dict[int, float] = {}
         self._last = time.monotonic()
 
-    def add(self, epoch: int, value: float) -> None:
+    def add(self, epoch: int, value: float, *, flush: bool = False) -> None:
+        """Hold ``value`` (the objective after ``epoch``); write what is held when ``flush`` or
+        when REPORT_INTERVAL_S has passed since the last write."""
         self.pending[epoch] = value
         now = time.monotonic()
-        if now - self._last >= REPORT_INTERVAL_S:
+        if flush or now - self._last >= REPORT_INTERVAL_S:
             self.ledger.report(self.trial_id, self.pending)  # UpdateFinishedTrialError: failed as stale
             self.pending = {}
             self._last = now
@@ -178,7 +180,8 @@ def run_trial(ledger: TrialLedger, trial: TakenTrial, spec: StudySpec, callbacks
             call_back(callbacks, "on_trial_start", trial.number, params)
 
             def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-                reporter.add(epoch, metrics[spec.objective_metric])
+                # the test-only pause holds the trial after epoch 1: that epoch must be in the study by then
+                reporter.add(epoch, metrics[spec.objective_metric], flush=epoch == 1 and test_pause_pending())
                 call_back(callbacks, "on_epoch", trial.number, epoch, metrics)
 
             result = train_trial(
