@@ -173,6 +173,25 @@ def test_a_file_target_is_stored_by_its_absolute_path_so_workers_elsewhere_and_r
     assert result.ran == 0 and result.complete_before == 1
 
 
+def test_a_worker_that_cannot_load_the_stored_task_says_so_without_naming_a_flag_it_lacks(
+        user_module, tmp_path, monkeypatch):
+    import sensitivity.tasks as tasks_module
+
+    (tmp_path / "tasks.py").write_text(TASK_SOURCE)
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    spec = StudySpec(task=f"{tmp_path / 'tasks.py'}:make_task", optimizers=("adam",), lr=(1e-2, 1e-1),
+                     beta1=(0.9,), epochs=1, storage=url, study_name="sign")
+    assert run_sweep(spec).ran == 2
+    (tmp_path / "tasks.py").rename(tmp_path / "moved.py")  # the worker's machine lacks the file
+    monkeypatch.setattr(tasks_module, "_LOADED", {})  # as in a fresh process
+    result = CliRunner().invoke(app, ["worker", "--storage", url, "--study", "sign"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--task" not in lines[0], lines
+    assert lines[0].startswith(f"error: study 'sign' was swept with task '{spec.task}', which this machine "
+                               f"cannot load: no file {tmp_path / 'tasks.py'}"), lines[0]
+
+
 def test_tasks_lists_an_entry_point_with_its_metrics_and_a_broken_one_with_why(tmp_path, monkeypatch):
     name = _installed_package(tmp_path, monkeypatch, "ep_list", {"good": "make_task", "bad": "raises"})
     monkeypatch.setenv("COLUMNS", "250")

@@ -531,6 +531,22 @@ def join_study(storage: str, study_name: str, *, device: str | None = None,
     attrs = study.user_attrs
     if records.SPEC not in attrs or records.POINTS not in attrs:
         raise UserError(f"study {study_name!r} was not created by adamrag-sens sweep; nothing to join")
+    stored_task = str(attrs[records.SPEC].get("task", ""))
+    try:
+        spec = _joined_spec(attrs, storage, study_name, device, check)
+    except UserError as err:  # the task was named by the sweep's --task, not by this command
+        message = str(err)
+        if stored_task and message.startswith(f"--task {stored_task}"):
+            message = (f"study {study_name!r} was swept with task {stored_task!r}, which this machine cannot "
+                       f"load{message[len(f'--task {stored_task}'):]}")
+            raise UserError(message) from None
+        raise
+    plan = [dict(p) for p in attrs[records.POINTS]]
+    return study, spec, plan
+
+
+def _joined_spec(attrs: dict[str, Any], storage: str, study_name: str, device: str | None,
+                 check: bool) -> StudySpec:
     spec = dataclasses.replace(StudySpec.from_dict(attrs[records.SPEC]), storage=storage, study_name=study_name)
     if spec.precise_bn is None:  # a study made before --precise-bn: train as it was trained (stored config, else off)
         spec = dataclasses.replace(spec, precise_bn=int(attrs.get(records.TASK_CONFIG, {}).get("precise_bn") or 0))
@@ -538,5 +554,4 @@ def join_study(storage: str, study_name: str, *, device: str | None = None,
         spec = dataclasses.replace(spec, device=device)
     if check:
         check_can_run(spec)
-    plan = [dict(p) for p in attrs[records.POINTS]]
-    return study, spec, plan
+    return spec
