@@ -214,8 +214,7 @@ def _train(task: Task, config: dict[str, Any], optimizer: str, hyperparameters: 
         result.epochs_run = epoch
         if on_epoch is not None:
             on_epoch(epoch, {"train_loss": train_loss, **metrics})
-        if epoch == 1:
-            pause_for_test()
+        pause_for_test(epoch)
         reason = _non_finite_parameter(model, epoch) or task.divergence(
             epoch, train_loss, metrics, initial, divergence_factor)
         if reason:
@@ -283,41 +282,55 @@ def _non_finite_parameter(model: nn.Module, epoch: int) -> str:
 
 
 TEST_PAUSE_ENV = "ADAMRAG_SENS_TEST_PAUSE_DIR"
-"""Test-only: a folder that makes a trial pause after its first epoch (see :func:`pause_for_test`)."""
+"""Test-only: a folder that makes a trial pause after chosen epochs (see :func:`pause_for_test`)."""
 TEST_PAUSE_CEILING_S = 900.0
 """Test-only: a paused trial goes on by itself after this long (a test that died never releases it)."""
-_test_paused = False
+_test_paused: set[int] = set()
 
 
-def test_pause_pending() -> bool:
-    """Test-only: True when the next :func:`pause_for_test` call will pause (the hook's folder is
-    set and this process has not paused yet). A sweep then stores the first epoch at once, not at
-    its reporting interval, so that a paused trial is seen mid-trial in the study."""
-    return bool(os.environ.get(TEST_PAUSE_ENV)) and not _test_paused
+def _test_pause_epochs(folder: str) -> frozenset[int]:
+    """The epochs listed in ``<folder>/epochs`` (numbers separated by commas or spaces); {1} without it."""
+    try:
+        with open(os.path.join(folder, "epochs")) as fh:
+            return frozenset(int(x) for x in fh.read().replace(",", " ").split())
+    except FileNotFoundError:
+        return frozenset({1})
 
 
-def pause_for_test() -> None:
-    """Test-only hook (the tests of killed and interrupted workers); does nothing unless the
-    environment variable ``ADAMRAG_SENS_TEST_PAUSE_DIR`` names a folder.
-
-    Called after a trial's first epoch has been handed to ``on_epoch`` (in a sweep: stored in the
-    study, which writes that epoch at once when :func:`test_pause_pending`). The first time in a process, it writes ``<folder>/<pid>.paused`` (holding the pid) and
-    waits until ``<folder>/release`` exists, so a test can signal or kill a worker that is
-    certainly mid-trial, on a slow machine or a fast one, instead of hoping to catch one in time.
-    Ctrl-C and SIGTERM end the wait as they end training (KeyboardInterrupt); SIGKILL ends the
-    process. Later trials of the process do not pause; after ``TEST_PAUSE_CEILING_S`` seconds
-    without a release the trial goes on by itself.
-    """
-    global _test_paused
+def test_pause_pending(epoch: int) -> bool:
+    """Test-only: True when :func:`pause_for_test` will pause after ``epoch`` (the hook's folder is
+    set, lists that epoch, and this process has not paused after it yet). A sweep then stores the
+    epoch at once, not at its reporting interval, so that a paused trial is seen in the study with
+    exactly its epochs so far."""
     folder = os.environ.get(TEST_PAUSE_ENV)
-    if not folder or _test_paused:
+    return bool(folder) and epoch not in _test_paused and epoch in _test_pause_epochs(folder)
+
+
+def pause_for_test(epoch: int) -> None:
+    """Test-only hook (the tests of killed and interrupted workers and of dropped connections);
+    does nothing unless the environment variable ``ADAMRAG_SENS_TEST_PAUSE_DIR`` names a folder.
+
+    Called after each epoch has been handed to ``on_epoch`` (in a sweep: stored in the study,
+    which writes the epoch at once when :func:`test_pause_pending`). After each epoch listed in
+    ``<folder>/epochs`` (default: epoch 1 only), the first time in a process, it writes
+    ``<folder>/<pid>.<epoch>.paused`` (holding the pid) and waits until ``<folder>/release.<epoch>``
+    or ``<folder>/release`` exists, so a test can signal or kill a worker, or cut its storage
+    connections, while it is certainly mid-trial, on a slow machine or a fast one, instead of
+    hoping to catch one in time. Ctrl-C and SIGTERM end the wait as they end training
+    (KeyboardInterrupt); SIGKILL ends the process. A later trial of the process does not pause
+    after an epoch it has paused after; after ``TEST_PAUSE_CEILING_S`` seconds without a release
+    the trial goes on by itself.
+    """
+    if not test_pause_pending(epoch):
         return
-    _test_paused = True
-    marker = os.path.join(folder, f"{os.getpid()}.paused")
+    folder = os.environ[TEST_PAUSE_ENV]
+    _test_paused.add(epoch)
+    marker = os.path.join(folder, f"{os.getpid()}.{epoch}.paused")
     with open(marker + ".tmp", "w") as fh:
         fh.write(f"{os.getpid()}\n")
     os.replace(marker + ".tmp", marker)  # the test never reads a half-written marker
+    releases = (os.path.join(folder, "release"), os.path.join(folder, f"release.{epoch}"))
     deadline = time.monotonic() + TEST_PAUSE_CEILING_S
-    while not os.path.exists(os.path.join(folder, "release")) and time.monotonic() < deadline:
+    while not any(os.path.exists(r) for r in releases) and time.monotonic() < deadline:
         interrupt.check()
         time.sleep(0.02)

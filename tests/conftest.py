@@ -101,29 +101,31 @@ def wait_until(condition, what: str, proc: subprocess.Popen | None = None, ceili
 
 class TrialPause:
     """The test side of ``sensitivity.train.pause_for_test``: child processes started with
-    :attr:`env` pause their first trial after its first stored epoch, until :meth:`release`."""
+    :attr:`env` pause their first trial after each of ``epochs`` (stored in the study by then),
+    until :meth:`release`."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, epochs: tuple[int, ...] = (1,)) -> None:
         folder.mkdir()
         self.folder = folder
+        (folder / "epochs").write_text(",".join(map(str, epochs)))
         self.env = {TEST_PAUSE_ENV: str(folder)}
 
-    def paused_pids(self) -> list[int]:
-        """Process ids of the children paused so far."""
-        return sorted(int(p.name.split(".")[0]) for p in self.folder.glob("*.paused"))
+    def paused_pids(self, epoch: int = 1) -> list[int]:
+        """Process ids of the children paused after ``epoch`` so far."""
+        return sorted(int(p.name.split(".")[0]) for p in self.folder.glob(f"*.{epoch}.paused"))
 
-    def wait(self, count: int, proc: subprocess.Popen) -> list[int]:
-        """Wait until ``count`` processes are paused mid-trial (their pids); fails at once if
-        ``proc`` (the sweep that started them) ends first."""
+    def wait(self, count: int, proc: subprocess.Popen, epoch: int = 1) -> list[int]:
+        """Wait until ``count`` processes are paused after ``epoch`` (their pids); fails at once
+        if ``proc`` (the sweep that started them) ends first."""
         def enough() -> list[int] | None:
-            pids = self.paused_pids()
+            pids = self.paused_pids(epoch)
             return pids if len(pids) >= count else None
 
-        return wait_until(enough, f"{count} trial(s) paused after their first epoch", proc)
+        return wait_until(enough, f"{count} trial(s) paused after epoch {epoch}", proc)
 
-    def release(self) -> None:
-        """Let every paused trial go on (and later ones not pause)."""
-        (self.folder / "release").touch()
+    def release(self, epoch: int | None = None) -> None:
+        """Let the trials paused after ``epoch`` go on; None: every pause, now and later."""
+        (self.folder / ("release" if epoch is None else f"release.{epoch}")).touch()
 
 
 @pytest.fixture()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import os
-import time
 import uuid
 
 import optuna
@@ -94,31 +93,46 @@ def test_server_storages_reconnect_and_sqlite_keeps_optunas_own(tmp_path):
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.skipif(not URL, reason="ADAMRAG_SENS_TEST_POSTGRES_URL is not set (.ci/run sets it)")
-def test_terminated_connections_mid_trial_lose_nothing_and_run_every_point_once(cli_process, fast_heartbeat):
+def test_terminated_connections_mid_trial_lose_nothing_and_run_every_point_once(cli_process, fast_heartbeat,
+                                                                                  tmp_path):
+    """Every connection of the sweep is cut three times while its first trial is held mid-trial
+    (after epochs 1, 2 and 3, by the test-only pause): the cuts land mid-trial on a slow or a fast
+    machine, and each is followed by the trial's own writes (heartbeats, the next epochs, the result)."""
+    from tests.conftest import TrialPause
+
     psycopg2 = pytest.importorskip("psycopg2")
     name = f"drop-{uuid.uuid4().hex[:8]}"
     lrs = "1e-4,1e-3,1e-2,1e-1"
-    proc = cli_process("sweep", "--optimizers", "adam", "--lr", lrs, "--beta1", "0.8,0.9", "--epochs", "60",
-                       "--storage", URL, "--study", name, env=fast_heartbeat)
+    epochs, cut_after = 5, (1, 2, 3)
+    pause = TrialPause(tmp_path / "pause", epochs=cut_after)
+    proc = cli_process("sweep", "--optimizers", "adam", "--lr", lrs, "--beta1", "0.8,0.9", "--epochs", str(epochs),
+                       "--storage", URL, "--study", name, env={**fast_heartbeat, **pause.env})
     con = psycopg2.connect(URL)
     con.autocommit = True
     cur = con.cursor()
-    terminated, deadline = 0, time.monotonic() + 240
-    while terminated < 3 and proc.poll() is None and time.monotonic() < deadline:
-        cur.execute("SELECT count(*) FROM trials JOIN studies USING (study_id) WHERE study_name = %s AND state = 'RUNNING'",
-                    (name,))
-        if cur.fetchone()[0]:  # a trial is training: cut every connection of the sweep
+    held: set[int] = set()
+    try:
+        for epoch in cut_after:
+            pause.wait(1, proc, epoch)
+            cur.execute("SELECT t.number FROM trials t JOIN studies USING (study_id) "
+                        "WHERE study_name = %s AND state = 'RUNNING'", (name,))
+            held.update(n for (n,) in cur.fetchall())
+            assert len(held) == 1  # one trial, held mid-trial at each cut
             cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                         "WHERE datname = current_database() AND pid <> pg_backend_pid()")
-            terminated += sum(1 for (ok,) in cur.fetchall() if ok)
-            time.sleep(1.0)
-        time.sleep(0.1)
-    con.close()
+            assert sum(1 for (ok,) in cur.fetchall() if ok) >= 1, "the sweep held no connection to cut"
+            pause.release(epoch)
+    finally:
+        pause.release()
+        con.close()
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-4000:]
-    assert terminated >= 3, "the sweep ended before its connections could be cut"
     assert "8 of 8 points complete" in out
     trials = optuna.load_study(study_name=name, storage=open_storage(URL)).get_trials(deepcopy=False)
-    spec = StudySpec(optimizers=("adam",), lr=tuple(float(x) for x in lrs.split(",")), beta1=(0.8, 0.9), epochs=60)
+    spec = StudySpec(optimizers=("adam",), lr=tuple(float(x) for x in lrs.split(",")), beta1=(0.8, 0.9), epochs=epochs)
     complete = collections.Counter(t.user_attrs[POINT_KEY] for t in trials if t.state == TrialState.COMPLETE)
     assert complete == {point_key(p): 1 for p in plan_points(spec)}
+    # the held trial finished with every epoch stored, across the three cuts
+    [held_trial] = [t for t in trials if t.number in held]
+    assert held_trial.state == TrialState.COMPLETE and not held_trial.user_attrs.get("diverged")
+    assert sorted(held_trial.intermediate_values) == list(range(1, epochs + 1))

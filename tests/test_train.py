@@ -295,14 +295,14 @@ def test_the_test_pause_holds_a_trial_after_its_first_epoch_until_released(tmp_p
 
     pause = TrialPause(tmp_path / "pause")
     monkeypatch.setenv(train.TEST_PAUSE_ENV, str(pause.folder))
-    monkeypatch.setattr(train, "_test_paused", False)  # as in a fresh process
+    monkeypatch.setattr(train, "_test_paused", set())  # as in a fresh process
     seen, results = [], []
     worker = threading.Thread(target=lambda: results.append(
         _run("adam", {"lr": 1e-3}, epochs=3, on_epoch=lambda e, m: seen.append(e))), daemon=True)
     worker.start()
     pids = wait_until(pause.paused_pids, "the trial to pause")
     assert pids == [os.getpid()] and seen == [1]  # held after the first epoch was handed on
-    assert (pause.folder / f"{os.getpid()}.paused").read_text().strip() == str(os.getpid())
+    assert (pause.folder / f"{os.getpid()}.1.paused").read_text().strip() == str(os.getpid())
     pause.release()
     worker.join(HUNG_S)
     assert seen == [1, 2, 3] and results[0].epochs_run == 3
@@ -312,3 +312,27 @@ def test_the_test_pause_holds_a_trial_after_its_first_epoch_until_released(tmp_p
     monkeypatch.setattr(train, "TEST_PAUSE_CEILING_S", 0.0)  # were it to pause, it would not wait
     _run("adam", {"lr": 1e-3}, epochs=1)
     assert not list(pause.folder.iterdir())  # a later trial of the process does not pause
+
+
+def test_the_test_pause_holds_a_trial_after_each_listed_epoch_until_that_epoch_is_released(tmp_path, monkeypatch):
+    import threading
+
+    import sensitivity.train as train
+    from tests.conftest import HUNG_S, TrialPause, wait_until
+
+    pause = TrialPause(tmp_path / "pause", epochs=(2, 3))
+    monkeypatch.setenv(train.TEST_PAUSE_ENV, str(pause.folder))
+    monkeypatch.setattr(train, "_test_paused", set())  # as in a fresh process
+    seen, results = [], []
+    worker = threading.Thread(target=lambda: results.append(
+        _run("adam", {"lr": 1e-3}, epochs=4, on_epoch=lambda e, m: seen.append(e))), daemon=True)
+    worker.start()
+    wait_until(lambda: pause.paused_pids(2), "the trial to pause after epoch 2")
+    assert seen == [1, 2] and not pause.paused_pids(1)
+    pause.release(2)
+    wait_until(lambda: pause.paused_pids(3), "the trial to pause after epoch 3")
+    assert seen == [1, 2, 3]
+    pause.release(3)
+    worker.join(HUNG_S)
+    assert seen == [1, 2, 3, 4] and results[0].epochs_run == 4
+

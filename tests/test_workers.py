@@ -55,7 +55,7 @@ def _paused_trials(url: str, name: str, pids: list[int]) -> list[optuna.trial.Fr
 
 
 def test_a_paused_trial_has_its_first_epoch_in_the_study_however_short_the_epoch(tmp_path, monkeypatch):
-    """The pause holds a trial after epoch 1; the process tests read that epoch from the study. A
+    """The pause holds a trial after chosen epochs; the process tests read them from the study. A
     running trial writes its epochs at most every REPORT_INTERVAL_S, so an epoch shorter than that
     (a fast machine, a warm cache) was still unwritten when the trial paused: CI saw
     ``intermediate_values == {}`` once in 17 runs. Here the interval is made longer than any epoch."""
@@ -65,9 +65,9 @@ def test_a_paused_trial_has_its_first_epoch_in_the_study_however_short_the_epoch
     import sensitivity.train as train
     from tests.conftest import TrialPause
 
-    pause = TrialPause(tmp_path / "pause")
+    pause = TrialPause(tmp_path / "pause", epochs=(1, 2))
     monkeypatch.setenv(train.TEST_PAUSE_ENV, str(pause.folder))
-    monkeypatch.setattr(train, "_test_paused", False)  # as in a fresh process
+    monkeypatch.setattr(train, "_test_paused", set())  # as in a fresh process
     monkeypatch.setattr(trial_module, "REPORT_INTERVAL_S", 1e9)
     url = f"sqlite:///{tmp_path}/short.db"
     spec = StudySpec(optimizers=("adam",), lr=(1e-3,), beta1=(0.9,), seeds=1, epochs=3, storage=url,
@@ -80,6 +80,10 @@ def test_a_paused_trial_has_its_first_epoch_in_the_study_however_short_the_epoch
         assert pids == [os.getpid()]
         running = [t for t in _trials(url, "short") if t.state == TrialState.RUNNING]
         assert [sorted(t.intermediate_values) for t in running] == [[1]]
+        pause.release(1)
+        wait_until(lambda: pause.paused_pids(2), "the trial to pause after epoch 2")
+        running = [t for t in _trials(url, "short") if t.state == TrialState.RUNNING]
+        assert [sorted(t.intermediate_values) for t in running] == [[1, 2]]
     finally:
         pause.release()
         sweep.join(HUNG_S)

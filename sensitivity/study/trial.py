@@ -180,8 +180,8 @@ def run_trial(ledger: TrialLedger, trial: TakenTrial, spec: StudySpec, callbacks
             call_back(callbacks, "on_trial_start", trial.number, params)
 
             def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
-                # the test-only pause holds the trial after epoch 1: that epoch must be in the study by then
-                reporter.add(epoch, metrics[spec.objective_metric], flush=epoch == 1 and test_pause_pending())
+                # the test-only pause may hold the trial after this epoch: the epoch must be in the study by then
+                reporter.add(epoch, metrics[spec.objective_metric], flush=test_pause_pending(epoch))
                 call_back(callbacks, "on_epoch", trial.number, epoch, metrics)
 
             result = train_trial(
