@@ -260,7 +260,7 @@ def sweep(
     schedule: Optional[str] = typer.Option(None, help="Learning-rate schedule (resnet18, fmnist-cnn, char-lm): constant, cosine or step; the swept lr is the peak."),
     warmup_epochs: Optional[float] = typer.Option(None, help="Epochs of linear lr warm-up before the schedule (default 0)."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder holding the data sets (default ./data)."),
-    download: bool = typer.Option(_DEFAULT.download, help="Download missing data with torchvision (needs internet)."),
+    download: bool = typer.Option(_DEFAULT.download, "--download", help="Download missing data with torchvision (needs internet)."),
     train_size: Optional[int] = typer.Option(None, help="Use the first N training examples."),
     val_size: Optional[int] = typer.Option(None, help="Use the first N validation examples."),
     batch_size: Optional[int] = typer.Option(None, help="Mini-batch size (default: the task's)."),
@@ -494,7 +494,7 @@ def worker(
     study: str = typer.Option(..., help="Name of the study to join."),
     device: Optional[str] = typer.Option(None, help="Device for this worker, e.g. cuda:1 (default: the study's)."),
     threads: Optional[int] = typer.Option(None, help="torch intra-op threads for this worker (default: torch's)."),
-    wait: bool = typer.Option(True, help="When nothing is queued, wait for other workers' running trials (and re-run them if their worker dies)."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="When nothing is queued, stop at once (default: wait for other workers' running trials, and re-run them if their worker dies)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar or summary (for workers started by `sweep --workers`)."),
 ) -> None:
     """Join a study from another process or machine and run its queued points until none is left.
@@ -521,14 +521,14 @@ def worker(
     study_obj, spec, plan = join_study(storage, study, device=device)
     enqueue_missing(study_obj, plan)  # points whose trial failed earlier run again
     if quiet:
-        run_worker(study_obj, spec, plan, wait=wait)
+        run_worker(study_obj, spec, plan, wait=not no_wait)
         return
     bar = _progress_bar()
     try:
         progress = _Progress(bar, study_obj.direction.name.lower())
         before = plan_progress_of(study_obj, plan)
         progress.start(len(plan), before.complete, before.best)
-        ran, diverged = run_worker(study_obj, spec, plan, callbacks=progress, wait=wait)
+        ran, diverged = run_worker(study_obj, spec, plan, callbacks=progress, wait=not no_wait)
     finally:
         if bar.live.is_started:
             bar.stop()

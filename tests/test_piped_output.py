@@ -36,3 +36,19 @@ def test_a_resumed_sweep_shows_the_stored_best_not_only_this_runs(run_cli, tmp_p
     assert code == 0, err
     bar = next(line for line in out.splitlines() if "2/2 trials" in line)
     assert f"best {stored}" in bar, bar
+
+
+def test_help_at_80_columns_shows_every_default_whole():
+    """A terminal of 80 columns: no default is cut short with an ellipsis (the storage URL was, while
+    a two-name --download/--no-download flag widened the option column)."""
+    from typer.testing import CliRunner
+
+    from sensitivity.cli import app
+
+    for command in ("sweep", "worker", "report", "compare", "tasks"):
+        result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+        assert result.exit_code == 0, result.output
+        assert "…" not in result.output, (command, result.output)
+        assert max(map(len, result.output.splitlines())) <= 80
+    sweep = CliRunner().invoke(app, ["sweep", "--help"], env={"COLUMNS": "80"}).output
+    assert "sqlite:///studies/adamrag-sens.db" in sweep
