@@ -45,8 +45,8 @@ def test_help_at_80_columns_shows_every_default_whole():
 
     from sensitivity.cli import app
 
-    for command in ("sweep", "worker", "report", "compare", "tasks"):
-        result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+    for command in ("sweep", "worker", "report", "compare", "tasks", "bench train", "bench sweep"):
+        result = CliRunner().invoke(app, [*command.split(), "--help"], env={"COLUMNS": "80"}, terminal_width=80)
         assert result.exit_code == 0, result.output
         assert "…" not in result.output, (command, result.output)
         assert max(map(len, result.output.splitlines())) <= 80
