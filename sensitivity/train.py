@@ -297,7 +297,7 @@ def _test_pause_epochs(folder: str) -> frozenset[int]:
         return frozenset({1})
 
 
-def test_pause_pending(epoch: int) -> bool:
+def pause_pending_for_test(epoch: int) -> bool:
     """Test-only: True when :func:`pause_for_test` will pause after ``epoch`` (the hook's folder is
     set, lists that epoch, and this process has not paused after it yet). A sweep then stores the
     epoch at once, not at its reporting interval, so that a paused trial is seen in the study with
@@ -311,7 +311,7 @@ def pause_for_test(epoch: int) -> None:
     does nothing unless the environment variable ``ADAMRAG_SENS_TEST_PAUSE_DIR`` names a folder.
 
     Called after each epoch has been handed to ``on_epoch`` (in a sweep: stored in the study,
-    which writes the epoch at once when :func:`test_pause_pending`). After each epoch listed in
+    which writes the epoch at once when :func:`pause_pending_for_test`). After each epoch listed in
     ``<folder>/epochs`` (default: epoch 1 only), the first time in a process, it writes
     ``<folder>/<pid>.<epoch>.paused`` (holding the pid) and waits until ``<folder>/release.<epoch>``
     or ``<folder>/release`` exists, so a test can signal or kill a worker, or cut its storage
@@ -321,7 +321,7 @@ def pause_for_test(epoch: int) -> None:
     after an epoch it has paused after; after ``TEST_PAUSE_CEILING_S`` seconds without a release
     the trial goes on by itself.
     """
-    if not test_pause_pending(epoch):
+    if not pause_pending_for_test(epoch):
         return
     folder = os.environ[TEST_PAUSE_ENV]
     _test_paused.add(epoch)

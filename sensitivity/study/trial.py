@@ -31,7 +31,7 @@ from sensitivity.records import TrialResult
 from sensitivity.storage import TakenTrial, TrialLedger, heartbeat_interval, scrub_secrets
 from sensitivity.study.spec import StudySpec
 from sensitivity.tasks import get_task
-from sensitivity.train import resolve_device, test_pause_pending, train_trial
+from sensitivity.train import pause_pending_for_test, resolve_device, train_trial
 
 REPORT_INTERVAL_S = 1.0
 """At most this often (seconds) a running trial writes its new intermediate values; the rest go
@@ -181,7 +181,7 @@ def run_trial(ledger: TrialLedger, trial: TakenTrial, spec: StudySpec, callbacks
 
             def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
                 # the test-only pause may hold the trial after this epoch: the epoch must be in the study by then
-                reporter.add(epoch, metrics[spec.objective_metric], flush=test_pause_pending(epoch))
+                reporter.add(epoch, metrics[spec.objective_metric], flush=pause_pending_for_test(epoch))
                 call_back(callbacks, "on_epoch", trial.number, epoch, metrics)
 
             result = train_trial(
