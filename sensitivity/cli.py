@@ -611,21 +611,41 @@ _CLI_COLUMNS = {"optimizer": "optimizer", "trials": "trials", "best ": "best", "
                 "good share lr x beta1": "share lr x beta1", "LR sensitivity": "LR sens.", "diverged": "diverged"}
 
 
+_CLI_DROP_ORDER = ("rel. width (dec)", "LR sens.", "trials", "share lr x beta1", "best")
+"""Columns of the terminal summary left out first when the terminal is too narrow for all of them."""
+
+
 def _print_table(readable, title: str, caption: str = "") -> None:
     """A compact rich table of the readable summary: the columns a terminal has room for, point values
     only (the bounds are in the report and the CSV)."""
     from rich.table import Table
 
-    table = Table(title=title, caption=caption or None)
     shown = []
     for c in readable.columns:
         prefix = "best lr" if c == "best lr" else next((p for p in _CLI_COLUMNS if c.startswith(p)), None)
         if prefix is not None:
             shown.append((c, _CLI_COLUMNS[prefix]))
-    for _, short in shown:
-        table.add_column(short, justify="left" if short == "optimizer" else "right")
-    for _, row in readable.iterrows():
-        table.add_row(*(str(row[c]).split(" [")[0] or "-" for c, _ in shown))
+    cells = {short: [str(row[c]).split(" [")[0] or "-" for _, row in readable.iterrows()] for c, short in shown}
+    # a value is never cut (3.16e-3 and 3.16e-1 both read "3.16e..." when cut) and a header wraps at
+    # its spaces; where the terminal is too narrow for that, the least telling columns are left out
+    widths = {short: max([len(v) for v in values] + [max(len(w) for w in short.split())])
+              for short, values in cells.items()}
+    left_out = []
+    for short in _CLI_DROP_ORDER:
+        if sum(widths.values()) + 3 * len(widths) + 1 <= console.width:
+            break
+        if short in widths:
+            del widths[short]
+            left_out.append(short)
+    if left_out:
+        caption = "; ".join(filter(None, [caption, f"left out for the terminal's width: {', '.join(left_out)} "
+                                                    f"(see report.html)"]))
+    table = Table(title=title, caption=caption or None)
+    for short, width in widths.items():
+        table.add_column(short, justify="left" if short == "optimizer" else "right", width=width,
+                         overflow="fold")
+    for i in range(len(readable)):
+        table.add_row(*(cells[short][i] for short in widths))
     console.print(table)
 
 

@@ -52,3 +52,29 @@ def test_help_at_80_columns_shows_every_default_whole():
         assert max(map(len, result.output.splitlines())) <= 80
     sweep = CliRunner().invoke(app, ["sweep", "--help"], env={"COLUMNS": "80"}).output
     assert "sqlite:///studies/adamrag-sens.db" in sweep
+
+
+def test_report_summary_in_a_narrow_terminal_never_cuts_a_value(tmp_path, run_cli):
+    """At 80 (or 60) columns the summary cut values ("3.16e…" for both 3.16e-3 and 3.16e-1) and names
+    ("AdamR…"); now every value shown is whole and the columns that do not fit are named as left out."""
+    import re
+
+    from sensitivity.study.spec import StudySpec
+    from sensitivity.study.sweep import run_sweep
+
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    spec = StudySpec(optimizers=("adamrag", "adam", "nag", "lion"), lr=(3.16e-3, 3.16e-1), beta1=(0.9,), epochs=1,
+                     train_size=64, val_size=64, storage=url, study_name="narrow")
+    run_sweep(spec)
+    for columns in (200, 80, 60):
+        code, out, err = run_cli("report", "--storage", url, "--study", "narrow", "--out", str(tmp_path / f"r{columns}"),
+                                 env={"COLUMNS": str(columns)})
+        assert code == 0, err
+        table = [line for line in out.splitlines() if line[:1] in "┏┃┡│└"]
+        assert "…" not in "\n".join(table)
+        assert max(map(len, table)) <= columns
+        rows = {line.split("│")[1].strip(): line for line in table if line.startswith("│")}
+        assert set(rows) == {"AdamRAG", "Adam", "NAG", "Lion"}
+        assert all(re.search(r"│ +(3\.16e-[13]) │", line) for line in rows.values())  # best lr, whole
+        left_out = "left out for the terminal's width" in out
+        assert left_out == (columns == 60), out  # 8 columns fit in 80, not in 60
