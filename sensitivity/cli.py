@@ -694,7 +694,7 @@ def tasks(
     measured = _measure_tasks(device) if measure else {}
     table = Table(title="tasks (sweep --task NAME)", show_lines=True)
     for col in ("name", "metrics (first: default objective)", "data", "default budget", "time per trial"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # a long word breaks; it is never cut
     def row(name, t, source="", timing=None):
         metrics = "\n".join(f"{m.name} ({m.unit}), {m.direction}d" for m in t.metrics)
         data = t.data_source + (f"; --dataset {', '.join(t.datasets)}" if len(t.datasets) > 1 else "")
@@ -747,7 +747,7 @@ def optimizers() -> None:
 
     table = Table(title="optimizers")
     for col in ("name", "hyperparameters", "default lr range", "defaults", "beta1", "beta2", "source"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for o in OPTIMIZERS.values():
         table.add_row(
             o.name, ", ".join(o.hyperparameters), f"{o.lr_range[0]:g} .. {o.lr_range[1]:g}",

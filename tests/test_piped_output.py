@@ -78,3 +78,11 @@ def test_report_summary_in_a_narrow_terminal_never_cuts_a_value(tmp_path, run_cl
         assert all(re.search(r"│ +(3\.16e-[13]) │", line) for line in rows.values())  # best lr, whole
         left_out = "left out for the terminal's width" in out
         assert left_out == (columns == 60), out  # 8 columns fit in 80, not in 60
+
+
+def test_tasks_and_optimizers_tables_at_80_columns_break_long_words_instead_of_cutting_them(run_cli):
+    for command in ("tasks", "optimizers"):
+        code, out, err = run_cli(command, env={"COLUMNS": "80"})
+        assert code == 0, err
+        assert "…" not in out, out
+        assert max(len(line) for line in out.splitlines()) <= 80
