@@ -210,9 +210,16 @@ class _Progress:
 def _progress_bar():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from rich.table import Column
+
+    # the counts, the best and the two times (about 48 characters) are never cut; the current trial's
+    # description and the bar share what is left, the description cut first in a narrow terminal
+    room = console.width - 48
+    described = min(34, max(12, room - 4))
     return Progress(
-        TextColumn("[bold]{task.description:<34}"),
-        BarColumn(),
+        TextColumn(f"[bold]{{task.description:<{described}}}",
+                   table_column=Column(max_width=described, no_wrap=True, overflow="ellipsis")),
+        BarColumn(bar_width=max(3, min(40, room - described))),
         MofNCompleteColumn(),
         TextColumn("trials  best {task.fields[best]}"),
         TimeElapsedColumn(),

@@ -86,3 +86,27 @@ def test_tasks_and_optimizers_tables_at_80_columns_break_long_words_instead_of_c
         assert code == 0, err
         assert "…" not in out, out
         assert max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_the_progress_bar_at_80_columns_keeps_counts_best_and_times_whole(monkeypatch):
+    """At 80 columns the bar read '108/… trials … 0:00:… 0:00:…'; now only the current trial's
+    description may be cut, never the counts, the best or the times."""
+    import io
+
+    from rich.console import Console
+
+    import sensitivity.cli as cli
+
+    for width in (80, 100, 200):
+        monkeypatch.setattr(cli, "console", Console(file=io.StringIO(), width=width, color_system=None))
+        bar = cli._progress_bar()
+        progress = cli._Progress(bar, "minimize")
+        progress.start(1000, 999, 0.1234)
+        progress.on_trial_start(1107, {"optimizer": "adamrag", "lr": 0.00316, "beta1": 0.95})
+        shown = Console(file=io.StringIO(), width=width, color_system=None)
+        shown.print(bar.make_tasks_table(bar.tasks))
+        bar.stop()
+        [line] = shown.file.getvalue().splitlines()
+        assert len(line) <= width
+        assert line.rstrip().endswith("999/1000 trials  best 0.1234 0:00:00 -:--:--"), line
+        assert line.startswith("#1107 adamrag lr=0.00316"), line
