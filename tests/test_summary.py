@@ -88,13 +88,38 @@ def test_paired_differences_say_whether_they_exceed_the_seed_uncertainty(summary
 
 def test_findings_rank_the_widths_and_state_the_uncertainty(summary):
     text = " ".join(Fi.study_findings(summary.reset_index(drop=True), task="toy"))
-    assert "Widest tolerated learning rate range: A 1.50, B 0.38 decades" in text
+    # B's range reaches an end of the swept lrs: its width is a lower bound, and so the lead is as measured
+    assert "Widest tolerated learning rate range: A 1.50, B >=0.38 decades" in text
     # lead 1.5 - 0.375 = 1.125 (printed 1.12 or 1.13 as rounding falls); interval 0.625 .. 1.625
-    assert re.search(r"A leads B by 1\.1[23] decades; the lead exceeds the seed uncertainty \(95% interval of "
+    assert re.search(r"A leads B by 1\.1[23] decades as measured \(B's range reaches an end of the swept lrs, so "
+                     r"the true lead may be smaller\); the lead exceeds the seed uncertainty \(95% interval of "
                      r"the paired difference over seed draws: 0\.6[23] to 1\.6[23]\)", text)
     assert "C never improved on its initial value" in text
     assert "The range of B reaches an end of the swept lrs" in text
     assert "Share of trials that diverged: B 33%; A and C never diverged." in text
+
+
+@pytest.mark.parametrize("widths, censored, expected", [
+    # a censored leader: its true width is at least the measured one, so the lead is a lower bound too
+    ((2.0, 1.0), (True, False), "Widest tolerated learning rate range: P >=2.00, Q 1.00 decades; P leads Q by at "
+                                "least 1.00 decades."),
+    # a censored runner-up: its true width may be larger, so the lead is only as measured
+    ((2.0, 1.0), (False, True), "Widest tolerated learning rate range: P 2.00, Q >=1.00 decades; P leads Q by 1.00 "
+                                "decades as measured (Q's range reaches an end of the swept lrs, so the true lead "
+                                "may be smaller)."),
+    # both censored at the same printed width: level, not "leads by 0.00"
+    ((0.1, 0.1), (True, True), "Widest tolerated learning rate range: P >=0.10, Q >=0.10 decades; P and Q are level "
+                               "as measured."),
+    ((1.5, 1.5), (False, False), "Widest tolerated learning rate range: P 1.50, Q 1.50 decades; P and Q are level."),
+    ((1.5, 0.5), (False, False), "Widest tolerated learning rate range: P 1.50, Q 0.50 decades; P leads Q by 1.00 "
+                                 "decades."),
+])
+def test_a_width_that_is_only_a_lower_bound_qualifies_the_lead(widths, censored, expected):
+    one = pd.DataFrame({"optimizer": ["p", "q"], "optimizer_display": ["P", "Q"], "learned": [True, True],
+                        "tolerance_width_decades": list(widths), "tolerance_censored": list(censored),
+                        "divergence_rate": [0.0, 0.0]})
+    one.attrs.update(n_seeds=1, tolerance_text="keeps 95%")
+    assert expected in Fi.study_findings(one)
 
 
 def test_one_seed_has_no_bounds_and_says_so():

@@ -51,23 +51,39 @@ def _uncertainty_clause(summary: pd.DataFrame, column: str, a: str, b: str, fmt)
 
 
 def _ranking_sentence(summary: pd.DataFrame, column: str, what: str, fmt, unit: str, diff_fmt=None,
-                      bound_fmt=None) -> str | None:
+                      bound_fmt=None, censored: str | None = None) -> str | None:
     """"<what>: A <v>, B <v>, ... <unit>; A leads B by <d>[; uncertainty]." (higher is better).
 
     ``fmt`` formats a value, ``diff_fmt`` the lead (default: ``fmt`` and the unit), ``bound_fmt`` the
-    ends of its interval (default ``fmt``)."""
+    ends of its interval (default ``fmt``). ``censored`` names a boolean column marking values that
+    are only lower bounds (a tolerance range reaching an end of the swept lrs): they read ">=v", a
+    censored leader leads "by at least" the difference, and a lead over a censored runner-up is
+    "as measured", since that runner-up's true value may be larger. Top two that print the same
+    value are "level", not one leading by 0."""
     bound_fmt = bound_fmt or fmt
     diff_fmt = diff_fmt or (lambda v: f"{fmt(v)}{(' ' + unit) if unit else ''}")
     rows = summary[summary[column].notna()].sort_values(column, ascending=False, kind="stable")
     if rows.empty:
         return None
-    items = [f"{r.optimizer_display} {fmt(getattr(r, column))}" for r in rows.itertuples(index=False)]
+
+    def bound(r) -> bool:
+        return bool(censored) and bool(r[censored])
+
+    items = [f"{r['optimizer_display']} {'>=' if bound(r) else ''}{fmt(r[column])}" for _, r in rows.iterrows()]
     text = f"{what}: " + ", ".join(items) + (f" {unit}" if unit else "")
     if len(rows) >= 2:
         first, second = rows.iloc[0], rows.iloc[1]
+        a, b = first["optimizer_display"], second["optimizer_display"]
         lead = float(first[column] - second[column])
-        text += f"; {first['optimizer_display']} leads {second['optimizer_display']} by {diff_fmt(lead)}"
-        text += _uncertainty_clause(summary, column, first["optimizer"], second["optimizer"], bound_fmt)
+        if fmt(first[column]) == fmt(second[column]):
+            text += f"; {a} and {b} are level" + (" as measured" if bound(first) or bound(second) else "")
+        elif bound(second):
+            text += (f"; {a} leads {b} by {diff_fmt(lead)} as measured ({b}'s range reaches an end of the swept "
+                     f"lrs, so the true lead may be smaller)")
+            text += _uncertainty_clause(summary, column, first["optimizer"], second["optimizer"], bound_fmt)
+        else:
+            text += f"; {a} leads {b} by {'at least ' if bound(first) else ''}{diff_fmt(lead)}"
+            text += _uncertainty_clause(summary, column, first["optimizer"], second["optimizer"], bound_fmt)
     return text + "."
 
 
@@ -98,7 +114,8 @@ def study_findings(summary: pd.DataFrame, *, task: str = "", lr_axis: str = "nom
     for r in never.itertuples(index=False):
         out.append(f"{r.optimizer_display} never improved on its initial value: no best lr and no width.")
     dec = lambda v: f"{v:.2f}"  # noqa: E731
-    sentence = _ranking_sentence(summary, "tolerance_width_decades", f"Widest tolerated {axis} range", dec, "decades")
+    sentence = _ranking_sentence(summary, "tolerance_width_decades", f"Widest tolerated {axis} range", dec, "decades",
+                                 censored="tolerance_censored" if "tolerance_censored" in summary else None)
     if sentence:
         out.append(sentence)
     censored = summary[summary["tolerance_censored"].astype(bool)]
