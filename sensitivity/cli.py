@@ -50,12 +50,14 @@ class _OneLineUsageErrors(typer.core.TyperGroup):
         except _UsageError as err:
             if type(err).__name__ == "NoArgsIsHelpError":  # a bare command prints its help
                 raise
-            where = err.ctx.command_path if err.ctx is not None else ctx.command_path
+            failed = err.ctx if err.ctx is not None else ctx
+            where = failed.command_path
+            lists = "the commands" if hasattr(failed.command, "list_commands") else "the flags"  # a group
             message = " ".join(err.format_message().split())
             given = self._given_value(getattr(err, "param", None))
             if given is not None and repr(given) not in message:
                 message += f" (got {given!r})"
-            err_console.print(f"[bold red]error:[/] {rich_escape(message)} (`{where} --help` lists the flags)",
+            err_console.print(f"[bold red]error:[/] {rich_escape(message)} (`{where} --help` lists {lists})",
                               highlight=False, soft_wrap=True, markup=True)
             raise typer.Exit(2) from None
 

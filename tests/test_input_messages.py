@@ -140,3 +140,13 @@ def test_older_schema_says_how_to_upgrade_it(newer_schema_db):
     line = _one_line_exit_2(["report", "--storage", f"sqlite:///{newer_schema_db}"], "schema v3.0.0.d, older than")
     assert "optuna storage upgrade --storage" in line
     assert database_digest(newer_schema_db) == before
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["swep"], "No such command 'swep'. Did you mean 'sweep'? (`adamrag-sens --help` lists the commands)"),
+    (["bench", "swep"], "(`adamrag-sens bench --help` lists the commands)"),
+    (["sweep", "--optimzers", "adam"], "No such option: --optimzers"),
+    (["sweep", "--optimzers", "adam"], "(`adamrag-sens sweep --help` lists the flags)"),
+])
+def test_a_misspelled_command_points_to_the_commands_and_a_misspelled_flag_to_the_flags(args, expected):
+    _one_line_exit_2(args, expected)
