@@ -26,7 +26,7 @@ demo: install
 	$(BIN)/adamrag-sens sweep --storage $(STORAGE)
 	$(BIN)/adamrag-sens report --storage $(STORAGE) --study digits-mlp --out reports/digits-mlp
 
-## The tests (about 4 minutes on 2 quiet CPU cores; `pytest -m "not slow"` is the quick loop, about 1 minute).
+## The tests (about 3.5 minutes on 2 quiet CPU cores; `pytest -m "not slow"` is the quick loop, about 1 minute).
 test: install-dev
 	$(BIN)/python -m pytest -q
 

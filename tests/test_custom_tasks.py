@@ -202,3 +202,17 @@ def test_tasks_lists_an_entry_point_with_its_metrics_and_a_broken_one_with_why(t
     bad = next(line for line in result.stdout.splitlines() if f"bad-{name}" in line)
     assert "broken:" in bad and "RuntimeError" in result.stdout
     sys.modules.pop(name, None)
+
+
+def test_the_readme_shows_the_example_factory_as_it_is_in_examples():
+    """The README's copy of examples/my_task.py's factory must not drift from the file a user copies."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+
+    def call(text: str) -> str:  # the TensorTask(...) call, without comments and blanks
+        body = re.search(r"return TensorTask\((.*?)\n\s*\)", text, re.S).group(1)
+        return "".join(re.sub(r"#.*", "", line).strip() for line in body.splitlines())
+
+    assert call((root / "README.md").read_text()) == call((root / "examples" / "my_task.py").read_text())

@@ -6,6 +6,8 @@ rich assumes 80 columns when stdout is not a terminal and then cuts cells ("Adam
 
 from __future__ import annotations
 
+import pytest
+
 from sensitivity.catalog import OPTIMIZERS
 
 
@@ -54,6 +56,7 @@ def test_help_at_80_columns_shows_every_default_whole():
     assert "sqlite:///studies/adamrag-sens.db" in sweep
 
 
+@pytest.mark.slow  # three report processes: about 8 s
 def test_report_summary_in_a_narrow_terminal_never_cuts_a_value(tmp_path, run_cli):
     """At 80 (or 60) columns the summary cut values ("3.16e…" for both 3.16e-3 and 3.16e-1) and names
     ("AdamR…"); now every value shown is whole and the columns that do not fit are named as left out."""
