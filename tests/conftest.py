@@ -110,6 +110,14 @@ class TrialPause:
         (folder / "epochs").write_text(",".join(map(str, epochs)))
         self.env = {TEST_PAUSE_ENV: str(folder)}
 
+    def in_this_process(self, monkeypatch) -> "TrialPause":
+        """Make trials run by this (test) process pause, as a fresh child process's would."""
+        import sensitivity.train as train
+
+        monkeypatch.setenv(TEST_PAUSE_ENV, str(self.folder))
+        monkeypatch.setattr(train, "_test_paused", set())
+        return self
+
     def paused_pids(self, epoch: int = 1) -> list[int]:
         """Process ids of the children paused after ``epoch`` so far."""
         return sorted(int(p.name.split(".")[0]) for p in self.folder.glob(f"*.{epoch}.paused"))

@@ -293,9 +293,7 @@ def test_the_test_pause_holds_a_trial_after_its_first_epoch_until_released(tmp_p
     import sensitivity.train as train
     from tests.conftest import HUNG_S, TrialPause, wait_until
 
-    pause = TrialPause(tmp_path / "pause")
-    monkeypatch.setenv(train.TEST_PAUSE_ENV, str(pause.folder))
-    monkeypatch.setattr(train, "_test_paused", set())  # as in a fresh process
+    pause = TrialPause(tmp_path / "pause").in_this_process(monkeypatch)
     seen, results = [], []
     worker = threading.Thread(target=lambda: results.append(
         _run("adam", {"lr": 1e-3}, epochs=3, on_epoch=lambda e, m: seen.append(e))), daemon=True)
@@ -317,12 +315,9 @@ def test_the_test_pause_holds_a_trial_after_its_first_epoch_until_released(tmp_p
 def test_the_test_pause_holds_a_trial_after_each_listed_epoch_until_that_epoch_is_released(tmp_path, monkeypatch):
     import threading
 
-    import sensitivity.train as train
     from tests.conftest import HUNG_S, TrialPause, wait_until
 
-    pause = TrialPause(tmp_path / "pause", epochs=(2, 3))
-    monkeypatch.setenv(train.TEST_PAUSE_ENV, str(pause.folder))
-    monkeypatch.setattr(train, "_test_paused", set())  # as in a fresh process
+    pause = TrialPause(tmp_path / "pause", epochs=(2, 3)).in_this_process(monkeypatch)
     seen, results = [], []
     worker = threading.Thread(target=lambda: results.append(
         _run("adam", {"lr": 1e-3}, epochs=4, on_epoch=lambda e, m: seen.append(e))), daemon=True)

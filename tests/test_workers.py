@@ -62,12 +62,9 @@ def test_a_paused_trial_has_its_first_epoch_in_the_study_however_short_the_epoch
     import threading
 
     import sensitivity.study.trial as trial_module
-    import sensitivity.train as train
     from tests.conftest import TrialPause
 
-    pause = TrialPause(tmp_path / "pause", epochs=(1, 2))
-    monkeypatch.setenv(train.TEST_PAUSE_ENV, str(pause.folder))
-    monkeypatch.setattr(train, "_test_paused", set())  # as in a fresh process
+    pause = TrialPause(tmp_path / "pause", epochs=(1, 2)).in_this_process(monkeypatch)
     monkeypatch.setattr(trial_module, "REPORT_INTERVAL_S", 1e9)
     url = f"sqlite:///{tmp_path}/short.db"
     spec = StudySpec(optimizers=("adam",), lr=(1e-3,), beta1=(0.9,), seeds=1, epochs=3, storage=url,
