@@ -138,3 +138,21 @@ def test_swept_pairs_get_a_good_region_share_column():
     # threshold 0.5 + (2.0 - 0.5) / 3 = 1.0: within for the first half of each row -> share 0.5
     assert s.loc[0, "good_share_lr_beta1"] == pytest.approx(0.5)
     assert s.attrs["pairs"] == [["lr", "beta1"]]
+
+
+def test_compare_findings_count_a_task_for_its_leader_only_when_the_lead_is_established():
+    table = pd.DataFrame({
+        "task": ["t1", "t1", "t2", "t2", "t3", "t3"],
+        "optimizer_display": ["P", "Q"] * 3,
+        "tolerance_width_decades": [2.0, 1.0,      # t1: P leads
+                                    1.0, 0.5,      # t2: P measures wider, but Q's range reaches an end
+                                    0.1, 0.1],     # t3: level
+        "tolerance_censored": [False, False, False, True, True, True],
+    })
+    text = Fi.compare_findings(table)
+    assert "P: widest tolerated lr range on 1 of 3 tasks; its width ranges from 0.10 to 2.00 decades over 3 tasks " \
+           "(one of them a lower bound: the range reaches an end of the swept lrs)." in text
+    assert "Q: widest tolerated lr range on 0 of 3 tasks; its width ranges from 0.10 to 1.00 decades over 3 tasks " \
+           "(2 of them lower bounds: the range reaches an end of the swept lrs)." in text
+    assert ("Widest range not established on t2 and t3: the top two widths are level, or the runner-up's range "
+            "reaches an end of the swept lrs.") in text

@@ -164,17 +164,28 @@ def compare_findings(table: pd.DataFrame) -> list[str]:
     """Sentences summarising a cross-study table (:func:`sensitivity.report.compare.compare_table`).
 
     Says, per optimizer, on how many tasks it had the widest tolerated lr range, and the range of
-    its widths across tasks.
+    its widths across tasks. A task counts for its leader only when the lead is established: the top
+    two widths differ at the printed precision (0.01 decade) and the runner-up's is not a lower bound
+    (its range reaching an end of the swept lrs, ``tolerance_censored``); the other tasks are counted
+    as undecided.
     """
     out = []
     tasks = list(dict.fromkeys(table["task"]))
     out.append(f"{len(tasks)} studies compared: {', '.join(tasks)}.")
+    censored = (table["tolerance_censored"].fillna(False).astype(bool) if "tolerance_censored" in table
+                else pd.Series(False, index=table.index))
     wins: dict[str, int] = {}
-    for _, g in table.groupby("task", sort=False):
-        g = g[g["tolerance_width_decades"].notna()]
+    undecided = []
+    for task, g in table.groupby("task", sort=False):
+        g = g[g["tolerance_width_decades"].notna()].sort_values("tolerance_width_decades", ascending=False,
+                                                                 kind="stable")
         if g.empty:
             continue
-        top = g.loc[g["tolerance_width_decades"].idxmax(), "optimizer_display"]
+        if len(g) >= 2 and (f"{g['tolerance_width_decades'].iloc[0]:.2f}" == f"{g['tolerance_width_decades'].iloc[1]:.2f}"
+                            or censored[g.index[1]]):
+            undecided.append(str(task))
+            continue
+        top = g["optimizer_display"].iloc[0]
         wins[top] = wins.get(top, 0) + 1
     for name, g in table.groupby("optimizer_display", sort=False):
         w = g["tolerance_width_decades"].dropna()
@@ -184,6 +195,14 @@ def compare_findings(table: pd.DataFrame) -> list[str]:
         n = wins.get(name, 0)
         spread = (f"its width is {w.iloc[0]:.2f} decades" if len(w) == 1
                   else f"its width ranges from {w.min():.2f} to {w.max():.2f} decades over {len(w)} tasks")
+        bounds = int(censored[w.index].sum())
+        if bounds:
+            which = ("a lower bound" if len(w) == 1 else "one of them a lower bound" if bounds == 1
+                     else f"{bounds} of them lower bounds")
+            spread += f" ({which}: the range reaches an end of the swept lrs)"
         out.append(f"{name}: widest tolerated lr range on {n} of {len(tasks)} task{'s' if len(tasks) != 1 else ''}; "
                    f"{spread}.")
+    if undecided:
+        out.append(f"Widest range not established on {_join(undecided)}: the top two widths are level, or the "
+                   f"runner-up's range reaches an end of the swept lrs.")
     return out
