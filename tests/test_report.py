@@ -384,3 +384,16 @@ def test_a_study_without_trials_is_a_user_error():
     optuna.create_study(storage=storage, study_name="bare")
     with pytest.raises(UserError, match="no completed trial"):
         load_trials(storage, "bare")
+
+
+def test_html_tables_keep_each_e_notation_number_on_one_line():
+    """A browser breaks "3.16e-3" after its hyphen in a narrow column, which reads as two values."""
+    import pandas as pd
+
+    from sensitivity.report.render import table_html
+
+    html = table_html(pd.DataFrame({"optimizer": ["AdamRAG"], "best lr": ["3.16e-3"], "range": ["1e-5 .. 1e+1"],
+                                    "task": ["char-lm"]}))
+    assert '<span class="num">3.16e-3</span>' in html
+    assert '<span class="num">1e-5</span> .. <span class="num">1e+1</span>' in html
+    assert "char-lm" in html and html.startswith('<div class="scroll">')

@@ -261,7 +261,7 @@ def _html(readable, findings, settings, headings, pngs, table) -> str:
         f'<p class="note">Studies: {esc(studies)}</p>',
         "<h2>Tolerance metrics per task and optimizer</h2>",
         f'<p class="note">{esc(settings)}</p>',
-        '<div class="scroll">' + readable.to_html(index=False, escape=True, border=0, classes="compare") + "</div>",
+        Rd.table_html(readable, classes="compare"),
     ]
     for key, heading in headings.items():
         body += [f"<h2>{esc(heading)}</h2>", f'<img alt="{esc(heading)}" src="{Rd.png_uri(pngs[key])}">']

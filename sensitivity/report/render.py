@@ -22,6 +22,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -549,13 +550,24 @@ def render_markdown(data: TrialsData, summary: pd.DataFrame, *, findings: Sequen
     return "\n".join(lines)
 
 
+_EXPONENT = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?e[-+]\d+)(?![\w.])")
+
+
+def table_html(frame: pd.DataFrame, **kwargs: Any) -> str:
+    """``frame.to_html`` (escaped, no index, no border) in a horizontally scrolling box, with every
+    number in e-notation kept on one line: a browser breaks "3.16e-3" after its hyphen in a narrow
+    column, which reads as two values; the other cells still wrap at their spaces."""
+    inner = frame.to_html(index=False, escape=True, border=0, **kwargs)
+    return '<div class="scroll">' + _EXPONENT.sub(r'<span class="num">\1</span>', inner) + "</div>"
+
+
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.8em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.9em;margin:.6em 0}
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}th{background:#f2f2f2}
-td:first-child,th:first-child{text-align:left}
+td:first-child,th:first-child{text-align:left}.num{white-space:nowrap}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dl.facts dt{font-weight:600}
 dl.facts dd{margin:0}img{max-width:100%;height:auto;border:1px solid #eee}
 .note{color:#555;font-size:.92em}.findings{background:#f6f8fa;border-left:4px solid #4c72b0;padding:.6em 1em}
@@ -607,12 +619,12 @@ def render_html(data: TrialsData, summary: pd.DataFrame, pngs: dict[str, bytes],
         "</dl>",
         "<h2>Summary</h2>",
         f'<p class="note">{esc(_settings_line(data, summary))}</p>',
-        '<div class="scroll">' + summary_table(summary).to_html(index=False, escape=True, border=0) + "</div>",
+        table_html(summary_table(summary)),
     ]
     others = best_trial_metrics(data, summary.attrs["metric"])
     if not others.empty:
         body += ['<p class="note">Every recorded metric of each optimizer\'s best trial (final values):</p>',
-                 '<div class="scroll">' + others.to_html(index=False, escape=True, border=0) + "</div>"]
+                 table_html(others)]
     for spec in specs:
         if spec.key in pngs:
             body += [f"<h2>{esc(spec.heading)}</h2>", f'<img alt="{esc(spec.heading)}" src="{png_uri(pngs[spec.key])}">']
