@@ -148,7 +148,7 @@ def test_compare_findings_count_a_task_for_its_leader_only_when_the_lead_is_esta
                                     1.0, 0.5,      # t2: P measures wider, but Q's range reaches an end
                                     0.1, 0.1],     # t3: level
         "tolerance_censored": [False, False, False, True, True, True],
-    })
+    }, index=[0, 1, 0, 1, 0, 1])  # as concatenated per-study tables may come
     text = Fi.compare_findings(table)
     assert "P: widest tolerated lr range on 1 of 3 tasks; its width ranges from 0.10 to 2.00 decades over 3 tasks " \
            "(one of them a lower bound: the range reaches an end of the swept lrs)." in text

@@ -172,6 +172,7 @@ def compare_findings(table: pd.DataFrame) -> list[str]:
     out = []
     tasks = list(dict.fromkeys(table["task"]))
     out.append(f"{len(tasks)} studies compared: {', '.join(tasks)}.")
+    table = table.reset_index(drop=True)  # one label per row, whatever the caller's index
     censored = (table["tolerance_censored"].fillna(False).astype(bool) if "tolerance_censored" in table
                 else pd.Series(False, index=table.index))
     wins: dict[str, int] = {}
