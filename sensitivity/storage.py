@@ -48,6 +48,7 @@ import re
 import sqlite3
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Container
 from pathlib import Path
 from typing import Any
@@ -58,9 +59,6 @@ from optuna.trial import TrialState
 
 from sensitivity.errors import UserError
 from sensitivity.records import POINT_KEY
-
-OPTUNA_CHECKED = "5.0.0"
-"""The Optuna version whose private API the helpers below were checked against."""
 
 HEARTBEAT_INTERVAL_S = 20
 """Default: how often a running trial records that its worker is alive (seconds)."""
@@ -814,7 +812,7 @@ def open_storage(storage: str | os.PathLike, *, read_only: bool = False, create:
 
 
 # ---- Optuna's private API, in one place ----------------------------------------------------------
-# Each helper names what it relies on. All were checked against Optuna 5.0.0 (OPTUNA_CHECKED);
+# Each helper names what it relies on. All were checked against Optuna 5.0.0 and 5.1.0;
 # tests/test_storage.py exercises every one, so an upgrade that breaks one fails there first.
 
 
@@ -879,19 +877,37 @@ def stale_trial_ids(storage: optuna.storages.BaseStorage, study: optuna.Study) -
 # time, so a trial's bookkeeping grew with the study and cost dozens of commits. A ledger does each
 # step as one indexed look-up or one transaction. `open_ledger` picks:
 #
-# * `_SQLLedger` for an RDB storage under the Optuna version checked: SQLAlchemy Core statements on
+# * `_SQLLedger` for an RDB storage whose schema it was written for (`ledger_support`): SQLAlchemy Core statements on
 #   Optuna's own tables (their definitions are imported from Optuna, so column types, enums and
 #   dialects are Optuna's), one transaction to take a trial and one to finish it. Two indexes make
 #   the look-ups independent of the study's size (see `ensure_indexes`).
 # * `_JournalLedger` for a journal file: Optuna's in-memory replay, read incrementally (trials are
 #   numbered in the order the log holds them, so only trials newer than the last seen are read).
-# * `_APILedger` for anything else (or another Optuna version): Optuna's public API, one call per
+# * `_APILedger` for anything else (or another schema revision): Optuna's public API, one call per
 #   row, and scans of the study; correct everywhere, not flat.
 
-SQL_LEDGER_OPTUNA = ("5.0",)
-"""Optuna major.minor versions whose RDB schema and conventions `_SQLLedger` was checked against
-(5.0.0: tables of ``optuna/storages/_rdb/models.py``, alembic revision v3.2.0.a, trial datetimes
-stored as naive UTC, JSON attribute values written with ``json.dumps``)."""
+SQL_LEDGER_SCHEMAS = ("v3.2.0.a",)
+"""Revisions of Optuna's RDB schema (the ``alembic_version`` table's ``version_num``) that `_SQLLedger`
+was written for: the tables of ``optuna/storages/_rdb/models.py`` at revision v3.2.0.a (checked with
+Optuna 5.0.0 and 5.1.0), trial datetimes stored as naive UTC, JSON attribute values written with
+``json.dumps``. A database at another revision gets the public-API ledger, announced (`LedgerSupport`)."""
+
+_LEDGER_COLUMNS = {
+    "studies": ("study_id",),
+    "trials": ("trial_id", "number", "study_id", "state", "datetime_start", "datetime_complete"),
+    "trial_user_attributes": ("trial_id", "key", "value_json"),
+    "trial_system_attributes": ("trial_id", "key", "value_json"),
+    "trial_params": ("param_id", "trial_id", "param_name", "param_value", "distribution_json"),
+    "trial_values": ("trial_id", "objective", "value", "value_type"),
+    "trial_intermediate_values": ("trial_id", "step", "intermediate_value", "intermediate_value_type"),
+    "trial_heartbeats": ("trial_id", "heartbeat"),
+}
+"""The tables and columns `_SQLLedger` reads and writes; each must exist in Optuna's models as imported
+and in the database."""
+
+_LEDGER_MODEL_METHODS = (("TrialValueModel", "value_to_stored_repr"), ("TrialValueModel", "stored_repr_to_value"),
+                         ("TrialIntermediateValueModel", "intermediate_value_to_stored_repr"))
+"""Optuna's conversions of floats (inf, nan) to stored values that `_SQLLedger` calls."""
 
 _INDEXES = {
     # the queue: WAITING trials of a study in id order, and RUNNING ones for the stale check
@@ -904,16 +920,128 @@ _INDEXES = {
 """Indexes the ledger adds to Optuna's schema: read-only for Optuna (it never names them), created
 idempotently, on SQLite and PostgreSQL (other databases run the same queries without them)."""
 
+_INDEXED_DIALECTS = ("sqlite", "postgresql")
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerSupport:
+    """Which trial ledger a storage gets, and why (see :func:`ledger_support`).
+
+    Attributes:
+        kind: ``"sql"`` (indexed SQL on Optuna's tables), ``"journal"`` (incremental replay of a
+            journal file) or ``"api"`` (Optuna's public API: scans of the study per trial).
+        reason: why, in words (names the schema revision, dialect or storage class).
+        flat: True when a trial's bookkeeping does not grow with the study (``sql`` with its
+            indexes, or ``journal``).
+    """
+
+    kind: str
+    reason: str
+    flat: bool
+
+    def line(self) -> str:
+        """One line saying which ledger runs and why, e.g. for ``bench sweep``."""
+        return f"trial ledger: {self.kind} ({self.reason})"
+
+    def notice(self) -> str | None:
+        """The one line a sweep prints at its start when bookkeeping grows with the study, else None."""
+        if self.flat:
+            return None
+        what = "Optuna's public API" if self.kind == "api" else "SQL without its indexes"
+        return (f"trial ledger on {what}: {self.reason}; each trial's bookkeeping scans the study, so it grows "
+                f"with the study's size")
+
+
+_SUPPORT: "weakref.WeakKeyDictionary[Any, LedgerSupport]" = weakref.WeakKeyDictionary()
+"""`ledger_support`'s answer per storage object (RDBStorage, JournalStorage, ...), computed once."""
+
+
+def _sql_schema_problem(backend: optuna.storages.RDBStorage) -> str | None:
+    """Why `_SQLLedger` cannot run on ``backend``'s database, or None when it can: the schema
+    revision is one of :data:`SQL_LEDGER_SCHEMAS` and every table and column of
+    :data:`_LEDGER_COLUMNS` exists in Optuna's models (as imported) and in the database. Only reads."""
+    try:
+        from optuna.storages._rdb import models  # private in Optuna 5.0.0/5.1.0: Optuna's table definitions
+    except ImportError as err:
+        return f"this Optuna {optuna.__version__} has no RDB models module ({err})"
+    tables = models.BaseModel.metadata.tables
+    for table, columns in _LEDGER_COLUMNS.items():
+        missing = [c for c in columns if table not in tables or c not in tables[table].c]
+        if missing:
+            return f"this Optuna {optuna.__version__}'s table {table} lacks {', '.join(missing)}"
+    for model, method in _LEDGER_MODEL_METHODS:
+        if not hasattr(getattr(models, model, None), method):
+            return f"this Optuna {optuna.__version__} lacks {model}.{method}"
+    try:
+        revision = backend.get_current_version()
+    except Exception as err:  # noqa: BLE001 - an unreadable alembic_version table
+        return f"the database's schema revision cannot be read ({type(err).__name__})"
+    if revision not in SQL_LEDGER_SCHEMAS:
+        return (f"the database's Optuna schema revision {revision} is not one the indexed ledger was written for "
+                f"({', '.join(SQL_LEDGER_SCHEMAS)})")
+    from sqlalchemy import inspect
+
+    inspector = inspect(backend.engine)
+    for table, columns in _LEDGER_COLUMNS.items():
+        try:
+            found = {c["name"] for c in inspector.get_columns(table)}
+        except Exception:  # noqa: BLE001 - no such table
+            found = set()
+        missing = [c for c in columns if c not in found]
+        if missing:
+            return f"the database's table {table} lacks {', '.join(missing)}"
+    return None
+
+
+def ledger_support(storage: optuna.storages.BaseStorage) -> LedgerSupport:
+    """Which trial ledger :func:`open_ledger` gives ``storage`` (or a study's storage), and why.
+
+    Decided by what the ledger depends on, not by Optuna's version string: an RDB storage gets
+    the SQL ledger when its schema revision and columns are the ones it was written for
+    (:func:`_sql_schema_problem`), indexed where the dialect and permissions allow
+    (:data:`_INDEXES`). Checked once per storage object (cached); nothing is written.
+    """
+    backend = _backend_of(storage)
+    try:
+        return _SUPPORT[backend]
+    except (KeyError, TypeError):
+        pass
+    if isinstance(backend, optuna.storages.JournalStorage):
+        support = LedgerSupport("journal", "a journal file: Optuna's replay of the log, read incrementally", True)
+    elif not isinstance(backend, optuna.storages.RDBStorage):
+        support = LedgerSupport("api", f"a {type(backend).__name__}, neither an RDB database nor a journal file", False)
+    elif (problem := _sql_schema_problem(backend)) is not None:
+        support = LedgerSupport("api", problem, False)
+    else:
+        dialect = backend.engine.dialect.name
+        have = ledger_indexes(backend)
+        if have == set(_INDEXES):
+            support = LedgerSupport("sql", f"Optuna schema {backend.get_current_version()} on {dialect}, indexed", True)
+        elif dialect not in _INDEXED_DIALECTS:
+            support = LedgerSupport("sql", f"the ledger's indexes are not made on {dialect}", False)
+        else:
+            support = LedgerSupport("sql", f"the database lacks the ledger's indexes "
+                                           f"({', '.join(sorted(set(_INDEXES) - have))}; no permission to create them?)",
+                                    False)
+    try:
+        _SUPPORT[backend] = support
+    except TypeError:  # an object without weak references: checked again next time
+        pass
+    return support
+
+
+def _backend_of(storage: Any) -> Any:
+    """The storage a study's storage wraps: Optuna puts ``_CachedStorage`` around an RDBStorage
+    (``_CachedStorage._backend``, private in Optuna 5.0.0/5.1.0); other storages are their own."""
+    if isinstance(storage, (optuna.storages.RDBStorage, optuna.storages.JournalStorage)):
+        return storage
+    return getattr(storage, "_backend", storage)
+
 
 def _sql_ledger_supported(storage: Any) -> Any | None:
-    """The RDBStorage behind ``storage`` when `_SQLLedger` may write to it, else None.
-    (``_CachedStorage._backend``, Optuna 5.0.0, is the RDBStorage a study's storage wraps.)"""
-    backend = getattr(storage, "_backend", storage)
-    if not isinstance(backend, optuna.storages.RDBStorage):
-        return None
-    if ".".join(optuna.__version__.split(".")[:2]) not in SQL_LEDGER_OPTUNA:
-        return None
-    return backend
+    """The RDBStorage behind ``storage`` when `_SQLLedger` may write to it, else None."""
+    backend = _backend_of(storage)
+    return backend if ledger_support(backend).kind == "sql" else None
 
 
 def ensure_indexes(storage: optuna.storages.BaseStorage) -> None:
@@ -925,9 +1053,11 @@ def ensure_indexes(storage: optuna.storages.BaseStorage) -> None:
     to (no permission, another dialect) works as before, with scans.
     """
     backend = _sql_ledger_supported(storage)
-    if backend is None or backend.engine.dialect.name not in ("sqlite", "postgresql"):
+    if backend is None or backend.engine.dialect.name not in _INDEXED_DIALECTS:
         return
     from sqlalchemy import exc, text
+
+    _SUPPORT.pop(backend, None)  # asked again once the indexes are made
 
     for name, ddl in _INDEXES.items():
         try:
@@ -941,6 +1071,7 @@ def ensure_indexes(storage: optuna.storages.BaseStorage) -> None:
                     conn.execute(text(ddl))
         except exc.SQLAlchemyError:  # a creator racing this one on PostgreSQL, or no CREATE permission
             pass
+    _SUPPORT.pop(backend, None)
 
 
 def ledger_indexes(storage: optuna.storages.BaseStorage) -> set[str]:
@@ -1011,10 +1142,25 @@ class TrialLedger:
     storage has transactions.
     """
 
+    KIND = "api"
+    """What :attr:`kind` says for this class: ``sql``, ``journal`` or ``api``."""
+
     def __init__(self, study: optuna.Study) -> None:
         self.study = study
         self.storage = storage_of(study)
         self.study_id = study_id_of(study)
+        support = ledger_support(self.storage)
+        self.support = support if support.kind == self.KIND else LedgerSupport(self.KIND, "chosen by the caller", False)
+
+    @property
+    def kind(self) -> str:
+        """Which ledger this is: ``"sql"``, ``"journal"`` or ``"api"`` (see :class:`LedgerSupport`)."""
+        return self.support.kind
+
+    @property
+    def reason(self) -> str:
+        """Why this ledger runs on this storage, in words."""
+        return self.support.reason
 
     def waiting(self, keys: Container[str], limit: int = 4) -> list[tuple[int, str]]:
         """Up to ``limit`` WAITING trials whose point key is in ``keys``, oldest first, as (trial id, key)."""
@@ -1167,6 +1313,8 @@ class _JournalLedger(_APILedger):
     (``get_trial``). No trial becomes WAITING again, so trials found taken leave the index for good.
     """
 
+    KIND = "journal"
+
     def __init__(self, study: optuna.Study) -> None:
         super().__init__(study)
         self._next_id = 0
@@ -1232,6 +1380,7 @@ class _SQLLedger(TrialLedger):
     """
 
     _BATCH = 500
+    KIND = "sql"
 
     def __init__(self, study: optuna.Study, backend: Any) -> None:
         super().__init__(study)
@@ -1477,11 +1626,16 @@ def release_storage(study: optuna.Study | optuna.storages.BaseStorage) -> None:
 
 
 def open_ledger(study: optuna.Study) -> TrialLedger:
-    """The :class:`TrialLedger` for ``study``'s storage (see the notes above `SQL_LEDGER_OPTUNA`)."""
+    """The :class:`TrialLedger` for ``study``'s storage, chosen by :func:`ledger_support` (its
+    ``kind`` and ``reason`` are the ledger's ``kind`` and ``reason``)."""
     storage = storage_of(study)
-    backend = _sql_ledger_supported(storage)
-    if backend is not None:
-        return (_ReconnectingSQLLedger if isinstance(backend, ReconnectingRDBStorage) else _SQLLedger)(study, backend)
-    if isinstance(storage, optuna.storages.JournalStorage):
-        return _JournalLedger(study)
-    return _APILedger(study)
+    support = ledger_support(storage)
+    if support.kind == "sql":
+        backend = _backend_of(storage)
+        ledger: TrialLedger = (_ReconnectingSQLLedger if isinstance(backend, ReconnectingRDBStorage) else _SQLLedger)(
+            study, backend)
+    elif support.kind == "journal":
+        ledger = _JournalLedger(study)
+    else:
+        ledger = _APILedger(study)
+    return ledger
