@@ -40,9 +40,8 @@ from optuna.trial import TrialState
 
 from sensitivity.catalog import OPTIMIZERS
 from sensitivity.records import DUPLICATE_OF, ERROR, POINT_KEY, WORKER, param_distributions
-from sensitivity.storage import (
-    PointTrial, TakenTrial, TrialLedger, TrialRow, heartbeat_interval, open_ledger, stale_trial_ids, storage_of,
-)
+from sensitivity.storage import heartbeat_interval, stale_trial_ids, storage_of
+from sensitivity.study.ledger import PointTrial, TakenTrial, TrialLedger, TrialRow, open_ledger
 from sensitivity.study.space import Point, point_key
 
 LIVE_STATES = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)

@@ -30,9 +30,9 @@ from sensitivity.catalog import OPTIMIZERS
 from sensitivity.errors import UserError
 from sensitivity.records import TrialResult, param_distributions
 from sensitivity.storage import (
-    NOTICES, PointTrial, heartbeat_settings, ledger_support, mask_storage, open_ledger, open_storage, release_storage,
-    storage_of,
+    NOTICES, heartbeat_settings, ledger_support, mask_storage, open_storage, release_storage, storage_of,
 )
+from sensitivity.study.ledger import PointTrial, open_ledger
 from sensitivity.study.parallel import LocalWorkers, WorkersOutcome, run_local_workers
 from sensitivity.study.queue import LIVE_STATES, PlanProgress, PointQueue, enqueue_missing
 from sensitivity.study.space import Point, plan_points, point_key

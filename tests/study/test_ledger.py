@@ -18,12 +18,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sensitivity import storage as storage_module
+from sensitivity.storage import _optuna, ledger_schema
 from sensitivity.catalog import OPTIMIZERS
 from sensitivity.records import DUPLICATE_OF, POINT_KEY, WORKER, param_distributions
-from sensitivity.storage import (
-    TakenTrial, TrialRow, _INDEXES, ledger_indexes, live_trial, open_ledger, open_storage, storage_of, trial_id_of,
-)
+from sensitivity.storage import NOTICES, ledger_indexes, ledger_support, live_trial, open_storage, storage_of, trial_id_of
+from sensitivity.storage.ledger_schema import _INDEXES
+from sensitivity.study.ledger import TakenTrial, TrialRow, open_ledger
 from sensitivity.study.queue import PointQueue, duplicate_holder, enqueue_missing
 from sensitivity.study.space import point_key
 
@@ -225,7 +225,7 @@ def test_taking_and_finishing_a_trial_search_indexes_and_never_scan_the_study(tm
 
 
 def test_on_a_schema_revision_it_was_not_written_for_the_public_api_ledger_runs_the_queue(tmp_path, monkeypatch):
-    monkeypatch.setattr(storage_module, "SQL_LEDGER_SCHEMAS", ("v0.0.0.x",))
+    monkeypatch.setattr(_optuna, "SQL_LEDGER_SCHEMAS", ("v0.0.0.x",))
     study = optuna.create_study(study_name="api", storage=open_storage(f"sqlite:///{tmp_path}/api.db"))
     assert type(open_ledger(study)).__name__ == "_APILedger" and open_ledger(study).kind == "api"
     plan = POINTS[:2]
@@ -269,7 +269,7 @@ def test_an_unknown_schema_revision_gets_the_api_ledger_announced_in_one_line_an
     _stamp(path, "v9.9.9.z")  # as a future Optuna whose schema the ledger was not written for would stamp it
     before = database_digest(path)
     storage = optuna.storages.RDBStorage(f"sqlite:///{path}", skip_compatibility_check=True, skip_table_creation=True)
-    support = storage_module.ledger_support(storage)
+    support = ledger_support(storage)
     assert (support.kind, support.flat) == ("api", False)
     assert "v9.9.9.z" in support.reason and "v3.2.0.a" in support.reason
     notice = support.notice()
@@ -285,18 +285,18 @@ def test_the_check_runs_once_per_storage(tmp_path, monkeypatch):
     storage = open_storage(f"sqlite:///{tmp_path}/once.db")
     study = optuna.create_study(study_name="s", storage=storage)
     calls = []
-    real = storage_module._sql_schema_problem
-    monkeypatch.setattr(storage_module, "_sql_schema_problem", lambda b: calls.append(b) or real(b))
-    storage_module._SUPPORT.clear()
+    real = ledger_schema.sql_schema_problem
+    monkeypatch.setattr(ledger_schema, "sql_schema_problem", lambda b: calls.append(b) or real(b))
+    ledger_schema._SUPPORT.clear()
     kinds = {open_ledger(study).kind for _ in range(5)}
     assert kinds == {"sql"} and len(calls) == 1
 
 
 def test_a_column_the_ledger_writes_missing_from_optunas_models_gets_the_api_ledger(tmp_path, monkeypatch):
     storage = open_storage(f"sqlite:///{tmp_path}/col.db")
-    monkeypatch.setitem(storage_module._LEDGER_COLUMNS, "trials", ("trial_id", "queue_position"))
-    storage_module._SUPPORT.clear()
-    support = storage_module.ledger_support(storage)
+    monkeypatch.setitem(_optuna._LEDGER_COLUMNS, "trials", ("trial_id", "queue_position"))
+    ledger_schema._SUPPORT.clear()
+    support = ledger_support(storage)
     assert support.kind == "api" and "queue_position" in support.reason
 
 
@@ -304,7 +304,7 @@ def test_a_database_without_the_ledgers_indexes_is_announced(tmp_path):
     path = tmp_path / "noix.db"
     optuna.create_study(study_name="s", storage=f"sqlite:///{path}")  # Optuna alone: no ledger indexes
     storage = open_storage(f"sqlite:///{path}", read_only=True)  # a reader adds none
-    support = storage_module.ledger_support(storage)
+    support = ledger_support(storage)
     assert (support.kind, support.flat) == ("sql", False)
     assert "ix_adamrag_sens_point_key" in support.reason and "grows with the study" in support.notice()
 
@@ -322,15 +322,15 @@ def test_the_sweep_announces_the_slow_ledger_once_at_its_start(tmp_path, monkeyp
             lines.append(record.getMessage())
 
     handler = Keep()
-    logging.getLogger(storage_module.NOTICES).addHandler(handler)
+    logging.getLogger(NOTICES).addHandler(handler)
     try:
         spec = StudySpec(optimizers=("adam",), lr=(1e-3, 1e-2), beta1=(0.9,), epochs=1,
                          storage=f"sqlite:///{tmp_path}/fast.db", study_name="s")
         prepare_sweep(spec)
         assert not [x for x in lines if "ledger" in x]  # the indexed ledger: nothing to say
-        monkeypatch.setattr(storage_module, "SQL_LEDGER_SCHEMAS", ("v0.0.0.x",))
+        monkeypatch.setattr(_optuna, "SQL_LEDGER_SCHEMAS", ("v0.0.0.x",))
         prepare_sweep(StudySpec(**{**spec.__dict__, "storage": f"sqlite:///{tmp_path}/slow.db"}))
     finally:
-        logging.getLogger(storage_module.NOTICES).removeHandler(handler)
+        logging.getLogger(NOTICES).removeHandler(handler)
     said = [x for x in lines if "ledger" in x]
     assert len(said) == 1 and "v3.2.0.a" in said[0] and "grows with the study" in said[0], said
