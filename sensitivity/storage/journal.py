@@ -22,6 +22,11 @@ def is_journal_path(storage: str) -> bool:
 
 
 def check_journal_file(path: Path) -> None:
+    """Refuse a path that is a folder or a file that is not an Optuna journal (nothing is written).
+
+    Raises:
+        UserError: a folder, an unreadable file, or a first line that is not an Optuna journal record.
+    """
     if path.is_dir():
         raise UserError(f"storage path {path} is a folder; give a journal file, e.g. --storage {path}/studies.log")
     if not path.exists() or path.stat().st_size == 0:

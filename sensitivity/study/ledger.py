@@ -136,6 +136,32 @@ class TrialLedger:
         """
         raise NotImplementedError
 
+    def take_up_to(self, k: int, waiting: list[tuple[int, str]], decide: Decide, *, distributions: dict[str, Any],
+                   user_attrs: dict[str, Any], heartbeat: bool, duplicate_attr: str) -> tuple[list[TakenTrial], list[int]]:
+        """Take up to ``k`` of the queued trials ``waiting`` ((trial id, point key), oldest first,
+        as :meth:`waiting` lists them, e.g. for the keys of one optimizer), each as :meth:`take` does.
+
+        On an SQL storage all of them are taken in one transaction (a population of ``k`` trials is
+        taken whole or, when the transaction fails, not at all); elsewhere one by one.
+
+        Returns:
+            (the trials taken, at most ``k``, in the order of ``waiting``; the numbers of the
+            holders of the trials found to be duplicates and finished as PRUNED). Trials another
+            worker took first are in neither.
+        """
+        taken: list[TakenTrial] = []
+        holders: list[int] = []
+        for trial_id, key in waiting:
+            if len(taken) >= k:
+                break
+            got = self.take(trial_id, key, decide, distributions=distributions, user_attrs=user_attrs,
+                            heartbeat=heartbeat, duplicate_attr=duplicate_attr)
+            if isinstance(got, TakenTrial):
+                taken.append(got)
+            elif got is not None:
+                holders.append(got)
+        return taken, holders
+
     def report(self, trial_id: int, values: dict[int, float]) -> None:
         """Record intermediate values (step -> value) of a RUNNING trial, in one transaction.
 
@@ -466,34 +492,52 @@ class _SQLLedger(TrialLedger):
         conn.execute(self._i_intermediate, rows)
 
     def take(self, trial_id, key, decide, *, distributions, user_attrs, heartbeat, duplicate_attr):
+        with self.engine.begin() as conn:
+            return self._take_in(conn, trial_id, key, decide, distributions, user_attrs, heartbeat, duplicate_attr)
+
+    def take_up_to(self, k, waiting, decide, *, distributions, user_attrs, heartbeat, duplicate_attr):
+        taken: list[TakenTrial] = []
+        holders: list[int] = []
+        with self.engine.begin() as conn:  # one transaction: the population is taken whole or not at all
+            for trial_id, key in waiting:
+                if len(taken) >= k:
+                    break
+                got = self._take_in(conn, trial_id, key, decide, distributions, user_attrs, heartbeat, duplicate_attr)
+                if isinstance(got, TakenTrial):
+                    taken.append(got)
+                elif got is not None:
+                    holders.append(got)
+        return taken, holders
+
+    def _take_in(self, conn, trial_id, key, decide, distributions, user_attrs, heartbeat, duplicate_attr):
+        """:meth:`take`'s writes on the open transaction ``conn``."""
         from optuna.distributions import distribution_to_json
 
-        with self.engine.begin() as conn:
-            now = _utcnow_naive()
-            if conn.execute(self._u_take, {"tid": trial_id, "now": now}).rowcount != 1:
-                return None  # another worker took it first
-            rows = self._trials_of_point(conn, key)
-            mine = next(r for r in rows if r.trial_id == trial_id)
-            holder = decide(mine, [r for r in rows if r.trial_id != trial_id])
-            if holder is not None:
-                self._set_attrs(conn, trial_id, {duplicate_attr: holder})
-                conn.execute(self._u_pruned, {"tid": trial_id, "now": now})
-                return holder
-            if heartbeat:
-                conn.execute(self._d_heartbeat, {"tid": trial_id})
-                conn.execute(self._i_heartbeat, {"tid": trial_id})
-            fixed_json = conn.execute(self._q_fixed, {"tid": trial_id}).scalar()
-            fixed = json.loads(fixed_json) if fixed_json else {}
-            params = {name: fixed[name] for name in distributions if name in fixed}
-            if params:
-                conn.execute(self._i_params, [
-                    {"trial_id": trial_id, "param_name": name,
-                     "param_value": distributions[name].to_internal_repr(value),
-                     "distribution_json": distribution_to_json(distributions[name])}
-                    for name, value in params.items()
-                ])
-            self._set_attrs(conn, trial_id, user_attrs)
-            return TakenTrial(trial_id, mine.number, params)
+        now = _utcnow_naive()
+        if conn.execute(self._u_take, {"tid": trial_id, "now": now}).rowcount != 1:
+            return None  # another worker took it first
+        rows = self._trials_of_point(conn, key)
+        mine = next(r for r in rows if r.trial_id == trial_id)
+        holder = decide(mine, [r for r in rows if r.trial_id != trial_id])
+        if holder is not None:
+            self._set_attrs(conn, trial_id, {duplicate_attr: holder})
+            conn.execute(self._u_pruned, {"tid": trial_id, "now": now})
+            return holder
+        if heartbeat:
+            conn.execute(self._d_heartbeat, {"tid": trial_id})
+            conn.execute(self._i_heartbeat, {"tid": trial_id})
+        fixed_json = conn.execute(self._q_fixed, {"tid": trial_id}).scalar()
+        fixed = json.loads(fixed_json) if fixed_json else {}
+        params = {name: fixed[name] for name in distributions if name in fixed}
+        if params:
+            conn.execute(self._i_params, [
+                {"trial_id": trial_id, "param_name": name,
+                 "param_value": distributions[name].to_internal_repr(value),
+                 "distribution_json": distribution_to_json(distributions[name])}
+                for name, value in params.items()
+            ])
+        self._set_attrs(conn, trial_id, user_attrs)
+        return TakenTrial(trial_id, mine.number, params)
 
     def report(self, trial_id: int, values: dict[int, float]) -> None:
         from optuna.exceptions import UpdateFinishedTrialError
@@ -561,7 +605,8 @@ class _ReconnectingSQLLedger(_SQLLedger):
         """Nothing to reset: each step checks a connection out of the pool, which drops dead ones."""
 
 
-for _name in ("waiting", "state_of", "point_trials", "first_distributions", "take", "report", "finish", "enqueue"):
+for _name in ("waiting", "state_of", "point_trials", "first_distributions", "take", "take_up_to", "report", "finish",
+              "enqueue"):
     setattr(_ReconnectingSQLLedger, _name, reconnecting(getattr(_SQLLedger, _name)))
 
 

@@ -334,3 +334,53 @@ def test_the_sweep_announces_the_slow_ledger_once_at_its_start(tmp_path, monkeyp
         logging.getLogger(NOTICES).removeHandler(handler)
     said = [x for x in lines if "ledger" in x]
     assert len(said) == 1 and "v3.2.0.a" in said[0] and "grows with the study" in said[0], said
+
+
+# ---- a population: up to K queued trials of one optimizer at once --------------------------------
+
+
+def test_taking_up_to_k_trials_of_one_optimizer_takes_them_in_queue_order_and_prunes_duplicates(url):
+    study, _ = _studies(url)
+    ledger = open_ledger(study)
+    adam = [{"optimizer": "adam", "lr": lr, "beta1": 0.9, "beta2": 0.999, "seed": 0} for lr in (1e-4, 1e-3, 1e-2, 1e-1)]
+    nag = POINTS[2]
+    queued = [adam[0], adam[0], nag, adam[1], adam[2], adam[3]]  # a duplicate of adam[0], another optimizer between
+    ledger.enqueue([(p, {POINT_KEY: point_key(p)}) for p in queued])
+    keys = {point_key(p) for p in adam}
+    waiting = ledger.waiting(keys, limit=10)
+    assert [key for _, key in waiting] == [point_key(p) for p in (adam[0], adam[0], adam[1], adam[2], adam[3])]
+    taken, holders = ledger.take_up_to(3, waiting, duplicate_holder, distributions=DISTS,
+                                       user_attrs={WORKER: "pop:1"}, heartbeat=False, duplicate_attr=DUPLICATE_OF)
+    assert [t.params for t in taken] == [adam[0], adam[1], adam[2]]
+    assert holders == [0]  # the second copy of adam[0] is held by trial #0
+    by_number = {t.number: t for t in optuna.load_study(study_name=study.study_name, storage=storage_of(study)).get_trials()}
+    assert [by_number[n].state for n in range(6)] == [TrialState.RUNNING, TrialState.PRUNED, TrialState.WAITING,
+                                                     TrialState.RUNNING, TrialState.RUNNING, TrialState.WAITING]
+    assert by_number[1].user_attrs[DUPLICATE_OF] == 0
+    assert [by_number[t.number].params for t in taken] == [adam[0], adam[1], adam[2]]
+    assert all(by_number[t.number].user_attrs[WORKER] == "pop:1" for t in taken)
+    # a second population finds only what is left; trials taken already are not taken again
+    rest, _ = open_ledger(study).take_up_to(3, waiting, duplicate_holder, distributions=DISTS, user_attrs={},
+                                            heartbeat=False, duplicate_attr=DUPLICATE_OF)
+    assert [t.params for t in rest] == [adam[3]]
+
+
+def test_on_sql_a_population_is_taken_whole_or_not_at_all(tmp_path):
+    study = optuna.create_study(study_name="s", storage=open_storage(f"sqlite:///{tmp_path}/pop.db"))
+    ledger = open_ledger(study)
+    plan = POINTS[:3]
+    ledger.enqueue([(p, {POINT_KEY: point_key(p)}) for p in plan])
+    seen = []
+
+    def fails_at_the_third(mine, others):
+        seen.append(mine.number)
+        if len(seen) == 3:
+            raise RuntimeError("the worker died while taking its population")
+        return None
+
+    with pytest.raises(RuntimeError):
+        ledger.take_up_to(3, ledger.waiting({point_key(p) for p in plan}), fails_at_the_third, distributions=DISTS,
+                          user_attrs={}, heartbeat=True, duplicate_attr=DUPLICATE_OF)
+    trials = study.get_trials()
+    assert seen == [0, 1, 2] and [t.state for t in trials] == [TrialState.WAITING] * 3
+    assert all(t.params == {} and t.user_attrs == {POINT_KEY: point_key(p)} for t, p in zip(trials, plan))
