@@ -62,11 +62,11 @@ _SUPPORT: "weakref.WeakKeyDictionary[Any, LedgerSupport]" = weakref.WeakKeyDicti
 
 
 def ledger_support(storage: optuna.storages.BaseStorage) -> LedgerSupport:
-    """Which trial ledger :func:`open_ledger` gives ``storage`` (or a study's storage), and why.
+    """Which trial ledger :func:`sensitivity.study.ledger.open_ledger` gives ``storage`` (or a study's storage), and why.
 
     Decided by what the ledger depends on, not by Optuna's version string: an RDB storage gets
     the SQL ledger when its schema revision and columns are the ones it was written for
-    (:func:`_sql_schema_problem`), indexed where the dialect and permissions allow
+    (:func:`sensitivity.storage._optuna.sql_schema_problem`), indexed where the dialect and permissions allow
     (:data:`_INDEXES`). Checked once per storage object (cached); nothing is written.
     """
     backend = backend_of(storage)

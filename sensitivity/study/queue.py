@@ -3,7 +3,7 @@
 A study's plan (see :mod:`sensitivity.study.space`) is held in storage as Optuna's own queue of
 WAITING trials (what ``Study.enqueue_trial`` writes), each carrying its point's canonical key as the
 user attribute ``point_key``. Storage is read and written through a
-:class:`~sensitivity.storage.TrialLedger`: on SQLite, PostgreSQL and MySQL one indexed look-up finds
+:class:`~sensitivity.study.ledger.TrialLedger`: on SQLite, PostgreSQL and MySQL one indexed look-up finds
 the next queued trial, one transaction takes it (duplicate check, params, worker and first
 heartbeat included) and one transaction records its result, so a trial's bookkeeping costs the same
 at trial 10 and at trial 10,000; a journal file gets the same from an incremental index of Optuna's
