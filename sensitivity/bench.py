@@ -335,6 +335,8 @@ class SweepBench:
     sweep_args: list[str]
     points: int
     runs: list[SweepRun]
+    ledger: str = ""
+    """Which trial ledger the sweep's storage got, and why (:meth:`sensitivity.storage.LedgerSupport.line`)."""
 
     def median(self, name: str) -> float:
         """Median over the rounds of a :class:`SweepRun` field or property."""
@@ -484,6 +486,7 @@ def bench_sweep(task: str = "digits-mlp", points: int | None = None, device: str
     config = spec.task_config()
     env = dict(os.environ)
     runs: list[SweepRun] = []
+    ledger = ""
     with tempfile.TemporaryDirectory(prefix="adamrag-sens-bench-") as folder:
         job = os.path.join(folder, "bare.json")
         with open(job, "w") as fh:
@@ -495,6 +498,8 @@ def bench_sweep(task: str = "digits-mlp", points: int | None = None, device: str
             sweep_env = {**env, STORAGE_ENV: url}  # the sweep's --storage, kept off the command line (a URL may hold a password)
             epoch_start, sweep_s, sweep_cpu = _run_child(cmd, os.path.join(folder, f"sweep-{r}.txt"), sweep_env)
             stored = _stored_timings(url, name, epoch_start, int(config.get("batch_size", 1)))
+            if not ledger:
+                ledger = _ledger_line(url)
             stored["tail_s"] = epoch_start + sweep_s - stored.pop("last_end")
             bare_s = bare_cpu = training = math.nan
             if bare:
@@ -511,7 +516,19 @@ def bench_sweep(task: str = "digits-mlp", points: int | None = None, device: str
     where = storage if "://" not in storage else storage.split("://", 1)[0]
     desc = (f"{spec.task}, {len(plan)} points ({spec.sampler}), {config['epochs']} epochs, {device}, {where}, "
             f"{repeat} round(s) alternating sweep and bare loop")
-    return SweepBench(description=desc, sweep_args=args + list(extra_sweep_args), points=len(plan), runs=runs)
+    return SweepBench(description=desc, sweep_args=args + list(extra_sweep_args), points=len(plan), runs=runs,
+                      ledger=ledger)
+
+
+def _ledger_line(url: str) -> str:
+    """Which trial ledger the benchmarked sweep's storage ``url`` got (checked after the sweep ran)."""
+    from sensitivity.storage import ledger_support, open_storage, release_storage
+
+    storage = open_storage(url, read_only=True)
+    try:
+        return ledger_support(storage).line()
+    finally:
+        release_storage(storage)
 
 
 @dataclasses.dataclass
@@ -640,6 +657,7 @@ def sweep_summary(result: SweepBench) -> list[str]:
         f"{med('tail_s'):.2f} s after its last",
         f"bookkeeping per trial (between consecutive trial starts, not training): {start:.2f} ms over the first {k} "
         f"trials, {end:.2f} ms over the last {k} (of {result.points})",
+        *([result.ledger] if result.ledger else []),
     ]
 
 

@@ -3,7 +3,7 @@
 A study's plan (see :mod:`sensitivity.study.space`) is held in storage as Optuna's own queue of
 WAITING trials (what ``Study.enqueue_trial`` writes), each carrying its point's canonical key as the
 user attribute ``point_key``. Storage is read and written through a
-:class:`~sensitivity.storage.TrialLedger`: on SQLite, PostgreSQL and MySQL one indexed look-up finds
+:class:`~sensitivity.study.ledger.TrialLedger`: on SQLite, PostgreSQL and MySQL one indexed look-up finds
 the next queued trial, one transaction takes it (duplicate check, params, worker and first
 heartbeat included) and one transaction records its result, so a trial's bookkeeping costs the same
 at trial 10 and at trial 10,000; a journal file gets the same from an incremental index of Optuna's
@@ -40,9 +40,8 @@ from optuna.trial import TrialState
 
 from sensitivity.catalog import OPTIMIZERS
 from sensitivity.records import DUPLICATE_OF, ERROR, POINT_KEY, WORKER, param_distributions
-from sensitivity.storage import (
-    PointTrial, TakenTrial, TrialLedger, TrialRow, heartbeat_interval, open_ledger, stale_trial_ids, storage_of,
-)
+from sensitivity.storage import heartbeat_interval, stale_trial_ids, storage_of
+from sensitivity.study.ledger import PointTrial, TakenTrial, TrialLedger, TrialRow, open_ledger
 from sensitivity.study.space import Point, point_key
 
 LIVE_STATES = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)

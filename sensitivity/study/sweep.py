@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 from typing import Any, Protocol
@@ -29,8 +30,9 @@ from sensitivity.catalog import OPTIMIZERS
 from sensitivity.errors import UserError
 from sensitivity.records import TrialResult, param_distributions
 from sensitivity.storage import (
-    PointTrial, heartbeat_settings, mask_storage, open_ledger, open_storage, release_storage, storage_of,
+    NOTICES, heartbeat_settings, ledger_support, mask_storage, open_storage, release_storage, storage_of,
 )
+from sensitivity.study.ledger import PointTrial, open_ledger
 from sensitivity.study.parallel import LocalWorkers, WorkersOutcome, run_local_workers
 from sensitivity.study.queue import LIVE_STATES, PlanProgress, PointQueue, enqueue_missing
 from sensitivity.study.space import Point, plan_points, point_key
@@ -443,6 +445,9 @@ def prepare_sweep(spec: StudySpec) -> tuple[optuna.Study, list[Point], int, int]
     except BaseException:
         release_storage(storage)  # a refused sweep leaves no connection (nor SQLite log) behind
         raise
+    notice = ledger_support(storage).notice()
+    if notice is not None:  # one line at start: bookkeeping will grow with the study
+        logging.getLogger(NOTICES).warning(notice)
     if records.OPTIMIZER_CHOICES not in study.user_attrs:  # a study made before the choices were recorded
         study.set_user_attr(records.OPTIMIZER_CHOICES, list(dists["optimizer"].choices))
     study.set_user_attr(records.SAMPLER, spec.sampler)

@@ -28,7 +28,8 @@ from optuna.trial import TrialState
 
 from sensitivity import records
 from sensitivity.records import TrialResult
-from sensitivity.storage import TakenTrial, TrialLedger, heartbeat_interval, scrub_secrets
+from sensitivity.storage import heartbeat_interval, scrub_secrets
+from sensitivity.study.ledger import TakenTrial, TrialLedger
 from sensitivity.study.spec import StudySpec
 from sensitivity.tasks import get_task
 from sensitivity.train import pause_pending_for_test, resolve_device, train_trial

@@ -18,7 +18,7 @@ from sensitivity.records import POINT_KEY
 from sensitivity.study.space import plan_points, point_key
 from sensitivity.study.spec import StudySpec
 from sensitivity.storage import open_storage
-from tests.test_study_queue import _plan, pop_in_four_processes
+from tests.study.test_study_queue import _plan, pop_in_four_processes
 
 URL = os.environ.get("ADAMRAG_SENS_TEST_POSTGRES_URL")
 pytestmark = [

@@ -18,12 +18,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sensitivity import storage as storage_module
+from sensitivity.storage import _optuna, ledger_schema
 from sensitivity.catalog import OPTIMIZERS
 from sensitivity.records import DUPLICATE_OF, POINT_KEY, WORKER, param_distributions
-from sensitivity.storage import (
-    TakenTrial, TrialRow, _INDEXES, ledger_indexes, live_trial, open_ledger, open_storage, storage_of, trial_id_of,
-)
+from sensitivity.storage import NOTICES, ledger_indexes, ledger_support, live_trial, open_storage, storage_of, trial_id_of
+from sensitivity.storage.ledger_schema import _INDEXES
+from sensitivity.study.ledger import TakenTrial, TrialRow, open_ledger
 from sensitivity.study.queue import PointQueue, duplicate_holder, enqueue_missing
 from sensitivity.study.space import point_key
 
@@ -224,10 +224,10 @@ def test_taking_and_finishing_a_trial_search_indexes_and_never_scan_the_study(tm
     assert not scans, scans
 
 
-def test_without_the_checked_optuna_version_the_public_api_ledger_runs_the_queue(tmp_path, monkeypatch):
-    monkeypatch.setattr(storage_module, "SQL_LEDGER_OPTUNA", ())
+def test_on_a_schema_revision_it_was_not_written_for_the_public_api_ledger_runs_the_queue(tmp_path, monkeypatch):
+    monkeypatch.setattr(_optuna, "SQL_LEDGER_SCHEMAS", ("v0.0.0.x",))
     study = optuna.create_study(study_name="api", storage=open_storage(f"sqlite:///{tmp_path}/api.db"))
-    assert type(open_ledger(study)).__name__ == "_APILedger"
+    assert type(open_ledger(study)).__name__ == "_APILedger" and open_ledger(study).kind == "api"
     plan = POINTS[:2]
     enqueue_missing(study, plan)
     study.enqueue_trial(plan[0], user_attrs={POINT_KEY: point_key(plan[0])})  # a duplicate enqueue
@@ -240,3 +240,147 @@ def test_without_the_checked_optuna_version_the_public_api_ledger_runs_the_queue
     trials = study.get_trials()
     assert trials[2].state == TrialState.PRUNED and trials[2].user_attrs[DUPLICATE_OF] == 0
     assert (trials[0].value, trials[0].intermediate_values) == (1.0, {1: 1.0})
+
+
+# ---- which ledger runs: decided by the schema the ledger depends on, once per storage ----------------
+
+
+def test_the_indexed_sql_ledger_runs_on_the_schema_it_was_written_for_whatever_optunas_version(tmp_path):
+    study = optuna.create_study(study_name="s", storage=open_storage(f"sqlite:///{tmp_path}/s.db"))
+    stored = sqlite3.connect(tmp_path / "s.db").execute("SELECT version_num FROM alembic_version").fetchone()[0]
+    assert stored == "v3.2.0.a"  # what Optuna 5.0.0 and 5.1.0 both write
+    ledger = open_ledger(study)
+    assert (type(ledger).__name__, ledger.kind) == ("_SQLLedger", "sql")
+    assert ledger.support.flat and ledger.support.notice() is None and "v3.2.0.a" in ledger.reason
+
+
+def _stamp(path, revision: str) -> None:
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    con.close()
+
+
+def test_an_unknown_schema_revision_gets_the_api_ledger_announced_in_one_line_and_the_check_writes_nothing(tmp_path):
+    from tests.sqlite_files import database_digest
+
+    path = tmp_path / "future.db"
+    optuna.create_study(study_name="s", storage=f"sqlite:///{path}")  # made by Optuna alone
+    _stamp(path, "v9.9.9.z")  # as a future Optuna whose schema the ledger was not written for would stamp it
+    before = database_digest(path)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{path}", skip_compatibility_check=True, skip_table_creation=True)
+    support = ledger_support(storage)
+    assert (support.kind, support.flat) == ("api", False)
+    assert "v9.9.9.z" in support.reason and "v3.2.0.a" in support.reason
+    notice = support.notice()
+    assert "\n" not in notice and "v9.9.9.z" in notice and "grows with the study" in notice
+    study = optuna.load_study(study_name="s", storage=storage)
+    ledger = open_ledger(study)
+    assert (type(ledger).__name__, ledger.kind, ledger.reason) == ("_APILedger", "api", support.reason)
+    storage.engine.dispose()
+    assert database_digest(path) == before
+
+
+def test_the_check_runs_once_per_storage(tmp_path, monkeypatch):
+    storage = open_storage(f"sqlite:///{tmp_path}/once.db")
+    study = optuna.create_study(study_name="s", storage=storage)
+    calls = []
+    real = ledger_schema.sql_schema_problem
+    monkeypatch.setattr(ledger_schema, "sql_schema_problem", lambda b: calls.append(b) or real(b))
+    ledger_schema._SUPPORT.clear()
+    kinds = {open_ledger(study).kind for _ in range(5)}
+    assert kinds == {"sql"} and len(calls) == 1
+
+
+def test_a_column_the_ledger_writes_missing_from_optunas_models_gets_the_api_ledger(tmp_path, monkeypatch):
+    storage = open_storage(f"sqlite:///{tmp_path}/col.db")
+    monkeypatch.setitem(_optuna._LEDGER_COLUMNS, "trials", ("trial_id", "queue_position"))
+    ledger_schema._SUPPORT.clear()
+    support = ledger_support(storage)
+    assert support.kind == "api" and "queue_position" in support.reason
+
+
+def test_a_database_without_the_ledgers_indexes_is_announced(tmp_path):
+    path = tmp_path / "noix.db"
+    optuna.create_study(study_name="s", storage=f"sqlite:///{path}")  # Optuna alone: no ledger indexes
+    storage = open_storage(f"sqlite:///{path}", read_only=True)  # a reader adds none
+    support = ledger_support(storage)
+    assert (support.kind, support.flat) == ("sql", False)
+    assert "ix_adamrag_sens_point_key" in support.reason and "grows with the study" in support.notice()
+
+
+def test_the_sweep_announces_the_slow_ledger_once_at_its_start(tmp_path, monkeypatch):
+    import logging
+
+    from sensitivity.study.spec import StudySpec
+    from sensitivity.study.sweep import prepare_sweep
+
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    handler = Keep()
+    logging.getLogger(NOTICES).addHandler(handler)
+    try:
+        spec = StudySpec(optimizers=("adam",), lr=(1e-3, 1e-2), beta1=(0.9,), epochs=1,
+                         storage=f"sqlite:///{tmp_path}/fast.db", study_name="s")
+        prepare_sweep(spec)
+        assert not [x for x in lines if "ledger" in x]  # the indexed ledger: nothing to say
+        monkeypatch.setattr(_optuna, "SQL_LEDGER_SCHEMAS", ("v0.0.0.x",))
+        prepare_sweep(StudySpec(**{**spec.__dict__, "storage": f"sqlite:///{tmp_path}/slow.db"}))
+    finally:
+        logging.getLogger(NOTICES).removeHandler(handler)
+    said = [x for x in lines if "ledger" in x]
+    assert len(said) == 1 and "v3.2.0.a" in said[0] and "grows with the study" in said[0], said
+
+
+# ---- a population: up to K queued trials of one optimizer at once --------------------------------
+
+
+def test_taking_up_to_k_trials_of_one_optimizer_takes_them_in_queue_order_and_prunes_duplicates(url):
+    study, _ = _studies(url)
+    ledger = open_ledger(study)
+    adam = [{"optimizer": "adam", "lr": lr, "beta1": 0.9, "beta2": 0.999, "seed": 0} for lr in (1e-4, 1e-3, 1e-2, 1e-1)]
+    nag = POINTS[2]
+    queued = [adam[0], adam[0], nag, adam[1], adam[2], adam[3]]  # a duplicate of adam[0], another optimizer between
+    ledger.enqueue([(p, {POINT_KEY: point_key(p)}) for p in queued])
+    keys = {point_key(p) for p in adam}
+    waiting = ledger.waiting(keys, limit=10)
+    assert [key for _, key in waiting] == [point_key(p) for p in (adam[0], adam[0], adam[1], adam[2], adam[3])]
+    taken, holders = ledger.take_up_to(3, waiting, duplicate_holder, distributions=DISTS,
+                                       user_attrs={WORKER: "pop:1"}, heartbeat=False, duplicate_attr=DUPLICATE_OF)
+    assert [t.params for t in taken] == [adam[0], adam[1], adam[2]]
+    assert holders == [0]  # the second copy of adam[0] is held by trial #0
+    by_number = {t.number: t for t in optuna.load_study(study_name=study.study_name, storage=storage_of(study)).get_trials()}
+    assert [by_number[n].state for n in range(6)] == [TrialState.RUNNING, TrialState.PRUNED, TrialState.WAITING,
+                                                     TrialState.RUNNING, TrialState.RUNNING, TrialState.WAITING]
+    assert by_number[1].user_attrs[DUPLICATE_OF] == 0
+    assert [by_number[t.number].params for t in taken] == [adam[0], adam[1], adam[2]]
+    assert all(by_number[t.number].user_attrs[WORKER] == "pop:1" for t in taken)
+    # a second population finds only what is left; trials taken already are not taken again
+    rest, _ = open_ledger(study).take_up_to(3, waiting, duplicate_holder, distributions=DISTS, user_attrs={},
+                                            heartbeat=False, duplicate_attr=DUPLICATE_OF)
+    assert [t.params for t in rest] == [adam[3]]
+
+
+def test_on_sql_a_population_is_taken_whole_or_not_at_all(tmp_path):
+    study = optuna.create_study(study_name="s", storage=open_storage(f"sqlite:///{tmp_path}/pop.db"))
+    ledger = open_ledger(study)
+    plan = POINTS[:3]
+    ledger.enqueue([(p, {POINT_KEY: point_key(p)}) for p in plan])
+    seen = []
+
+    def fails_at_the_third(mine, others):
+        seen.append(mine.number)
+        if len(seen) == 3:
+            raise RuntimeError("the worker died while taking its population")
+        return None
+
+    with pytest.raises(RuntimeError):
+        ledger.take_up_to(3, ledger.waiting({point_key(p) for p in plan}), fails_at_the_third, distributions=DISTS,
+                          user_attrs={}, heartbeat=True, duplicate_attr=DUPLICATE_OF)
+    trials = study.get_trials()
+    assert seen == [0, 1, 2] and [t.state for t in trials] == [TrialState.WAITING] * 3
+    assert all(t.params == {} and t.user_attrs == {POINT_KEY: point_key(p)} for t, p in zip(trials, plan))

@@ -13,7 +13,7 @@ import sqlalchemy.exc
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from sensitivity import storage as storage_module
+from sensitivity.storage import reconnect as reconnect_module
 from sensitivity.cli import app
 from sensitivity.records import POINT_KEY
 from sensitivity.storage import is_connection_lost, open_storage
@@ -41,7 +41,7 @@ def test_lost_connections_are_told_from_other_errors():
 
 
 def test_a_storage_call_is_retried_until_the_connection_is_back(monkeypatch):
-    monkeypatch.setattr(storage_module, "RECONNECT_PAUSES_S", (0.0, 0.0, 0.0))
+    monkeypatch.setattr(reconnect_module, "RECONNECT_PAUSES_S", (0.0, 0.0, 0.0))
     calls = []
 
     def flaky(self, n):
@@ -50,7 +50,7 @@ def test_a_storage_call_is_retried_until_the_connection_is_back(monkeypatch):
             raise _lost()
         return n * 2
 
-    assert storage_module._reconnecting(flaky)(None, 21) == 42 and len(calls) == 3
+    assert reconnect_module.reconnecting(flaky)(None, 21) == 42 and len(calls) == 3
     calls.clear()
 
     def down(self):
@@ -58,7 +58,7 @@ def test_a_storage_call_is_retried_until_the_connection_is_back(monkeypatch):
         raise _lost()
 
     with pytest.raises(optuna.exceptions.StorageInternalError):
-        storage_module._reconnecting(down)(None)
+        reconnect_module.reconnecting(down)(None)
     assert len(calls) == 4  # 3 pauses, 4 attempts
 
     def other(self):
@@ -67,7 +67,7 @@ def test_a_storage_call_is_retried_until_the_connection_is_back(monkeypatch):
 
     calls.clear()
     with pytest.raises(optuna.exceptions.StorageInternalError):
-        storage_module._reconnecting(other)(None)
+        reconnect_module.reconnecting(other)(None)
     assert len(calls) == 1  # not a lost connection: no retry
 
 
@@ -87,7 +87,7 @@ def test_a_server_that_stays_away_ends_the_sweep_with_one_line(monkeypatch, tmp_
 def test_server_storages_reconnect_and_sqlite_keeps_optunas_own(tmp_path):
     assert type(open_storage(f"sqlite:///{tmp_path / 's.db'}")) is optuna.storages.RDBStorage
     if URL:
-        assert isinstance(open_storage(URL), storage_module.ReconnectingRDBStorage)
+        assert isinstance(open_storage(URL), reconnect_module.ReconnectingRDBStorage)
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import sensitivity.storage as storage_module
+import sensitivity.storage.sqlite as sqlite_module
 from sensitivity.errors import UserError
 from sensitivity.storage import (
     JournalHeartbeatStorage, check_sqlite_file, fixed_params, heartbeat_interval, live_trial, open_storage,
@@ -142,7 +142,7 @@ def test_a_wal_switch_refused_at_once_as_locked_is_tried_again(tmp_path, monkeyp
             return super().execute(sql, *args)
 
     real_connect = sqlite3.connect
-    monkeypatch.setattr(storage_module.sqlite3, "connect", lambda *a, **kw: real_connect(*a, factory=RefusedOnce, **kw))
+    monkeypatch.setattr(sqlite_module.sqlite3, "connect", lambda *a, **kw: real_connect(*a, factory=RefusedOnce, **kw))
     path = tmp_path / "s.db"
     open_storage(f"sqlite:///{path}")
     monkeypatch.undo()
