@@ -7,7 +7,7 @@ import statistics
 import pytest
 
 from sensitivity.errors import UserError
-from sensitivity.throughput import bench_train, format_result
+from sensitivity.bench.training_throughput import bench_train, format_result
 from tests.idx_files import write_fashion_mnist
 
 
