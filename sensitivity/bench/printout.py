@@ -6,16 +6,10 @@ from __future__ import annotations
 import math
 import platform
 import sys
-from importlib import metadata
 from typing import Optional
 
-
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
+import optuna
+import torch
 
 def cpu_name() -> str:
     """The processor's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`)."""
@@ -30,12 +24,10 @@ def cpu_name() -> str:
 
 
 def device_name(device: str) -> str:
-    """``device`` (``cpu``, ``cuda``, ``cuda:N``, ``auto``) named by its hardware: the GPU's name
-    (torch is imported only for a CUDA device), and the CPU's for every device."""
+    """``device`` (``cpu``, ``cuda``, ``cuda:N``, ``auto``) named by its hardware: the GPU's name, and
+    the CPU's for every device."""
     cpu = cpu_name()
     if device.startswith("cuda") or device == "auto":
-        import torch
-
         if torch.cuda.is_available():
             index = int(device.split(":", 1)[1]) if ":" in device else 0
             if index < torch.cuda.device_count():
@@ -44,11 +36,11 @@ def device_name(device: str) -> str:
 
 
 def header(device: str) -> str:
-    """The first line of every benchmark's output: ``python 3.12.3, torch 2.5.1, optuna 5.0.0;
+    """The line that heads every benchmark's results: ``python 3.12.3, torch 2.5.1+cpu, optuna 5.0.0;
     device cpu (AMD EPYC 7763 64-Core Processor)``. Another version or processor can change a
     measured figure (and, at the edge of divergence, a result), so a measurement names them."""
     python = ".".join(map(str, sys.version_info[:3]))
-    return (f"python {python}, torch {_version('torch')}, optuna {_version('optuna')}; "
+    return (f"python {python}, torch {torch.__version__}, optuna {optuna.__version__}; "
             f"device {device_name(device)}")
 
 

@@ -1,6 +1,6 @@
-"""The ``bench`` commands: each runs one benchmark of :mod:`sensitivity.bench` and prints, under a
-header line naming the versions and the device, what it measured in this one run (times, and their
-ratios). The CLI is the only room that imports :mod:`sensitivity.bench`."""
+"""The ``bench`` commands: each runs one benchmark of :mod:`sensitivity.bench` and prints what it
+measured in this one run (times, and their ratios), the results headed by a line naming the versions
+and the device (printed once the arguments have been accepted, so a refusal stays one line). The CLI is the only room that imports :mod:`sensitivity.bench`."""
 
 from __future__ import annotations
 
@@ -23,9 +23,11 @@ app = typer.Typer(help="Benchmarks: AdamRAG's optimizer step against torch Adam'
 
 
 def _print_header(device: str) -> None:
+    """The versions and the device (resolved first, so that an absent one is one error line)."""
     from sensitivity.bench.printout import header
+    from sensitivity.train import resolve_device
 
-    console.print(header(device), highlight=False)
+    console.print(header(str(resolve_device(device))), highlight=False)
 
 
 def _write_json(path: Optional[Path], data: Any) -> None:
@@ -50,10 +52,10 @@ def bench_optimizer_command(
     """Time one step of AdamRAG and torch Adam (same path) and print the times and their ratio."""
     from sensitivity.bench import optimizer_step
 
-    _print_header(device)
     size_list = tuple(s.strip() for s in sizes.split(",") if s.strip()) if sizes else None
     path_list = tuple(s.strip() for s in paths.split(",") if s.strip())
     rows = optimizer_step.bench_optimizer(device=device, sizes=size_list, paths=path_list, steps=steps, warmup=warmup)
+    _print_header(device)
     console.print(optimizer_step.results_table(rows))
     console.print(optimizer_step.NOTE)
     if json_out:
@@ -83,10 +85,10 @@ def bench_train_command(
     """Images per second of this product's trial loop and of a plain PyTorch loop, and their ratio."""
     from sensitivity.bench.training_throughput import bench_train, format_result
 
-    _print_header(device)
     config = {k: v for k, v in (("dataset", dataset), ("data_dir", str(data_dir) if data_dir else None)) if v is not None}
     result = bench_train(task, synthetic=synthetic, device=device, batch_size=batch_size, steps=steps, rounds=rounds,
                          config=config)
+    _print_header(device)
     for line in format_result(result):
         console.print(line, highlight=False)
 
@@ -131,7 +133,6 @@ def bench_sweep_command(
         return
     from sensitivity.bench import sweep_overhead
 
-    _print_header(device)
     result = sweep_overhead.bench_sweep(
         task=task, points=points, device=device, epochs=epochs, train_size=train_size, val_size=val_size,
         batch_size=batch_size, optimizers=comma_list(optimizers), storage=storage, repeat=repeat, dataset=dataset,
@@ -139,16 +140,18 @@ def bench_sweep_command(
             f"  round {r + 1}: sweep {run.sweep_s:.2f} s, bare loop {run.bare_s:.2f} s, ratio {run.ratio:.3f} "
             f"(CPU {run.sweep_cpu_s:.2f} / {run.bare_cpu_s:.2f} s)", highlight=False),
     )
-    print_sweep_result(result)
+    print_sweep_result(result, device)
     _write_json(json_out, {**dataclasses.asdict(result), "ratio": result.median("ratio"),
                            "cpu_ratio": result.median("cpu_ratio")})
 
 
-def print_sweep_result(result: Any) -> None:
-    """What ``bench sweep`` prints after its rounds: the table of rounds, then one line per finding
-    of :func:`sensitivity.bench.sweep_overhead.sweep_summary` (a new finding is a new line there)."""
+def print_sweep_result(result: Any, device: str) -> None:
+    """What ``bench sweep`` prints after its rounds: the versions, the table of rounds, then one line
+    per finding of :func:`sensitivity.bench.sweep_overhead.sweep_summary` (a new finding is a new
+    line there)."""
     from sensitivity.bench import sweep_overhead
 
+    _print_header(device)
     console.print(sweep_overhead.sweep_table(result))
     for line in sweep_overhead.sweep_summary(result):
         console.print(line, highlight=False)
@@ -160,7 +163,6 @@ def _bench_gpu_packing(ks: list[int], device: str, task: str, dataset: Optional[
     from sensitivity.bench import gpu_packing
 
     gpu = int(device.split(":", 1)[1]) if ":" in device else 0
-    _print_header(f"cuda:{gpu}")
     packing = gpu_packing.bench_gpu_packing(
         ks, gpu=gpu, task=task, dataset=dataset, epochs=epochs or 3,
         train_size=train_size, val_size=val_size or 2_000, batch_size=batch_size,
@@ -168,6 +170,7 @@ def _bench_gpu_packing(ks: list[int], device: str, task: str, dataset: Optional[
             f"  K={row['trials_per_gpu']}: {row['trials']} trials, {row['img_per_s']:,.0f} img/s aggregate "
             f"({row['images']:,} images in {row['span_s']:.1f} s)", highlight=False),
     )
+    _print_header(f"cuda:{gpu}")
     console.print(gpu_packing.packing_table(packing))
     if dataset == "synthetic":
         console.print("data: SYNTHETIC random tensors of CIFAR-10's shape; throughput only")

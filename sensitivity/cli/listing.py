@@ -57,9 +57,10 @@ def _measure(device: str) -> dict[str, str]:
     from sensitivity.bench.printout import header
     from sensitivity.bench.task_times import measure_tasks
 
+    measured = measure_tasks(device)
     console.print(header(device), highlight=False)
     cells = {}
-    for name, took in measure_tasks(device).items():
+    for name, took in measured.items():
         if took.skipped:
             err_console.print(f"{name}: not measured ({took.skipped})", highlight=False, soft_wrap=True)
         else:
