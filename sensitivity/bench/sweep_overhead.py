@@ -139,26 +139,6 @@ def _storage_for(kind: str, folder: str, round_index: int) -> tuple[str, str]:
     raise UserError(f"--storage {kind!r}: use sqlite, journal, or a database URL (postgresql://...)")
 
 
-def run_process(cmd: list[str], log_path: str, env: dict[str, str]) -> tuple[float, float, float]:
-    """Run ``cmd`` to its end; (wall-clock start as epoch seconds, wall seconds, CPU seconds).
-
-    Raises:
-        UserError: the command failed (the end of its output is in the message).
-    """
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    epoch_start, start = time.time(), time.perf_counter()
-    with open(log_path, "w") as log:
-        code = subprocess.call(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if code != 0:
-        with open(log_path) as fh:
-            tail = " | ".join(line.strip() for line in fh.read().strip().splitlines()[-3:])
-        raise UserError(f"benchmarked command failed with exit code {code}: {tail}")
-    return epoch_start, wall, cpu
-
-
 def _stored_timings(storage: str, study_name: str, epoch_start: float, batch_size: int) -> dict[str, Any]:
     """Training, bookkeeping and span of the trials a benchmarked sweep stored (read-only)."""
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage, read_only=True))
