@@ -40,11 +40,11 @@ timeout 60 "$PY" -m sensitivity.cli bench optimizer --device cuda --sizes resnet
   --paths fused,foreach,forloop --steps 50 --warmup 10 --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.txt"
 BENCH_RC=${PIPESTATUS[0]}
 if [ "$BENCH_RC" -ne 0 ] && [ ! -s "$OUT/bench.json" ]; then
-  echo "(the CLI failed with rc=$BENCH_RC; calling sensitivity.bench.bench_optimizer directly)"
+  echo "(the CLI failed with rc=$BENCH_RC; calling sensitivity.bench.optimizer_step.bench_optimizer directly)"
   timeout 60 "$PY" - "$OUT" <<'EOF' 2>&1 | tee -a "$OUT/bench.txt"
 import json, sys, torch
 from rich.console import Console
-from sensitivity.bench import bench_optimizer, results_table
+from sensitivity.bench.optimizer_step import bench_optimizer, results_table
 rows = bench_optimizer(device="cuda", sizes=["resnet18", "200m"], paths=["fused", "foreach", "forloop"], steps=50, warmup=10)
 Console(width=120).print(results_table(rows))
 json.dump({"torch": torch.__version__, "rows": rows}, open(f"{sys.argv[1]}/bench.json", "w"), indent=2)
@@ -56,7 +56,7 @@ echo "== 3/3 fused kernel launch configurations"
 timeout 45 "$PY" - "$OUT" <<'EOF' 2>&1 | tee "$OUT/sweep.txt"
 import json, sys
 import torch
-from sensitivity.bench import bench_optimizer
+from sensitivity.bench.optimizer_step import bench_optimizer
 from sensitivity.optim import _adamrag_triton as kernel
 
 out = sys.argv[1]

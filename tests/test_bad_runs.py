@@ -7,7 +7,7 @@ import math
 import optuna
 import pytest
 
-from sensitivity.cli import _best_line
+from sensitivity.cli.terminal import best_line
 from sensitivity.records import TrialResult, rank_key
 from sensitivity.study.sweep import best_trial
 
@@ -64,7 +64,7 @@ def test_best_trial_names_the_finished_run_when_a_diverged_one_ties_with_it():
     study = _study([("adamrag", _result(21.7, diverged=True)), ("adam", _result(9.18))])
     best = best_trial(study)
     assert best["number"] == 1 and not best["diverged"] and best["value"] == 2.71 and best["final"] == 9.18
-    line = _best_line(best, "val_loss")
+    line = best_line(best, "val_loss")
     assert line.startswith("best val_loss 2.7100 (clipped at the initial value: the final val_loss was 9.18)")
     assert "trial #1 optimizer=adam" in line
 
@@ -72,11 +72,11 @@ def test_best_trial_names_the_finished_run_when_a_diverged_one_ties_with_it():
 def test_best_trial_prefers_a_better_value_and_says_when_every_trial_diverged():
     study = _study([("adamrag", _result(1.17)), ("adam", _result(1.07))])
     best = best_trial(study)
-    assert best["number"] == 1 and _best_line(best, "val_loss").startswith("best val_loss 1.0700: trial #1")
+    assert best["number"] == 1 and best_line(best, "val_loss").startswith("best val_loss 1.0700: trial #1")
     all_diverged = _study([("adamrag", _result(1.0, diverged=True)), ("adam", _result(1.0, diverged=True))])
     best = best_trial(all_diverged)
     assert best["number"] == 0 and best["diverged"]
-    assert "(diverged: epoch 1 mean training loss 20 > 5 x initial 2.71; every trial diverged)" in _best_line(best, "val_loss")
+    assert "(diverged: epoch 1 mean training loss 20 > 5 x initial 2.71; every trial diverged)" in best_line(best, "val_loss")
 
 
 def test_best_trial_on_accuracy_ranks_the_finished_run_first_at_acc0():

@@ -107,3 +107,32 @@ def test_storage_imports_nothing_from_the_study_side_nor_torch():
         bad = {m for m in _imports(path) if m.startswith(("sensitivity.study", "sensitivity.report", "sensitivity.cli",
                                                            "sensitivity.train", "sensitivity.tasks", "torch"))}
         assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+def test_only_the_command_line_imports_the_benchmarks():
+    """bench/ is a side room: the CLI runs it, nothing else imports it (it imports the rest)."""
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        if rel.parts[0] in ("bench", "cli"):
+            continue
+        bad = {m for m in _imports(path) if m == "sensitivity.bench" or m.startswith("sensitivity.bench.")}
+        bad |= {f"sensitivity.{a}" for a in _from_sensitivity_import(path) if a == "bench"}
+        assert not bad, f"{rel} imports {sorted(bad)}"
+
+
+def test_the_library_never_imports_or_starts_the_command_line():
+    """The CLI is the top floor: no other room imports it, and workers start through the study
+    side's own entry point (sensitivity.study.worker_process), not `python -m sensitivity.cli`."""
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        if rel.parts[0] in ("cli", "bench"):  # bench times the command as a user runs it
+            continue
+        assert not {m for m in _imports(path) if m == "sensitivity.cli" or m.startswith("sensitivity.cli.")}, rel
+        assert "cli" not in _from_sensitivity_import(path), rel
+        assert '"sensitivity.cli"' not in path.read_text(), rel
+
+
+def _from_sensitivity_import(path: Path) -> set[str]:
+    """Names imported as ``from sensitivity import NAME``."""
+    return {a.name for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.module == "sensitivity" for a in node.names}

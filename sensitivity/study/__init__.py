@@ -3,7 +3,8 @@
 Rooms: ``spec`` (the sweep as plain data, validated), ``space`` (spec -> explicit list of points),
 ``queue`` (points queued in storage, popped exactly once), ``trial`` (one trial: suggest, train,
 heartbeat, retry), ``sweep`` (the entry point :func:`run_sweep`: plan, queue, run, outcome),
-``parallel`` (local worker processes). Storage itself is :mod:`sensitivity.storage`.
+``parallel`` (local worker processes), ``worker_process`` (a worker process's entry point),
+``definition`` (study-definition files -> the sweep's settings). Storage itself is :mod:`sensitivity.storage`.
 
 Names are imported on first use, so that ``import sensitivity.study.spec`` (the CLI's flag
 parsing) does not load torch.

@@ -1,9 +1,9 @@
 """Local worker processes: ``adamrag-sens sweep --workers N`` and ``--gpus 0,1 --trials-per-gpu K``.
 
 The coordinating process queues the plan once (:func:`~sensitivity.study.sweep.prepare_sweep`),
-then starts N processes of ``adamrag-sens worker`` (the same command that joins a study from
-another machine; the storage URL goes to them through their environment, never their command
-line, since it may carry a password), each with ``max(1, cpus // N)`` torch threads and, with ``--gpus``, one GPU made
+then starts N worker processes, :mod:`sensitivity.study.worker_process` (which also prepares the
+``adamrag-sens worker`` that joins a study from another machine; the storage URL goes to them
+through their environment, never their command line, since it may carry a password), each with ``max(1, cpus // N)`` torch threads and, with ``--gpus``, one GPU made
 visible to it through ``CUDA_VISIBLE_DEVICES``. It trains nothing itself: it reads the study's
 progress from storage and shows it. Workers run in their own process groups, so Ctrl-C reaches the
 coordinator only, which passes one SIGINT to each worker (each marks its running trial FAIL and
@@ -119,14 +119,13 @@ def plan_local_workers(workers: int, gpus: str | None, trials_per_gpu: int, devi
 
 
 def worker_command(study_name: str, threads: int, device: str | None) -> list[str]:
-    """The command line of one local worker process (``adamrag-sens worker``, quiet).
+    """The command line of one local worker process (:mod:`sensitivity.study.worker_process`).
 
     It holds no storage: the worker reads the URL from its environment
     (:data:`~sensitivity.study.spec.STORAGE_ENV`, see :func:`worker_environment`), because a command
     line is readable by every user of the machine and the URL may carry a password.
     """
-    cmd = [sys.executable, "-m", "sensitivity.cli", "worker", "--study", study_name,
-           "--threads", str(threads), "--quiet"]
+    cmd = [sys.executable, "-m", "sensitivity.study.worker_process", "--study", study_name, "--threads", str(threads)]
     if device is not None:
         cmd += ["--device", device]
     return cmd

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import tomllib
 from pathlib import Path
 
@@ -10,20 +11,46 @@ import pytest
 from typer.testing import CliRunner
 
 from sensitivity.cli import app
+from sensitivity.study import definition
+from sensitivity.study.definition import KEYS
 from sensitivity.study.spec import StudySpec
 
 runner = CliRunner()
-STUDIES = Path(__file__).resolve().parent.parent / "studies"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
+
+
+def _sweep_parameters() -> dict:
+    """The ``sweep`` command's parameters by name (its study flags), read from its signature."""
+    import inspect
+
+    from sensitivity.cli.sweep import sweep
+
+    params = dict(inspect.signature(inspect.unwrap(sweep)).parameters)
+    return {k: v for k, v in params.items() if k not in ("ctx", "config")}
+
+
+def test_a_definition_takes_exactly_the_sweep_flags_each_with_the_flags_type():
+    """The study side's key table (sensitivity.study.definition.KEYS) and the command's signature
+    are written apart; this holds them together, kind by kind."""
+    import typing
+
+    from sensitivity.cli.sweep import sweep
+
+    params = _sweep_parameters()
+    assert list(KEYS) == list(params)  # the same keys, in the flags' order
+    hints = typing.get_type_hints(inspect.unwrap(sweep), include_extras=False)
+    python_type = {definition.INTEGER: int, definition.NUMBER: float, definition.BOOLEAN: bool,
+                   definition.PATH: Path, definition.TEXT: str, definition.NUMBER_LIST: str,
+                   definition.NAME_LIST: str, definition.GPU_LIST: str}
+    for key, kind in KEYS.items():
+        args = [a for a in typing.get_args(hints[key]) if a is not type(None)] or [hints[key]]
+        assert args[0] is python_type[kind], key
 
 
 @pytest.mark.parametrize("path", sorted(STUDIES.glob("*.toml")), ids=lambda p: p.name)
 def test_shipped_definitions_name_only_sweep_flags_and_validate(path):
     data = tomllib.loads(path.read_text())
-    sweep = next(c for c in app.registered_commands if c.callback.__name__ == "sweep")
-    import inspect
-
-    flags = set(inspect.signature(sweep.callback).parameters) - {"ctx", "config"}
-    assert set(data) <= flags
+    assert set(data) <= set(_sweep_parameters())
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
               if k in StudySpec.__dataclass_fields__}
     StudySpec(**fields).validate()  # raises UserError on a bad value
@@ -78,17 +105,24 @@ def test_default_toml_is_what_a_sweep_without_flags_runs():
 
 
 def test_sweep_flag_defaults_are_the_specs():
-    import inspect
-
-    sweep = next(c for c in app.registered_commands if c.callback.__name__ == "sweep")
     default = StudySpec()
     checked = 0
-    for name, param in inspect.signature(sweep.callback).parameters.items():
+    for name, param in _sweep_parameters().items():
         if name in StudySpec.__dataclass_fields__:
-            flag_default = param.default.default
+            flag_default = param.default
             spec_default = getattr(default, name)
             if isinstance(spec_default, tuple):
                 spec_default = ",".join(spec_default) if spec_default and isinstance(spec_default[0], str) else spec_default
             assert flag_default == spec_default, name
             checked += 1
     assert checked >= 12
+
+
+def test_a_table_is_refused_even_when_its_key_is_given_on_the_command_line(tmp_path, monkeypatch):
+    """A ``[study]`` table was once dropped without a word when ``--study`` was given too."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.toml").write_text('[study]\nname = "x"\n')
+    result = runner.invoke(app, ["sweep", "--config", "t.toml", "--study", "given"])
+    assert result.exit_code == 2
+    assert "study = {'name': 'x'} is a table, but study takes a string" in result.output
+    assert not (tmp_path / "studies").exists()

@@ -7,7 +7,7 @@ import statistics
 import pytest
 
 from sensitivity.errors import UserError
-from sensitivity.throughput import bench_train, format_result
+from sensitivity.bench.training_throughput import bench_train, format_result
 from tests.idx_files import write_fashion_mnist
 
 
@@ -51,7 +51,14 @@ def test_bench_train_command_prints_both_rates_and_their_ratio():
     result = CliRunner().invoke(app, ["bench", "train", "--task", "fmnist-cnn", "--synthetic", "--device", "cpu",
                                       "--batch-size", "8", "--steps", "2", "--rounds", "1"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    lines = result.output.strip().splitlines()
+    import sys
+
+    import optuna
+    import torch
+
+    header, *lines = result.output.strip().splitlines()
+    python = ".".join(map(str, sys.version_info[:3]))
+    assert header.startswith(f"python {python}, torch {torch.__version__}, optuna {optuna.__version__}; device cpu")
     assert "data synthetic" in lines[0]
     product = float(lines[1].rsplit(": ", 1)[1].split()[0].replace(",", ""))
     plain = float(lines[2].rsplit(": ", 1)[1].split()[0].replace(",", ""))

@@ -13,7 +13,7 @@ import torch
 from optuna.distributions import FloatDistribution
 from typer.testing import CliRunner
 
-from sensitivity.bench import SweepBench, SweepRun, _stored_timings, sweep_summary
+from sensitivity.bench.sweep_overhead import SweepBench, SweepRun, _stored_timings, sweep_summary
 from sensitivity.cli import app
 from sensitivity.records import POINT_KEY
 from sensitivity.storage import open_storage
@@ -108,7 +108,7 @@ def test_bench_sweep_on_cuda_without_a_gpu_exits_2_with_one_line(extra):
 def test_gpu_packing_divides_each_ks_images_by_its_span_and_by_the_ceiling(monkeypatch):
     """No GPU here: the sweeps and the ceiling run are stood in for; what is checked is which sweeps
     are asked for and the arithmetic of the rows."""
-    from sensitivity import bench
+    from sensitivity.bench import gpu_packing
 
     asked = []
 
@@ -125,10 +125,10 @@ def test_gpu_packing_divides_each_ks_images_by_its_span_and_by_the_ceiling(monke
         json.dump({"trials": [{"seconds": 1.0, "steps": 10, "throughput": 4000.0}]}, open(out, "w"))
         return 0.0, 1.0, 1.0
 
-    monkeypatch.setattr(bench, "resolve_device", lambda device: device)
-    monkeypatch.setattr(bench, "bench_sweep", fake_sweep)
-    monkeypatch.setattr(bench, "_run_child", fake_child)
-    result = bench.bench_gpu_packing((1, 4), gpu=0)
+    monkeypatch.setattr(gpu_packing, "resolve_device", lambda device: device)
+    monkeypatch.setattr(gpu_packing, "bench_sweep", fake_sweep)
+    monkeypatch.setattr(gpu_packing, "run_process", fake_child)
+    result = gpu_packing.bench_gpu_packing((1, 4), gpu=0)
     assert [a["extra_sweep_args"] for a in asked] == [["--gpus", "0", "--trials-per-gpu", "1"],
                                                       ["--gpus", "0", "--trials-per-gpu", "4"]]
     assert all(a["device"] == "cuda" and a["dataset"] == "synthetic" and a["seeds_of"] for a in asked)
@@ -138,10 +138,10 @@ def test_gpu_packing_divides_each_ks_images_by_its_span_and_by_the_ceiling(monke
 
 
 def test_one_point_with_seeds_makes_the_same_sweep_as_its_flags():
-    from sensitivity.bench import _sweep_spec
+    from sensitivity.bench.sweep_overhead import sweep_spec
     from sensitivity.study.space import plan_points
 
-    spec, args = _sweep_spec("resnet18", 6, "cuda", 3, None, 2000, None, ("adam",), "synthetic",
+    spec, args = sweep_spec("resnet18", 6, "cuda", 3, None, 2000, None, ("adam",), "synthetic",
                              seeds_of={"lr": 1e-3, "beta1": 0.9})
     assert args == ["--task", "resnet18", "--optimizers", "adam", "--device", "cuda", "--lr", "0.001", "--beta1", "0.9",
                     "--seeds", "6", "--epochs", "3", "--val-size", "2000", "--dataset", "synthetic"]

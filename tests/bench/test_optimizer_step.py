@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from sensitivity.bench import bench_optimizer, parameter_shapes
+from sensitivity.bench.optimizer_step import bench_optimizer, parameter_shapes
 from sensitivity.cli import app
 from sensitivity.errors import UserError
 

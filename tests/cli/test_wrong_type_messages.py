@@ -1,4 +1,4 @@
-"""Issue 10, kinds 5 and 8: study definitions with values of the wrong type, and messages that named
+"""Study definitions with values of the wrong type, and messages that named
 the wrong problem. Each refusal is one line, exit 2, and leaves the study database as it was."""
 
 from __future__ import annotations

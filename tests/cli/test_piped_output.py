@@ -98,12 +98,12 @@ def test_the_progress_bar_at_80_columns_keeps_counts_best_and_times_whole(monkey
 
     from rich.console import Console
 
-    import sensitivity.cli as cli
+    from sensitivity.cli import terminal
 
     for width in (80, 100, 200):
-        monkeypatch.setattr(cli, "console", Console(file=io.StringIO(), width=width, color_system=None))
-        bar = cli._progress_bar()
-        progress = cli._Progress(bar, "minimize")
+        monkeypatch.setattr(terminal, "console", Console(file=io.StringIO(), width=width, color_system=None))
+        bar = terminal.progress_bar()
+        progress = terminal.SweepProgress(bar, "minimize")
         progress.start(1000, 999, 0.1234)
         progress.on_trial_start(1107, {"optimizer": "adamrag", "lr": 0.00316, "beta1": 0.95})
         shown = Console(file=io.StringIO(), width=width, color_system=None)

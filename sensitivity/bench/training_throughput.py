@@ -1,4 +1,5 @@
-"""Training throughput: this product's trial loop against a plain PyTorch loop, measured in one run.
+"""The training-throughput benchmark: this product's trial loop against a plain PyTorch loop, measured
+in one run.
 
 ``adamrag-sens bench train`` wraps :func:`bench_train`. Both loops train the task's own model
 (for ``resnet18``: torchvision's ResNet-18 with the CIFAR stem) with torch's Adam at lr 1e-3, at
@@ -24,14 +25,16 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-import time
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
+from sensitivity.bench.timing import time_rate
 from sensitivity.errors import UserError
 from sensitivity.tasks import TensorData, TensorTask, get_task
+from sensitivity.train import cpu_threads_limit, resolve_device, train_trial
 
 SYNTHETIC_SHAPES = {"cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100), "fashion-mnist": ((1, 28, 28), 10)}
 """dataset -> (image shape (C, H, W), classes) of the synthetic stand-in."""
@@ -88,8 +91,6 @@ def bench_train(task_name: str = "resnet18", *, synthetic: bool = True, device: 
     Raises:
         UserError: not an image task, bad sizes, an absent device, or missing real data.
     """
-    from sensitivity.train import resolve_device
-
     task = get_task(task_name)
     if not (isinstance(task, TensorTask) and task.defaults.get("dataset") in SYNTHETIC_SHAPES):
         raise UserError(f"bench train measures the image tasks (resnet18, fmnist-cnn), not {task.name!r}")
@@ -136,8 +137,6 @@ def bench_train(task_name: str = "resnet18", *, synthetic: bool = True, device: 
 
 
 def _product_rate(task: TensorTask, config: dict[str, Any], device: torch.device) -> float:
-    from sensitivity.train import train_trial
-
     result = train_trial(task, config, "adam", {"lr": 1e-3}, seed=0, epochs=1, device=device, divergence_factor=1e9)
     return result.throughput
 
@@ -145,38 +144,30 @@ def _product_rate(task: TensorTask, config: dict[str, Any], device: torch.device
 def _plain_rate(task: TensorTask, config: dict[str, Any], data: TensorData, device: torch.device) -> float:
     """Images per second of a tutorial-style loop: DataLoader over a TensorDataset, float32, with the
     same number of CPU threads as the trial loop gives the task."""
-    from sensitivity.train import cpu_threads_limit
-
     with cpu_threads_limit(task.cpu_threads if device.type == "cpu" else None):
         return _plain_loop(task, config, data, device)
 
 
 def _plain_loop(task: TensorTask, config: dict[str, Any], data: TensorData, device: torch.device) -> float:
-    from torch.utils.data import DataLoader, TensorDataset
-
     torch.manual_seed(0)
     model = task.build_model(config, data).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=int(config["batch_size"]),
                         shuffle=True, drop_last=True, pin_memory=device.type == "cuda")
     model.train()
-    images = 0
-    _sync(device)
-    start = time.perf_counter()
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        loss = nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        images += len(y)
-    _sync(device)
-    return images / (time.perf_counter() - start)
 
+    def epoch() -> int:
+        images = 0
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            images += len(y)
+        return images
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    return time_rate(epoch, device)
 
 
 def format_result(result: ThroughputResult) -> list[str]:

@@ -1,0 +1,50 @@
+"""The flags that more than one command takes, each declared once as an ``Annotated`` alias
+(Typer's way): the report and compare settings, the storage a report reads, the devices and sizes of
+the benchmarks, a JSON output file. A command's own flags are declared in its signature."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from sensitivity.study.spec import STORAGE_ENV
+
+_PASSWORD = "password: PGPASSWORD, ~/.pgpass, or the whole URL in the environment variable"
+
+ReportStorage = Annotated[str, typer.Option(
+    envvar=STORAGE_ENV, help=f"Storage URL holding the study ({_PASSWORD}).")]
+JoinStorage = Annotated[str, typer.Option(
+    envvar=STORAGE_ENV, help=f"Storage URL of the study to join (e.g. postgresql://user@host/db; {_PASSWORD}).")]
+CompareStorage = Annotated[list[str], typer.Option(
+    envvar=STORAGE_ENV, help="Storage URL: one for every study, or one per --study in the same order (repeat the "
+                             f"flag; {_PASSWORD}).")]
+
+Tolerance = Annotated[Optional[float], typer.Option(
+    help="Tolerance width threshold: the fraction tau of the achievable improvement a run may lose "
+         "(0.05 = keep at least 95% of the improvement from the initial value L0 to the best L*).")]
+RelativeTolerance = Annotated[Optional[float], typer.Option(
+    "--relative-tolerance",
+    help="Relative width threshold: within this fraction of the best loss (0.1 = 10%), or within this much of "
+         "the best accuracy (0.01 = 1 point). Default: 0.1 for a loss, 0.01 for an accuracy.")]
+LrAxis = Annotated[str, typer.Option(
+    "--lr-axis", help="lr axis of curves and widths: nominal, or effective (lr/(1-gamma) AdamRAG, lr/(1-beta1) "
+                      "NAG/SGD, lr Adam/Lion).")]
+FigureFormats = Annotated[str, typer.Option(
+    "--format", help="Figure file formats, comma-separated, from png, svg, pdf (the HTML always embeds PNGs).")]
+
+Epochs = Annotated[Optional[int], typer.Option(help="Epochs per trial (default: the task's).")]
+TrainSize = Annotated[Optional[int], typer.Option(help="Use the first N training examples (default: the task's).")]
+ValSize = Annotated[Optional[int], typer.Option(help="Use the first N validation examples (default: the task's).")]
+BatchSize = Annotated[Optional[int], typer.Option(help="Mini-batch size (default: the task's).")]
+
+BenchDevice = Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda or cuda:N.")]
+JsonOut = Annotated[Optional[Path], typer.Option("--json", help="Also write the measurements to this JSON file.")]
+
+
+def comma_list(text: Optional[str]) -> Optional[tuple[str, ...]]:
+    """``"Adam, nag"`` -> ``("adam", "nag")``; None stays None."""
+    if text is None:
+        return None
+    return tuple(p.strip().lower() for p in text.split(",") if p.strip())

@@ -1,0 +1,222 @@
+"""What the command line shows on the terminal: the two consoles (results on stdout, errors and
+notices on stderr), the sweep's progress bar, the lines that end a sweep, and the report's summary
+table sized to the terminal."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape as rich_escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Column, Table
+
+# Long lines (commands to copy) never wrap mid-word. Piped or redirected, rich would assume 80
+# columns and cut table cells to "AdamR…"; a file or a pipe has no width, so tables print whole.
+_PIPED_WIDTH = 200
+console = Console(stderr=False, soft_wrap=True, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else _PIPED_WIDTH)
+err_console = Console(stderr=True)
+
+
+class NoticeLines(logging.Handler):
+    """What the library logs for the user to know (``sensitivity.storage.NOTICES``: a journal read only up
+    to a torn record) as one ``warning:`` line on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err_console.print(f"[bold yellow]warning:[/] {rich_escape(record.getMessage())}", highlight=False, soft_wrap=True)
+
+
+_notices = logging.getLogger("sensitivity.notices")  # = sensitivity.storage.NOTICES, without importing Optuna here
+_notices.addHandler(NoticeLines())
+_notices.propagate = False
+
+
+
+def quiet_optuna() -> None:
+    """Optuna's log shows warnings only, not a line per trial (the progress bar says that)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+
+
+class SweepProgress:
+    """Rich progress bar: trials done of planned, the current trial, the running best."""
+
+    def __init__(self, progress: Any, direction: str, spec: Any = None) -> None:
+        self.progress = progress
+        self.spec = spec
+        self.task_id = None
+        self.best: float | None = None
+        minimize = direction == "minimize"
+        self.better = (lambda a, b: a < b) if minimize else (lambda a, b: a > b)
+
+    def start(self, total: int, complete: int, best: float | None = None) -> None:
+        """Show the bar: ``complete`` of ``total`` planned points done, ``best`` the best objective
+        already stored (a resumed study's), None when there is none (nothing is drawn before)."""
+        self.best = best
+        self.progress.start()
+        self.task_id = self.progress.add_task("starting", total=total, completed=complete,
+                                              best="-" if best is None else f"{best:.4f}")
+
+    def on_plan(self, result: Any) -> None:
+        """The sweep is prepared: print what it holds and where it runs, then show the bar."""
+        spec = self.spec
+        where = f"{result.workers.count} worker processes" if result.workers is not None else "this process"
+        from sensitivity.storage import mask_storage
+
+        console.print(f"study [bold]{result.study_name}[/] in {mask_storage(result.storage)}  task {spec.task}  "
+                      f"optimizers {','.join(spec.optimizers)}  sampler {spec.sampler}  {result.planned} points "
+                      f"({result.complete_before} complete, {result.queued} queued now)  on {where}", highlight=False)
+        if result.complete_before < result.planned:
+            self.start(result.planned, result.complete_before, result.progress.best if result.progress else None)
+
+    def on_trial_start(self, number: int, params: dict[str, Any]) -> None:
+        desc = f"#{number} {params['optimizer']} lr={params['lr']:.3g}"
+        if "beta1" in params:
+            desc += f" b1={params['beta1']:g}"
+        self.progress.update(self.task_id, description=desc)
+
+    def on_trial_end(self, number: int, params: dict[str, Any], value: float, result: Any) -> None:
+        if not result.diverged and (self.best is None or self.better(value, self.best)):
+            self.best = value
+        best = "-" if self.best is None else f"{self.best:.4f}"
+        self.progress.update(self.task_id, advance=1, best=best)
+
+    def on_trial_fail(self, failure: Any, retry: int | None) -> None:
+        from sensitivity.study.sweep import MAX_RETRIES
+
+        then = f"retry {retry} of {MAX_RETRIES} queued" if retry else "no retry left; the sweep goes on"
+        console.print(f"trial #{failure.number} failed ({format_params(failure.params)}): {failure.error}; {then}",
+                      highlight=False, markup=False)
+        if self.task_id is not None and not retry:
+            self.progress.update(self.task_id, advance=1)
+
+    def on_wait(self, running: int) -> None:
+        self.progress.update(self.task_id, description=f"waiting for {running} trial(s) of other workers")
+
+    def on_poll(self, prog: Any, workers_alive: int) -> None:
+        """Multi-worker display, read from storage: points complete, trials running, best so far."""
+        best = "-" if prog.best is None else f"{prog.best:.4f}"
+        desc = f"{workers_alive} workers, {prog.running} running" if workers_alive else "workers done"
+        self.progress.update(self.task_id, completed=prog.complete, description=desc, best=best)
+
+
+def progress_bar() -> Progress:
+    """The sweep's rich progress bar on :data:`console` (started by :class:`SweepProgress`)."""
+    # the counts, the best and the two times (about 48 characters) are never cut; the current trial's
+    # description and the bar share what is left, the description cut first in a narrow terminal
+    room = console.width - 48
+    described = min(34, max(12, room - 4))
+    return Progress(
+        TextColumn(f"[bold]{{task.description:<{described}}}",
+                   table_column=Column(max_width=described, no_wrap=True, overflow="ellipsis")),
+        BarColumn(bar_width=max(3, min(40, room - described))),
+        MofNCompleteColumn(),
+        TextColumn("trials  best {task.fields[best]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+
+def format_params(params: dict[str, Any]) -> str:
+    """``optimizer=adam lr=0.001 beta1=0.9``: a trial's parameters on one line."""
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def ran_line(ran: int, diverged: int, prog: Any) -> str:
+    """``ran N trials (D diverged); C of T points complete`` and the failed, if any."""
+    line = f"ran {ran} trials ({diverged} diverged); {prog.complete} of {prog.total} points complete"
+    if prog.failed:
+        line += f"; {prog.failed} failed (listed below): run the same command again to retry them"
+    return line
+
+
+def print_failures(failures: list[Any]) -> None:
+    """One line per planned point whose trial failed (retries used up), with its error."""
+    for f in failures:
+        err_console.print(f"failed: trial #{f.number} {format_params(f.params)}: {f.error}", highlight=False,
+                          markup=False, soft_wrap=True)
+
+
+def print_outcome(result: Any, metric: str) -> None:
+    """The lines that end a sweep, from its :class:`~sensitivity.study.sweep.SweepResult`."""
+    prog = result.progress
+    if result.complete_before == result.planned:
+        console.print(f"nothing to run: all {result.planned} points of study {result.study_name!r} are complete")
+    elif result.workers is None:
+        console.print(ran_line(result.ran, result.diverged, prog), highlight=False)
+    else:
+        line = (f"{result.workers.count} workers ({result.workers.threads} torch threads each) completed "
+                f"{prog.complete - result.complete_before} points; {prog.complete} of {prog.total} complete "
+                f"({prog.diverged} diverged)")
+        if prog.failed:
+            line += f"; {prog.failed} failed (listed below): run the same command again to retry them"
+        console.print(line, highlight=False)
+        for index, code in result.outcome.failed:
+            err_console.print(f"worker {index} exited with code {code} (its error is printed above)", highlight=False,
+                              soft_wrap=True)
+        for index, signum in result.outcome.killed:
+            err_console.print(f"worker {index} was killed by signal {signum}; its running trial was failed when its "
+                              f"heartbeat went stale and its point queued again", highlight=False, soft_wrap=True)
+    print_failures(result.failures)
+    if result.best:
+        console.print(best_line(result.best, metric), highlight=False)
+
+
+def best_line(best: dict[str, Any], metric: str) -> str:
+    """``best val_loss 0.1128: trial #42 optimizer=nag ...``, saying when that trial diverged (then
+    every trial did) or ended worse than it started (its value is clipped at the initial one)."""
+    note = ""
+    if best.get("diverged"):
+        note = f" (diverged: {best.get('diverged_reason') or 'training blew up'}; every trial diverged)"
+    elif best.get("final") is not None and best["final"] == best["final"] and best["final"] != best["value"]:
+        note = f" (clipped at the initial value: the final {metric} was {best['final']:.4g})"
+    return f"best {metric} {best['value']:.4f}{note}: trial #{best['number']} {format_params(best['params'])}"
+
+
+_CLI_COLUMNS = {"optimizer": "optimizer", "trials": "trials", "best ": "best", "best lr": "best lr",
+                "tolerance width": "width (dec)", "relative width": "rel. width (dec)",
+                "good share lr x beta1": "share lr x beta1", "LR sensitivity": "LR sens.", "diverged": "diverged"}
+
+
+_CLI_DROP_ORDER = ("rel. width (dec)", "LR sens.", "trials", "share lr x beta1", "best")
+"""Columns of the terminal summary left out first when the terminal is too narrow for all of them."""
+
+
+def print_summary_table(readable: Any, title: str, caption: str = "") -> None:
+    """A compact rich table of the readable summary: the columns a terminal has room for, point values
+    only (the bounds are in the report and the CSV)."""
+    shown = []
+    for c in readable.columns:
+        prefix = "best lr" if c == "best lr" else next((p for p in _CLI_COLUMNS if c.startswith(p)), None)
+        if prefix is not None:
+            shown.append((c, _CLI_COLUMNS[prefix]))
+    cells = {short: [str(row[c]).split(" [")[0] or "-" for _, row in readable.iterrows()] for c, short in shown}
+    # a value is never cut (3.16e-3 and 3.16e-1 both read "3.16e..." when cut) and a header wraps at
+    # its spaces; where the terminal is too narrow for that, the least telling columns are left out
+    widths = {short: max([len(v) for v in values] + [max(len(w) for w in short.split())])
+              for short, values in cells.items()}
+    left_out = []
+    for short in _CLI_DROP_ORDER:
+        if sum(widths.values()) + 3 * len(widths) + 1 <= console.width:
+            break
+        if short in widths:
+            del widths[short]
+            left_out.append(short)
+    if left_out:
+        caption = "; ".join(filter(None, [caption, f"left out for the terminal's width: {', '.join(left_out)} "
+                                                    f"(see report.html)"]))
+    table = Table(title=title, caption=caption or None)
+    for short, width in widths.items():
+        table.add_column(short, justify="left" if short == "optimizer" else "right", width=width,
+                         overflow="fold")
+    for i in range(len(readable)):
+        table.add_row(*(cells[short][i] for short in widths))
+    console.print(table)
