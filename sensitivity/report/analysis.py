@@ -155,22 +155,28 @@ def analyze(
         ValueError: unknown metric, aggregation or lr axis; a negative tolerance.
     """
     hib = metrics.higher_is_better(metric)
-    tau = tolerance.DEFAULT_TAU if tau is None else float(tau)
     rel = metrics.default_tolerance(metric) if relative_tolerance is None else float(relative_tolerance)
+    relative_text = metrics.describe_tolerance(metric, rel)
+    tau = tolerance.DEFAULT_TAU if tau is None else float(tau)
     settings = AnalysisSettings(
         metric=metric, higher_is_better=hib, tau=tau, relative_tolerance=rel, aggregation=aggregation,
         lr_axis=lr_axis, level=level, divergence_factor=divergence_factor,
         tolerance_text=tolerance.describe_threshold("improvement", tau, higher_is_better=hib),
-        relative_text=metrics.describe_tolerance(metric, rel),
+        relative_text=relative_text,
         aggregation_text=metrics.AGGREGATIONS[aggregation],
     )
     shown = effective_lr.on_lr_axis(trials, lr_axis)
+    # the metrics first, in one block: the lr curve and the tables every figure reads
     complete = metrics.complete_trials(shown)
     nominal = complete if shown is trials else metrics.complete_trials(trials)
-    pairs = tuple(region.swept_pairs(shown))
     curve = metrics.lr_curve(shown, metric, aggregation)
-    tolerances = tolerance.tolerance_table(curve, higher_is_better=hib, tau=tau, relative_tolerance=rel,
-                                           points=metrics.absolute_tolerance(metric))
+    configs = metrics.config_table(nominal, metric)
+    relative = metrics.relative_performance(curve, metric)
+    values = metrics.metric_values(complete, metric)
+    points = metrics.absolute_tolerance(metric)
+    pairs = tuple(region.swept_pairs(shown))
+    axes = tuple(region.swept_axes(shown))
+    tolerances = tolerance.tolerance_table(curve, higher_is_better=hib, tau=tau, relative_tolerance=rel, points=points)
     result = summary.summary_result(shown, metric, tau=tau, relative_tolerance=rel, aggregation=aggregation,
                                     pairs=pairs, uncertainty=uncertainty, level=level,
                                     divergence_factor=divergence_factor, curve=curve, tolerances=tolerances)
@@ -179,19 +185,18 @@ def analyze(
         trials=shown,
         complete=complete,
         nominal=nominal,
-        configs=metrics.config_table(nominal, metric),
+        configs=configs,
         display=_display(trials),
         n_seeds=result.n_seeds,
         varying=_varying(complete),
-        swept_axes=tuple(region.swept_axes(shown)),
+        swept_axes=axes,
         pairs=pairs,
         curve=curve,
         tolerance=tolerances,
-        relative_performance=metrics.relative_performance(curve, metric),
+        relative_performance=relative,
         regions=result.regions,
         summary=result.frame,
         bootstrap=result.bootstrap,
         differences=result.differences,
-        expected_best=expected_best.expected_best_table(metrics.metric_values(complete, metric), complete["optimizer"],
-                                                        higher_is_better=hib),
+        expected_best=expected_best.expected_best_table(values, complete["optimizer"], higher_is_better=hib),
     )
