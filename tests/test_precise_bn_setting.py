@@ -9,7 +9,7 @@ import pytest
 
 from sensitivity import records
 from sensitivity.errors import UserError
-from sensitivity.report.render import study_facts
+from sensitivity.report.prose import study_facts
 from sensitivity.report.frame import load_trials
 from sensitivity.storage import open_storage
 from sensitivity.study.spec import StudySpec

@@ -28,7 +28,7 @@ def check_report_options(tolerance: Optional[float], relative_tolerance: Optiona
         UserError: a negative or infinite threshold, an unknown lr axis or figure format.
     """
     from sensitivity.report.effective_lr import LR_AXES
-    from sensitivity.report.render import FIGURE_FORMATS
+    from sensitivity.report.build import FIGURE_FORMATS
 
     for flag, value, example in (("--tolerance", tolerance, "0.05 = keep 95% of the improvement"),
                                  ("--relative-tolerance", relative_tolerance, "0.1 = within 10% of the best loss")):
@@ -63,7 +63,7 @@ def report(
     """Write figures, CSV tables, report.md and report.html from a stored study."""
     terminal.quiet_optuna()
     from sensitivity.report import build_report
-    from sensitivity.report.render import summary_table
+    from sensitivity.report.prose import summary_table
 
     formats = check_report_options(tolerance, relative_tolerance, lr_axis, fmt)
     out_dir = out or Path("reports") / study
@@ -73,8 +73,11 @@ def report(
                              lr_axis=lr_axis, formats=formats)
     except OSError as err:  # a folder that cannot be created or written
         raise UserError(f"cannot write the report to {out_dir} ({err.strerror or err}); give another --out folder") from None
-    bounds = paths.summary.attrs.get("bootstrap")
-    terminal.print_summary_table(summary_table(paths.summary), f"study {study}: summary (definitions in report.html)",
+    analysis = paths.analysis
+    bounds = analysis.bootstrap
+    terminal.print_summary_table(summary_table(analysis.summary, metric=analysis.settings.metric,
+                                               lr_axis=analysis.settings.lr_axis),
+                                 f"study {study}: summary (definitions in report.html)",
                                  "95% seed-bootstrap bounds: report.html, summary.csv (*_low, *_high)" if bounds else "")
     console.print("findings: " + " ".join(paths.findings), highlight=False)
     console.print(f"report written to {paths.out_dir}/ (open {paths.report_html})")

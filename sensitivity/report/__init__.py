@@ -1,9 +1,11 @@
-"""The report side: a stored study -> tidy frames -> metrics -> figures -> HTML, Markdown, CSV.
+"""The report side: a stored study -> tidy frames -> one analysis -> figures -> HTML, Markdown, CSV.
 
 Public names: :func:`build_report` (the whole report from storage), :class:`ReportPaths`,
 :func:`load_trials` and :class:`TrialsData` (the tidy trials frame, the contract with the study
-side), :func:`summarize` (the per-optimizer table of tolerance metrics). The metric functions live
-in :mod:`sensitivity.report.metrics`, the figures in :mod:`sensitivity.report.figures`.
+side), :func:`analyze` and :class:`StudyAnalysis` (the analysis of a study, computed once, that
+figures, findings and renderings read), :func:`summarize` (the per-optimizer table of tolerance
+metrics). The metric functions live in :mod:`sensitivity.report.metrics`, the figures in
+:mod:`sensitivity.report.figures`.
 
 Example::
 
@@ -14,6 +16,7 @@ Example::
 
 from sensitivity.report.frame import TrialsData, load_trials
 from sensitivity.report.summary import summarize
-from sensitivity.report.render import ReportPaths, build_report
+from sensitivity.report.analysis import StudyAnalysis, analyze
+from sensitivity.report.build import ReportPaths, build_report
 
-__all__ = ["ReportPaths", "TrialsData", "build_report", "load_trials", "summarize"]
+__all__ = ["ReportPaths", "StudyAnalysis", "TrialsData", "analyze", "build_report", "load_trials", "summarize"]

@@ -25,14 +25,12 @@ from typing import Sequence
 import pandas as pd
 
 from sensitivity.errors import UserError
-from sensitivity.report import figures as F
-from sensitivity.report import findings as Fi
-from sensitivity.report import metrics as M
-from sensitivity.report import render as Rd
-from sensitivity.report import summary as S
-from sensitivity.report import tolerance as T
-from sensitivity.report.effective_lr import LR_AXES, on_lr_axis
+from sensitivity.report import figures, findings, html_report, markdown_report, metrics, prose
+from sensitivity.report.analysis import StudyAnalysis, analyze
+from sensitivity.report.build import FigureSpec, check_formats, save_figure, staged
+from sensitivity.report.effective_lr import LR_AXES
 from sensitivity.report.frame import TrialsData, load_trials
+from sensitivity.report.tolerance import DEFAULT_TAU
 from sensitivity.storage import mask_storage
 
 PROFILE_METRICS = (
@@ -93,6 +91,20 @@ def _labels(loaded: Sequence[tuple[StudyRef, TrialsData]]) -> list[str]:
     return [lab if labels.count(lab) == 1 else f"{lab} #{i + 1}" for i, lab in enumerate(labels)]
 
 
+def analyze_studies(
+    loaded: Sequence[tuple[StudyRef, TrialsData]],
+    *,
+    tolerance: float | None = None,
+    relative_tolerance: float | None = None,
+    lr_axis: str = "nominal",
+    aggregation: str = "best",
+) -> list[StudyAnalysis]:
+    """:func:`~sensitivity.report.analysis.analyze` of each study, once, on its own objective metric
+    (direction and units from the study); ``tau``, the relative tolerance and the lr axis the same for all."""
+    return [analyze(data.trials, data.meta["metric"], tau=tolerance, relative_tolerance=relative_tolerance,
+                    aggregation=aggregation, lr_axis=lr_axis) for _, data in loaded]
+
+
 def compare_table(
     loaded: Sequence[tuple[StudyRef, TrialsData]],
     *,
@@ -100,23 +112,25 @@ def compare_table(
     relative_tolerance: float | None = None,
     lr_axis: str = "nominal",
     aggregation: str = "best",
+    analyses: Sequence[StudyAnalysis] | None = None,
 ) -> pd.DataFrame:
     """One row per task (study) and optimizer with every tolerance metric of :func:`~sensitivity.report.summary.summarize`.
 
     Each study is read with its own objective metric (direction and units from the study); ``tau``
-    and the relative tolerance are the same for every study.
+    and the relative tolerance are the same for every study. ``analyses``: the studies'
+    :func:`analyze_studies`, when already computed.
 
     Returns:
         The frame, :data:`TABLE_COLUMNS` first, then the remaining summary columns; ``storage`` is
         shown with its password masked (:func:`sensitivity.storage.mask_storage`).
     """
+    if analyses is None:
+        analyses = analyze_studies(loaded, tolerance=tolerance, relative_tolerance=relative_tolerance,
+                                   lr_axis=lr_axis, aggregation=aggregation)
     frames = []
-    for label, (ref, data) in zip(_labels(loaded), loaded):
-        metric = data.meta["metric"]
-        trials = on_lr_axis(data.trials, lr_axis)
-        summary = S.summarize(trials, metric, tau=tolerance, relative_tolerance=relative_tolerance,
-                              aggregation=aggregation)
-        summary.insert(0, "metric", metric)
+    for label, (ref, _), analysis in zip(_labels(loaded), loaded, analyses):
+        summary = analysis.summary.copy()
+        summary.insert(0, "metric", analysis.settings.metric)
         summary.insert(0, "storage", mask_storage(ref.storage))  # a password never reaches a file
         summary.insert(0, "study", ref.study)
         summary.insert(0, "task", label)
@@ -133,8 +147,8 @@ def profiles(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
         if column not in table or table[column].notna().sum() == 0:
             continue
         wide = table.pivot_table(index="optimizer", columns="task", values=column, aggfunc="first", dropna=False)
-        wide = wide.reindex(M.optimizer_order(table["optimizer"]))
-        out[column] = M.performance_profile(wide, higher_is_better=higher)
+        wide = wide.reindex(metrics.optimizer_order(table["optimizer"]))
+        out[column] = metrics.performance_profile(wide, higher_is_better=higher)
     return out
 
 
@@ -160,16 +174,11 @@ def _readable(table: pd.DataFrame) -> pd.DataFrame:
     """The compare table as strings for HTML and Markdown (bounds in brackets where there are seeds)."""
     parts = []
     for task, g in table.groupby("task", sort=False):
-        readable = Rd.summary_table(g.reset_index(drop=True).pipe(_with_attrs, g))
+        readable = prose.summary_table(g.reset_index(drop=True), metric=str(g["metric"].iloc[0]))
         readable.insert(0, "task", task)
         parts.append(readable)
     out = pd.concat(parts, ignore_index=True).fillna("")
     return out
-
-
-def _with_attrs(frame: pd.DataFrame, source: pd.DataFrame) -> pd.DataFrame:
-    frame.attrs.update(metric=str(source["metric"].iloc[0]))
-    return frame
 
 
 def build_compare(
@@ -192,20 +201,21 @@ def build_compare(
         UserError: a study cannot be read or does not exist (nothing is written then).
         ValueError: unknown lr axis or format, or a negative tolerance.
     """
-    formats = Rd.check_formats(formats)
+    formats = check_formats(formats)
     if lr_axis not in LR_AXES:
         raise ValueError(f"unknown lr axis {lr_axis!r}; choose one of {sorted(LR_AXES)}")
     loaded = load_studies(refs)
-    table = compare_table(loaded, tolerance=tolerance, relative_tolerance=relative_tolerance, lr_axis=lr_axis)
+    analyses = analyze_studies(loaded, tolerance=tolerance, relative_tolerance=relative_tolerance, lr_axis=lr_axis)
+    table = compare_table(loaded, analyses=analyses)
     profs = profiles(table)
-    findings = Fi.compare_findings(table)
+    opening = findings.compare_findings(table)
     display = dict(zip(table["optimizer"], table["optimizer_display"]))
     labels = {c: t for c, _, t in PROFILE_METRICS}
     lr_label = "effective learning rate" if lr_axis == "effective" else "learning rate"
-    panels = [(label, on_lr_axis(d.trials, lr_axis), d.meta["metric"]) for label, (_, d) in zip(_labels(loaded), loaded)]
+    panels = list(zip(_labels(loaded), analyses))
     makers = {
-        "performance_profiles": lambda: F.performance_profile_figure(profs, labels=labels, display=display),
-        "lr_curves": lambda: F.lr_curve_grid_figure(panels, lr_label=lr_label),
+        "performance_profiles": lambda: figures.performance_profile_figure(profs, labels=labels, display=display),
+        "lr_curves": lambda: figures.lr_curve_grid_figure(panels, lr_label=lr_label),
     }
     headings = {"performance_profiles": "Performance profiles across tasks",
                 "lr_curves": "Learning-rate sensitivity of every task"}
@@ -215,40 +225,40 @@ def build_compare(
     out = Path(out_dir)
     files: list[Path] = []
     pngs: dict[str, bytes] = {}
-    with Rd.staged(out) as stage:
+    with staged(out) as stage:
         for key, make in makers.items():
-            pngs[key], written = Rd.save_figure(make(), stage, key, formats)
+            pngs[key], written = save_figure(make(), stage, key, formats)
             files += [out / p.name for p in written]
         table.to_csv(stage / "compare.csv", index=False)
         prof_long.to_csv(stage / "profiles.csv", index=False)
         readable = _readable(table)
-        settings = _settings(table, lr_axis, T.DEFAULT_TAU if tolerance is None else tolerance, relative_tolerance)
-        (stage / "compare.md").write_text(_markdown(readable, findings, settings, headings, formats[0]), encoding="utf-8")
-        (stage / "compare.html").write_text(_html(readable, findings, settings, headings, pngs, table), encoding="utf-8")
+        settings = _settings(table, lr_axis, DEFAULT_TAU if tolerance is None else tolerance, relative_tolerance)
+        (stage / "compare.md").write_text(_markdown(readable, opening, settings, headings, formats[0]), encoding="utf-8")
+        (stage / "compare.html").write_text(_html(readable, opening, settings, headings, pngs, table), encoding="utf-8")
     return ComparePaths(out_dir=out, compare_html=out / "compare.html", compare_md=out / "compare.md",
                         compare_csv=out / "compare.csv", profiles_csv=out / "profiles.csv",
                         figures={k: out / f"{k}.{formats[0]}" for k in makers}, figure_files=tuple(files),
-                        findings=tuple(findings))
+                        findings=tuple(opening))
 
 
 def _settings(table: pd.DataFrame, lr_axis: str, tau: float, relative_tolerance: float | None) -> str:
-    metrics = ", ".join(f"{t}: {m}" for t, m in dict(zip(table["task"], table["metric"])).items())
+    per_task = ", ".join(f"{t}: {m}" for t, m in dict(zip(table["task"], table["metric"])).items())
     rel = "each metric's default" if relative_tolerance is None else f"{relative_tolerance:g}"
     return (f"Each study is summarised as its report does, on the {lr_axis} lr axis, with tau = {tau:g} "
             f"(a run keeps at least {100 * (1 - tau):g}% of the improvement over initialisation) and relative "
-            f"tolerance {rel}. Metrics: {metrics}. Widths in decades of lr; shares of the swept box; LR "
+            f"tolerance {rel}. Metrics: {per_task}. Widths in decades of lr; shares of the swept box; LR "
             "sensitivity in each task's metric units; brackets: seed-bootstrap intervals where a study has "
             "two seeds or more.")
 
 
 def _markdown(readable, findings, settings, headings, fmt) -> str:
     lines = ["# Comparison across studies", "", "**Findings.** " + " ".join(findings), "", settings, "",
-             Rd.markdown_table(readable), "",
+             markdown_report.markdown_table(readable), "",
              "Full numbers: [compare.csv](compare.csv), [profiles.csv](profiles.csv).", ""]
     for key, heading in headings.items():
-        lines += [f"## {heading}", "", Rd._figure_link(Rd.FigureSpec(key, key, heading), fmt), ""]
+        lines += [f"## {heading}", "", markdown_report.figure_link(FigureSpec(key, key, heading), fmt), ""]
     lines += ["## Metric definitions", ""]
-    lines += [f"- **{n}**: {d} *Source: {s}.*" for n, d, s in Rd.DEFINITIONS]
+    lines += [f"- **{n}**: {d} *Source: {s}.*" for n, d, s in prose.DEFINITIONS]
     return "\n".join(lines) + "\n"
 
 
@@ -261,9 +271,9 @@ def _html(readable, findings, settings, headings, pngs, table) -> str:
         f'<p class="note">Studies: {esc(studies)}</p>',
         "<h2>Tolerance metrics per task and optimizer</h2>",
         f'<p class="note">{esc(settings)}</p>',
-        Rd.table_html(readable, classes="compare"),
+        html_report.table_html(readable, classes="compare"),
     ]
     for key, heading in headings.items():
-        body += [f"<h2>{esc(heading)}</h2>", f'<img alt="{esc(heading)}" src="{Rd.png_uri(pngs[key])}">']
-    body += Rd.definitions_html()
-    return Rd.html_page("Comparison across studies", body)
+        body += [f"<h2>{esc(heading)}</h2>", f'<img alt="{esc(heading)}" src="{html_report.png_uri(pngs[key])}">']
+    body += html_report.definitions_html()
+    return html_report.html_page("Comparison across studies", body)

@@ -1,157 +1,44 @@
-"""The report's figures, drawn from the tidy trials/curves frames (headless).
+"""The report's figures, drawn from a study's :class:`~sensitivity.report.analysis.StudyAnalysis` (headless).
 
-Each function returns a :class:`matplotlib.figure.Figure` with an Agg canvas attached explicitly
-(no pyplot, no global backend switch, so it works without a display and leaves the caller's
-matplotlib state alone); the caller saves it, e.g. ``fig.savefig(path, dpi=130)``. Seaborn
-styling is applied inside a style context only while drawing.
+Each function reads what :func:`sensitivity.report.analysis.analyze` computed (lr curve, tolerance
+table, relative performance, expected best) and draws it; none recomputes an analysis. It returns a
+:class:`matplotlib.figure.Figure` with an Agg canvas attached (:func:`sensitivity.report.style.new_figure`);
+the caller saves it, e.g. ``fig.savefig(path, dpi=style.DPI)``. The shared look is :mod:`sensitivity.report.style`.
 
 Figures:
 
 * :func:`lr_sensitivity_figure` -- final metric vs learning rate, one line per optimizer.
-* :func:`expected_best_figure` -- expected best value after n random configurations (Dodge et al. 2019).
-
-Heatmaps of every swept hyperparameter pair live in :mod:`sensitivity.report.heatmaps`.
 * :func:`loss_curves_figure` -- validation (and training) loss per epoch, one line per lr.
 * :func:`relative_performance_figure` -- DeepOBS-style relative performance vs lr.
+* :func:`expected_best_figure` -- expected best value after n random configurations (Dodge et al. 2019).
+* :func:`performance_profile_figure`, :func:`lr_curve_grid_figure` -- across studies (``compare``).
+
+Heatmaps of every swept hyperparameter pair live in :mod:`sensitivity.report.heatmaps`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Iterator
+from typing import Sequence
 
-import matplotlib
 import matplotlib.colors as mcolors
 import matplotlib.ticker as ticker
 import numpy as np
 import pandas as pd
-import seaborn as sns
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from sensitivity.report import metrics as M
-from sensitivity.report import tolerance as T
-
-DPI = 130
-"""Resolution the report saves figures at (dots per inch)."""
-
-_LR_CMAP = mcolors.LinearSegmentedColormap.from_list(
-    "lr", matplotlib.colormaps["plasma"](np.linspace(0.0, 0.85, 256))
-)  # plasma without its pale-yellow end, which vanishes on white
-
-
-# ---- shared helpers -------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def _style() -> Iterator[None]:
-    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9), matplotlib.rc_context(
-        {"figure.dpi": 100, "savefig.dpi": DPI, "axes.titlesize": "medium", "legend.fontsize": "small"}
-    ):
-        yield
-
-
-def _figure(**kwargs) -> Figure:
-    fig = Figure(layout="constrained", **kwargs)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def format_lr(lr: float) -> str:
-    """A learning rate as ``1e-3`` / ``3e-4`` / ``3.16e-4`` (at most 3 significant digits)."""
-    if not np.isfinite(lr) or lr <= 0:
-        return str(lr)
-    exp = math.floor(math.log10(lr) + 1e-9)
-    mant = float(f"{lr / 10 ** exp:.3g}")
-    if mant >= 10:
-        mant, exp = mant / 10, exp + 1
-    m = f"{mant:g}"
-    return f"{m}e{exp}"
-
-
-def _display(trials: pd.DataFrame) -> dict[str, str]:
-    if "optimizer_display" not in trials:
-        return {}
-    pairs = trials[["optimizer", "optimizer_display"]].drop_duplicates("optimizer")
-    return dict(zip(pairs["optimizer"], pairs["optimizer_display"]))
-
-
-def optimizer_colors(names) -> dict[str, tuple]:
-    """A fixed colour per optimizer (colour-blind palette, in catalog order)."""
-    order = M.optimizer_order(names)
-    palette = sns.color_palette("colorblind", max(len(order), 3))
-    return {n: palette[i % len(palette)] for i, n in enumerate(order)}
-
-
-def _metric_label(metric: str) -> str:
-    """``validation loss (nats/char)``: the study's own declaration of the metric (label and unit)."""
-    unit = M.metric_unit(metric)
-    return f"{M.metric_label(metric)} ({unit})" if unit else M.metric_label(metric)
-
-
-def _varying(trials: pd.DataFrame, exclude: tuple[str, ...] = ()) -> list[str]:
-    """Hyperparameters (besides lr) that take more than one value for some optimizer."""
-    done = M.complete_trials(trials)
-    out = []
-    for hp in M.HP_COLUMNS:
-        if hp in exclude:
-            continue
-        if (done.groupby("optimizer")[hp].nunique(dropna=True) > 1).any():
-            out.append(hp)
-    return out
-
-
-def _seeds(trials: pd.DataFrame) -> int:
-    done = M.complete_trials(trials)
-    return int(done["seed"].nunique()) if "seed" in done else 1
-
-
-def aggregation_text(trials: pd.DataFrame, aggregation: str = "best", exclude: tuple[str, ...] = ()) -> str:
-    """What one plotted value is, in words, for this study (only what actually varies)."""
-    hps = _varying(trials, exclude)
-    seeds = _seeds(trials)
-    seed_part = f"mean over {seeds} seeds" if seeds > 1 else "1 seed"
-    if not hps:
-        return seed_part
-    names = "/".join(h.replace("weight_decay", "weight decay") for h in hps)
-    if aggregation == "default":
-        return f"at default {names}, {seed_part}"
-    return f"best over {names}, {seed_part}"
-
-
-def _plain_log_labels(axis, values) -> None:
-    """Label a log axis with plain numbers (0.3, 2) instead of 3x10^-1; minor ticks at 2, 3 and 5
-    are labelled too when the data span fewer than 2.5 decades."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v) & (v > 0)]
-    axis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:g}"))
-    if v.size and np.log10(v.max() / v.min()) < 2.5:
-        def minor(x, _):
-            lead = round(x / 10 ** math.floor(math.log10(x) + 1e-9))
-            return f"{x:g}" if lead in (2, 3, 5) else ""
-
-        axis.set_minor_formatter(ticker.FuncFormatter(minor))
-    else:
-        axis.set_minor_formatter(ticker.NullFormatter())
-
-
-def _log_ok(values) -> bool:
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    return v.size > 0 and bool((v > 0).all()) and v.max() / v.min() > 3
+from sensitivity.report import metrics, style
+from sensitivity.report.analysis import StudyAnalysis
 
 
 # ---- lr sensitivity ---------------------------------------------------------------------------
 
 def lr_sensitivity_figure(
-    trials: pd.DataFrame,
-    metric: str,
+    analysis: StudyAnalysis,
     *,
-    aggregation: str = "best",
-    tolerance: float | None = None,
     show_tolerance: bool = True,
     title: str | None = None,
     lr_label: str = "learning rate",
@@ -164,21 +51,23 @@ def lr_sensitivity_figure(
     so runs worse than their start sit on L0, and points whose runs diverged are marked with an
     ``x`` there. The initial metric (L0) is a dashed reference line. With
     ``show_tolerance`` each optimizer's tolerance interval (:mod:`sensitivity.report.tolerance`,
-    improvement threshold with fraction ``tolerance`` = tau) is shaded: the interpolated lr interval,
+    improvement threshold with the analysis's tau) is shaded: the interpolated lr interval,
     from its best value to its threshold; the legend gives its width in decades.
 
     Args:
+        analysis: the study's analysis (its lr curve, tolerance table and settings are drawn).
         lr_label: the x-axis label (``"effective learning rate ..."`` on the effective axis).
     """
-    tau = T.DEFAULT_TAU if tolerance is None else tolerance
-    hib = M.higher_is_better(metric)
-    curve = M.lr_curve(trials, metric, aggregation)
-    names = M.optimizer_order(curve["optimizer"])
-    colors = optimizer_colors(names)
-    display = _display(trials)
-    widths = T.tolerance_table(curve, higher_is_better=hib, tau=tau)
-    with _style():
-        fig = _figure(figsize=(8.5, 4.8))
+    metric = analysis.settings.metric
+    tau = analysis.settings.tau
+    hib = analysis.settings.higher_is_better
+    curve = analysis.curve
+    names = metrics.optimizer_order(curve["optimizer"])
+    colors = style.optimizer_colors(names)
+    display = analysis.display
+    widths = analysis.tolerance
+    with style.style():
+        fig = style.new_figure(figsize=(8.5, 4.8))
         ax = fig.add_subplot()
         for name in names:
             g = curve[curve["optimizer"] == name].sort_values("lr")
@@ -202,11 +91,11 @@ def lr_sensitivity_figure(
                 ax.fill_between(span, [best, best], [edge, edge], color=c, alpha=0.15, lw=0, zorder=1)
         _reference_lines(ax, curve, names, colors, display, metric)
         ax.set_xscale("log")
-        if not hib and _log_ok(np.r_[curve["value"], curve["initial"]]):
+        if not hib and style.log_ok(np.r_[curve["value"], curve["initial"]]):
             ax.set_yscale("log")
-            _plain_log_labels(ax.yaxis, np.r_[curve["value"], curve["initial"]])
+            style.plain_log_labels(ax.yaxis, np.r_[curve["value"], curve["initial"]])
         ax.set_xlabel(lr_label)
-        ax.set_ylabel(f"final {_metric_label(metric)}, {'max(acc, acc0)' if hib else 'min(L, L0)'}")
+        ax.set_ylabel(f"final {style.metric_axis_label(metric)}, {'max(acc, acc0)' if hib else 'min(L, L0)'}")
         handles, labels = ax.get_legend_handles_labels()
         if (curve["n_diverged"] > 0).any():
             handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=8, mew=2))
@@ -219,9 +108,9 @@ def lr_sensitivity_figure(
             labels.append("tolerance interval: keeps\n"
                           f">= {100 * (1 - tau):g}% of the improvement over L0")
         ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        head = title or f"Learning-rate sensitivity: final {M.metric_label(metric)} vs lr"
-        fig.suptitle(f"{head}\neach point: {aggregation_text(trials, aggregation)}"
-                     + ("; band: min-max over seeds" if _seeds(trials) > 1 else ""))
+        head = title or f"Learning-rate sensitivity: final {metrics.metric_label(metric)} vs lr"
+        fig.suptitle(f"{head}\neach point: {analysis.aggregation_words()}"
+                     + ("; band: min-max over seeds" if analysis.n_seeds > 1 else ""))
     return fig
 
 
@@ -229,7 +118,7 @@ def _reference_lines(ax, curve, names, colors, display, metric) -> None:
     initial = curve.groupby("optimizer")["initial"].mean().dropna()
     if initial.empty:
         return
-    what = "initial loss L0" if metric == "val_loss" else f"initial {M.metric_label(metric)}"
+    what = "initial loss L0" if metric == "val_loss" else f"initial {metrics.metric_label(metric)}"
     spread = float(initial.max() - initial.min())
     if spread <= 0.01 * abs(float(initial.mean())):
         v = float(initial.mean())
@@ -241,30 +130,9 @@ def _reference_lines(ax, curve, names, colors, display, metric) -> None:
                        label=f"{what}, {display.get(name, name)} = {initial[name]:.3g}", zorder=1)
 
 
-# ---- heatmap helpers (the heatmaps themselves: sensitivity.report.heatmaps) --------------------
-
-def _heatmap_norm(values: np.ndarray, metric: str) -> mcolors.Normalize:
-    v = values[np.isfinite(values)]
-    if v.size == 0:
-        return mcolors.Normalize(0.0, 1.0)
-    lo, hi = float(v.min()), float(v.max())
-    if lo == hi:
-        lo, hi = lo - 0.5 * abs(lo or 1.0), hi + 0.5 * abs(hi or 1.0)
-    if not M.higher_is_better(metric) and _log_ok(v):
-        return mcolors.LogNorm(vmin=lo, vmax=hi)
-    return mcolors.Normalize(vmin=lo, vmax=hi)
-
-
-def _text_color(rgba) -> str:
-    r, g, b = rgba[:3]
-    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.55 else "white"
-
-
 # ---- loss curves ------------------------------------------------------------------------------
 
-def loss_curves_figure(
-    trials: pd.DataFrame, curves: pd.DataFrame, metric: str, *, title: str | None = None
-) -> Figure:
+def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: str | None = None) -> Figure:
     """Validation loss (solid) and training loss (dashed) per epoch, one panel per optimizer.
 
     Each panel fixes beta1 at the optimizer's best point (stated in the panel title) and draws
@@ -274,38 +142,42 @@ def loss_curves_figure(
     logarithmic and cut at 1.5x the initial loss so a diverging run does not flatten the rest.
     A task without a validation loss (cartpole) shows its objective metric per epoch instead,
     on a linear axis and without the training loss (a policy-gradient loss is not comparable).
+
+    Args:
+        analysis: the study's analysis (its per-configuration table on the nominal lr is drawn).
+        curves: the per-epoch curves frame (:attr:`sensitivity.report.frame.TrialsData.curves`).
     """
-    hib = M.higher_is_better(metric)
+    metric = analysis.settings.metric
     shown = "val_loss" if "val_loss" in curves.columns else metric
-    loss_like = not M.higher_is_better(shown)
+    loss_like = not metrics.higher_is_better(shown)
     columns = ["train_loss", shown] if shown == "val_loss" else [shown]
-    table = M.config_table(trials, metric)
-    names = M.optimizer_order(table["optimizer"])
-    display = _display(trials)
-    done = M.complete_trials(trials)
+    table = analysis.configs
+    names = metrics.optimizer_order(table["optimizer"])
+    display = analysis.display
+    done = analysis.nominal
     n = max(len(names), 1)
     ncols = n if n <= 3 else math.ceil(n / 2)
     nrows = math.ceil(n / ncols)
     any_diverged = False
-    with _style():
-        fig = _figure(figsize=(4.6 * ncols + 0.8, 3.5 * nrows + 0.9))
+    with style.style():
+        fig = style.new_figure(figsize=(4.6 * ncols + 0.8, 3.5 * nrows + 0.9))
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
         for ax, name in zip(axes, names):
             t = table[(table["optimizer"] == name) & table["value"].notna()]
             if t.empty:
                 ax.set_visible(False)
                 continue
-            best = M.best_row(t, metric)
+            best = metrics.best_row(t, metric)
             beta1 = best["beta1"]
             at = t[t["beta1"].isna()] if math.isnan(beta1) else t[np.isclose(t["beta1"], beta1)]
-            chosen = M.best_per_group(at, ["lr"], metric)
+            chosen = metrics.best_per_group(at, ["lr"], metric)
             lnorm = mcolors.LogNorm(vmin=chosen["lr"].min(), vmax=max(chosen["lr"].max(), chosen["lr"].min() * 1.0001))
-            cmap = _LR_CMAP
+            cmap = style.LR_CMAP
             top: list[float] = []
             low: list[float] = []
             for row in chosen.sort_values("lr").itertuples(index=False):
                 mask = (done["optimizer"] == name) & np.isclose(done["lr"], row.lr)
-                for hp in M.HP_COLUMNS:
+                for hp in metrics.HP_COLUMNS:
                     v = getattr(row, hp)
                     mask &= done[hp].isna() if math.isnan(v) else np.isclose(done[hp], v)
                 ids = done.loc[mask, "trial"]
@@ -337,11 +209,11 @@ def loss_curves_figure(
                 ax.set_ylim(lo, hi)
             lo, hi = ax.get_ylim()
             if loss_like:
-                _plain_log_labels(ax.yaxis, [lo, hi])
+                style.plain_log_labels(ax.yaxis, [lo, hi])
             ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
-            ax.set_ylabel(_metric_label(shown).replace("validation loss", "loss") if shown == "val_loss"
-                          else _metric_label(shown))
+            ax.set_ylabel(style.metric_axis_label(shown).replace("validation loss", "loss") if shown == "val_loss"
+                          else style.metric_axis_label(shown))
             b1 = "" if math.isnan(beta1) else f" at beta1 = {beta1:g} (best)"
             ax.set_title(f"{display.get(name, name)}{b1}")
             sm = ScalarMappable(norm=lnorm, cmap=cmap)
@@ -349,13 +221,13 @@ def loss_curves_figure(
             cbar.set_label("learning rate (log scale)")
             grid_lrs = np.sort(chosen["lr"].unique())
             if len(grid_lrs) <= 10:
-                cbar.set_ticks(grid_lrs, labels=[format_lr(v) for v in grid_lrs])
+                cbar.set_ticks(grid_lrs, labels=[style.format_lr(v) for v in grid_lrs])
                 cbar.ax.yaxis.set_minor_formatter(ticker.NullFormatter())
                 cbar.ax.yaxis.set_minor_locator(ticker.NullLocator())
         for ax in axes[len(names):]:
             ax.set_visible(False)
         handles = [Line2D([], [], color="0.2", ls="-")]
-        labels = [M.metric_label(shown)]
+        labels = [metrics.metric_label(shown)]
         if "train_loss" in columns:
             handles.append(Line2D([], [], color="0.2", ls="--"))
             labels.append("training loss (epoch mean)")
@@ -363,7 +235,7 @@ def loss_curves_figure(
             handles.append(Line2D([], [], color="0.2", marker="x", ls="", mew=2))
             labels.append("diverged (run stopped)")
         fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
-        agg = aggregation_text(trials, "best", exclude=("beta1",))
+        agg = analysis.aggregation_words(exclude=("beta1",), aggregation="best")
         fig.suptitle((title or "Loss curves per learning rate")
                      + f"\nbeta1 fixed at each optimizer's best; per lr: {agg}")
     return fig
@@ -372,21 +244,20 @@ def loss_curves_figure(
 # ---- relative performance ---------------------------------------------------------------------
 
 def relative_performance_figure(
-    trials: pd.DataFrame, metric: str, *, aggregation: str = "best", title: str | None = None,
-    lr_label: str = "learning rate",
+    analysis: StudyAnalysis, *, title: str | None = None, lr_label: str = "learning rate",
 ) -> Figure:
     """DeepOBS-style relative performance vs learning rate, one line per optimizer.
 
     ``best/L`` for losses (``acc/best`` for accuracies) of each optimizer's lr curve, relative to
     its own best, NaN -> 0: 1 marks its best lr; how fast a line falls off is its lr sensitivity.
     """
-    curve = M.relative_performance(M.lr_curve(trials, metric, aggregation), metric)
-    names = M.optimizer_order(curve["optimizer"])
-    colors = optimizer_colors(names)
-    display = _display(trials)
-    ratio = "value / best value" if M.higher_is_better(metric) else "best value / value"
-    with _style():
-        fig = _figure(figsize=(8.0, 4.2))
+    curve = analysis.relative_performance
+    names = metrics.optimizer_order(curve["optimizer"])
+    colors = style.optimizer_colors(names)
+    display = analysis.display
+    ratio = "value / best value" if analysis.settings.higher_is_better else "best value / value"
+    with style.style():
+        fig = style.new_figure(figsize=(8.0, 4.2))
         ax = fig.add_subplot()
         for name in names:
             g = curve[curve["optimizer"] == name].sort_values("lr")
@@ -399,7 +270,7 @@ def relative_performance_figure(
         ax.set_ylabel(f"relative performance ({ratio})")
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         ax.set_title((title or "Relative performance vs learning rate (DeepOBS)")
-                     + f"\neach point: {aggregation_text(trials, aggregation)}; relative to each optimizer's best")
+                     + f"\neach point: {analysis.aggregation_words()}; relative to each optimizer's best")
     return fig
 
 
@@ -423,11 +294,11 @@ def expected_best_figure(
     to the range of the stored values, which the best of n cannot leave.
     """
     display = display or {}
-    names = M.optimizer_order(table["optimizer"]) if not table.empty else []
-    colors = optimizer_colors(names)
-    hib = M.higher_is_better(metric)
-    with _style():
-        fig = _figure(figsize=(8.0, 4.4))
+    names = metrics.optimizer_order(table["optimizer"]) if not table.empty else []
+    colors = style.optimizer_colors(names)
+    hib = metrics.higher_is_better(metric)
+    with style.style():
+        fig = style.new_figure(figsize=(8.0, 4.4))
         ax = fig.add_subplot()
         for name in names:
             g = table[table["optimizer"] == name].sort_values("n")
@@ -440,12 +311,12 @@ def expected_best_figure(
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel("n, configurations drawn at random (tuning budget)")
-        ax.set_ylabel(f"expected best final {_metric_label(metric)}")
-        if not hib and _log_ok(table["expected_best"]):
+        ax.set_ylabel(f"expected best final {style.metric_axis_label(metric)}")
+        if not hib and style.log_ok(table["expected_best"]):
             ax.set_yscale("log")
-            _plain_log_labels(ax.yaxis, table["expected_best"])
+            style.plain_log_labels(ax.yaxis, table["expected_best"])
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        head = title or f"Expected best {M.metric_label(metric)} after n configurations (Dodge et al. 2019)"
+        head = title or f"Expected best {metrics.metric_label(metric)} after n configurations (Dodge et al. 2019)"
         fig.suptitle(head + "\nshading: +-1 sd of the best of n draws, within the range of the stored values"
                      + (f"\n{note}" if note else ""))
     return fig
@@ -468,13 +339,13 @@ def performance_profile_figure(profiles: dict[str, pd.DataFrame], *, labels: dic
     """
     labels = labels or {}
     display = display or {}
-    names = M.optimizer_order({c for p in profiles.values() for c in p.columns})
-    colors = optimizer_colors(names)
+    names = metrics.optimizer_order({c for p in profiles.values() for c in p.columns})
+    colors = style.optimizer_colors(names)
     n = max(len(profiles), 1)
     ncols = n if n <= 2 else 2
     nrows = math.ceil(n / ncols)
-    with _style():
-        fig = _figure(figsize=(4.6 * ncols + 0.8, 3.5 * nrows + 1.2))
+    with style.style():
+        fig = style.new_figure(figsize=(4.6 * ncols + 0.8, 3.5 * nrows + 1.2))
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
         for ax, (key, prof) in zip(axes, profiles.items()):
             for name in names:
@@ -483,7 +354,7 @@ def performance_profile_figure(profiles: dict[str, pd.DataFrame], *, labels: dic
                 ax.step(prof.index, prof[name], where="post", color=colors[name], lw=1.8,
                         label=display.get(name, name))
             ax.set_xscale("log")
-            _plain_log_labels(ax.xaxis, prof.index)
+            style.plain_log_labels(ax.xaxis, prof.index)
             ax.set_ylim(-0.03, 1.03)
             ax.set_xlabel("tau (ratio to the best optimizer on a task)")
             ax.set_ylabel("share of tasks within tau")
@@ -497,30 +368,32 @@ def performance_profile_figure(profiles: dict[str, pd.DataFrame], *, labels: dic
     return fig
 
 
-def lr_curve_grid_figure(panels: list[tuple[str, pd.DataFrame, str]], *, aggregation: str = "best",
-                         lr_label: str = "learning rate", title: str | None = None) -> Figure:
-    """The lr curve of every task in one grid: one panel per (label, trials, metric), one line per optimizer.
+def lr_curve_grid_figure(panels: Sequence[tuple[str, StudyAnalysis]], *, lr_label: str = "learning rate",
+                         title: str | None = None) -> Figure:
+    """The lr curve of every task in one grid: one panel per (label, analysis), one line per optimizer.
 
     Each panel is :func:`lr_sensitivity_figure`'s curve (best over the other hyperparameters, mean
     over seeds, band min-max over seeds, diverged points crossed) on that task's own metric and scale;
     colours are the same optimizer in every panel.
     """
-    names = M.optimizer_order({o for _, t, _ in panels for o in M.complete_trials(t)["optimizer"]})
-    colors = optimizer_colors(names)
+    names = metrics.optimizer_order({o for _, a in panels for o in a.complete["optimizer"]})
+    colors = style.optimizer_colors(names)
     display: dict[str, str] = {}
-    for _, t, _ in panels:
-        display.update(_display(t))
+    for _, a in panels:
+        display.update(a.display)
+    aggregation_text = panels[0][1].settings.aggregation_text if panels else metrics.AGGREGATIONS["best"]
     n = max(len(panels), 1)
     ncols = min(n, 3)
     nrows = math.ceil(n / ncols)
-    with _style():
-        fig = _figure(figsize=(max(4.6 * ncols + 0.8, 9.0), 3.6 * nrows + 1.3))
+    with style.style():
+        fig = style.new_figure(figsize=(max(4.6 * ncols + 0.8, 9.0), 3.6 * nrows + 1.3))
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
         any_diverged = False
-        for ax, (label, trials, metric) in zip(axes, panels):
-            curve = M.lr_curve(trials, metric, aggregation)
+        for ax, (label, analysis) in zip(axes, panels):
+            metric = analysis.settings.metric
+            curve = analysis.curve
             any_diverged |= bool((curve["n_diverged"] > 0).any())
-            for name in M.optimizer_order(curve["optimizer"]):
+            for name in metrics.optimizer_order(curve["optimizer"]):
                 g = curve[curve["optimizer"] == name].sort_values("lr")
                 c = colors[name]
                 ax.plot(g["lr"], g["value"], "-o", ms=3, lw=1.6, color=c, label=display.get(name, name))
@@ -530,11 +403,11 @@ def lr_curve_grid_figure(panels: list[tuple[str, pd.DataFrame, str]], *, aggrega
                 if not div.empty:
                     ax.scatter(div["lr"], div["value"], marker="x", s=45, color=c, linewidths=1.8, zorder=4)
             ax.set_xscale("log")
-            if not M.higher_is_better(metric) and _log_ok(np.r_[curve["value"], curve["initial"]]):
+            if not metrics.higher_is_better(metric) and style.log_ok(np.r_[curve["value"], curve["initial"]]):
                 ax.set_yscale("log")
-                _plain_log_labels(ax.yaxis, np.r_[curve["value"], curve["initial"]])
+                style.plain_log_labels(ax.yaxis, np.r_[curve["value"], curve["initial"]])
             ax.set_xlabel(lr_label)
-            ax.set_ylabel(f"final {_metric_label(metric)}")
+            ax.set_ylabel(f"final {style.metric_axis_label(metric)}")
             ax.set_title(label)
         for ax in axes[len(panels):]:
             ax.set_visible(False)
@@ -545,5 +418,5 @@ def lr_curve_grid_figure(panels: list[tuple[str, pd.DataFrame, str]], *, aggrega
             labels.append("diverged (clipped to initial)")
         fig.legend(handles, labels, loc="outside lower center", ncols=len(handles), frameon=False)
         fig.suptitle((title or "Learning-rate sensitivity of every task")
-                     + f"\neach point: {M.AGGREGATIONS[aggregation]}; band: min-max over seeds")
+                     + f"\neach point: {aggregation_text}; band: min-max over seeds")
     return fig

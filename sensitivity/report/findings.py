@@ -1,6 +1,7 @@
 """The findings paragraph that opens a report: what the numbers say, in words, generated from them.
 
-:func:`study_findings` reads a summary (:func:`sensitivity.report.summary.summarize`) and says which
+:func:`study_findings` reads a study's analysis (:class:`sensitivity.report.analysis.StudyAnalysis`:
+its summary, settings and seed-bootstrap differences) and says which
 optimizer tolerates the widest range of each swept hyperparameter (the learning rate by the
 interpolated tolerance width; each other hyperparameter by the good-region share of its pair with
 the learning rate), by how much it leads the next one, and whether that lead exceeds the seed
@@ -16,6 +17,8 @@ from typing import Mapping
 
 import pandas as pd
 
+from sensitivity.report.analysis import StudyAnalysis
+
 AXIS_WORDS = {"lr": "learning rate", "beta1": "beta1", "beta2": "beta2", "gamma": "gamma",
               "weight_decay": "weight decay"}
 
@@ -25,8 +28,8 @@ def _name(summary: pd.DataFrame, optimizer: str) -> str:
     return str(row["optimizer_display"].iloc[0]) if not row.empty else optimizer
 
 
-def _difference(summary: pd.DataFrame, column: str, a: str, b: str) -> Mapping | None:
-    for rec in summary.attrs.get("differences", []):
+def _difference(analysis: StudyAnalysis, column: str, a: str, b: str) -> Mapping | None:
+    for rec in analysis.differences.to_dict("records"):
         if rec["metric"] != column:
             continue
         if (rec["a"], rec["b"]) == (a, b):
@@ -37,20 +40,20 @@ def _difference(summary: pd.DataFrame, column: str, a: str, b: str) -> Mapping |
     return None
 
 
-def _uncertainty_clause(summary: pd.DataFrame, column: str, a: str, b: str, fmt) -> str:
-    if summary.attrs.get("n_seeds", 1) < 2:
+def _uncertainty_clause(analysis: StudyAnalysis, column: str, a: str, b: str, fmt) -> str:
+    if analysis.n_seeds < 2:
         return ""
-    rec = _difference(summary, column, a, b)
+    rec = _difference(analysis, column, a, b)
     if rec is None or not (math.isfinite(rec["low"]) and math.isfinite(rec["high"])):
         return ""
-    level = f"{100 * summary.attrs.get('level', 0.95):g}%"
+    level = f"{100 * analysis.settings.level:g}%"
     span = f"{level} interval of the paired difference over seed draws: {fmt(rec['low'])} to {fmt(rec['high'])}"
     if rec["exceeds"]:
         return f"; the lead exceeds the seed uncertainty ({span})"
     return f"; the lead is within the seed uncertainty ({span}), so the two are not told apart"
 
 
-def _ranking_sentence(summary: pd.DataFrame, column: str, what: str, fmt, unit: str, diff_fmt=None,
+def _ranking_sentence(analysis: StudyAnalysis, column: str, what: str, fmt, unit: str, diff_fmt=None,
                       bound_fmt=None, censored: str | None = None) -> str | None:
     """"<what>: A <v>, B <v>, ... <unit>; A leads B by <d>[; uncertainty]." (higher is better).
 
@@ -60,6 +63,7 @@ def _ranking_sentence(summary: pd.DataFrame, column: str, what: str, fmt, unit: 
     censored leader leads "by at least" the difference, and a lead over a censored runner-up is
     "as measured", since that runner-up's true value may be larger. Top two that print the same
     value are "level", not one leading by 0."""
+    summary = analysis.summary
     bound_fmt = bound_fmt or fmt
     diff_fmt = diff_fmt or (lambda v: f"{fmt(v)}{(' ' + unit) if unit else ''}")
     rows = summary[summary[column].notna()].sort_values(column, ascending=False, kind="stable")
@@ -80,10 +84,10 @@ def _ranking_sentence(summary: pd.DataFrame, column: str, what: str, fmt, unit: 
         elif bound(second):
             text += (f"; {a} leads {b} by {diff_fmt(lead)} as measured ({b}'s range reaches an end of the swept "
                      f"lrs, so the true lead may be smaller)")
-            text += _uncertainty_clause(summary, column, first["optimizer"], second["optimizer"], bound_fmt)
+            text += _uncertainty_clause(analysis, column, first["optimizer"], second["optimizer"], bound_fmt)
         else:
             text += f"; {a} leads {b} by {'at least ' if bound(first) else ''}{diff_fmt(lead)}"
-            text += _uncertainty_clause(summary, column, first["optimizer"], second["optimizer"], bound_fmt)
+            text += _uncertainty_clause(analysis, column, first["optimizer"], second["optimizer"], bound_fmt)
     return text + "."
 
 
@@ -91,30 +95,31 @@ def _join(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def study_findings(summary: pd.DataFrame, *, task: str = "", lr_axis: str = "nominal") -> list[str]:
+def study_findings(analysis: StudyAnalysis, *, task: str = "") -> list[str]:
     """Sentences summarising a study's tolerance figures (the report's opening paragraph).
 
     Args:
-        summary: :func:`sensitivity.report.summary.summarize` of the study (with its attrs).
+        analysis: :func:`sensitivity.report.analysis.analyze` of the study (its summary, settings,
+            swept pairs and seed-bootstrap differences; widths on its lr axis).
         task: the workload's name, for the first sentence.
-        lr_axis: ``"nominal"`` or ``"effective"``, the axis the widths were measured on.
 
     Returns:
         A list of sentences, in reading order.
     """
     out = []
-    seeds = int(summary.attrs.get("n_seeds", 1))
-    axis = "effective learning rate" if lr_axis == "effective" else "learning rate"
+    summary = analysis.summary
+    seeds = analysis.n_seeds
+    axis = "effective learning rate" if analysis.settings.lr_axis == "effective" else "learning rate"
     where = f" on {task}" if task else ""
     out.append(
         f"{len(summary)} optimizers{where}, {seeds} seed{'s' if seeds != 1 else ''}; widths are in decades of "
-        f"{axis}, within tolerance meaning a run {summary.attrs.get('tolerance_text', '')}."
+        f"{axis}, within tolerance meaning a run {analysis.settings.tolerance_text}."
     )
     never = summary[~summary["learned"].astype(bool)]
     for r in never.itertuples(index=False):
         out.append(f"{r.optimizer_display} never improved on its initial value: no best lr and no width.")
     dec = lambda v: f"{v:.2f}"  # noqa: E731
-    sentence = _ranking_sentence(summary, "tolerance_width_decades", f"Widest tolerated {axis} range", dec, "decades",
+    sentence = _ranking_sentence(analysis, "tolerance_width_decades", f"Widest tolerated {axis} range", dec, "decades",
                                  censored="tolerance_censored" if "tolerance_censored" in summary else None)
     if sentence:
         out.append(sentence)
@@ -125,7 +130,7 @@ def study_findings(summary: pd.DataFrame, *, task: str = "", lr_axis: str = "nom
         out.append(f"The range{'s' if len(names) > 1 else ''} of {_join(names)} {verb} an end of the swept lrs, "
                    "so the true range may be wider than measured.")
     pct = lambda v: f"{100 * v:.0f}%"  # noqa: E731
-    for x, y in summary.attrs.get("pairs", []):
+    for x, y in analysis.pairs:
         if x != "lr":
             continue
         column = f"good_share_{x}_{y}"
@@ -137,7 +142,7 @@ def study_findings(summary: pd.DataFrame, *, task: str = "", lr_axis: str = "nom
                        f"lr x {AXIS_WORDS[y]} box (the only optimizer with {AXIS_WORDS[y]}).")
             continue
         points = lambda v: f"{100 * v:.1f} percentage points"  # noqa: E731
-        sentence = _ranking_sentence(summary, column, f"Share of the swept lr x {AXIS_WORDS[y]} box within tolerance",
+        sentence = _ranking_sentence(analysis, column, f"Share of the swept lr x {AXIS_WORDS[y]} box within tolerance",
                                      pct, "", diff_fmt=points, bound_fmt=lambda v: f"{100 * v:.1f}")
         if sentence:
             out.append(sentence)
@@ -154,8 +159,8 @@ def study_findings(summary: pd.DataFrame, *, task: str = "", lr_axis: str = "nom
         out.append("With one seed these figures carry no uncertainty estimate; sweep with --seeds 3 (or more) "
                    "for bootstrap intervals and to tell real differences from seed noise.")
     else:
-        kind = summary.attrs.get("bootstrap") or "bootstrap"
-        out.append(f"Intervals: {100 * summary.attrs.get('level', 0.95):g}% percentile intervals of the seed "
+        kind = analysis.bootstrap or "bootstrap"
+        out.append(f"Intervals: {100 * analysis.settings.level:g}% percentile intervals of the seed "
                    f"bootstrap ({kind}, {seeds} seeds; paired across optimizers).")
     return out
 

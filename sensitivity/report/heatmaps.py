@@ -22,31 +22,25 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from sensitivity.report import figures as F
-from sensitivity.report import metrics as M
 from sensitivity.catalog import OPTIMIZERS
-from sensitivity.report.region import PAIR_AXES, pair_table, swept_axes
-
-AXIS_LABELS = {
-    "lr": "learning rate",
-    "beta1": "beta1",
-    "beta2": "beta2",
-    "gamma": "gamma (extrapolation)",
-    "weight_decay": "weight decay",
-}
+from sensitivity.report import metrics, style
+from sensitivity.report.analysis import StudyAnalysis
+from sensitivity.report.region import PAIR_AXES, pair_table
+from sensitivity.report.style import AXIS_LABELS
 
 _MAX_TICKS = {"lr": 12}
 _MAX_OTHER = 8
 
 
-def bin_samples(trials: pd.DataFrame, axes: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
+def bin_samples(done: pd.DataFrame, axes: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
     """Snap continuous samples to half-decade bins on each axis with many distinct values.
 
     lr and weight decay: half decades of the value (0 stays 0); beta1, beta2, gamma: half decades
-    of ``1 - beta`` (0.68, 0.9, 0.968, 0.99, ...). Returns the COMPLETE trials (binned copy) and a
+    of ``1 - beta`` (0.68, 0.9, 0.968, 0.99, ...). ``done``: the COMPLETE trials
+    (:attr:`~sensitivity.report.analysis.StudyAnalysis.complete`). Returns a binned copy and a
     note per binned axis.
     """
-    done = M.complete_trials(trials).copy()
+    done = done.copy()
     notes = []
     for hp in axes:
         limit = _MAX_TICKS.get(hp, _MAX_OTHER)
@@ -76,12 +70,12 @@ def axis_label(hp: str, optimizer: str, lr_label: str = "learning rate") -> str:
 
 
 def _tick(hp: str, v: float) -> str:
-    return F.format_lr(v) if hp in ("lr", "weight_decay") and v > 0 else f"{v:g}"
+    return style.format_lr(v) if hp in ("lr", "weight_decay") and v > 0 else f"{v:g}"
 
 
-def _others_text(trials: pd.DataFrame, x: str, y: str) -> str:
-    others = [h for h in swept_axes(trials) if h not in (x, y)]
-    seeds = F._seeds(trials)
+def _others_text(analysis: StudyAnalysis, x: str, y: str) -> str:
+    others = [h for h in analysis.swept_axes if h not in (x, y)]
+    seeds = analysis.n_seeds
     seed_part = f"mean over {seeds} seeds" if seeds > 1 else "1 seed"
     if not others:
         return seed_part
@@ -89,8 +83,7 @@ def _others_text(trials: pd.DataFrame, x: str, y: str) -> str:
 
 
 def pair_heatmaps(
-    trials: pd.DataFrame,
-    metric: str,
+    analysis: StudyAnalysis,
     x: str,
     y: str,
     *,
@@ -101,11 +94,11 @@ def pair_heatmaps(
     """One ``x`` x ``y`` heatmap per optimizer that has both hyperparameters, on one colour scale.
 
     Args:
-        trials: the tidy trials frame.
-        metric: the metric to show.
+        analysis: the study's analysis (its completed trials, metric and tolerance thresholds).
         x, y: hyperparameters from :data:`~sensitivity.report.region.PAIR_AXES` (columns, rows).
-        thresholds: optimizer -> tolerance threshold (metric units); cells within it (and not
-            all diverged) are outlined. None: no outlines.
+        thresholds: optimizer -> tolerance threshold (metric units); cells within it (and not all
+            diverged) are outlined. None: the analysis's improvement thresholds
+            (:attr:`~sensitivity.report.analysis.StudyAnalysis.tolerance`).
         title: first line of the title.
         lr_label: the label of a learning-rate axis (``"effective learning rate"`` on that axis).
 
@@ -120,20 +113,23 @@ def pair_heatmaps(
     """
     if x not in PAIR_AXES or y not in PAIR_AXES or x == y:
         raise ValueError(f"x and y must be two different names from {PAIR_AXES}, got {x!r}, {y!r}")
-    hib = M.higher_is_better(metric)
-    done, notes = bin_samples(trials, (x, y))
+    metric = analysis.settings.metric
+    hib = analysis.settings.higher_is_better
+    if thresholds is None:
+        thresholds = analysis.tolerance["tolerance_threshold"].to_dict()
+    done, notes = bin_samples(analysis.complete, (x, y))
     grid = pair_table(done, metric, x, y)
-    names = M.optimizer_order(grid["optimizer"]) if not grid.empty else []
-    display = F._display(trials)
-    norm = F._heatmap_norm(grid["value"].to_numpy(float) if not grid.empty else np.array([]), metric)
+    names = metrics.optimizer_order(grid["optimizer"]) if not grid.empty else []
+    display = analysis.display
+    norm = style.heatmap_norm(grid["value"].to_numpy(float) if not grid.empty else np.array([]), metric)
     cmap = matplotlib.colormaps["viridis" if hib else "viridis_r"].with_extremes(bad="#cfcfcf")
     n = max(len(names), 1)
     ncols = n if n <= 3 else math.ceil(n / 2)
     nrows = math.ceil(n / ncols)
     max_cols = max((grid[grid["optimizer"] == nm][x].nunique() for nm in names), default=1)
-    with F._style(), matplotlib.rc_context({"axes.grid": False}):
+    with style.style(), matplotlib.rc_context({"axes.grid": False}):
         width = max(4.2, 0.85 * max_cols + 1.6) * ncols + 1.2
-        fig = F._figure(figsize=(max(width, 10.0), 3.3 * nrows + 1.4))  # wide enough for the title
+        fig = style.new_figure(figsize=(max(width, 10.0), 3.3 * nrows + 1.4))  # wide enough for the title
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
         image = None
         for ax, name in zip(axes, names):
@@ -169,14 +165,14 @@ def pair_heatmaps(
                         ax.add_patch(Rectangle((j - 0.46, i - 0.46), 0.92, 0.92, fill=False,
                                                edgecolor="white", lw=2.0))
                     ax.text(j, i, text, ha="center", va="center", fontsize=7.5,
-                            color=F._text_color(cmap(norm(v))))
+                            color=style.text_color(cmap(norm(v))))
             ax.set_xticks(range(len(xs)), [_tick(x, v) for v in xs], rotation=45, ha="right")
             ax.set_yticks(range(len(ys)), [_tick(y, v) for v in ys])
             ax.set_xlabel(axis_label(x, name, lr_label))
             ax.set_ylabel(axis_label(y, name, lr_label))
             finite = g[g["value"].notna()]
             if not finite.empty:
-                b = M.best_row(finite, metric)
+                b = metrics.best_row(finite, metric)
                 where = f"{x} {_tick(x, b[x])}, {y} {_tick(y, b[y])}"
                 ax.set_title(f"{display.get(name, name)}: best {b['value']:.3g} at {where}")
             else:
@@ -185,13 +181,13 @@ def pair_heatmaps(
             ax.set_visible(False)
         if image is not None:
             cbar = fig.colorbar(image, ax=list(axes[: len(names)]), shrink=0.9, pad=0.02)
-            cbar.set_label(f"final {F._metric_label(metric)} ({'higher' if hib else 'lower'} is better)")
+            cbar.set_label(f"final {style.metric_axis_label(metric)} ({'higher' if hib else 'lower'} is better)")
             if isinstance(norm, mcolors.LogNorm):
-                F._plain_log_labels(cbar.ax.yaxis, [norm.vmin, norm.vmax])
+                style.plain_log_labels(cbar.ax.yaxis, [norm.vmin, norm.vmax])
         pair = f"{AXIS_LABELS[x]} x {AXIS_LABELS[y]}"
-        head = title or f"Robustness: final {M.metric_label(metric)} over {pair}, one colour scale"
+        head = title or f"Robustness: final {metrics.metric_label(metric)} over {pair}, one colour scale"
         extra = "; ".join(notes)
         outline = "; white outline: within tolerance" if thresholds else ""
-        fig.suptitle(f"{head}\neach cell: {_others_text(trials, x, y)}{'; ' + extra if extra else ''}\n"
+        fig.suptitle(f"{head}\neach cell: {_others_text(analysis, x, y)}{'; ' + extra if extra else ''}\n"
                      f"hatched 'div': all runs diverged; *: some diverged; grey: no run{outline}")
     return fig

@@ -33,7 +33,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from sensitivity.report import metrics as M
+from sensitivity.report import metrics
 
 PAIR_AXES = ("lr", "beta1", "beta2", "gamma", "weight_decay")
 """Hyperparameters a pair can be formed from, in display order."""
@@ -43,7 +43,7 @@ _MOMENTUM_LIKE = ("beta1", "beta2", "gamma")
 
 def swept_axes(trials: pd.DataFrame) -> list[str]:
     """Hyperparameters (lr included) that take more than one value for some optimizer, in :data:`PAIR_AXES` order."""
-    done = M.complete_trials(trials)
+    done = metrics.complete_trials(trials)
     out = []
     for hp in PAIR_AXES:
         if hp in done and (done.groupby("optimizer")[hp].nunique(dropna=True) > 1).any():
@@ -53,7 +53,7 @@ def swept_axes(trials: pd.DataFrame) -> list[str]:
 
 def swept_pairs(trials: pd.DataFrame) -> list[tuple[str, str]]:
     """Pairs ``(x, y)`` of hyperparameters that one optimizer varied together, in :data:`PAIR_AXES` order."""
-    done = M.complete_trials(trials)
+    done = metrics.complete_trials(trials)
     axes = swept_axes(trials)
     pairs = []
     for i, x in enumerate(axes):
@@ -73,11 +73,11 @@ def pair_table(trials: pd.DataFrame, metric: str, x: str, y: str, table: pd.Data
     heatmap of a random/qmc study, bin the trials first (:func:`sensitivity.report.heatmaps.bin_samples`).
     ``table``: the trials' :func:`~sensitivity.report.metrics.config_table`, when already computed.
     """
-    table = M.config_table(trials, metric) if table is None else table
+    table = metrics.config_table(trials, metric) if table is None else table
     table = table[table[x].notna() & table[y].notna()]
     if table.empty:
         return table.assign(n_points=pd.Series(dtype=int), cell_diverged=pd.Series(dtype=float))
-    return M._collapse(table, ["optimizer", x, y], metric)
+    return metrics._collapse(table, ["optimizer", x, y], metric)
 
 
 def axis_positions(name: str, values: Sequence[float]) -> tuple[np.ndarray, str]:
@@ -346,9 +346,9 @@ def good_region_table(
         Long frame with :data:`GOOD_REGION_COLUMNS`: one row per pair and optimizer that varied
         both hyperparameters of the pair.
     """
-    hib = M.higher_is_better(metric)
+    hib = metrics.higher_is_better(metric)
     rows = []
-    table = M.config_table(trials, metric)
+    table = metrics.config_table(trials, metric)
     for x, y in (swept_pairs(trials) if pairs is None else pairs):
         cells = pair_table(trials, metric, x, y, table)
         for name, g in cells.groupby("optimizer", sort=False):

@@ -14,21 +14,23 @@
   factor is not given);
 * with two seeds or more, ``<metric>_low`` / ``<metric>_high``: the percentile interval of each of
   these figures under the seed bootstrap (:mod:`sensitivity.report.uncertainty`), and in
-  ``frame.attrs["differences"]`` the paired differences between optimizers and whether each exceeds
-  that uncertainty.
+  :attr:`SummaryResult.differences` the paired differences between optimizers and whether each
+  exceeds that uncertainty.
+
+The report computes the lr curve and its tolerance table once (:func:`sensitivity.report.analysis.analyze`)
+and hands them to :func:`summary_result`; only the seed bootstrap recomputes them, on resampled seeds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Sequence
 
 import pandas as pd
 
-from sensitivity.report import metrics as M
-from sensitivity.report import region as R
-from sensitivity.report import tolerance as T
-from sensitivity.report import uncertainty as U
+from sensitivity.report import metrics, region, tolerance
+from sensitivity.report.uncertainty import DEFAULT_LEVEL, pairwise_differences, seed_bootstrap
 
 BASE_COLUMNS = (
     "optimizer",
@@ -86,7 +88,7 @@ def is_higher_better(column: str, metric: str) -> bool | None:
     if column.startswith("good_share_"):
         return True
     if column == "best_value":
-        return M.higher_is_better(metric)
+        return metrics.higher_is_better(metric)
     return HIGHER_IS_BETTER.get(column)
 
 
@@ -98,8 +100,16 @@ def summary_numbers(
     relative_tolerance: float,
     aggregation: str = "best",
     pairs: Sequence[tuple[str, str]] = (),
+    curve: pd.DataFrame | None = None,
+    tolerances: pd.DataFrame | None = None,
+    regions: list[pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """The numeric per-optimizer figures of a trials frame (what the seed bootstrap recomputes).
+
+    ``curve`` and ``tolerances``, when given, are this frame's :func:`~sensitivity.report.metrics.lr_curve`
+    and :func:`~sensitivity.report.tolerance.tolerance_table` (with ``relative_tolerance`` and the
+    metric's ``points``) already computed; None computes them. A list passed as ``regions`` receives the
+    :func:`~sensitivity.report.region.good_region_table` of the pairs.
 
     Returns:
         A float frame indexed by optimizer (catalog order) with ``best_value``, ``best_lr``,
@@ -107,79 +117,82 @@ def summary_numbers(
         :data:`sensitivity.report.tolerance.TOLERANCE_COLUMNS` (``learned`` and
         ``tolerance_censored`` as 0/1), a ``good_share_<x>_<y>`` column per pair, ``divergence_rate``.
     """
-    hib = M.higher_is_better(metric)
-    curve = M.lr_curve(trials, metric, aggregation)
-    tol = T.tolerance_table(curve, higher_is_better=hib, tau=tau, relative_tolerance=relative_tolerance,
-                            points=M.absolute_tolerance(metric))
-    sens = M.lr_sensitivity(curve, metric)
-    div = M.divergence_rate(trials)
-    names = M.optimizer_order(M.complete_trials(trials)["optimizer"])
+    hib = metrics.higher_is_better(metric)
+    curve = metrics.lr_curve(trials, metric, aggregation) if curve is None else curve
+    tol = (tolerance.tolerance_table(curve, higher_is_better=hib, tau=tau, relative_tolerance=relative_tolerance,
+                             points=metrics.absolute_tolerance(metric)) if tolerances is None else tolerances)
+    sens = metrics.lr_sensitivity(curve, metric)
+    div = metrics.divergence_rate(trials)
+    names = metrics.optimizer_order(metrics.complete_trials(trials)["optimizer"])
     out = pd.DataFrame(index=pd.Index(names, name="optimizer"))
-    for col in T.TOLERANCE_COLUMNS:
+    for col in tolerance.TOLERANCE_COLUMNS:
         out[col] = tol[col].reindex(names).astype(float) if col in tol else math.nan
     # the best value is the curve's best even when nothing learned; where it was reached only when something did.
-    # A point whose every run diverged is never the best while another point is usable (T.curve_usable): its
+    # A point whose every run diverged is never the best while another point is usable (tolerance.curve_usable): its
     # value is clipped to L0, which can beat runs that made things worse without diverging.
     finite = curve[curve["value"].notna()]
-    usable = curve[T.curve_usable(curve)]
+    usable = curve[tolerance.curve_usable(curve)]
     candidates = pd.concat([usable, finite[~finite["optimizer"].isin(usable["optimizer"])]])
-    best_rows = M.best_per_group(candidates, ["optimizer"], metric).set_index("optimizer")
+    best_rows = metrics.best_per_group(candidates, ["optimizer"], metric).set_index("optimizer")
     out["best_value"] = best_rows["value"].reindex(names).astype(float)
-    for hp in ("lr", *M.HP_COLUMNS):
+    for hp in ("lr", *metrics.HP_COLUMNS):
         vals = best_rows[hp].reindex(names).astype(float)
         out[f"best_{hp}"] = vals.where(out["learned"] > 0)
     # no LR sensitivity without a run that learned: every point at L0 would read as a perfect 0
     out["lr_sensitivity"] = sens.reindex(names).astype(float).where(out["learned"] > 0)
     out["divergence_rate"] = div.reindex(names).astype(float)
     if pairs:
-        shares = R.good_region_table(trials, metric, tol["tolerance_threshold"].to_dict(),
+        shares = region.good_region_table(trials, metric, tol["tolerance_threshold"].to_dict(),
                                      tol["initial_value"].to_dict(), pairs)
+        if regions is not None:
+            regions.append(shares)
         for x, y in pairs:
             mine = shares[(shares["x"] == x) & (shares["y"] == y)].set_index("optimizer")["share"]
             out[share_column(x, y)] = mine.reindex(names).astype(float)
     return out
 
 
-def summarize(
+@dataclasses.dataclass(frozen=True)
+class SummaryResult:
+    """What :func:`summary_result` computes: the summary frame and what came with it.
+
+    Attributes:
+        frame: one row per optimizer (:data:`BASE_COLUMNS`, share columns, interval columns).
+        regions: :func:`~sensitivity.report.region.good_region_table` of the swept pairs (empty
+            frame when none).
+        n_seeds: distinct seeds among the completed trials.
+        bootstrap: ``"exact"``, ``"monte carlo"``, or ``""`` (fewer than two seeds, or no uncertainty asked).
+        differences: :func:`~sensitivity.report.uncertainty.pairwise_differences` (empty without a bootstrap).
+    """
+
+    frame: pd.DataFrame
+    regions: pd.DataFrame
+    n_seeds: int
+    bootstrap: str
+    differences: pd.DataFrame
+
+
+def summary_result(
     trials: pd.DataFrame,
     metric: str,
     *,
-    tau: float | None = None,
-    relative_tolerance: float | None = None,
+    tau: float,
+    relative_tolerance: float,
     aggregation: str = "best",
+    pairs: Sequence[tuple[str, str]] = (),
     uncertainty: bool = True,
-    level: float = U.DEFAULT_LEVEL,
+    level: float = DEFAULT_LEVEL,
     divergence_factor: float | None = None,
-) -> pd.DataFrame:
-    """One row per optimizer: the report's table of tolerance metrics (see the module docstring).
-
-    Args:
-        trials: the tidy trials frame (on the lr axis the report shows, see
-            :func:`sensitivity.report.effective_lr.on_lr_axis`).
-        metric: the metric analysed.
-        tau: fraction for the improvement threshold; :data:`~sensitivity.report.tolerance.DEFAULT_TAU` when None.
-        relative_tolerance: for the relative threshold; :func:`~sensitivity.report.metrics.default_tolerance` when None.
-        aggregation: how the lr curve is formed (:data:`~sensitivity.report.metrics.AGGREGATIONS`).
-        uncertainty: compute seed-bootstrap intervals when the study has two seeds or more.
-        level: coverage of those intervals.
-        divergence_factor: the study's divergence factor, for ``eval_far_above_training_rate``.
-
-    Returns:
-        The frame (:data:`BASE_COLUMNS`, share columns, interval columns). ``frame.attrs`` records
-        ``metric``, ``tau``, ``relative_tolerance``, ``aggregation``, their descriptions in words
-        (``tolerance_text``, ``relative_text``, ``aggregation_text``), ``pairs`` (the swept pairs),
-        ``n_seeds``, ``level``, ``bootstrap`` ("exact", "monte carlo" or "" without seeds) and
-        ``differences`` (records of :func:`~sensitivity.report.uncertainty.pairwise_differences`).
-
-    Raises:
-        ValueError: unknown metric or aggregation; tau or the relative tolerance negative.
-    """
-    tau = T.DEFAULT_TAU if tau is None else float(tau)
-    rel = M.default_tolerance(metric) if relative_tolerance is None else float(relative_tolerance)
-    hib = M.higher_is_better(metric)
-    done = M.complete_trials(trials)
-    pairs = R.swept_pairs(trials)
-    numbers = summary_numbers(trials, metric, tau=tau, relative_tolerance=rel, aggregation=aggregation, pairs=pairs)
+    curve: pd.DataFrame | None = None,
+    tolerances: pd.DataFrame | None = None,
+) -> SummaryResult:
+    """The summary of a trials frame, given its settings resolved (see :func:`summarize`) and,
+    optionally, its lr curve and tolerance table already computed (:func:`summary_numbers`)."""
+    rel = relative_tolerance
+    done = metrics.complete_trials(trials)
+    regions: list[pd.DataFrame] = []
+    numbers = summary_numbers(trials, metric, tau=tau, relative_tolerance=rel, aggregation=aggregation, pairs=pairs,
+                              curve=curve, tolerances=tolerances, regions=regions)
     names = list(numbers.index)
     display = (done.drop_duplicates("optimizer").set_index("optimizer")["optimizer_display"]
                if "optimizer_display" in done else pd.Series(dtype="str"))
@@ -191,7 +204,7 @@ def summarize(
     frame["trials"] = groups.size().reindex(names).astype("int64")
     frame["median_wall_time_s"] = groups["wall_time_s"].median().reindex(names).astype(float)
     if divergence_factor is not None and not done.empty:
-        far = M.evaluation_far_above_training(done, divergence_factor).groupby(done["optimizer"]).mean()
+        far = metrics.evaluation_far_above_training(done, divergence_factor).groupby(done["optimizer"]).mean()
         frame["eval_far_above_training_rate"] = far.reindex(names).astype(float)
     else:
         frame["eval_far_above_training_rate"] = math.nan
@@ -207,12 +220,12 @@ def summarize(
     seeds = int(pd.Series(done["seed"]).nunique()) if "seed" in done else 1
     boot = None
     if uncertainty and seeds >= 2:
-        boot = U.seed_bootstrap(
+        boot = seed_bootstrap(
             trials,
             lambda t: summary_numbers(t, metric, tau=tau, relative_tolerance=rel, aggregation=aggregation, pairs=pairs),
             level=level,
         )
-    differences: list[dict] = []
+    differences = pd.DataFrame()
     if boot is not None:
         low, high = boot.interval()
         for col in (*UNCERTAIN, *share_cols):
@@ -220,19 +233,55 @@ def summarize(
             frame[f"{col}_high"] = high[col].reindex(names).to_numpy(float)
             at = order.index(col) + 1
             order[at:at] = [f"{col}_low", f"{col}_high"]
-        diffs = U.pairwise_differences(boot, [c for c in (*UNCERTAIN, *share_cols) if c != "best_lr"])
-        differences = diffs.to_dict("records")
-    frame = frame[order]
-    frame.attrs.update(
-        metric=metric, tau=tau, relative_tolerance=rel, aggregation=aggregation,
-        tolerance_text=T.describe_threshold("improvement", tau, higher_is_better=hib),
-        relative_text=M.describe_tolerance(metric, rel),
-        aggregation_text=M.AGGREGATIONS[aggregation],
-        pairs=[list(p) for p in pairs], n_seeds=seeds, level=level,
+        differences = pairwise_differences(boot, [c for c in (*UNCERTAIN, *share_cols) if c != "best_lr"])
+    return SummaryResult(
+        frame=frame[order],
+        regions=regions[0] if regions else pd.DataFrame(),
+        n_seeds=seeds,
         bootstrap="" if boot is None else ("exact" if boot.exact else "monte carlo"),
         differences=differences,
     )
-    return frame
+
+
+def summarize(
+    trials: pd.DataFrame,
+    metric: str,
+    *,
+    tau: float | None = None,
+    relative_tolerance: float | None = None,
+    aggregation: str = "best",
+    uncertainty: bool = True,
+    level: float = DEFAULT_LEVEL,
+    divergence_factor: float | None = None,
+) -> pd.DataFrame:
+    """One row per optimizer: the report's table of tolerance metrics (see the module docstring).
+
+    The report itself reads this frame from :attr:`sensitivity.report.analysis.StudyAnalysis.summary`,
+    beside the settings it was computed with.
+
+    Args:
+        trials: the tidy trials frame (on the lr axis the report shows, see
+            :func:`sensitivity.report.effective_lr.on_lr_axis`).
+        metric: the metric analysed.
+        tau: fraction for the improvement threshold; :data:`~sensitivity.report.tolerance.DEFAULT_TAU` when None.
+        relative_tolerance: for the relative threshold; :func:`~sensitivity.report.metrics.default_tolerance` when None.
+        aggregation: how the lr curve is formed (:data:`~sensitivity.report.metrics.AGGREGATIONS`).
+        uncertainty: compute seed-bootstrap intervals when the study has two seeds or more.
+        level: coverage of those intervals.
+        divergence_factor: the study's divergence factor, for ``eval_far_above_training_rate``.
+
+    Returns:
+        The frame (:data:`BASE_COLUMNS`, share columns, interval columns).
+
+    Raises:
+        ValueError: unknown metric or aggregation; tau or the relative tolerance negative.
+    """
+    tau = tolerance.DEFAULT_TAU if tau is None else float(tau)
+    rel = metrics.default_tolerance(metric) if relative_tolerance is None else float(relative_tolerance)
+    metrics.higher_is_better(metric)
+    return summary_result(trials, metric, tau=tau, relative_tolerance=rel, aggregation=aggregation,
+                          pairs=region.swept_pairs(trials), uncertainty=uncertainty, level=level,
+                          divergence_factor=divergence_factor).frame
 
 
 def interval_columns(summary: pd.DataFrame) -> list[str]:

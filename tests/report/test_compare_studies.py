@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from sensitivity.cli import app
 from sensitivity.report.compare import StudyRef, build_compare, pair_refs
 from sensitivity.errors import UserError
-from tests.test_report import add, make_study
+from tests.report.test_build_report import add, make_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 runner = CliRunner()

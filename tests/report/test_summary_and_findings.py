@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import re
 
 import pandas as pd
 import pytest
 
-from sensitivity.report import findings as Fi
-from sensitivity.report import summary as S
+from sensitivity.report import analyze, findings
+from sensitivity.report.summary import UNCERTAIN, summarize
 
 NAN = math.nan
 
@@ -40,8 +42,13 @@ def two_seed_study() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def summary():
-    return S.summarize(two_seed_study(), "val_loss", tau=0.1).set_index("optimizer", drop=False)
+def analysis():
+    return analyze(two_seed_study(), "val_loss", tau=0.1)
+
+
+@pytest.fixture(scope="module")
+def summary(analysis):
+    return analysis.summary.set_index("optimizer", drop=False)
 
 
 def test_summary_figures_on_the_seed_mean_curve(summary):
@@ -67,27 +74,27 @@ def test_an_optimizer_that_never_learned_has_no_best_lr(summary):
     assert math.isnan(c["tolerance_width_decades"])
 
 
-def test_seed_bootstrap_bounds_of_every_metric(summary):
+def test_seed_bootstrap_bounds_of_every_metric(summary, analysis):
     a = summary.loc["a"]
     # draws {0,0}: 0.6, 0.5, 0.6 -> all within 0.65 -> 2 decades; {1,1}: 0.8, 0.5, 0.8 -> 0.5 each side -> 1.0
     assert (a["tolerance_width_decades_low"], a["tolerance_width_decades_high"]) == pytest.approx((1.0, 2.0))
     # Wortsman per draw: {0,0} mean [0.1, 0, 0.1] = 0.0667; {1,1} mean [0.3, 0, 0.3] = 0.2
     assert (a["lr_sensitivity_low"], a["lr_sensitivity_high"]) == pytest.approx((0.2 / 3, 0.2))
-    for col in S.UNCERTAIN:
+    for col in UNCERTAIN:
         assert f"{col}_low" in summary.columns and f"{col}_high" in summary.columns
-    assert summary.attrs["n_seeds"] == 2 and summary.attrs["bootstrap"] == "exact"
+    assert analysis.n_seeds == 2 and analysis.bootstrap == "exact"
 
 
-def test_paired_differences_say_whether_they_exceed_the_seed_uncertainty(summary):
-    diffs = pd.DataFrame(summary.attrs["differences"])
+def test_paired_differences_say_whether_they_exceed_the_seed_uncertainty(analysis):
+    diffs = analysis.differences
     ab = diffs[(diffs["metric"] == "tolerance_width_decades") & (diffs["a"] == "a") & (diffs["b"] == "b")].iloc[0]
     # A - B per draw: 2 - 0.375, 1.5 - 0.375, 1 - 0.375 -> interval (0.625, 1.625) excludes 0
     assert ab["difference"] == pytest.approx(1.125)
     assert (ab["low"], ab["high"]) == pytest.approx((0.625, 1.625)) and ab["exceeds"]
 
 
-def test_findings_rank_the_widths_and_state_the_uncertainty(summary):
-    text = " ".join(Fi.study_findings(summary.reset_index(drop=True), task="toy"))
+def test_findings_rank_the_widths_and_state_the_uncertainty(analysis):
+    text = " ".join(findings.study_findings(analysis, task="toy"))
     # B's range reaches an end of the swept lrs: its width is a lower bound, and so the lead is as measured
     assert "Widest tolerated learning rate range: A 1.50, B >=0.38 decades" in text
     # lead 1.5 - 0.375 = 1.125 (printed 1.12 or 1.13 as rounding falls); interval 0.625 .. 1.625
@@ -118,26 +125,27 @@ def test_a_width_that_is_only_a_lower_bound_qualifies_the_lead(widths, censored,
     one = pd.DataFrame({"optimizer": ["p", "q"], "optimizer_display": ["P", "Q"], "learned": [True, True],
                         "tolerance_width_decades": list(widths), "tolerance_censored": list(censored),
                         "divergence_rate": [0.0, 0.0]})
-    one.attrs.update(n_seeds=1, tolerance_text="keeps 95%")
-    assert expected in Fi.study_findings(one)
+    analysis = dataclasses.replace(analyze(trials_frame([{}]), "val_loss", uncertainty=False), summary=one)
+    assert analysis.n_seeds == 1
+    assert expected in findings.study_findings(analysis)
 
 
 def test_one_seed_has_no_bounds_and_says_so():
     one = two_seed_study()
     one = one[one["seed"] == 0]
-    s = S.summarize(one, "val_loss", tau=0.1)
-    assert not any(f"{c}_low" in s.columns for c in S.UNCERTAIN)
-    text = " ".join(Fi.study_findings(s))
+    analysis = analyze(one, "val_loss", tau=0.1)
+    assert not any(f"{c}_low" in analysis.summary.columns for c in UNCERTAIN)
+    text = " ".join(findings.study_findings(analysis))
     assert "With one seed these figures carry no uncertainty estimate" in text
 
 
 def test_swept_pairs_get_a_good_region_share_column():
     rows = [{"lr": lr, "beta1": b1, "final_val_loss": v}
             for (lr, b1), v in zip([(1e-3, 0.8), (1e-2, 0.8), (1e-3, 0.95), (1e-2, 0.95)], [0.5, 1.5, 0.5, 1.5])]
-    s = S.summarize(trials_frame(rows), "val_loss", tau=1 / 3)
+    s = summarize(trials_frame(rows), "val_loss", tau=1 / 3)
     # threshold 0.5 + (2.0 - 0.5) / 3 = 1.0: within for the first half of each row -> share 0.5
     assert s.loc[0, "good_share_lr_beta1"] == pytest.approx(0.5)
-    assert s.attrs["pairs"] == [["lr", "beta1"]]
+    assert analyze(trials_frame(rows), "val_loss", tau=1 / 3).pairs == (("lr", "beta1"),)
 
 
 def test_compare_findings_count_a_task_for_its_leader_only_when_the_lead_is_established():
@@ -149,7 +157,7 @@ def test_compare_findings_count_a_task_for_its_leader_only_when_the_lead_is_esta
                                     0.1, 0.1],     # t3: level
         "tolerance_censored": [False, False, False, True, True, True],
     }, index=[0, 1, 0, 1, 0, 1])  # as concatenated per-study tables may come
-    text = Fi.compare_findings(table)
+    text = findings.compare_findings(table)
     assert "P: widest tolerated lr range on 1 of 3 tasks; its width ranges from 0.10 to 2.00 decades over 3 tasks " \
            "(one of them a lower bound: the range reaches an end of the swept lrs)." in text
     assert "Q: widest tolerated lr range on 0 of 3 tasks; its width ranges from 0.10 to 1.00 decades over 3 tasks " \

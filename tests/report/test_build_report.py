@@ -14,12 +14,8 @@ import pytest
 
 from sensitivity.errors import UserError
 from sensitivity.records import TrialResult
-from sensitivity.report import build_report, load_trials
-from sensitivity.report import figures as F
-from sensitivity.report import heatmaps as H
-from sensitivity.report import metrics as M
-from sensitivity.report import summary as S
-from sensitivity.report import tolerance as T
+from sensitivity.report import analyze, build_report, load_trials, summarize
+from sensitivity.report import figures, heatmaps, metrics, style, tolerance
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -217,13 +213,13 @@ def test_journal_file_storage_is_read(tmp_path):
 
 def test_heatmap_panels_share_one_colour_scale_and_mark_divergence(toy):
     data = load_trials(toy, "toy")
-    fig = H.pair_heatmaps(data.trials, "val_loss", "lr", "beta1")
+    fig = heatmaps.pair_heatmaps(analyze(data.trials, "val_loss"), "lr", "beta1", thresholds={})
     images = [ax.images[0] for ax in fig.axes if ax.images]
     assert len(images) == 4  # one panel per optimizer
     norms = {(im.norm.vmin, im.norm.vmax, type(im.norm)) for im in images}
     assert len(norms) == 1
     vmin, vmax, kind = norms.pop()
-    values = M.grid_table(data.trials, "val_loss")["value"]
+    values = metrics.grid_table(data.trials, "val_loss")["value"]
     assert vmin == pytest.approx(values.min()) and vmax == pytest.approx(values.max())
     assert kind is mcolors.LogNorm  # losses spanning more than a factor 3
     by_title = {ax.get_title().split(":")[0]: ax for ax in fig.axes if ax.images}
@@ -237,11 +233,11 @@ def test_heatmap_panels_share_one_colour_scale_and_mark_divergence(toy):
 
 def test_heatmaps_outline_the_cells_within_tolerance(toy):
     data = load_trials(toy, "toy")
-    grid = M.grid_table(data.trials, "val_loss")
+    grid = metrics.grid_table(data.trials, "val_loss")
     lion = grid[grid["optimizer"] == "lion"].sort_values("lr")
     # a threshold between Lion's second-best and best cell: exactly one cell outlined
     limit = float(np.mean(np.sort(lion["value"])[:2]))
-    fig = H.pair_heatmaps(data.trials, "val_loss", "lr", "beta1", thresholds={"lion": limit})
+    fig = heatmaps.pair_heatmaps(analyze(data.trials, "val_loss"), "lr", "beta1", thresholds={"lion": limit})
     ax = next(a for a in fig.axes if a.get_title().startswith("Lion"))
     outlined = [p for p in ax.patches if p.get_edgecolor()[:3] == (1.0, 1.0, 1.0)]
     assert len(outlined) == 1
@@ -249,7 +245,7 @@ def test_heatmaps_outline_the_cells_within_tolerance(toy):
 
 def test_lr_sensitivity_figure_marks_diverged_points_and_initial_loss(toy):
     data = load_trials(toy, "toy")
-    fig = F.lr_sensitivity_figure(data.trials, "val_loss")
+    fig = figures.lr_sensitivity_figure(analyze(data.trials, "val_loss"))
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
     xs = [tuple(c.get_offsets()[:, 0]) for c in ax.collections if len(c.get_offsets())]
@@ -258,7 +254,7 @@ def test_lr_sensitivity_figure_marks_diverged_points_and_initial_loss(toy):
     assert l0 and l0[0].get_ydata()[0] == pytest.approx(L0)
     assert "best over beta1" in fig.get_suptitle()
     # each optimizer's interpolated tolerance width is in its legend entry
-    widths = T.tolerance_table(M.lr_curve(data.trials, "val_loss"), higher_is_better=False)
+    widths = tolerance.tolerance_table(metrics.lr_curve(data.trials, "val_loss"), higher_is_better=False)
     labels = ax.get_legend().get_texts()
     assert any(f"width {widths.loc['adam', 'tolerance_width_decades']:.2f} dec" in t.get_text() for t in labels)
 
@@ -272,26 +268,26 @@ def test_lr_sensitivity_legend_marks_censored_widths_and_lists_diverged_only_whe
     for lr, final in ((1e-2, 1.5), (1e-1, 0.2), (1.0, 1.5)):  # best inside the swept range
         add(study, "nag", lr, final=final)
     trials = load_trials(sqlite_url, "edge").trials
-    widths = T.tolerance_table(M.lr_curve(trials, "val_loss"), higher_is_better=False)
+    widths = tolerance.tolerance_table(metrics.lr_curve(trials, "val_loss"), higher_is_better=False)
     assert widths.loc["adam", "tolerance_censored"] and not widths.loc["nag", "tolerance_censored"]
-    labels = [t.get_text() for t in F.lr_sensitivity_figure(trials, "val_loss").axes[0].get_legend().get_texts()]
+    labels = [t.get_text() for t in figures.lr_sensitivity_figure(analyze(trials, "val_loss")).axes[0].get_legend().get_texts()]
     adam = next(t for t in labels if t.startswith("Adam "))
     nag = next(t for t in labels if t.startswith("NAG "))
     assert f"width >= {widths.loc['adam', 'tolerance_width_decades']:.2f} dec" in adam  # the true width may be larger
     assert ">=" not in nag.split("(")[1]
     assert not any("diverged" in t for t in labels)  # no run diverged: no legend entry for a marker never drawn
     add(study, "nag", 10.0, final=math.nan)
-    labels = [t.get_text() for t in F.lr_sensitivity_figure(load_trials(sqlite_url, "edge").trials, "val_loss")
+    labels = [t.get_text() for t in figures.lr_sensitivity_figure(analyze(load_trials(sqlite_url, "edge").trials, "val_loss"))
               .axes[0].get_legend().get_texts()]
     assert any(t.startswith("diverged") for t in labels)
 
 
 def test_figures_save_headless(toy, tmp_path):
     data = load_trials(toy, "toy")
-    for fig in (F.loss_curves_figure(data.trials, data.curves, "val_loss"),
-                F.relative_performance_figure(data.trials, "val_loss")):
+    analysis = analyze(data.trials, "val_loss")
+    for fig in (figures.loss_curves_figure(analysis, data.curves), figures.relative_performance_figure(analysis)):
         out = tmp_path / "f.png"
-        fig.savefig(out, dpi=F.DPI)
+        fig.savefig(out, dpi=style.DPI)
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -345,9 +341,9 @@ def test_build_report_for_a_missing_study_writes_nothing(toy, tmp_path):
 def test_several_seeds_are_averaged_with_a_band(sqlite_url):
     make_study(sqlite_url, "s", seeds=(0, 1), with_other_states=False)
     data = load_trials(sqlite_url, "s")
-    curve = M.lr_curve(data.trials, "val_loss")
+    curve = metrics.lr_curve(data.trials, "val_loss")
     assert (curve["n_seeds"] == 2).all()
-    fig = F.lr_sensitivity_figure(data.trials, "val_loss", show_tolerance=False)
+    fig = figures.lr_sensitivity_figure(analyze(data.trials, "val_loss"), show_tolerance=False)
     assert "mean over 2 seeds" in fig.get_suptitle()
     bands = [c for c in fig.axes[0].collections if "FillBetween" in type(c).__name__]
     assert len(bands) == 4  # one min-max band per optimizer
@@ -369,14 +365,14 @@ def test_random_samples_are_binned_for_the_heatmap_and_storage_objects_are_accep
     for _ in range(30):
         add(study, "adam", float(10 ** rng.uniform(-4, -1)), beta1=float(rng.uniform(0.8, 0.99)), beta2=0.999)
     data = load_trials(storage, "rnd")
-    fig = H.pair_heatmaps(data.trials, "val_loss", "lr", "beta1")
+    fig = heatmaps.pair_heatmaps(analyze(data.trials, "val_loss"), "lr", "beta1")
     rows, cols = fig.axes[0].images[0].get_array().shape
     assert cols <= 7 and rows <= 8  # half decades over 3 decades; beta1 binned
     assert "learning rate binned to half decades" in fig.get_suptitle()
     # beta1 in [0.8, 0.99] falls in half decades of 1 - beta1: 0.8 (1-0.2 ~ 10^-0.5 bin), 0.9, 0.968, 0.99
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels and all(float(x) < 1 for x in labels), labels
-    assert np.isfinite(S.summarize(data.trials, "val_loss")["lr_sensitivity"]).all()
+    assert np.isfinite(summarize(data.trials, "val_loss")["lr_sensitivity"]).all()
 
 
 def test_a_study_without_trials_is_a_user_error():
@@ -390,7 +386,7 @@ def test_html_tables_keep_each_e_notation_number_on_one_line():
     """A browser breaks "3.16e-3" after its hyphen in a narrow column, which reads as two values."""
     import pandas as pd
 
-    from sensitivity.report.render import table_html
+    from sensitivity.report.html_report import table_html
 
     html = table_html(pd.DataFrame({"optimizer": ["AdamRAG"], "best lr": ["3.16e-3"], "range": ["1e-5 .. 1e+1"],
                                     "task": ["char-lm"]}))

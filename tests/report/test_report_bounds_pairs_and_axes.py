@@ -1,4 +1,4 @@
-"""What issue 9 asks of the report, end to end on small stored studies: bounds with seeds, a heatmap
+"""The report end to end on small stored studies: bounds with seeds, a heatmap
 per swept pair, the effective lr axis, figure formats, expected best for a random study."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from sensitivity.report import build_report, load_trials
-from sensitivity.report import summary as S
+from sensitivity.report.summary import UNCERTAIN
 from sensitivity.report.expected_best import expected_best
-from tests.test_report import add, make_study
+from tests.report.test_build_report import add, make_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -29,7 +29,7 @@ def three_seeds(tmp_path_factory):
 def test_three_seeds_give_bounds_for_every_metric_and_bands(three_seeds, tmp_path):
     paths = build_report(three_seeds, "s3", tmp_path / "r")
     summary = pd.read_csv(paths.summary_csv)
-    for col in (*S.UNCERTAIN, "good_share_lr_beta1"):
+    for col in (*UNCERTAIN, "good_share_lr_beta1"):
         low, high = summary[f"{col}_low"], summary[f"{col}_high"]
         assert (low.notna() == summary[col].notna()).all(), col
         ok = summary[col].notna()

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from sensitivity.cli import app
 from sensitivity.report import load_trials, summarize
 
-from tests.test_metrics import trials_frame
+from tests.report.test_metrics import trials_frame
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 runner = CliRunner()

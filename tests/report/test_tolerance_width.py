@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sensitivity.report import tolerance as T
+from sensitivity.report import tolerance
 
 NAN = math.nan
 
@@ -17,28 +17,28 @@ NAN = math.nan
 
 def test_improvement_threshold_keeps_all_but_tau_of_the_improvement():
     # loss: L* = 0.5, L0 = 2.5, tau = 0.05 -> 0.5 + 0.05 * 2.0 = 0.6
-    assert T.improvement_threshold(0.5, 2.5, 0.05, higher_is_better=False) == pytest.approx(0.6)
+    assert tolerance.improvement_threshold(0.5, 2.5, 0.05, higher_is_better=False) == pytest.approx(0.6)
     # accuracy: A* = 0.9, A0 = 0.1, tau = 0.1 -> 0.9 - 0.1 * 0.8 = 0.82
-    assert T.improvement_threshold(0.9, 0.1, 0.1, higher_is_better=True) == pytest.approx(0.82)
+    assert tolerance.improvement_threshold(0.9, 0.1, 0.1, higher_is_better=True) == pytest.approx(0.82)
     # a return (maximised, any scale): A* = 500, A0 = 20, tau = 0.05 -> 476
-    assert T.improvement_threshold(500.0, 20.0, 0.05, higher_is_better=True) == pytest.approx(476.0)
-    assert math.isnan(T.improvement_threshold(0.5, NAN, 0.05, higher_is_better=False))
+    assert tolerance.improvement_threshold(500.0, 20.0, 0.05, higher_is_better=True) == pytest.approx(476.0)
+    assert math.isnan(tolerance.improvement_threshold(0.5, NAN, 0.05, higher_is_better=False))
     with pytest.raises(ValueError, match="tau must be a finite number >= 0"):
-        T.improvement_threshold(0.5, 2.5, -0.1, higher_is_better=False)
+        tolerance.improvement_threshold(0.5, 2.5, -0.1, higher_is_better=False)
 
 
 def test_relative_threshold_is_a_fraction_of_a_loss_and_points_of_an_accuracy():
-    assert T.relative_threshold(0.5, 0.1, higher_is_better=False) == pytest.approx(0.55)
-    assert T.relative_threshold(-2.0, 0.1, higher_is_better=False) == pytest.approx(-1.8)  # |L*|
-    assert T.relative_threshold(0.95, 0.01, higher_is_better=True) == pytest.approx(0.94)
+    assert tolerance.relative_threshold(0.5, 0.1, higher_is_better=False) == pytest.approx(0.55)
+    assert tolerance.relative_threshold(-2.0, 0.1, higher_is_better=False) == pytest.approx(-1.8)  # |L*|
+    assert tolerance.relative_threshold(0.95, 0.01, higher_is_better=True) == pytest.approx(0.94)
 
 
 def test_threshold_descriptions_state_the_rule():
-    text = T.describe_threshold("improvement", 0.05, higher_is_better=False)
+    text = tolerance.describe_threshold("improvement", 0.05, higher_is_better=False)
     assert "95% of the improvement" in text and "L <= L* + 0.05 (L0 - L*)" in text
-    assert "within 10% of the best" in T.describe_threshold("relative", 0.1, higher_is_better=False)
+    assert "within 10% of the best" in tolerance.describe_threshold("relative", 0.1, higher_is_better=False)
     with pytest.raises(ValueError):
-        T.describe_threshold("absolute", 0.1, higher_is_better=False)
+        tolerance.describe_threshold("absolute", 0.1, higher_is_better=False)
 
 
 # ---- the interpolated interval -----------------------------------------------------------------
@@ -46,7 +46,7 @@ def test_threshold_descriptions_state_the_rule():
 def test_a_single_good_point_with_close_neighbours_has_a_width():
     # 0.6 at 1e-3, 0.5 at 1e-2, 0.6 at 1e-1, threshold 0.55: the straight lines in log10(lr) cross
     # 0.55 half-way to each neighbour, half a decade on each side -> [10^-2.5, 10^-1.5], 1 decade.
-    got = T.interpolated_interval([1e-3, 1e-2, 1e-1], [0.6, 0.5, 0.6], 0.55, higher_is_better=False)
+    got = tolerance.interpolated_interval([1e-3, 1e-2, 1e-1], [0.6, 0.5, 0.6], 0.55, higher_is_better=False)
     assert got.width_decades == pytest.approx(1.0)
     assert got.lr_low == pytest.approx(10**-2.5) and got.lr_high == pytest.approx(10**-1.5)
     assert not got.censored
@@ -55,7 +55,7 @@ def test_a_single_good_point_with_close_neighbours_has_a_width():
 def test_unequal_neighbours_on_an_accuracy_curve():
     # acc 0.8, 0.9, 0.85 at 1e-3, 1e-2, 1e-1; within: acc >= 0.86.
     # left: 0.9 -> 0.8 crosses 0.86 after 0.04 / 0.1 = 0.4 decade; right: 0.9 -> 0.85 after 0.04 / 0.05 = 0.8.
-    got = T.interpolated_interval([1e-3, 1e-2, 1e-1], [0.8, 0.9, 0.85], 0.86, higher_is_better=True)
+    got = tolerance.interpolated_interval([1e-3, 1e-2, 1e-1], [0.8, 0.9, 0.85], 0.86, higher_is_better=True)
     assert got.width_decades == pytest.approx(1.2)
     assert math.log10(got.lr_low) == pytest.approx(-2.4) and math.log10(got.lr_high) == pytest.approx(-1.2)
 
@@ -66,7 +66,7 @@ def test_runs_of_grid_points_within_and_the_widest_one_wins():
     # piece B: -3 (0.58) .. -2.5 (0.5); on the left 0.58 -> 0.9 crosses 0.6 after 0.02 / 0.32 of half a
     #   decade = 0.03125 before -3; on the right 0.5 -> 1.5 crosses after 0.1 / 1.0 of half a decade = 0.05.
     lrs = 10 ** np.array([-4.0, -3.5, -3.0, -2.5, -2.0])
-    got = T.interpolated_interval(lrs, [0.55, 0.9, 0.58, 0.5, 1.5], 0.6, higher_is_better=False)
+    got = tolerance.interpolated_interval(lrs, [0.55, 0.9, 0.58, 0.5, 1.5], 0.6, higher_is_better=False)
     assert got.width_decades == pytest.approx(0.03125 + 0.5 + 0.05)
     assert math.log10(got.lr_low) == pytest.approx(-3.03125)
 
@@ -74,14 +74,14 @@ def test_runs_of_grid_points_within_and_the_widest_one_wins():
 def test_a_diverged_neighbour_is_never_within_and_is_interpolated_towards_l0():
     # 0.5 at 1e-2, every run at 1e-1 diverged (clipped to L0 = 2.5); threshold 0.6:
     # crossing 0.1 / 2.0 = 0.05 of the decade towards the diverged point; 1e-2 is the lowest lr -> censored.
-    got = T.interpolated_interval([1e-2, 1e-1], [0.5, 2.5], 0.6, higher_is_better=False,
+    got = tolerance.interpolated_interval([1e-2, 1e-1], [0.5, 2.5], 0.6, higher_is_better=False,
                                   usable=[True, False], fill=2.5)
     assert got.width_decades == pytest.approx(0.05)
     assert got.censored
     # without a fill value the crossing stays at the good point
-    assert T.interpolated_interval([1e-2, 1e-1], [0.5, NAN], 0.6, higher_is_better=False).width_decades == 0.0
+    assert tolerance.interpolated_interval([1e-2, 1e-1], [0.5, NAN], 0.6, higher_is_better=False).width_decades == 0.0
     # a diverged point stays outside even when its clipped value would pass the threshold (tau = 1)
-    wide = T.interpolated_interval([1e-2, 1e-1], [0.5, 2.5], 2.5, higher_is_better=False,
+    wide = tolerance.interpolated_interval([1e-2, 1e-1], [0.5, 2.5], 2.5, higher_is_better=False,
                                    usable=[True, False], fill=2.5)
     assert wide.width_decades == 0.0 and wide.lr_high == pytest.approx(1e-2)
 
@@ -91,18 +91,18 @@ def test_equal_width_pieces_prefer_the_one_holding_the_best_point():
     # piece at 10^-3: 0.14 -> 0.9 crosses after 0.01 / 0.76 of half a decade;
     # piece at 10^-1 (the best, 0.13): 1.65 -> 0.13 crosses 0.02 / 1.52 = 0.01 / 0.76 before it: equal widths.
     lrs = 10 ** np.array([-3.0, -2.5, -2.0, -1.5, -1.0])
-    got = T.interpolated_interval(lrs, [0.14, 0.9, 0.9, 1.65, 0.13], 0.15, higher_is_better=False)
+    got = tolerance.interpolated_interval(lrs, [0.14, 0.9, 0.9, 1.65, 0.13], 0.15, higher_is_better=False)
     assert got.width_decades == pytest.approx(0.5 * 0.01 / 0.76)
     assert got.lr_high == pytest.approx(0.1)
 
 
 def test_unsorted_input_and_nothing_within():
-    got = T.interpolated_interval([1e-1, 1e-3, 1e-2], [0.6, 0.6, 0.5], 0.55, higher_is_better=False)
+    got = tolerance.interpolated_interval([1e-1, 1e-3, 1e-2], [0.6, 0.6, 0.5], 0.55, higher_is_better=False)
     assert got.width_decades == pytest.approx(1.0)
-    none = T.interpolated_interval([1e-3], [NAN], 0.55, higher_is_better=False)
+    none = tolerance.interpolated_interval([1e-3], [NAN], 0.55, higher_is_better=False)
     assert math.isnan(none.width_decades)
     with pytest.raises(ValueError, match="> 0"):
-        T.interpolated_interval([0.0, 1e-3], [0.5, 0.5], 0.55, higher_is_better=False)
+        tolerance.interpolated_interval([0.0, 1e-3], [0.5, 0.5], 0.55, higher_is_better=False)
 
 
 # ---- one row per optimizer ---------------------------------------------------------------------
@@ -112,7 +112,7 @@ def test_tolerance_row_on_a_loss_curve():
     # left: 0.7 at 1e-3 is on the threshold -> whole decade [1e-3, 1e-2] plus 0 beyond (2.0 > 0.7 at 1e-4
     # crossing at (0.7 - 0.7)/(2.0 - 0.7) = 0); right: 0.5 -> 0.9 crosses 0.7 half-way -> 0.5 decade.
     # relative 10%: 0.55 -> left 0.5 -> 0.7 crosses at 0.05 / 0.2 = 0.25, right 0.05 / 0.4 = 0.125.
-    row = T.tolerance_row([1e-4, 1e-3, 1e-2, 1e-1], [2.0, 0.7, 0.5, 0.9], 2.5, higher_is_better=False,
+    row = tolerance.tolerance_row([1e-4, 1e-3, 1e-2, 1e-1], [2.0, 0.7, 0.5, 0.9], 2.5, higher_is_better=False,
                           tau=0.1, relative_tolerance=0.1)
     assert row["learned"] and row["best_value"] == 0.5 and row["best_lr"] == 1e-2
     assert row["tolerance_threshold"] == pytest.approx(0.7)
@@ -123,12 +123,12 @@ def test_tolerance_row_on_a_loss_curve():
 
 
 def test_an_optimizer_that_never_learned_has_no_best_lr_and_no_width():
-    row = T.tolerance_row([1e-3, 1e-2], [2.5, 2.6], 2.5, higher_is_better=False)
+    row = tolerance.tolerance_row([1e-3, 1e-2], [2.5, 2.6], 2.5, higher_is_better=False)
     assert row["learned"] is False
     for key in ("best_value", "best_lr", "tolerance_width_decades", "relative_width_decades"):
         assert math.isnan(row[key]), key
     # every run diverged: the clipped values equal L0 but are not usable
-    row = T.tolerance_row([1e-3, 1e-2], [2.5, 2.5], 2.5, higher_is_better=False, usable=[False, False])
+    row = tolerance.tolerance_row([1e-3, 1e-2], [2.5, 2.5], 2.5, higher_is_better=False, usable=[False, False])
     assert row["learned"] is False and math.isnan(row["best_lr"])
 
 
@@ -143,7 +143,7 @@ def test_tolerance_table_reads_divergence_from_the_curve_columns():
         "n_seeds": [1, 1, 1, 1, 1],
         "n_diverged": [0, 0, 1, 0, 0],
     })
-    table = T.tolerance_table(curve, higher_is_better=False, tau=0.05)
+    table = tolerance.tolerance_table(curve, higher_is_better=False, tau=0.05)
     assert list(table.index) == ["a", "b"]
     assert table.loc["a", "tolerance_width_decades"] == pytest.approx(1.05)
     assert bool(table.loc["a", "tolerance_censored"])  # reaches the lowest swept lr within the threshold

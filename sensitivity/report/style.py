@@ -1,0 +1,132 @@
+"""The look every report figure shares: resolution, seaborn style, colours, axis formatting.
+
+One concept: how a figure of this product looks, whichever module draws it
+(:mod:`sensitivity.report.figures`, :mod:`sensitivity.report.heatmaps`). Figures are
+:class:`matplotlib.figure.Figure` objects with an Agg canvas attached explicitly (:func:`new_figure`;
+no pyplot, no global backend switch), drawn inside :func:`style`.
+
+* :data:`AXIS_LABELS` -- the name of each hyperparameter axis;
+* :data:`DPI`, :func:`style`, :func:`new_figure` -- resolution, seaborn whitegrid style, a headless figure;
+* :func:`optimizer_colors` -- one fixed colour per optimizer (colour-blind palette, catalog order);
+* :func:`format_lr`, :func:`plain_log_labels`, :func:`log_ok` -- log-lr and log-metric axes;
+* :func:`metric_axis_label` -- the study's declaration of a metric (label and unit);
+* :func:`heatmap_norm`, :func:`text_color` -- a heatmap's colour scale and readable cell text;
+* :data:`LR_CMAP` -- the colour map of learning rates (loss curves).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterable, Iterator
+
+import matplotlib
+import matplotlib.colors as mcolors
+import matplotlib.ticker as ticker
+import numpy as np
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from sensitivity.report import metrics
+
+AXIS_LABELS = {
+    "lr": "learning rate",
+    "beta1": "beta1",
+    "beta2": "beta2",
+    "gamma": "gamma (extrapolation)",
+    "weight_decay": "weight decay",
+}
+"""How each hyperparameter axis is named in titles, labels and table headings."""
+
+DPI = 130
+"""Resolution the report saves figures at (dots per inch)."""
+
+LR_CMAP = mcolors.LinearSegmentedColormap.from_list(
+    "lr", matplotlib.colormaps["plasma"](np.linspace(0.0, 0.85, 256))
+)
+"""Colour map of learning rates: plasma without its pale-yellow end, which vanishes on white."""
+
+
+@contextlib.contextmanager
+def style() -> Iterator[None]:
+    """Seaborn's whitegrid style and notebook context (font scale 0.9), only while the block draws."""
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9), matplotlib.rc_context(
+        {"figure.dpi": 100, "savefig.dpi": DPI, "axes.titlesize": "medium", "legend.fontsize": "small"}
+    ):
+        yield
+
+
+def new_figure(**kwargs) -> Figure:
+    """A constrained-layout :class:`~matplotlib.figure.Figure` with its own Agg canvas (headless)."""
+    fig = Figure(layout="constrained", **kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def format_lr(lr: float) -> str:
+    """A learning rate as ``1e-3`` / ``3e-4`` / ``3.16e-4`` (at most 3 significant digits)."""
+    if not np.isfinite(lr) or lr <= 0:
+        return str(lr)
+    exp = math.floor(math.log10(lr) + 1e-9)
+    mant = float(f"{lr / 10 ** exp:.3g}")
+    if mant >= 10:
+        mant, exp = mant / 10, exp + 1
+    m = f"{mant:g}"
+    return f"{m}e{exp}"
+
+
+def optimizer_colors(names: Iterable[str]) -> dict[str, tuple]:
+    """A fixed colour per optimizer (colour-blind palette, in catalog order)."""
+    order = metrics.optimizer_order(names)
+    palette = sns.color_palette("colorblind", max(len(order), 3))
+    return {n: palette[i % len(palette)] for i, n in enumerate(order)}
+
+
+def metric_axis_label(metric: str) -> str:
+    """``validation loss (nats/char)``: the study's own declaration of the metric (label and unit)."""
+    unit = metrics.metric_unit(metric)
+    return f"{metrics.metric_label(metric)} ({unit})" if unit else metrics.metric_label(metric)
+
+
+def plain_log_labels(axis, values) -> None:
+    """Label a log axis with plain numbers (0.3, 2) instead of 3x10^-1; minor ticks at 2, 3 and 5
+    are labelled too when the data span fewer than 2.5 decades."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    axis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    if v.size and np.log10(v.max() / v.min()) < 2.5:
+        def minor(x, _):
+            lead = round(x / 10 ** math.floor(math.log10(x) + 1e-9))
+            return f"{x:g}" if lead in (2, 3, 5) else ""
+
+        axis.set_minor_formatter(ticker.FuncFormatter(minor))
+    else:
+        axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def log_ok(values) -> bool:
+    """Whether ``values`` suit a log axis: all finite ones positive, spanning more than a factor 3."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return v.size > 0 and bool((v > 0).all()) and v.max() / v.min() > 3
+
+
+def heatmap_norm(values: np.ndarray, metric: str) -> mcolors.Normalize:
+    """One colour scale for every panel of a heatmap: logarithmic for a positive minimised metric
+    spanning more than a factor 3 (:func:`log_ok`), linear otherwise."""
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return mcolors.Normalize(0.0, 1.0)
+    lo, hi = float(v.min()), float(v.max())
+    if lo == hi:
+        lo, hi = lo - 0.5 * abs(lo or 1.0), hi + 0.5 * abs(hi or 1.0)
+    if not metrics.higher_is_better(metric) and log_ok(v):
+        return mcolors.LogNorm(vmin=lo, vmax=hi)
+    return mcolors.Normalize(vmin=lo, vmax=hi)
+
+
+def text_color(rgba) -> str:
+    """Black or white, whichever reads on a cell of colour ``rgba`` (luma threshold 0.55)."""
+    r, g, b = rgba[:3]
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.55 else "white"
