@@ -5,7 +5,8 @@ The study side (``sensitivity.study``) writes each trial into Optuna storage as
 * **params** (Optuna distributions fixed by :func:`param_distributions`):
   ``optimizer`` (categorical over every registered optimizer name), ``lr``, ``beta1``,
   ``beta2`` (absent for optimizers without it, e.g. NAG), ``gamma`` (AdamRAG only),
-  ``weight_decay`` (only when swept), ``seed``;
+  ``weight_decay`` (every optimizer that takes it: the swept value or its catalog default, e.g.
+  AdamW's 0.01; studies stored before that hold it only where it was swept), ``seed``;
 * **intermediate values**: the objective metric after each epoch (``trial.report(value, epoch)``,
   epochs counted from 1);
 * **user attributes**: the fields of :class:`TrialResult` under their own names, and
@@ -186,6 +187,10 @@ class TrialResult:
         throughput: training examples processed per second, evaluation excluded, in the task's
             unit (images, characters, environment steps).
         device: torch device string the run used ("cpu", "cuda:0").
+        optimizer_settings: every setting the run's optimizer was built with, the library's
+            defaults resolved (``eps``, ``maximize``, ``nesterov``, ``dampening``, ...; see
+            :func:`sensitivity.optim.registry.optimizer_settings`); ``{}`` for a trial stored
+            before it was recorded.
 
     In storage each metric is a user attribute of its own name (the list) beside
     ``initial_<name>`` (the number), so the classification names ``val_loss``, ``val_acc``,
@@ -203,6 +208,7 @@ class TrialResult:
     wall_time_s: float = 0.0
     throughput: float = 0.0
     device: str = "cpu"
+    optimizer_settings: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def objective(self, metric: str, higher_is_better: bool | None = None) -> float:
         """The value stored as the trial's objective, with one ordering for bad runs.
