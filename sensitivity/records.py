@@ -289,6 +289,49 @@ VAL_ACC = Metric("val_acc", "maximize", "fraction", "validation accuracy")
 declare_metrics((VAL_LOSS, VAL_ACC))
 
 
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}"
+"""What a study name and a task name may hold: letters, digits and ``_ . : + -``, starting with a
+letter or digit, at most 128 characters. Such a name is safe as a file or folder name (no ``/``,
+no ``..`` of its own, no leading ``-``), in a shell command and in every report sink."""
+NAME_RULE = "use letters, digits and _ . : + - (at most 128, starting with a letter or digit)"
+"""The rule of :data:`NAME_PATTERN` in words, for messages."""
+
+
+def valid_name(text: object) -> bool:
+    """True when ``text`` is a string that matches :data:`NAME_PATTERN` as a whole."""
+    import re
+
+    return isinstance(text, str) and re.fullmatch(NAME_PATTERN, text) is not None
+
+
+def safe_child(folder: "str | os.PathLike[str]", name: str) -> "pathlib.Path":
+    """``folder / name``, checked to stay inside ``folder``.
+
+    For paths built from user text (a study's or task's name): ``name`` must be one path part
+    that is neither empty, ``.`` nor ``..``, hold no separator or NUL, and the joined path,
+    resolved (symbolic links followed), must lie inside ``folder`` resolved.
+
+    Raises:
+        ValueError: ``name`` would leave ``folder`` or is not one path part; the message names both.
+    """
+    import os
+    import pathlib
+
+    base = pathlib.Path(folder)
+    bad = (not isinstance(name, str) or name in ("", ".", "..") or "\0" in name
+           or any(sep and sep in name for sep in (os.sep, os.altsep, "/")))
+    child = base / name if not bad else None
+    if child is not None:
+        root = base.resolve()
+        try:
+            child.resolve().relative_to(root)
+        except ValueError:
+            bad = True
+    if bad:
+        raise ValueError(f"{name!r} is not a name inside {str(base)!r}; {NAME_RULE}")
+    return child
+
+
 LR_BOUNDS = (1e-10, 1e6)
 """The learning rates a study can hold (the stored distribution's bounds; a sweep refuses others up
 front). Wide on purpose: lrs far above an optimizer's range are how its divergence edge is mapped.
