@@ -206,6 +206,12 @@ def check_task(task: Task, shown: str = "task") -> None:
         if bad is not None:
             raise UserError(f"{shown}: task {task.name!r}: {field} holds the control character {bad!r}; "
                             f"give it as plain text on one line")
+    for m in task.metrics if isinstance(task.metrics, (tuple, list)) else ():
+        for field in ("label", "unit"):
+            text = getattr(m, field, "")
+            if isinstance(text, str) and any(_is_control(c) for c in text):
+                raise UserError(f"{shown}: task {task.name!r}: metric {getattr(m, 'name', '?')!r} {field} holds a "
+                                f"control character; give it as plain text on one line")
     for dataset in task.datasets:
         if not valid_name(dataset):
             raise UserError(f"{shown}: task {task.name!r}: dataset name {dataset!r} is not allowed (it can name the "

@@ -34,6 +34,11 @@ TASK_SOURCE = textwrap.dedent(f'''
     def hostile():
         return TensorTask(name="hostile", description={HOSTILE!r}, data_source={HOSTILE!r},
                           defaults={{"epochs": 1, "batch_size": 10}}, load=load,
+                          build_model=lambda config, data: torch.nn.Linear(3, 2))
+
+    def dollars():
+        return TensorTask(name="dollars", description="a metric label with TeX-like dollars",
+                          defaults={{"epochs": 1, "batch_size": 10}}, load=load,
                           build_model=lambda config, data: torch.nn.Linear(3, 2),
                           metrics=(Metric("val_loss", "minimize", "nats/ex", "loss in $^$ and $x_$"), VAL_ACC))
 
@@ -44,31 +49,41 @@ TASK_SOURCE = textwrap.dedent(f'''
 ''')
 
 
-@pytest.fixture(scope="module")
-def hostile_study(tmp_path_factory):
-    """A stored study of a user task whose description, data source and metric label are hostile."""
-    folder = tmp_path_factory.mktemp("hostile")
-    name = f"hostile_tasks_{uuid.uuid4().hex[:8]}"
+def _stored(folder, factory: str):
+    """A stored study of the user task ``factory`` of TASK_SOURCE: (folder, database, study name)."""
+    name = f"{factory}_tasks_{uuid.uuid4().hex[:8]}"
     path = folder / f"{name}.py"
     path.write_text(TASK_SOURCE)
     db = folder / "s.db"
-    result = CliRunner().invoke(app, ["sweep", "--task", f"{path}:hostile", "--optimizers", "adam,nag",
+    result = CliRunner().invoke(app, ["sweep", "--task", f"{path}:{factory}", "--optimizers", "adam,nag",
                                       "--lr", "1e-3,1e-2,1e-1", "--storage", f"sqlite:///{db}"])
     assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
-    return folder, db
+    return folder, db, factory
 
 
-def _report(folder, db):
+@pytest.fixture(scope="module")
+def hostile_study(tmp_path_factory):
+    """A study whose task description and data source hold HTML and a javascript: link."""
+    return _stored(tmp_path_factory.mktemp("hostile"), "hostile")
+
+
+@pytest.fixture(scope="module")
+def dollars_study(tmp_path_factory):
+    """A study whose task's metric label holds $ pairs (mathtext to matplotlib)."""
+    return _stored(tmp_path_factory.mktemp("dollars"), "dollars")
+
+
+def _report(folder, db, study):
     out = folder / f"report-{uuid.uuid4().hex[:6]}"
-    return CliRunner().invoke(app, ["report", "--study", "hostile", "--storage", f"sqlite:///{db}",
+    return CliRunner().invoke(app, ["report", "--study", study, "--storage", f"sqlite:///{db}",
                                     "--out", str(out)]), out
 
 
 @pytest.mark.xfail(strict=True, reason="issue 22 part 2: report/ (render.py, report.md): a metric label with $ "
                    "pairs must not become mathtext (escape $ in matplotlib text from user text, or usetex off + "
                    "parse_math=False); figure titles/labels from user text in figures.py/heatmaps.py")
-def test_a_metric_label_with_dollars_does_not_break_the_figures(hostile_study):
-    result, out = _report(*hostile_study)
+def test_a_metric_label_with_dollars_does_not_break_the_figures(dollars_study):
+    result, out = _report(*dollars_study)
     assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
     assert (out / "report.md").exists()
 
@@ -78,8 +93,8 @@ def test_a_metric_label_with_dollars_does_not_break_the_figures(hostile_study):
 def test_report_md_carries_no_live_html_from_user_text(hostile_study):
     from markdown_it import MarkdownIt
 
-    folder, db = hostile_study
-    result, out = _report(folder, db)
+    result, out = _report(*hostile_study)
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
     md = (out / "report.md").read_text(encoding="utf-8")
     html = MarkdownIt("commonmark").render(md)
     assert not re.search(r"<(script|img|iframe|svg)\b", html, re.IGNORECASE), html
@@ -123,17 +138,25 @@ def test_an_entry_point_named_like_a_built_in_is_listed_as_broken(tmp_path, monk
     assert all(t in result.stdout for t in TASKS)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 22 part 2: cli study definition (_read_study_definition): a TOML "
-                   "table ([study], [sweep]...) is refused with one line naming the table and the fix (keys at the "
-                   "top level), exit 2, nothing written")
-def test_a_table_in_a_study_definition_is_refused(tmp_path):
+_DROPPED = pytest.mark.xfail(strict=True, reason=(
+    "issue 22 part 2: cli study definition (_read_study_definition): a table named like a flag that is also given "
+    "on the command line is skipped before its type is checked (`continue  # the command line wins`), so it is "
+    "dropped without a word; check every key's type first, then let the command line win"))
+
+
+@pytest.mark.parametrize("text", ["[study]\nepochs = 1\n", "study.epochs = 1\n", "[sweep]\nepochs = 1\n",
+                                  pytest.param("[[optimizers]]\nname = 'adam'\n", marks=_DROPPED),
+                                  pytest.param("epochs = 1\n[lr]\nlow = 1e-3\n", marks=_DROPPED)])
+def test_a_table_in_a_study_definition_is_refused(tmp_path, text):
+    """Kind 5 (already held on this branch: a table is refused as a table or an unknown key): pinned here."""
     toml = tmp_path / "s.toml"
-    toml.write_text("[study]\nepochs = 1\n")
+    toml.write_text(text)
     db = tmp_path / "s.db"
     result = CliRunner().invoke(app, ["sweep", "--config", str(toml), "--optimizers", "adam", "--lr", "1e-2",
                                       "--beta1", "0.9", "--epochs", "1", "--train-size", "64", "--val-size", "32",
                                       "--storage", f"sqlite:///{db}"])
     assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "[study]" in lines[0]
+    assert len(lines) == 1 and str(toml) in lines[0], lines
+    assert "table" in lines[0] or "unknown key" in lines[0], lines
     assert not db.exists()

@@ -126,3 +126,16 @@ def test_safe_child_keeps_paths_inside(tmp_path):
     (tmp_path / "link").symlink_to(outside)  # a symbolic link out of the folder
     with pytest.raises(ValueError):
         safe_child(tmp_path, "link")
+
+
+def test_a_metric_label_with_a_line_break_is_refused(tmp_path, monkeypatch):
+    name = f"metric_text_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(SOURCE + textwrap.dedent('''
+        from sensitivity.records import Metric
+        def make():
+            return named("mt", metrics=(Metric("val_loss", "minimize", "nats", "loss\\n# injected heading"),))
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(UserError, match="metric 'val_loss' label holds a control character"):
+        get_task(f"{name}:make")
+    sys.modules.pop(name, None)
