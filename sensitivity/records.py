@@ -5,7 +5,8 @@ The study side (``sensitivity.study``) writes each trial into Optuna storage as
 * **params** (Optuna distributions fixed by :func:`param_distributions`):
   ``optimizer`` (categorical over every registered optimizer name), ``lr``, ``beta1``,
   ``beta2`` (absent for optimizers without it, e.g. NAG), ``gamma`` (AdamRAG only),
-  ``weight_decay`` (only when swept), ``seed``;
+  ``weight_decay`` (every optimizer that takes it: the swept value or its catalog default, e.g.
+  AdamW's 0.01; studies stored before that hold it only where it was swept), ``seed``;
 * **intermediate values**: the objective metric after each epoch (``trial.report(value, epoch)``,
   epochs counted from 1);
 * **user attributes**: the fields of :class:`TrialResult` under their own names, and
@@ -186,6 +187,10 @@ class TrialResult:
         throughput: training examples processed per second, evaluation excluded, in the task's
             unit (images, characters, environment steps).
         device: torch device string the run used ("cpu", "cuda:0").
+        optimizer_settings: every setting the run's optimizer was built with, the library's
+            defaults resolved (``eps``, ``maximize``, ``nesterov``, ``dampening``, ...; see
+            :func:`sensitivity.optim.registry.optimizer_settings`); ``{}`` for a trial stored
+            before it was recorded.
 
     In storage each metric is a user attribute of its own name (the list) beside
     ``initial_<name>`` (the number), so the classification names ``val_loss``, ``val_acc``,
@@ -203,6 +208,7 @@ class TrialResult:
     wall_time_s: float = 0.0
     throughput: float = 0.0
     device: str = "cpu"
+    optimizer_settings: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def objective(self, metric: str, higher_is_better: bool | None = None) -> float:
         """The value stored as the trial's objective, with one ordering for bad runs.
@@ -281,6 +287,49 @@ VAL_LOSS = Metric("val_loss", "minimize", "nats/example", "validation loss")
 VAL_ACC = Metric("val_acc", "maximize", "fraction", "validation accuracy")
 """Share of validation examples whose arg-max prediction is the label."""
 declare_metrics((VAL_LOSS, VAL_ACC))
+
+
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}"
+"""What a study name and a task name may hold: letters, digits and ``_ . : + -``, starting with a
+letter or digit, at most 128 characters. Such a name is safe as a file or folder name (no ``/``,
+no ``..`` of its own, no leading ``-``), in a shell command and in every report sink."""
+NAME_RULE = "use letters, digits and _ . : + - (at most 128, starting with a letter or digit)"
+"""The rule of :data:`NAME_PATTERN` in words, for messages."""
+
+
+def valid_name(text: object) -> bool:
+    """True when ``text`` is a string that matches :data:`NAME_PATTERN` as a whole."""
+    import re
+
+    return isinstance(text, str) and re.fullmatch(NAME_PATTERN, text) is not None
+
+
+def safe_child(folder: "str | os.PathLike[str]", name: str) -> "pathlib.Path":
+    """``folder / name``, checked to stay inside ``folder``.
+
+    For paths built from user text (a study's or task's name): ``name`` must be one path part
+    that is neither empty, ``.`` nor ``..``, hold no separator or NUL, and the joined path,
+    resolved (symbolic links followed), must lie inside ``folder`` resolved.
+
+    Raises:
+        ValueError: ``name`` would leave ``folder`` or is not one path part; the message names both.
+    """
+    import os
+    import pathlib
+
+    base = pathlib.Path(folder)
+    bad = (not isinstance(name, str) or name in ("", ".", "..") or "\0" in name
+           or any(sep and sep in name for sep in (os.sep, os.altsep, "/")))
+    child = base / name if not bad else None
+    if child is not None:
+        root = base.resolve()
+        try:
+            child.resolve().relative_to(root)
+        except ValueError:
+            bad = True
+    if bad:
+        raise ValueError(f"{name!r} is not a name inside {str(base)!r}; {NAME_RULE}")
+    return child
 
 
 LR_BOUNDS = (1e-10, 1e6)

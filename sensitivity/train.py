@@ -32,7 +32,7 @@ from torch import nn
 
 from sensitivity import interrupt
 from sensitivity.errors import UserError
-from sensitivity.optim.registry import build_optimizer
+from sensitivity.optim.registry import build_optimizer, optimizer_settings
 from sensitivity.records import TrialResult
 from sensitivity.schedule import build_scheduler
 from sensitivity.tasks import Task
@@ -177,7 +177,8 @@ def _train(task: Task, config: dict[str, Any], optimizer: str, hyperparameters: 
         return task.evaluate(config, model, data, autocast)
 
     initial = evaluate()
-    result = TrialResult(train_loss=[], metrics={m.name: [] for m in task.metrics}, initial=initial, device=str(dev))
+    result = TrialResult(train_loss=[], metrics={m.name: [] for m in task.metrics}, initial=initial, device=str(dev),
+                         optimizer_settings=optimizer_settings(opt))
     train_seconds, examples = 0.0, 0
     model.train()
     for epoch in range(1, epochs + 1):

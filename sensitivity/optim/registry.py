@@ -80,3 +80,28 @@ def build_optimizer(name: str, params: Iterable[torch.nn.Parameter], hp: dict[st
     info = optimizer_info(name)
     merged = {**info.defaults, **{k: v for k, v in hp.items() if k in info.hyperparameters}}
     return FACTORIES[info.name](params, merged)
+
+
+IMPLEMENTATION_SWITCHES = frozenset({"foreach", "fused", "capturable", "differentiable"})
+"""Constructor arguments of torch optimizers that choose how the update is computed, not what it
+is; :func:`optimizer_settings` leaves them out."""
+
+
+def optimizer_settings(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Every setting ``optimizer`` was built with, as torch resolved it: its ``defaults`` (the
+    constructor's arguments with the library's own defaults filled in: eps, maximize, amsgrad,
+    dampening, nesterov, decoupled weight decay, AdamRAG's gamma schedule ...), JSON-safe
+    (tuples become lists), without the implementation switches (:data:`IMPLEMENTATION_SWITCHES`).
+
+    A trial stores this beside its params, so what a trial trained with is on record even for
+    the settings a sweep never varies. The learning rate is the constructor's (the peak of a
+    schedule)."""
+    def clean(v: Any) -> Any:
+        if isinstance(v, (tuple, list)):
+            return [clean(x) for x in v]
+        if isinstance(v, torch.Tensor):
+            return v.item() if v.numel() == 1 else v.tolist()
+        return v
+
+    return {k: clean(v) for k, v in sorted(optimizer.defaults.items()) if k not in IMPLEMENTATION_SWITCHES}
+

@@ -30,6 +30,7 @@ Invariants (see :meth:`PointQueue.pop`):
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import socket
@@ -42,7 +43,7 @@ from sensitivity.catalog import OPTIMIZERS
 from sensitivity.records import DUPLICATE_OF, ERROR, POINT_KEY, WORKER, param_distributions
 from sensitivity.storage import heartbeat_interval, stale_trial_ids, storage_of
 from sensitivity.study.ledger import PointTrial, TakenTrial, TrialLedger, TrialRow, open_ledger
-from sensitivity.study.space import Point, point_key
+from sensitivity.study.space import Point, point_key, resolve_key, stored_keys
 
 LIVE_STATES = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 """States of a trial that holds its point: done, being run, or queued."""
@@ -64,19 +65,19 @@ def enqueue_missing(study: optuna.Study, plan: list[Point], ledger: TrialLedger 
     live: set[str] = set()
     complete: set[str] = set()
     for trial in ledger.point_trials():
-        key, state = trial.key, trial.state
+        key, state = resolve_key(trial.key), trial.state  # a key stored before weight decay was resolved: its point now
         if state == TrialState.COMPLETE:
             complete.add(key)
         if state in LIVE_STATES:
             live.add(key)
     missing: list[tuple[Point, dict[str, Any]]] = []
     for point in plan:
-        key = point_key(point)
+        key = resolve_key(point_key(point))
         if key not in live:
-            missing.append((point, {POINT_KEY: key}))
+            missing.append((point, {POINT_KEY: point_key(point)}))
             live.add(key)
     ledger.enqueue(missing)
-    return sum(point_key(p) in complete for p in plan), len(missing)
+    return sum(resolve_key(point_key(p)) in complete for p in plan), len(missing)
 
 
 def duplicate_holder(mine: TrialRow, others: list[TrialRow]) -> int | None:
@@ -138,8 +139,11 @@ class PointQueue:
         self.storage = storage_of(study)
         self.ledger = open_ledger(study)
         self.plan = list(plan)
-        self._points = {point_key(p): p for p in self.plan}
+        self._points = {resolve_key(point_key(p)): p for p in self.plan}  # by the key in its current form
         self.wanted = set(self._points)
+        # WAITING trials are found under either form of a point's key (queued before weight decay was resolved, or after)
+        self._waiting_keys = {k for key in self._points for k in stored_keys(json.loads(key))}
+        self._waiting_keys |= {point_key(p) for p in self.plan}
         self.heartbeat = heartbeat_enabled(self.storage)
         self.distributions = distributions or param_distributions(sorted(OPTIMIZERS))
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -155,7 +159,7 @@ class PointQueue:
         stale. Duplicates met on the way are finished as PRUNED.
         """
         while True:
-            waiting = self.ledger.waiting(self.wanted)
+            waiting = self.ledger.waiting(self._waiting_keys)
             if not waiting:
                 return None
             for trial_id, key in waiting:
@@ -180,7 +184,7 @@ class PointQueue:
         the two new trials as usual); otherwise the point would wait for the next sweep start. (On
         SQL storages the check is in the taking transaction and one of the two always runs.)
         """
-        self._requeue_unheld({key}, self.ledger.point_trials())
+        self._requeue_unheld({resolve_key(key)} & set(self._points), self.ledger.point_trials())
 
     # ---- recovering from dead workers ---------------------------------------------------------
     def fail_stale(self) -> list[int]:
@@ -212,13 +216,14 @@ class PointQueue:
         dead trials' own points, so a point whose retries a failing trial used up in this sweep
         stays FAIL (the next sweep start tries it again, as after any error)."""
         trials = self.ledger.point_trials()
-        self._requeue_unheld({t.key for t in trials if t.trial_id in trial_ids and t.key in self._points}, trials)
+        keys = {resolve_key(t.key) for t in trials if t.trial_id in trial_ids}
+        self._requeue_unheld(keys & set(self._points), trials)
 
     def _requeue_unheld(self, keys: set[str], trials: list[PointTrial]) -> None:
         """Queue the planned points ``keys`` that none of the study's ``trials`` holds (COMPLETE,
         RUNNING or WAITING)."""
-        held = {t.key for t in trials if t.state in LIVE_STATES}
-        self.ledger.enqueue([(self._points[k], {POINT_KEY: k}) for k in sorted(keys - held)])
+        held = {resolve_key(t.key) for t in trials if t.state in LIVE_STATES}
+        self.ledger.enqueue([(self._points[k], {POINT_KEY: point_key(self._points[k])}) for k in sorted(keys - held)])
 
     # ---- watching ------------------------------------------------------------------------------
     def progress(self) -> PlanProgress:
@@ -231,8 +236,9 @@ def plan_progress(trials: list[PointTrial], wanted: set[str], direction: Any) ->
     minimize = direction == optuna.study.StudyDirection.MINIMIZE
     by_key: dict[str, list[PointTrial]] = {}
     for t in trials:
-        if t.key in wanted:
-            by_key.setdefault(t.key, []).append(t)
+        key = resolve_key(t.key)
+        if key in wanted:
+            by_key.setdefault(key, []).append(t)
     prog = PlanProgress(total=len(wanted))
     for group in by_key.values():
         states = {t.state for t in group}

@@ -33,6 +33,56 @@ def point_key(point: Point) -> str:
     return json.dumps({k: point[k] for k in sorted(point)}, separators=(",", ":"))
 
 
+def _legacy_point(point: Point) -> Point | None:
+    """``point`` as a study stored before weight decay was resolved into every point, or None
+    when that form is the same as the current one.
+
+    Until then a point held ``weight_decay`` only when ``--weight-decay`` was given, and an
+    optimizer that takes weight decay trained with its catalog default (AdamW: 0.01) while the
+    trial stored none. Such a trial is the point with the default weight decay."""
+    info = OPTIMIZERS.get(point.get("optimizer", ""))
+    if info is None or "weight_decay" not in info.hyperparameters or "weight_decay" not in point:
+        return None
+    if point["weight_decay"] != float(info.defaults["weight_decay"]):
+        return None
+    return {k: v for k, v in point.items() if k != "weight_decay"}
+
+
+def stored_keys(point: Point) -> tuple[str, ...]:
+    """Every key under which a study may hold ``point``: :func:`point_key`, then the key of its
+    form before weight decay was resolved into every point (see :func:`resolve_key`)."""
+    legacy = _legacy_point(point)
+    return (point_key(point),) if legacy is None else (point_key(point), point_key(legacy))
+
+
+def resolve_key(key: str | None) -> str | None:
+    """A stored point key in the current form: a key stored before weight decay was resolved
+    into every point gains its optimizer's default weight decay (AdamW's ``0.01``), so a study
+    resumed after the change finds the points it holds instead of running them again.
+    Keys already in the current form, and text that is not a point, come back unchanged."""
+    if key is None or "weight_decay" in key:
+        return key
+    try:
+        point = json.loads(key)
+    except ValueError:
+        return key
+    if not isinstance(point, dict):
+        return key
+    info = OPTIMIZERS.get(point.get("optimizer", ""))
+    if info is None or "weight_decay" not in info.hyperparameters:
+        return key
+    return point_key({**point, "weight_decay": float(info.defaults["weight_decay"])})
+
+
+def resolve_defaults(point: Point) -> Point:
+    """``point`` with every hyperparameter its optimizer takes and the point does not set at its
+    catalog default (what :func:`~sensitivity.optim.registry.build_optimizer` trains with): the
+    point a trial stores is the one it trains."""
+    info = OPTIMIZERS[point["optimizer"]]
+    return {**point, **{k: float(v) for k, v in info.defaults.items()
+                        if k in info.hyperparameters and k not in point}}
+
+
 def _round(value: float, digits: int, lo: float, hi: float) -> float:
     """``value`` (in ``[lo, hi]``) rounded to ``digits`` significant digits, or to as many more as
     keep it inside ``[lo, hi]``: rounding never moves a value onto or past a bound of its range
@@ -52,8 +102,8 @@ def _grid_points(spec: StudySpec, opt: OptimizerInfo) -> list[Point]:
         axes["beta2"] = spec.beta2 or (opt.defaults["beta2"],)
     if "gamma" in opt.hyperparameters:
         axes["gamma"] = spec.gamma or (opt.defaults["gamma"],)
-    if spec.weight_decay is not None and "weight_decay" in opt.hyperparameters:
-        axes["weight_decay"] = spec.weight_decay
+    if "weight_decay" in opt.hyperparameters:
+        axes["weight_decay"] = spec.weight_decay if spec.weight_decay is not None else (opt.defaults["weight_decay"],)
     names = list(axes)
     return [dict(zip(names, map(float, values))) for values in itertools.product(*(sorted(set(axes[n])) for n in names))]
 
@@ -134,6 +184,9 @@ def _map_unit_point(spec: StudySpec, opt: OptimizerInfo, u: dict[str, float], va
 def plan_points(spec: StudySpec) -> list[Point]:
     """Every trial the spec asks for, as param dicts with ``optimizer`` and ``seed``, in run order.
 
+    Every hyperparameter the optimizer takes is in its points, at the swept value or at the
+    catalog default (weight decay included: AdamW's 0.01 is stored as 0.01, not left blank).
+
     The order is seed-major, and within a seed interleaves the optimizers point by point (grid and
     random/qmc alike), so a study stopped half way has comparable coverage of every optimizer.
     """
@@ -146,5 +199,5 @@ def plan_points(spec: StudySpec) -> list[Point]:
     points = []
     for seed in range(spec.seeds):
         for opt, p in pairs:
-            points.append({"optimizer": opt.name, **p, "seed": seed})
+            points.append(resolve_defaults({"optimizer": opt.name, **p, "seed": seed}))
     return points

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from pathlib import Path
 from typing import Any
 
 from sensitivity.errors import UserError
-from sensitivity.records import LR_BOUNDS, WEIGHT_DECAY_BOUNDS
+from sensitivity.records import LR_BOUNDS, NAME_RULE, WEIGHT_DECAY_BOUNDS, valid_name
 
 DEFAULT_STORAGE = "sqlite:///studies/adamrag-sens.db"
 """Where studies go when ``--storage`` is not given: an SQLite file under ``studies/`` (relative to
@@ -230,10 +229,12 @@ class StudySpec:
             raise UserError(f"--precise-bn {self.precise_bn} must be >= 0 (batches; 0 turns it off)")
         if not (self.divergence_factor > 1 and math.isfinite(self.divergence_factor)):
             raise UserError(f"--divergence-factor {self.divergence_factor} must be a finite number > 1")
-        if self.study_name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}", self.study_name):
-            raise UserError(
-                f"study name {self.study_name!r} is not allowed; use letters, digits and _ . : + - (at most 128)"
-            )
+        if self.study_name is not None and not valid_name(self.study_name):
+            raise UserError(f"study name {self.study_name!r} is not allowed; {NAME_RULE}")
+        if self.study_name is None and not valid_name(self.resolved_study_name):
+            raise UserError(f"the default study name {self.resolved_study_name!r} (task {task.name!r}, dataset "
+                            f"{self.dataset or task.defaults.get('dataset')!r}) is not allowed as a name; "
+                            f"give --study NAME ({NAME_RULE})")
         return self
 
 

@@ -35,7 +35,7 @@ from sensitivity.storage import (
 from sensitivity.study.ledger import PointTrial, open_ledger
 from sensitivity.study.parallel import LocalWorkers, WorkersOutcome, run_local_workers
 from sensitivity.study.queue import LIVE_STATES, PlanProgress, PointQueue, enqueue_missing
-from sensitivity.study.space import Point, plan_points, point_key
+from sensitivity.study.space import Point, plan_points, point_key, resolve_key
 from sensitivity.study.spec import StudySpec, canonical_task_name
 from sensitivity.study.trial import Heartbeat, call_back, run_trial
 from sensitivity.tasks import get_task
@@ -306,16 +306,17 @@ def retry_point(study: optuna.Study, failed: optuna.trial.FrozenTrial, max_retri
 def failed_points(study: optuna.Study, plan: list[Point]) -> list[FailedPoint]:
     """Points of ``plan`` whose latest trial FAILED and that have no COMPLETE, RUNNING or WAITING
     trial, each with its latest trial's error, in trial order (one indexed read of the study)."""
-    wanted = {point_key(p) for p in plan}
+    wanted = {resolve_key(point_key(p)) for p in plan}
     latest: dict[str, PointTrial] = {}
     live: set[str] = set()
     for t in open_ledger(study).point_trials(attrs=(records.ERROR,)):
-        if t.key not in wanted:
+        key = resolve_key(t.key)  # a trial stored before weight decay was resolved into every point
+        if key not in wanted:
             continue
         if t.state in LIVE_STATES:
-            live.add(t.key)
-        elif t.state == TrialState.FAIL and (t.key not in latest or t.number > latest[t.key].number):
-            latest[t.key] = t
+            live.add(key)
+        elif t.state == TrialState.FAIL and (key not in latest or t.number > latest[key].number):
+            latest[key] = t
     failed = (FailedPoint(t.number, json.loads(k), str(t.attrs.get(records.ERROR, "no error recorded")))
               for k, t in latest.items() if k not in live)
     return sorted(failed, key=lambda f: f.number)

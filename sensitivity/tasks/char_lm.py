@@ -107,7 +107,8 @@ def load_text_data(config: dict[str, Any]) -> TensorData:
     """The text as next-character prediction tensors: x, y of shape (N, block_size), int64.
 
     Raises:
-        UserError: see :func:`read_text`; also a text too short for ``block_size``.
+        UserError: see :func:`read_text`; also a ``--train-size``/``--val-size`` below one sequence
+            (``block_size + 1`` characters), or a text too short for one sequence of each.
     """
     text, source = read_text(config)
     block = int(config["block_size"])
@@ -118,9 +119,17 @@ def load_text_data(config: dict[str, Any]) -> TensorData:
         train = train[: int(config["train_size"])]
     if config.get("val_size"):
         val = val[: int(config["val_size"])]
-    if len(train) <= block or len(val) <= block:
-        raise UserError(f"{source} is too short: {len(text)} characters give fewer than one sequence of "
-                        f"{block + 1} for training and for validation; give a longer text or a smaller block_size")
+    need = block + 1  # one sequence: the model's context of `block` characters and the character after it
+    for flag, part, key in (("--train-size", train, "train_size"), ("--val-size", val, "val_size")):
+        if len(part) >= need:
+            continue
+        if config.get(key) and int(config[key]) < need:  # the user's size cut it, not the text
+            raise UserError(f"{flag} {int(config[key])} is too small for char-lm: one sequence is {need} characters "
+                            f"(a context of {block} and the next character); give {flag} {need} or more")
+        raise UserError(f"{source} is too short: its {len(text):,} characters give fewer than {need} for "
+                        f"{'training' if key == 'train_size' else 'validation'} (one sequence of a {block}-character "
+                        f"context and the next character, {VAL_FRACTION:.0%} of the text held out for validation); "
+                        f"give a longer --text-file")
     x_tr, y_tr = _sequences(train, block)
     x_va, y_va = _sequences(val, block)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
