@@ -86,7 +86,7 @@ class PointsRun:
 # ------------------------------------------------------------------------------------------------
 # Where populations run
 # ------------------------------------------------------------------------------------------------
-_SUPPORT_CACHE: dict[tuple[int, str, str], tuple[bool, str]] = {}
+_SUPPORT_CACHE: dict[tuple[int, str, str], tuple[Task, tuple[bool, str]]] = {}
 
 
 def population_support(task: Task, device: str | torch.device = "cpu",
@@ -113,9 +113,10 @@ def population_support(task: Task, device: str | torch.device = "cpu",
     dev = torch.device(device)
     cfg = task.config() if config is None else config
     key = (id(task), str(dev), json.dumps(cfg, sort_keys=True, default=str))
-    if key not in _SUPPORT_CACHE:
-        _SUPPORT_CACHE[key] = _support(task, dev, cfg)
-    return _SUPPORT_CACHE[key]
+    cached = _SUPPORT_CACHE.get(key)
+    if cached is None or cached[0] is not task:  # ids are reused once a task is collected
+        cached = _SUPPORT_CACHE[key] = (task, _support(task, dev, cfg))
+    return cached[1]
 
 
 def _support(task: Task, dev: torch.device, config: dict[str, Any]) -> tuple[bool, str]:
