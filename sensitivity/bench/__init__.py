@@ -1,0 +1,1 @@
+"""Benchmarks: a side room that only the CLI imports."""
