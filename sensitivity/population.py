@@ -126,8 +126,9 @@ def _support(task: Task, dev: torch.device, config: dict[str, Any]) -> tuple[boo
     if task.population_size == 1:
         return False, f"task {task.name!r} declares population_size=1"
     data = load_task_data(task, config, dev)
-    torch.manual_seed(0)
-    model = task.build_model(config, data).to(dev)
+    with torch.random.fork_rng(devices=[]):  # the probe leaves the caller's random state as it was
+        torch.manual_seed(0)
+        model = task.build_model(config, data).to(dev)
     if has_batchnorm(model):
         return False, (f"task {task.name!r}'s model has BatchNorm layers, whose running statistics are "
                        f"per-model state a batched model cannot update")
