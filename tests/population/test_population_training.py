@@ -149,6 +149,20 @@ def test_support_decisions_name_the_reason():
     assert not ok and "scaled_dot_product" in reason, reason
 
 
+def test_a_model_whose_batched_gradients_round_otherwise_is_refused_on_the_cpu():
+    conv = _tiny_task(lambda: nn.Sequential(nn.Unflatten(1, (1, 2, 4)), nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+                                            nn.Flatten(), nn.Linear(128, 3)))
+    model = conv.build_model(conv.config(), conv.load(conv.config()))
+    ok, reason = population_support(conv, "cpu")
+    if ok:  # the probe said the batched gradients are exact: then the members must be
+        run = train_points(dataclasses.replace(conv, population_size=2), conv.config(), "adam",
+                           [Point({"lr": 1e-2}, 0), Point({"lr": 1e-3}, 1)], epochs=1, divergence_factor=FACTOR)
+        want = train_trial(conv, conv.config(), "adam", {"lr": 1e-3}, seed=1, epochs=1, divergence_factor=FACTOR)
+        assert run.results[1].metrics == want.metrics
+    else:
+        assert "differ from the single model" in reason and any(n in reason for n, _ in model.named_parameters())
+
+
 def test_unsupported_or_undeclared_tasks_run_the_single_loop_and_say_why():
     task = _tiny_task(lambda: nn.Sequential(nn.Linear(8, 4), nn.BatchNorm1d(4), nn.Linear(4, 3)))
     points = [Point({"lr": 1e-2}, 0), Point({"lr": 1e-3}, 1)]
@@ -156,12 +170,11 @@ def test_unsupported_or_undeclared_tasks_run_the_single_loop_and_say_why():
     assert (run.ran, run.population_size) == ("single", 1) and "BatchNorm" in run.reason
     want = train_trial(task, task.config(), "adam", {"lr": 1e-3}, seed=1, epochs=1, divergence_factor=FACTOR)
     assert run.results[1].metrics == want.metrics
-    undeclared = _tiny_task(lambda: nn.Linear(8, 3))
-    run = train_points(undeclared, undeclared.config(), "adam", points, epochs=1, divergence_factor=FACTOR)
+    undeclared = dataclasses.replace(DIGITS_MLP, population_size=None)
+    run = train_points(undeclared, CONFIG, "adam", points, epochs=1, divergence_factor=FACTOR)
     assert run.ran == "single" and "declares no population size" in run.reason
-    run = train_points(undeclared, undeclared.config(), "adam", points, epochs=1, divergence_factor=FACTOR,
-                       population=1)
+    run = train_points(DIGITS_MLP, CONFIG, "adam", points, epochs=1, divergence_factor=FACTOR, population=1)
     assert run.ran == "single" and "size 1" in run.reason
     declared = dataclasses.replace(undeclared, population_size=4)
-    run = train_points(declared, declared.config(), "adam", points, epochs=1, divergence_factor=FACTOR)
+    run = train_points(declared, CONFIG, "adam", points, epochs=1, divergence_factor=FACTOR)
     assert (run.ran, run.population_size) == ("population", 4)
