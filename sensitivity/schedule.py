@@ -20,7 +20,7 @@ Warm-up: the first ``warmup_epochs`` x steps-per-epoch steps ramp linearly, step
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -78,14 +78,23 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: dict[str, Any], st
     """The scheduler the training loop steps after every optimizer step, or None for a constant
     lr without warm-up (no scheduler at all, so a constant run is bit-identical to an unscheduled one).
     """
+    factor = lr_factor_function(config, steps_per_epoch, epochs)
+    if factor is None:
+        return None
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def lr_factor_function(config: dict[str, Any], steps_per_epoch: int, epochs: int) -> Callable[[int], float] | None:
+    """``step -> factor of the peak lr`` (step counted from 0) for a task configuration, or None
+    for a constant lr without warm-up. :func:`build_scheduler` wraps it in ``LambdaLR``, which sets
+    ``lr = peak lr * factor(step)`` before optimizer step ``step + 1``; a population
+    (:mod:`sensitivity.population`) applies it to each member's lr the same way."""
     schedule = config.get("schedule", "constant")
     warmup_steps = round(float(config.get("warmup_epochs") or 0) * steps_per_epoch)
     if schedule == "constant" and warmup_steps == 0:
         return None
     total = steps_per_epoch * epochs
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_multiplier(schedule, step, total, warmup_steps)
-    )
+    return lambda step: lr_multiplier(schedule, step, total, warmup_steps)
 
 
 def describe_schedule(config: dict[str, Any]) -> str:

@@ -55,6 +55,10 @@ class Task:
             fastest on one thread: their matrix products are too small to split, and on cores
             shared with other jobs a second thread spins: a char-lm step took 16 ms of CPU with
             one thread and 400 ms with two on this project's loaded 2-core machine.
+        population_size: how many trials of one optimizer to train together as one batched model
+            (:mod:`sensitivity.population`) by default: 1 never batches (the task cannot be
+            batched, or batching does not pay: a compute-bound step gains nothing), None leaves it
+            undeclared (the single-trial loop, the safe default), K > 1 batches up to K points.
     """
 
     name: str = ""
@@ -69,6 +73,7 @@ class Task:
     cpu_trial_time: str = ""
     autocast: bool = False
     cpu_threads: int | None = None
+    population_size: int | None = None
 
     # ---- configuration ---------------------------------------------------------------------------
     def config(self, **overrides: Any) -> dict[str, Any]:
@@ -250,6 +255,7 @@ class TensorTask(Task):
     cpu_trial_time: str = ""
     autocast: bool = False
     cpu_threads: int | None = None
+    population_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.load is None or self.build_model is None:

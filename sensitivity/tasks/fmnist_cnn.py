@@ -64,4 +64,7 @@ FMNIST_CNN = TensorTask(
     cpu_trial_time="3.6 s CPU, 1 thread (18.2 s wall on 2 cores shared with ~10 busy jobs)",
     autocast=True,
     cpu_threads=1,  # see Task.cpu_threads: on 2 shared cores a second, spinning thread cost 8x the CPU time per step
+    # populations (sensitivity.population) measured 1.5x slower than one by one on the CPU (9 points, 256 images,
+    # 2026-12-02), and convolutions under vmap round otherwise than the single model: never batched by default
+    population_size=1,
 )
