@@ -29,6 +29,7 @@ def trials_frame(points: list[dict], values, *, optimizer: str = "adam", seeds=N
     frame["diverged"] = pd.array([False] * n if diverged is None else list(diverged), dtype="boolean")
     frame["initial_val_loss"] = float(initial)
     frame["final_val_loss"] = np.asarray(values, dtype=float)
+    frame["wall_time_s"] = np.nan
     frame["trial"] = np.arange(n)
     return frame
 
