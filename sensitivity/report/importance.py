@@ -246,13 +246,18 @@ def _grid_draws(cells: _Cells, weights: np.ndarray, indicator_cut: np.ndarray | 
         q = weights @ squares.T
     else:
         n = weights @ cells.counts.T
-        n_cells, n_cols = cells.counts.shape
+        n_cells = cells.counts.shape[0]
         s = np.empty_like(n)
-        for d, cut in enumerate(indicator_cut):
-            inside = (y >= cut - 1e-12 * max(1.0, abs(cut))) if hib else (y <= cut + 1e-12 * max(1.0, abs(cut)))
-            flat = cells.cell_of_trial * n_cols + cells.seed_of_trial
-            per = np.bincount(flat, weights=inside.astype(float), minlength=n_cells * n_cols).reshape(n_cells, n_cols)
-            s[d] = per @ weights[d]
+        slack = 1e-12 * np.maximum(1.0, np.abs(indicator_cut))
+        chunk = max(1, 4_000_000 // max(len(y), 1))  # draws per block: at most ~4e6 trial x draw entries
+        for start in range(0, len(indicator_cut), chunk):
+            cut = indicator_cut[start:start + chunk, None]
+            inside = (y[None, :] >= cut - slack[start:start + chunk, None]) if hib else (
+                y[None, :] <= cut + slack[start:start + chunk, None])
+            taken = inside * weights[start:start + chunk][:, cells.seed_of_trial]  # (d, trials)
+            rows = np.arange(taken.shape[0])[:, None] * n_cells + cells.cell_of_trial[None, :]
+            s[start:start + chunk] = np.bincount(rows.ravel(), weights=taken.ravel(),
+                                                 minlength=taken.shape[0] * n_cells).reshape(-1, n_cells)
         q = s  # an indicator's square is itself
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = s / n
@@ -405,23 +410,23 @@ class _Context:
         w0 = _draw_weights(cells, None)
         wb = _draw_weights(cells, self.plan) if self.plan is not None else None
         probs = np.array([d.probability for d in self.plan]) if self.plan is not None else None
+        plain0 = _grid_draws(cells, w0)  # the objective itself: effects, noise, total, cell means
+        plainb = _grid_draws(cells, wb) if wb is not None else None
         if region == "all":
-            eff, noise, total, mean = _grid_draws(cells, w0)
-            beff = bnoise = btotal = bmean = None
-            if wb is not None:
-                beff, bnoise, btotal, bmean = _grid_draws(cells, wb)
-        else:
-            _, _, _, mean_y = _grid_draws(cells, w0)
-            cut = self._cuts(mean_y, w0)
-            eff, noise, total, mean = _grid_draws(cells, w0, cut, self.y, self.hib)
+            eff, noise, total, _ = plain0
             beff = bnoise = btotal = None
-            if wb is not None:
-                _, _, _, bmean_y = _grid_draws(cells, wb)
-                bcut = self._cuts(bmean_y, wb)
+            if plainb is not None:
+                beff, bnoise, btotal, _ = plainb
+        else:
+            cut = self._cuts(plain0[3], w0)
+            eff, noise, total, _ = _grid_draws(cells, w0, cut, self.y, self.hib)
+            beff = bnoise = btotal = None
+            if plainb is not None:
+                bcut = self._cuts(plainb[3], wb)
                 beff, bnoise, btotal, _ = _grid_draws(cells, wb, bcut, self.y, self.hib)
         separable = bool((cells.counts.sum(axis=1) >= 2).all())
-        scale = self._scale(_grid_draws(cells, w0)[3]) if region == "all" else np.array([math.nan])
-        bscale = self._scale(_grid_draws(cells, wb)[3]) if (region == "all" and wb is not None) else None
+        scale = self._scale(plain0[3]) if region == "all" else np.array([math.nan])
+        bscale = self._scale(plainb[3]) if (region == "all" and plainb is not None) else None
         k = len(cells.hps)
         terms: list[tuple[str, str, np.ndarray, np.ndarray | None]] = []
         for i, hp in enumerate(cells.hps):
