@@ -19,7 +19,8 @@ distribution over the grid). With several seeds every (point, seed) trial is a d
 run of a randomly drawn configuration. Diverged trials are draws too, at their clipped value (L0).
 The computation is exact (no resampling). Tang et al. 2020, "Showing Your Work Doesn't
 Always Work" (ACL, arXiv 2004.13705) point out that this estimator, which draws with replacement from
-the N stored results, is biased when n approaches N; read the curve's right end with that in mind.
+the N stored results, is biased when n approaches N; :func:`expected_best_unbiased` is their unbiased estimator (draws
+without replacement), and :func:`expected_best_intervals` tabulates both with bootstrap intervals.
 """
 
 from __future__ import annotations
@@ -140,15 +141,18 @@ def expected_best_unbiased(values: Sequence[float], n: Sequence[int] | int, *, h
 
 def _unbiased_weights(size: int, ns: np.ndarray) -> np.ndarray:
     """Shape ``(k, N)``: ``C(i - 1, n - 1) / C(N, n)`` for i = 1..N (rows of n > N are NaN)."""
-    from scipy.special import gammaln
+    log_fact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, size + 1, dtype="float64")))])
 
-    i = np.arange(1, size + 1, dtype="float64")[None, :]
-    n = ns[:, None]
-    with np.errstate(invalid="ignore"):
-        log_w = (gammaln(i) - gammaln(n) - gammaln(i - n + 1)) - (
-            gammaln(size + 1) - gammaln(n + 1) - gammaln(size - n + 1))
-    w = np.where(i >= n, np.exp(np.where(i >= n, log_w, 0.0)), 0.0)
-    return np.where(n <= size, w, np.nan)
+    def log_comb(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a, b = np.broadcast_arrays(a, b)
+        ok = (b >= 0) & (b <= a)
+        ai, bi = np.where(ok, a, 0).astype(int), np.where(ok, b, 0).astype(int)
+        return np.where(ok, log_fact[ai] - log_fact[bi] - log_fact[ai - bi], -np.inf)
+
+    i = np.arange(1, size + 1)[None, :]
+    n = np.minimum(ns, size).astype(int)[:, None]
+    w = np.exp(log_comb(i - 1, n - 1) - log_comb(np.array(size), n))
+    return np.where(ns[:, None] <= size, w, np.nan)
 
 
 ESTIMATORS = {
