@@ -142,8 +142,9 @@ class _Cells:
     """Per-(cell, seed) sums of one optimizer's trials: what every draw of seeds is computed from.
 
     ``sums``, ``squares``, ``counts``: shape ``(cells, seed columns)``; the last column holds trials
-    without a seed (taken once in every draw). ``levels``: per hyperparameter, the level index of
-    each cell, shape ``(cells,)``; ``shape``: levels per hyperparameter.
+    without a seed (taken once in every draw). ``codes``: per hyperparameter, the level index of
+    each cell, shape ``(cells,)``; ``shape``: levels per hyperparameter; ``cell_of_trial`` and
+    ``seed_of_trial``: each trial's cell and seed column, shape ``(trials,)``.
     """
 
     hps: list[str]
@@ -402,7 +403,8 @@ class _Context:
     def _interval_text(self) -> str:
         if self.plan is None:
             return ""
-        exact = math.comb(2 * len(self.cells.seeds) - 1, len(self.cells.seeds)) <= U.EXACT_LIMIT
+        size = len({s for d in self.plan for s in d.counts})
+        exact = math.comb(2 * size - 1, size) <= U.EXACT_LIMIT
         return f"seed bootstrap ({'exact' if exact else 'monte carlo'}, {len(self.plan)} draws)"
 
     def _grid_rows(self, region: str) -> list[dict]:
