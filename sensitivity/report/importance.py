@@ -96,6 +96,10 @@ REFITS = 3
 SURROGATE_DRAWS = 10
 """Monte Carlo seed-bootstrap draws for a surrogate estimator (each one a refit)."""
 
+PED_ANOVA_MIN_GOOD = 5
+"""Fewest good trials PED-ANOVA is run on (Optuna's documentation: "it is preferable to include at least 5
+trials above target_quantile"; with fewer, its kernel estimate can exceed the indicator's variance)."""
+
 FANOVA_TREES = 16
 """Trees of the fANOVA forest. Optuna's default (64 trees of depth up to 64) computes its marginals in
 Python: a fit on 200 points took 11 s with 32 trees of depth 16, 1.6 s with 16 trees of depth 6
@@ -485,6 +489,10 @@ class _Context:
                     else "undefined: every trial is on the same side of the good-region cut")
             return [self._row(region, t, k, math.nan, estimator=estimator, note=note)
                     for t, k in [*((hp, "main") for hp in cells.hps), (NOISE, "noise")]]
+        if region == "good" and int(inside.sum()) < PED_ANOVA_MIN_GOOD:
+            return [self._row(region, hp, "main", math.nan, estimator=estimator,
+                              note=f"{int(inside.sum())} good trials: PED-ANOVA needs at least {PED_ANOVA_MIN_GOOD}")
+                    for hp in cells.hps]
         noise_share = float(noise[0] / total[0]) if separable else math.nan
         fits = []
         for r in range(self.refits if region == "all" else 1):  # PED-ANOVA has no random state

@@ -190,7 +190,7 @@ def importance_findings(table: pd.DataFrame, *, display: Mapping[str, str] | Non
         elif bounded:
             tied = [r for _, r in rest.iterrows() if not r["share_high"] < top["share_low"]]
             names = " and ".join([top["term"], *(r["term"] for r in tied)])
-            lead = (f"{names} explain shares that the seed intervals do not separate ("
+            lead = (f"{names} explain shares that the intervals do not separate ("
                     + ", ".join(f"{r['term']} {_pct(r)}" for r in [top, *tied]) + ")")
         else:
             lead = f"{top['term']} explains {_pct(top)} of the variance (one seed: no interval)"
