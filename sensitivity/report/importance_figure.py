@@ -63,8 +63,10 @@ def importance_figure(table: pd.DataFrame, *, region: str = "all",
         FigureCanvasAgg(fig)
         grid = fig.add_gridspec(len(names), 2, width_ratios=(3, 1.6))
         what = "variance of the objective" if region == "all" else "variance of 'within the good region'"
-        bounded = rows["share_low"].notna().any()
-        whiskers = "whiskers: seed-bootstrap interval" if bounded else "no intervals: one seed"
+        kinds = {str(t).split(" (")[0] for t in rows.loc[rows["share_low"].notna(), "interval"] if t}
+        whiskers = {frozenset(): "no intervals: one seed", frozenset({"seed bootstrap"}): "whiskers: seed-bootstrap interval",
+                    frozenset({"refits"}): "whiskers: range over the estimator's refits"}.get(
+            frozenset(kinds), "whiskers: seed-bootstrap interval, or range over the estimator's refits")
         fig.suptitle(f"Share of the {what}, per optimizer ({whiskers})")
         for r, name in enumerate(names):
             mine = rows[rows["optimizer"] == name]
