@@ -62,12 +62,12 @@ def importance_figure(table: pd.DataFrame, *, region: str = "all",
         fig = Figure(layout="constrained", figsize=(8.0, 2.4 * len(names) + 0.6))
         FigureCanvasAgg(fig)
         grid = fig.add_gridspec(len(names), 2, width_ratios=(3, 1.6))
-        what = "variance of the objective" if region == "all" else "variance of 'within the good region'"
+        what = "the objective's variance" if region == "all" else "the variance of 'in the good region'"
         kinds = {str(t).split(" (")[0] for t in rows.loc[rows["share_low"].notna(), "interval"] if t}
         whiskers = {frozenset(): "no intervals: one seed", frozenset({"seed bootstrap"}): "whiskers: seed-bootstrap interval",
                     frozenset({"refits"}): "whiskers: range over the estimator's refits"}.get(
             frozenset(kinds), "whiskers: seed-bootstrap interval, or range over the estimator's refits")
-        fig.suptitle(f"Share of the {what}, per optimizer ({whiskers})")
+        fig.suptitle(f"Share of {what} per optimizer\n({whiskers})", fontsize="medium")
         for r, name in enumerate(names):
             mine = rows[rows["optimizer"] == name]
             _bars(fig.add_subplot(grid[r, 0]), mine, _plain(display.get(name, name)), legend=r == 0)
