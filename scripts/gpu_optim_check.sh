@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One prepared GPU check for AdamRAG (issue 3), run once from the repository root on a lent CUDA
 # machine after the project is installed there:
-#   1. tests/test_adamrag_gpu.py: the for-each, fused (Triton), capturable and CUDA-graph paths
+#   1. tests/optim/test_adamrag_cuda_paths.py: the for-each, fused (Triton), capturable and CUDA-graph paths
 #      against the for-loop path on CUDA, and fused with gamma = 0 against torch's fused Adam;
 #   2. adamrag-sens bench optimizer --device cuda --sizes resnet18,200m (all three paths);
 #   3. the fused kernel's launch configuration (BLOCK, num_warps) on both sizes.
@@ -29,8 +29,8 @@ print("python", sys.version.split()[0], "| torch", torch.__version__, "| cuda", 
 EOF
 } 2>&1 | tee "$OUT/versions.txt"
 
-echo "== 1/3 CUDA correctness: pytest tests/test_adamrag_gpu.py"
-timeout 75 "$PY" -m pytest tests/test_adamrag_gpu.py -q -p no:cacheprovider -rfE \
+echo "== 1/3 CUDA correctness: pytest tests/optim/test_adamrag_cuda_paths.py"
+timeout 75 "$PY" -m pytest tests/optim/test_adamrag_cuda_paths.py -q -p no:cacheprovider -rfE \
   --junitxml="$OUT/gpu_tests.xml" >"$OUT/gpu_tests.txt" 2>&1
 TESTS_RC=$?
 tail -n 25 "$OUT/gpu_tests.txt"

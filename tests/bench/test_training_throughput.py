@@ -8,7 +8,7 @@ import pytest
 
 from sensitivity.errors import UserError
 from sensitivity.bench.training_throughput import bench_train, format_result
-from tests.idx_files import write_fashion_mnist
+from tests.helpers.idx_files import write_fashion_mnist
 
 
 def test_both_loops_are_timed_and_the_ratio_is_theirs():

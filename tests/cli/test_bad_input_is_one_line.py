@@ -20,7 +20,7 @@ from sensitivity.records import OPTIMIZER_CHOICES
 from sensitivity.study.sweep import run_sweep
 from sensitivity.study.spec import StudySpec
 from sensitivity.storage import open_storage, release_storage
-from tests.sqlite_files import database_digest
+from tests.helpers.sqlite_files import database_digest
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 runner = CliRunner()

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from sensitivity.cli import app
 from sensitivity.study.spec import StudySpec
 from sensitivity.study.sweep import run_sweep
-from tests.sqlite_files import database_digest
+from tests.helpers.sqlite_files import database_digest
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 runner = CliRunner()

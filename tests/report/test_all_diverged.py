@@ -1,4 +1,4 @@
-"""Issue 10, kind 7: diverged runs never count as within tolerance, an optimizer whose every run
+"""Diverged runs never count as within tolerance, an optimizer whose every run
 diverged has no best lr, no width and no LR sensitivity, and the sweep says when its best diverged."""
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import pytest
 
 from sensitivity.report import build_report
 from sensitivity.report.compare import StudyRef, build_compare
-from tests.browser import Chromium, find_chromium
+from tests.helpers.browser import Chromium, find_chromium
 from tests.report.test_build_report import make_study
 
 pytestmark = pytest.mark.slow  # builds two reports and starts a browser: about half a minute

@@ -1,4 +1,4 @@
-"""Issue 10, kind 10: a database server that drops the connection mid-trial. Storage calls are
+"""A database server that drops the connection mid-trial. Storage calls are
 retried on a new connection; a server that stays away ends the command with one line."""
 
 from __future__ import annotations

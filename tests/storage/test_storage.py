@@ -18,7 +18,7 @@ from sensitivity.storage import (
     JournalHeartbeatStorage, check_sqlite_file, fixed_params, heartbeat_interval, live_trial, open_storage,
     record_heartbeat, sqlite_tables, stale_trial_ids, storage_of, study_id_of, trial_id_of,
 )
-from tests.sqlite_files import database_digest
+from tests.helpers.sqlite_files import database_digest
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -1,4 +1,4 @@
-"""Issue 10, kinds 1 and 2: the SQLite file checked is the file SQLAlchemy opens, whatever the URL's
+"""The SQLite file checked is the file SQLAlchemy opens, whatever the URL's
 encoding; a journal with a torn record is read up to it, and never appended to."""
 
 from __future__ import annotations

@@ -262,7 +262,7 @@ def _stamp(path, revision: str) -> None:
 
 
 def test_an_unknown_schema_revision_gets_the_api_ledger_announced_in_one_line_and_the_check_writes_nothing(tmp_path):
-    from tests.sqlite_files import database_digest
+    from tests.helpers.sqlite_files import database_digest
 
     path = tmp_path / "future.db"
     optuna.create_study(study_name="s", storage=f"sqlite:///{path}")  # made by Optuna alone

@@ -1,4 +1,4 @@
-"""Issue 22, kind 6: the hyperparameters a trial stores are the ones its optimizer trained with.
+"""The hyperparameters a trial stores are the ones its optimizer trained with.
 
 The defaults here are read from the libraries (torch's and lion-pytorch's signatures), not from
 the catalog, so a catalog default that disagrees with what the optimizer really uses is caught.

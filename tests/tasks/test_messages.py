@@ -1,4 +1,4 @@
-"""Issue 22, kind 4: a message names the flag the user set, not an internal parameter."""
+"""A message names the flag the user set, not an internal parameter."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 22, kind 3: a user's task code that exits, raises a BaseException or prints while loading
+"""A user's task code that exits, raises a BaseException or prints while loading
 never takes the tool down: `tasks` lists every other task and marks that one broken with the reason;
 `sweep --task` with it is one line, exit 2, nothing written. Ctrl-C still stops the tool.
 

@@ -1,4 +1,4 @@
-"""Issue 22, kind 1 (the source side): a user task's name passes the same rule as --study where it
+"""User text where it enters: a user task's name passes the same rule as --study where it
 enters; task text carries no control characters; paths from user text stay inside their folder."""
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def test_task_text_with_control_characters_is_refused(module, factory, words):
 
 
 def test_html_in_a_description_enters_as_text(module):
-    """Markup is text at the source; each sink escapes it (issue 22 part 2 tests the sinks)."""
+    """Markup is text at the source; each sink escapes it."""
     assert get_task(f"{module}:html_description").description.startswith("<script>")
 
 

@@ -12,8 +12,8 @@ import torch
 from sensitivity.errors import UserError
 from sensitivity.tasks import TensorData, get_task
 from sensitivity.tasks.images import crop_flip
-from tests.cifar_files import trust_files, write_cifar100
-from tests.idx_files import write_fashion_mnist
+from tests.helpers.cifar_files import trust_files, write_cifar100
+from tests.helpers.idx_files import write_fashion_mnist
 
 
 def test_digits_split_is_fixed_stratified_and_standardised():

@@ -258,7 +258,7 @@ def test_precise_bn_leaves_training_unchanged():
 
 def _tiny_configs(tmp_path):
     """Each built-in task at a budget of a second or two on the CPU, on small data in its real format."""
-    from tests.idx_files import write_fashion_mnist
+    from tests.helpers.idx_files import write_fashion_mnist
 
     write_fashion_mnist(tmp_path / "fashion-mnist", n_train=64, n_test=32)
     text = tmp_path / "text.txt"

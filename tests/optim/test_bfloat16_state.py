@@ -1,4 +1,4 @@
-"""Issue 10, kind 9: with bfloat16 parameters and fp32_state=False, AdamRAG's second moment cannot
+"""With bfloat16 parameters and fp32_state=False, AdamRAG's second moment cannot
 decay (0.999 x v rounds back to v); a user is told once, and fp32_state=True keeps it decaying."""
 
 from __future__ import annotations

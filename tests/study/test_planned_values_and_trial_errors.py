@@ -1,4 +1,4 @@
-"""Issue 10, kinds 3 and 4: every planned value is one its optimizer accepts, and an error inside
+"""Every planned value is one its optimizer accepts, and an error inside
 one trial never stops a sweep (the point is stored FAIL with its error, retried a bounded number
 of times, listed at the end, and the exit code is non-zero)."""
 

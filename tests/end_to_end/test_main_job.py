@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from sensitivity.cli import app
 from sensitivity.train import resolve_device
-from tests.idx_files import write_fashion_mnist
+from tests.helpers.idx_files import write_fashion_mnist
 
 runner = CliRunner()
 

@@ -1,4 +1,4 @@
-"""Issue 10, kind 6: corrupt data files are one line naming the file, exit 2, and nothing is left
+"""Corrupt data files are one line naming the file, exit 2, and nothing is left
 behind (no .part file, no new folder, no half-set-up raw folder, no study database)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sensitivity.cli import app
 from sensitivity.errors import UserError
 from sensitivity.tasks import get_task
 
-from tests.idx_files import write_fashion_mnist
+from tests.helpers.idx_files import write_fashion_mnist
 
 runner = CliRunner()
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from sensitivity.cli import app
-from tests.cifar_files import trust_files, write_cifar100
-from tests.idx_files import write_fashion_mnist
+from tests.helpers.cifar_files import trust_files, write_cifar100
+from tests.helpers.idx_files import write_fashion_mnist
 
 runner = CliRunner()
 STORAGE = "sqlite:///studies/s.db"

@@ -5,7 +5,7 @@ References written here, not taken from the code under test:
 - torch.optim.Adam / AdamW (gamma = 0) and torch.optim.SGD(nesterov=True) (Adam step replaced by -lr g).
 
 The fused Triton kernel runs here under Triton's interpreter (TRITON_INTERPRET=1, set below when
-no CUDA device is present and before anything imports the kernel module); tests/test_adamrag_gpu.py
+no CUDA device is present and before anything imports the kernel module); tests/optim/test_adamrag_cuda_paths.py
 runs the CUDA paths.
 """
 
