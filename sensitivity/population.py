@@ -110,14 +110,19 @@ def population_support(task: Task, device: str | torch.device = "cpu",
         config: the task's configuration (default: ``task.config()``).
 
     Returns:
-        ``(True, "")`` or ``(False, one line saying why)``; cached per task, device and configuration.
+        ``(True, "")`` or ``(False, one line saying why)``; cached per task, device, configuration and
+        intra-op thread count (the probe runs under the task's ``cpu_threads``, as training does).
     """
     dev = torch.device(device)
     cfg = task.config() if config is None else config
-    key = (id(task), str(dev), json.dumps(cfg, sort_keys=True, default=str))
-    cached = _SUPPORT_CACHE.get(key)
-    if cached is None or cached[0] is not task:  # ids are reused once a task is collected
-        cached = _SUPPORT_CACHE[key] = (task, _support(task, dev, cfg))
+    # The probe runs with the intra-op thread count training will use: a batched kernel may split its
+    # work (and round) by thread count, so a probe at another count can pass or fail for the wrong reason.
+    threads = task.cpu_threads if dev.type == "cpu" else None
+    with cpu_threads_limit(threads):
+        key = (id(task), str(dev), json.dumps(cfg, sort_keys=True, default=str), torch.get_num_threads())
+        cached = _SUPPORT_CACHE.get(key)
+        if cached is None or cached[0] is not task:  # ids are reused once a task is collected
+            cached = _SUPPORT_CACHE[key] = (task, _support(task, dev, cfg))
     return cached[1]
 
 

@@ -21,7 +21,7 @@ from tests.helpers.idx_files import write_fashion_mnist
 
 runner = CliRunner()
 STORAGE = "sqlite:///studies/s.db"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--optimizers", "adamrag,adam", "--lr", "1e-3,1e-2", "--beta1", "0.9", "--epochs", "1", "--storage", STORAGE]
 
 

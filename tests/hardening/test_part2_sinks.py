@@ -138,15 +138,9 @@ def test_an_entry_point_named_like_a_built_in_is_listed_as_broken(tmp_path, monk
     assert all(t in result.stdout for t in TASKS)
 
 
-_DROPPED = pytest.mark.xfail(strict=True, reason=(
-    "issue 22 part 2: cli study definition (_read_study_definition): a table named like a flag that is also given "
-    "on the command line is skipped before its type is checked (`continue  # the command line wins`), so it is "
-    "dropped without a word; check every key's type first, then let the command line win"))
-
-
 @pytest.mark.parametrize("text", ["[study]\nepochs = 1\n", "study.epochs = 1\n", "[sweep]\nepochs = 1\n",
-                                  pytest.param("[[optimizers]]\nname = 'adam'\n", marks=_DROPPED),
-                                  pytest.param("epochs = 1\n[lr]\nlow = 1e-3\n", marks=_DROPPED)])
+                                  "[[optimizers]]\nname = 'adam'\n",
+                                  "epochs = 1\n[lr]\nlow = 1e-3\n"])
 def test_a_table_in_a_study_definition_is_refused(tmp_path, text):
     """Kind 5 (already held on this branch: a table is refused as a table or an unknown key): pinned here."""
     toml = tmp_path / "s.toml"

@@ -20,7 +20,7 @@ from tests.report.test_build_report import make_study
 
 pytestmark = pytest.mark.slow  # builds two reports and starts a browser: about half a minute
 
-ARTIFACTS = Path(os.environ.get("ADAMRAG_SENS_ARTIFACTS", Path(__file__).resolve().parent.parent / "build" / "test-artifacts"))
+ARTIFACTS = Path(os.environ.get("ADAMRAG_SENS_ARTIFACTS", Path(__file__).resolve().parents[2] / "build" / "test-artifacts"))
 
 
 @pytest.fixture(scope="module")

@@ -151,6 +151,9 @@ def test_the_stored_spec_holds_no_storage(tmp_path):
 # ---- worker command lines, read from /proc while a `--workers 2` sweep runs ---------------------------
 
 
+WORKER_MODULE = "sensitivity.study.worker_process"
+
+
 def _argv(pid: int) -> list[str]:
     with open(f"/proc/{pid}/cmdline", "rb") as fh:
         return [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
@@ -163,7 +166,7 @@ def _environ(pid: int) -> dict[str, str]:
 
 
 def _worker_pids(parent: int) -> list[int]:
-    """Children of ``parent`` that run ``adamrag-sens worker`` (exec'd, not merely forked)."""
+    """Children of ``parent`` that run ``python -m sensitivity.study.worker_process`` (exec'd, not merely forked)."""
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -171,7 +174,7 @@ def _worker_pids(parent: int) -> list[int]:
         try:
             with open(f"/proc/{entry}/stat") as fh:
                 ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            if ppid == parent and "worker" in _argv(int(entry)):
+            if ppid == parent and WORKER_MODULE in _argv(int(entry)):
                 pids.append(int(entry))
         except (OSError, IndexError, ValueError):
             continue  # the process ended meanwhile

@@ -209,7 +209,7 @@ def test_the_readme_shows_the_example_factory_as_it_is_in_examples():
     import re
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
 
     def call(text: str) -> str:  # the TensorTask(...) call, without comments and blanks
         body = re.search(r"return TensorTask\((.*?)\n\s*\)", text, re.S).group(1)
