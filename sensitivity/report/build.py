@@ -156,7 +156,6 @@ def build_report(
         raise ValueError(f"unknown lr axis {lr_axis!r}; choose one of {sorted(effective_lr.LR_AXES)}")
     data = load_trials(storage, study_name)
     metric = metric or data.meta["metric"]
-    metrics.higher_is_better(metric)
     return write_report(data, out_dir, metric=metric, tolerance=tolerance, relative_tolerance=relative_tolerance,
                         aggregation=aggregation, lr_axis=lr_axis, formats=formats)
 

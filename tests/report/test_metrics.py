@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from sensitivity.report import analyze, metrics
-from sensitivity.report.summary import summarize
+from sensitivity.report import summarize
 
 NAN = math.nan
 
