@@ -117,7 +117,7 @@ def _with_bounds(summary: pd.DataFrame, col: str, fmt: Callable[[float], str]) -
 def summary_table(summary: pd.DataFrame, *, metric: str, lr_axis: str = "nominal") -> pd.DataFrame:
     """The summary as readable strings, columns that are empty for every optimizer dropped.
 
-    ``summary``: a :func:`~sensitivity.report.summary.summarize` frame of ``metric`` on ``lr_axis``
+    ``summary``: a :func:`~sensitivity.report.analysis.summarize` frame of ``metric`` on ``lr_axis``
     (:attr:`~sensitivity.report.analysis.StudyAnalysis.summary`, or one study's rows of the compare table).
 
     With two seeds or more each figure is followed by its seed-bootstrap interval ``[low, high]``;

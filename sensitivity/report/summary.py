@@ -1,6 +1,6 @@
 """The report's table: one row per optimizer with every tolerance metric and, with seeds, its interval.
 
-:func:`summarize` gathers, for each optimizer of a study (definitions and sources in the modules named):
+:func:`summary_result` assembles, for each optimizer of a study (definitions and sources in the modules named):
 
 * ``best_value`` and the point it was reached at (``best_lr``, ``best_beta1``, ...), from the lr curve
   of :func:`sensitivity.report.metrics.lr_curve`; no best lr when no run learned;
@@ -19,7 +19,7 @@
 
 :func:`sensitivity.report.analysis.analyze` computes the lr curve, its tolerance table and the good-region
 shares once and hands them to :func:`summary_numbers` and :func:`summary_result`, which only assemble them
-(this module never calls back into the metrics); the seed bootstrap recomputes them there, on resampled
+(no curve, table or threshold is formed here); the seed bootstrap recomputes them there, on resampled
 seeds. :func:`sensitivity.report.analysis.summarize` gives this table alone.
 """
 
