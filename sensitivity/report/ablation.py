@@ -45,13 +45,16 @@ def _find(table: pd.DataFrame, point: Mapping[str, float]) -> pd.Series | None:
 
 
 def ablation_path(trials: pd.DataFrame, metric: str,
-                  defaults: Mapping[str, Mapping[str, float]] | None = None) -> pd.DataFrame:
+                  defaults: Mapping[str, Mapping[str, float]] | None = None, *,
+                  table: pd.DataFrame | None = None, higher_is_better: bool | None = None) -> pd.DataFrame:
     """The greedy ablation path of each optimizer, on the study's points.
 
     Args:
         trials: the tidy trials frame (COMPLETE rows used).
         metric: the metric analysed.
         defaults: optimizer -> hyperparameter defaults; the catalog's when None.
+        table: :func:`sensitivity.report.metrics.config_table` of ``trials``, when already formed.
+        higher_is_better: the metric's direction, when already known.
 
     Returns:
         Frame with :data:`COLUMNS`, per optimizer (catalog order) a row ``step`` 0 (the defaults:
@@ -62,9 +65,9 @@ def ablation_path(trials: pd.DataFrame, metric: str,
         why a path stops (a missing point, no default in the catalog) or that a fixed
         hyperparameter is not at its default.
     """
-    hib = M.higher_is_better(metric)
+    hib = M.higher_is_better(metric) if higher_is_better is None else higher_is_better
     sign = 1.0 if hib else -1.0
-    table = M.config_table(trials, metric)
+    table = M.config_table(trials, metric) if table is None else table
     rows: list[dict] = []
     for name in M.optimizer_order(table["optimizer"]):
         mine = table[(table["optimizer"] == name) & table["value"].notna()]

@@ -8,12 +8,13 @@ configuration table, the pair tables and the lines the figures draw; the toleran
 summary (:mod:`sensitivity.report.summary`) are computed from those tables, never calling back into
 the metrics; the seed bootstrap (:mod:`sensitivity.report.uncertainty`) repeats that one step,
 :func:`_measure`, on resampled seeds; then the expected best after n configurations
-(:mod:`sensitivity.report.expected_best`). Figures, findings, the summary table and the HTML/Markdown
+(:mod:`sensitivity.report.expected_best`), the variance decomposition per optimizer
+(:mod:`sensitivity.report.importance`) and the ablation path (:mod:`sensitivity.report.ablation`). Figures, findings, the summary table and the HTML/Markdown
 renderers only read the result; the settings it was computed with (the metric's direction among
 them) travel in :class:`AnalysisSettings` beside the numbers (no side channel through ``DataFrame.attrs``).
 
-Adding an analysis (e.g. the per-optimizer variance decomposition, ``importance``): add a field to
-:class:`StudyAnalysis` and compute it in :func:`analyze`; every reader then gets it from there.
+Adding an analysis: add a field to :class:`StudyAnalysis` and compute it in :func:`analyze`; every
+reader then gets it from there.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Mapping
 
 import pandas as pd
 
-from sensitivity.report import effective_lr, expected_best, metrics, region, summary, tolerance
+from sensitivity.report import ablation, effective_lr, expected_best, importance, metrics, region, summary, tolerance
 from sensitivity.report.uncertainty import DEFAULT_LEVEL, seed_bootstrap
 
 
@@ -104,6 +105,10 @@ class StudyAnalysis:
         bootstrap: ``"exact"``, ``"monte carlo"`` or ``""`` (one seed).
         differences: paired differences between optimizers under the seed bootstrap (empty with one seed).
         expected_best: :func:`sensitivity.report.expected_best.expected_best_table` of the completed trials.
+        importance: :func:`sensitivity.report.importance.importance_table` of ``nominal`` (the variance
+            decomposition per optimizer on the stored lr grid, with seed-bootstrap intervals).
+        ablation: :func:`sensitivity.report.ablation.ablation_path` of ``nominal`` (library defaults ->
+            best configuration, one hyperparameter at a time).
     """
 
     settings: AnalysisSettings
@@ -127,6 +132,8 @@ class StudyAnalysis:
     bootstrap: str
     differences: pd.DataFrame
     expected_best: pd.DataFrame
+    importance: pd.DataFrame
+    ablation: pd.DataFrame
 
     def aggregation_words(self, exclude: tuple[str, ...] = (), aggregation: str | None = None) -> str:
         """What one plotted value is, in words, for this study (only what actually varies):
@@ -274,6 +281,9 @@ def analyze(
         bootstrap=result.bootstrap,
         differences=result.differences,
         expected_best=expected_best.expected_best_table(values, complete["optimizer"], higher_is_better=hib),
+        # on the stored (nominal) lr: an effective lr moves every point of a grid off its cell
+        importance=importance.importance_table(nominal, metric, tau=tau, level=level, uncertainty=uncertainty),
+        ablation=ablation.ablation_path(nominal, metric, table=configs, higher_is_better=hib),
     )
 
 

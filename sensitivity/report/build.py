@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Sequence
 import optuna
 import pandas as pd
 
-from sensitivity.report import effective_lr, figures, findings, heatmaps, metrics, style
+from sensitivity.report import effective_lr, figures, findings, heatmaps, importance_figure, metrics, style
 from sensitivity.report.analysis import StudyAnalysis, analyze
 from sensitivity.report.frame import TrialsData, load_trials
 from sensitivity.report.html_report import render_html
@@ -46,9 +46,10 @@ class FigureSpec:
     heading: str
 
 
-def report_figures(pairs: Sequence[Sequence[str]]) -> list[FigureSpec]:
+def report_figures(pairs: Sequence[Sequence[str]], *, importance: bool = True) -> list[FigureSpec]:
     """The figures a report draws, in order: the lr curve, one heatmap per swept pair, loss curves,
-    relative performance, expected best after n configurations."""
+    relative performance, expected best after n configurations, and (``importance``) the variance
+    decomposition."""
     specs = [FigureSpec("lr_sensitivity", "lr_sensitivity", "Learning-rate sensitivity")]
     for x, y in pairs:
         specs.append(FigureSpec(f"heatmap_{x}_{y}", f"heatmap_{x}_{y}",
@@ -58,6 +59,8 @@ def report_figures(pairs: Sequence[Sequence[str]]) -> list[FigureSpec]:
         FigureSpec("relative_performance", "relative_performance", "Relative performance (DeepOBS)"),
         FigureSpec("expected_best", "expected_best", "Expected best after n configurations"),
     ]
+    if importance:
+        specs.append(FigureSpec("importance", "importance", "Which hyperparameter matters (variance decomposition)"))
     return specs
 
 
@@ -78,6 +81,8 @@ class ReportPaths:
     curves_csv: Path
     summary_csv: Path
     expected_best_csv: Path
+    importance_csv: Path
+    ablation_csv: Path
     differences_csv: Path | None
     figures: dict[str, Path]
     figure_files: tuple[Path, ...] = ()
@@ -88,7 +93,7 @@ class ReportPaths:
     def all(self) -> list[Path]:
         """Every file written."""
         files = [self.report_html, self.report_md, self.trials_csv, self.curves_csv, self.summary_csv,
-                 self.expected_best_csv]
+                 self.expected_best_csv, self.importance_csv, self.ablation_csv]
         if self.differences_csv is not None:
             files.append(self.differences_csv)
         return files + list(self.figure_files or self.figures.values())
@@ -211,7 +216,8 @@ def write_report(
                        aggregation=aggregation, lr_axis=lr_axis,
                        divergence_factor=float(factor) if factor is not None else None)
     task = (data.meta.get("task_info") or {}).get("name") or data.meta.get("task") or data.meta["study_name"]
-    opening = findings.study_findings(analysis, task=str(task))
+    opening = [*findings.study_findings(analysis, task=str(task)),
+               *importance_figure.importance_findings(analysis.importance, display=analysis.display)]
     lr_label = "effective learning rate" if lr_axis == "effective" else "learning rate"
     what = metrics.metric_label(metric)
     curves_of = "loss" if "val_loss" in data.curves.columns else what
@@ -227,13 +233,16 @@ def write_report(
             analysis.expected_best, metric, display=analysis.display,
             title=f"{task}: expected best {what} after n configurations (Dodge et al. 2019)",
             note=f"each stored trial one equally likely draw ({data.meta.get('sampler') or 'grid'} study)"),
+        "importance": lambda: importance_figure.importance_figure(
+            analysis.importance, display=analysis.display, title=f"{task}: which hyperparameter matters"),
     }
     pairs = list(analysis.pairs)
     for x, y in pairs:
         makers[f"heatmap_{x}_{y}"] = (lambda x=x, y=y: heatmaps.pair_heatmaps(
             analysis, x, y, lr_label=lr_label,
             title=f"{task}: final {what} over {style.AXIS_LABELS[x]} x {style.AXIS_LABELS[y]}, one colour scale"))
-    specs = report_figures(pairs)
+    decomposed = bool((analysis.importance["region"] == "all").any())
+    specs = report_figures(pairs, importance=decomposed)
     with staged(out) as stage:
         pngs: dict[str, bytes] = {}
         files: list[Path] = []
@@ -244,6 +253,8 @@ def write_report(
         data.curves.to_csv(stage / "curves.csv", index=False)
         analysis.summary.to_csv(stage / "summary.csv", index=False)
         analysis.expected_best.to_csv(stage / "expected_best.csv", index=False)
+        analysis.importance.to_csv(stage / "importance.csv", index=False)
+        analysis.ablation.to_csv(stage / "ablation.csv", index=False)
         if not analysis.differences.empty:
             analysis.differences.to_csv(stage / "differences.csv", index=False)
         (stage / "report.md").write_text(
@@ -258,6 +269,8 @@ def write_report(
         curves_csv=out / "curves.csv",
         summary_csv=out / "summary.csv",
         expected_best_csv=out / "expected_best.csv",
+        importance_csv=out / "importance.csv",
+        ablation_csv=out / "ablation.csv",
         differences_csv=None if analysis.differences.empty else out / "differences.csv",
         figures={spec.key: out / f"{spec.stem}.{formats[0]}" for spec in specs},
         figure_files=tuple(files),

@@ -25,7 +25,7 @@ from typing import Sequence
 import pandas as pd
 
 from sensitivity.errors import UserError
-from sensitivity.report import figures, findings, html_report, markdown_report, metrics, prose
+from sensitivity.report import figures, findings, html_report, improvement, markdown_report, metrics, prose
 from sensitivity.report.analysis import StudyAnalysis, analyze
 from sensitivity.report.build import FigureSpec, check_formats, save_figure, staged
 from sensitivity.report.effective_lr import LR_AXES
@@ -44,10 +44,62 @@ PROFILE_METRICS = (
 TABLE_COLUMNS = (
     "task", "study", "storage", "metric", "optimizer", "optimizer_display", "trials", "learned",
     "best_value", "best_lr", "tolerance_width_decades", "tolerance_censored", "relative_width_decades",
-    "good_share_lr_beta1", "lr_sensitivity", "divergence_rate",
+    "good_share_lr_beta1", "lr_sensitivity", "divergence_rate", "lr_main_share", "lr_main_effect_normalised",
 )
 """Leading columns of :func:`compare_table` (each metric's ``_low``/``_high`` and the other share
-columns follow when present)."""
+columns follow when present). ``lr_main_share`` is the share of the objective's variance that lr's
+main effect explains and ``lr_main_effect_normalised`` that variance divided by (L0 - L*)^2, unit-free
+and comparable across optimizers and tasks (:mod:`sensitivity.report.importance`)."""
+
+IMPROVEMENT_COLUMNS = ("task", "study", "a", "b", "probability", "low", "high", "n_seeds", "decided")
+"""Columns of ``improvement.csv``: the probability that optimizer ``a``'s tuned result (its best
+configuration, per seed) beats ``b``'s (rliable's probability of improvement), per study with its
+seed-bootstrap interval, and over all studies (``task`` ``"all tasks"``: the mean of the per-study
+probabilities, stratified bootstrap interval; ``n_seeds`` then counts the studies)."""
+
+
+def _lr_main_effect(analysis: StudyAnalysis) -> pd.DataFrame:
+    """Per optimizer: lr's main-effect share and normalised variance with their bounds (NaN where undefined)."""
+    imp = analysis.importance
+    rows = imp[(imp["region"] == "all") & (imp["term"] == "lr") & (imp["kind"] == "main")]
+    out = pd.DataFrame({
+        "optimizer": rows["optimizer"].to_numpy(),
+        "lr_main_share": rows["share"].to_numpy(float),
+        "lr_main_share_low": rows["share_low"].to_numpy(float),
+        "lr_main_share_high": rows["share_high"].to_numpy(float),
+        "lr_main_effect_normalised": rows["variance_normalised"].to_numpy(float),
+        "lr_main_effect_normalised_low": rows["variance_normalised_low"].to_numpy(float),
+        "lr_main_effect_normalised_high": rows["variance_normalised_high"].to_numpy(float),
+    })
+    return out
+
+
+def improvement_frame(loaded: Sequence[tuple["StudyRef", TrialsData]],
+                      analyses: Sequence[StudyAnalysis]) -> pd.DataFrame:
+    """``improvement.csv`` (:data:`IMPROVEMENT_COLUMNS`): every ordered pair of optimizers, per study and over all."""
+    frames, tuned_by_task, hib_by_task = [], {}, {}
+    for label, (ref, data), analysis in zip(_labels(loaded), loaded, analyses):
+        metric = analysis.settings.metric
+        tuned = improvement.tuned_results(analysis.nominal, metric)
+        key = f"{label} [{ref.study}]"
+        tuned_by_task[key], hib_by_task[key] = tuned, analysis.settings.higher_is_better
+        frames.append(improvement.improvement_table(tuned, metric).assign(task=label, study=ref.study))
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(IMPROVEMENT_COLUMNS))
+    names = metrics.optimizer_order(rows["a"]) if not rows.empty else []
+    overall = []
+    if len(loaded) > 1:
+        for a in names:
+            for b in names:
+                if a == b:
+                    continue
+                agg = improvement.probability_of_improvement_across_tasks(tuned_by_task, hib_by_task, a, b)
+                if agg["tasks"]:
+                    decided = bool(agg["low"] > 0.5 or agg["high"] < 0.5)
+                    overall.append({"task": "all tasks", "study": "", "a": a, "b": b, "probability": agg["probability"],
+                                    "low": agg["low"], "high": agg["high"], "n_seeds": agg["tasks"], "decided": decided})
+    if overall:
+        rows = pd.concat([rows, pd.DataFrame(overall)], ignore_index=True)
+    return rows[list(IMPROVEMENT_COLUMNS)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +181,7 @@ def compare_table(
                                    lr_axis=lr_axis, aggregation=aggregation)
     frames = []
     for label, (ref, _), analysis in zip(_labels(loaded), loaded, analyses):
-        summary = analysis.summary.copy()
+        summary = analysis.summary.merge(_lr_main_effect(analysis), on="optimizer", how="left")
         summary.insert(0, "metric", analysis.settings.metric)
         summary.insert(0, "storage", mask_storage(ref.storage))  # a password never reaches a file
         summary.insert(0, "study", ref.study)
@@ -161,21 +213,41 @@ class ComparePaths:
     compare_md: Path
     compare_csv: Path
     profiles_csv: Path
+    improvement_csv: Path
     figures: dict[str, Path]
     figure_files: tuple[Path, ...]
     findings: tuple[str, ...] = ()
 
     def all(self) -> list[Path]:
         """Every file written."""
-        return [self.compare_html, self.compare_md, self.compare_csv, self.profiles_csv, *self.figure_files]
+        return [self.compare_html, self.compare_md, self.compare_csv, self.profiles_csv, self.improvement_csv,
+                *self.figure_files]
+
+
+def _lr_effect_text(row: pd.Series) -> str:
+    """``"98% [97, 100]; 0.150 [0.149, 0.152]"``: lr's main-effect share and normalised variance, bounds where known."""
+    share, norm = row.get("lr_main_share"), row.get("lr_main_effect_normalised")
+    if share is None or pd.isna(share):
+        return ""
+    text = f"{100 * share:.0f}%"
+    if pd.notna(row.get("lr_main_share_low")) and pd.notna(row.get("lr_main_share_high")):
+        text += f" [{100 * row['lr_main_share_low']:.0f}, {100 * row['lr_main_share_high']:.0f}]"
+    if norm is not None and pd.notna(norm):
+        text += f"; {norm:.3f}"
+        if pd.notna(row.get("lr_main_effect_normalised_low")) and pd.notna(row.get("lr_main_effect_normalised_high")):
+            text += f" [{row['lr_main_effect_normalised_low']:.3f}, {row['lr_main_effect_normalised_high']:.3f}]"
+    return text
 
 
 def _readable(table: pd.DataFrame) -> pd.DataFrame:
     """The compare table as strings for HTML and Markdown (bounds in brackets where there are seeds)."""
     parts = []
     for task, g in table.groupby("task", sort=False):
-        readable = prose.summary_table(g.reset_index(drop=True), metric=str(g["metric"].iloc[0]))
+        g = g.reset_index(drop=True)
+        readable = prose.summary_table(g, metric=str(g["metric"].iloc[0]))
         readable.insert(0, "task", task)
+        if "lr_main_share" in g and len(readable) == len(g):
+            readable["lr main effect: share, var / (L0 - L*)^2"] = [_lr_effect_text(r) for _, r in g.iterrows()]
         parts.append(readable)
     out = pd.concat(parts, ignore_index=True).fillna("")
     return out
@@ -231,12 +303,14 @@ def build_compare(
             files += [out / p.name for p in written]
         table.to_csv(stage / "compare.csv", index=False)
         prof_long.to_csv(stage / "profiles.csv", index=False)
+        improvement_frame(loaded, analyses).to_csv(stage / "improvement.csv", index=False)
         readable = _readable(table)
         settings = _settings(table, lr_axis, DEFAULT_TAU if tolerance is None else tolerance, relative_tolerance)
         (stage / "compare.md").write_text(_markdown(readable, opening, settings, headings, formats[0]), encoding="utf-8")
         (stage / "compare.html").write_text(_html(readable, opening, settings, headings, pngs, table), encoding="utf-8")
     return ComparePaths(out_dir=out, compare_html=out / "compare.html", compare_md=out / "compare.md",
                         compare_csv=out / "compare.csv", profiles_csv=out / "profiles.csv",
+                        improvement_csv=out / "improvement.csv",
                         figures={k: out / f"{k}.{formats[0]}" for k in makers}, figure_files=tuple(files),
                         findings=tuple(opening))
 
@@ -254,7 +328,8 @@ def _settings(table: pd.DataFrame, lr_axis: str, tau: float, relative_tolerance:
 def _markdown(readable, findings, settings, headings, fmt) -> str:
     lines = ["# Comparison across studies", "", "**Findings.** " + " ".join(findings), "", settings, "",
              markdown_report.markdown_table(readable), "",
-             "Full numbers: [compare.csv](compare.csv), [profiles.csv](profiles.csv).", ""]
+             "Full numbers: [compare.csv](compare.csv), [profiles.csv](profiles.csv), "
+             "[improvement.csv](improvement.csv).", ""]
     for key, heading in headings.items():
         lines += [f"## {heading}", "", markdown_report.figure_link(FigureSpec(key, key, heading), fmt), ""]
     lines += ["## Metric definitions", ""]

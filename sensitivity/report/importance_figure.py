@@ -39,13 +39,14 @@ def _plain(text: str) -> str:
 
 
 def importance_figure(table: pd.DataFrame, *, region: str = "all",
-                      display: Mapping[str, str] | None = None) -> Figure:
+                      display: Mapping[str, str] | None = None, title: str | None = None) -> Figure:
     """Per optimizer: bars of main and total effect shares with interval whiskers, and the interaction matrix.
 
     Args:
         table: :func:`~sensitivity.report.importance.importance_table`.
         region: ``"all"`` or ``"good"``.
         display: optimizer name -> display name.
+        title: a first title line (user text: drawn as plain text, no mathtext).
 
     Returns:
         A matplotlib Figure (Agg canvas), one row of two panels per optimizer; shares in percent.
@@ -67,7 +68,8 @@ def importance_figure(table: pd.DataFrame, *, region: str = "all",
         whiskers = {frozenset(): "no intervals: one seed", frozenset({"seed bootstrap"}): "whiskers: seed-bootstrap interval",
                     frozenset({"refits"}): "whiskers: range over the estimator's refits"}.get(
             frozenset(kinds), "whiskers: seed-bootstrap interval, or range over the estimator's refits")
-        fig.suptitle(f"Share of {what} per optimizer\n({whiskers})", fontsize="medium")
+        head = f"{_plain(title)}\n" if title else ""
+        fig.suptitle(f"{head}Share of {what} per optimizer\n({whiskers})", fontsize="medium")
         for r, name in enumerate(names):
             mine = rows[rows["optimizer"] == name]
             _bars(fig.add_subplot(grid[r, 0]), mine, _plain(display.get(name, name)), legend=r == 0)
@@ -143,7 +145,8 @@ def _matrix(ax, mine: pd.DataFrame) -> None:
         if np.isfinite(v):
             ax.text(c, r, f"{v:.0f}" + bounds.get((r, c), ""), ha="center", va="center", fontsize="x-small",
                     color="white" if v > 0.6 * top else "black")
-    ax.set_xticks(range(k - 1), hps[:-1], rotation=30)
+    crowded = k - 1 > 2  # short names stand upright; more columns lean, anchored at their right end
+    ax.set_xticks(range(k - 1), hps[:-1], rotation=30 if crowded else 0, ha="right" if crowded else "center")
     ax.set_yticks(range(k - 1), hps[1:])
     ax.grid(False)
     ax.set_title("interactions (%)", loc="left")

@@ -56,7 +56,8 @@ def render_markdown(data: TrialsData, analysis: StudyAnalysis, *, findings: Sequ
                   markdown_table(others), ""]
     extra = ", [differences.csv](differences.csv)" if not analysis.differences.empty else ""
     lines += ["Full numbers: [summary.csv](summary.csv), [expected_best.csv](expected_best.csv)"
-              f"{extra}, [trials.csv](trials.csv), [curves.csv](curves.csv).", ""]
+              f"{extra}, [importance.csv](importance.csv), [ablation.csv](ablation.csv), [trials.csv](trials.csv), "
+              "[curves.csv](curves.csv).", ""]
     for spec in specs:
         lines += [f"## {spec.heading}", "", figure_link(spec, fmt), ""]
     lines += ["## Metric definitions", ""]

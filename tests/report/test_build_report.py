@@ -305,7 +305,7 @@ def test_build_report_writes_every_file_and_a_self_contained_html(report):
         assert p.is_file() and p.stat().st_size > 0, p
     assert {p.name for p in out.iterdir()} == {p.name for p in paths.all()}  # no staging left behind
     assert set(paths.figures) == {"lr_sensitivity", "heatmap_lr_beta1", "loss_curves", "relative_performance",
-                                  "expected_best"}
+                                  "expected_best", "importance"}
     html = paths.report_html.read_text()
     assert html.count("data:image/png;base64,") == len(paths.figures)
     assert html.index('class="findings"') < html.index("<h2>Summary</h2>")  # the findings open the page
