@@ -120,7 +120,7 @@ def pair_heatmaps(
     done, notes = bin_samples(analysis.complete, (x, y))
     grid = pair_table(done, metric, x, y)
     names = metrics.optimizer_order(grid["optimizer"]) if not grid.empty else []
-    display = analysis.display
+    display = style.literal_names(analysis.display)
     norm = style.heatmap_norm(grid["value"].to_numpy(float) if not grid.empty else np.array([]), metric)
     cmap = matplotlib.colormaps["viridis" if hib else "viridis_r"].with_extremes(bad="#cfcfcf")
     n = max(len(names), 1)
@@ -185,7 +185,7 @@ def pair_heatmaps(
             if isinstance(norm, mcolors.LogNorm):
                 style.plain_log_labels(cbar.ax.yaxis, [norm.vmin, norm.vmax])
         pair = f"{AXIS_LABELS[x]} x {AXIS_LABELS[y]}"
-        head = title or f"Robustness: final {metrics.metric_label(metric)} over {pair}, one colour scale"
+        head = style.literal_text(title) if title else f"Robustness: final {style.metric_words(metric)} over {pair}, one colour scale"
         extra = "; ".join(notes)
         outline = "; white outline: within tolerance" if thresholds else ""
         fig.suptitle(f"{head}\neach cell: {_others_text(analysis, x, y)}{'; ' + extra if extra else ''}\n"
