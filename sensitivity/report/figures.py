@@ -214,7 +214,9 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
             ax.set_xlabel("epoch")
             ax.set_ylabel(style.metric_axis_label(shown).replace("validation loss", "loss") if shown == "val_loss"
                           else style.metric_axis_label(shown))
-            b1 = "" if math.isnan(beta1) else f" at beta1 = {beta1:g} (best)"
+            never = name in analysis.never_improved  # its "best" is only the initial value: not called best
+            b1 = "" if math.isnan(beta1) else f" at beta1 = {beta1:g}" + ("" if never else " (best)")
+            b1 += "\nnever improved on its initial value" if never else ""
             ax.set_title(f"{display.get(name, name)}{b1}")
             sm = ScalarMappable(norm=lnorm, cmap=cmap)
             cbar = fig.colorbar(sm, ax=ax, pad=0.01)

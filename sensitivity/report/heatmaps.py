@@ -106,7 +106,10 @@ def pair_heatmaps(
     point averaged over seeds; values are annotated; cells where every run diverged are hatched
     and marked "div", cells where some diverged carry "*"; grid cells without a completed trial
     are grey. The colour scale (``vmin``/``vmax``; logarithmic for a positive minimised metric
-    spanning more than a factor 3) is shared by every panel, bright = better.
+    spanning more than a factor 3) is shared by every panel, bright = better. A panel's title gives
+    its best cell, or, for an optimizer in
+    :attr:`~sensitivity.report.analysis.StudyAnalysis.never_improved`, says that it never improved
+    on its initial value (as the findings do).
 
     Raises:
         ValueError: ``x`` or ``y`` unknown or equal.
@@ -171,7 +174,9 @@ def pair_heatmaps(
             ax.set_xlabel(axis_label(x, name, lr_label))
             ax.set_ylabel(axis_label(y, name, lr_label))
             finite = g[g["value"].notna()]
-            if not finite.empty:
+            if name in analysis.never_improved:  # as the findings say it: no best to show
+                ax.set_title(f"{display.get(name, name)}: never improved on its initial value")
+            elif not finite.empty:
                 b = metrics.best_row(finite, metric)
                 where = f"{x} {_tick(x, b[x])}, {y} {_tick(y, b[y])}"
                 ax.set_title(f"{display.get(name, name)}: best {b['value']:.3g} at {where}")
