@@ -76,6 +76,7 @@ def lr_sensitivity_figure(
             # an interval reaching an end of the swept range is censored: the true width may be larger
             at_least = ">= " if name in widths.index and bool(widths.loc[name, "tolerance_censored"]) else ""
             label = (f"{display.get(name, name)} (width {at_least}{w:.2f} dec)" if np.isfinite(w)
+                     else f"{display.get(name, name)} (never improved)" if name in analysis.never_improved
                      else display.get(name, name))
             ax.plot(g["lr"], g["value"], "-o", color=c, ms=4, lw=1.8, label=label, zorder=3)
             if (g["n_seeds"] > 1).any():
@@ -263,7 +264,9 @@ def relative_performance_figure(
         ax = fig.add_subplot()
         for name in names:
             g = curve[curve["optimizer"] == name].sort_values("lr")
-            ax.plot(g["lr"], g["relative_performance"], "-o", ms=4, color=colors[name], label=display.get(name, name))
+            label = display.get(name, name) + (" (never improved: 1 = its initial value)"
+                                               if name in analysis.never_improved else "")
+            ax.plot(g["lr"], g["relative_performance"], "-o", ms=4, color=colors[name], label=label)
             div = g[g["n_diverged"] > 0]
             ax.scatter(div["lr"], div["relative_performance"], marker="x", s=60, color=colors[name], linewidths=2)
         ax.set_xscale("log")

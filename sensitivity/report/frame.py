@@ -24,6 +24,7 @@ from sensitivity.errors import UserError
 from sensitivity import records
 from sensitivity.records import PARAM_NAMES, STUDY_ATTRS, VAL_ACC, VAL_LOSS, TrialResult
 from sensitivity.storage import mask_storage, open_storage, scrub_secrets
+from sensitivity.storage.local_faults import sqlite_fault
 
 COMPLETE = "COMPLETE"
 """The trial state the analysis uses; the frame keeps every state in its ``state`` column."""
@@ -165,6 +166,9 @@ def load_trials(
     try:
         study_id = store.get_study_id_from_name(study_name)
     except optuna.exceptions.StorageInternalError as exc:  # the server went away or never answered
+        fault = sqlite_fault(exc)
+        if fault is not None:  # a local file's fault, not a server's
+            raise UserError(f"SQLite storage {_describe(storage)} {fault}; check the file and its disk") from None
         reason = _first_line(exc.__cause__ or exc)
         if not isinstance(storage, optuna.storages.BaseStorage):
             reason = scrub_secrets(reason, storage)  # a driver's message may echo the URL

@@ -1,8 +1,7 @@
-"""Issue 22 part 2: the kinds whose code is in rooms being moved now (cli.py -> cli/, storage.py ->
-storage/, report/ into one analysis object + renderers). These tests document the expected
-behaviour and are xfail(strict=True) until the fix lands after the moves; each reason names the
-room and the fix. Remove the mark when the fix lands (strict: a fix that lands makes it XPASS,
-which fails, so the mark cannot be forgotten).
+"""User text through the whole command line into its sinks: a metric label with $ pairs in the
+figures, HTML and javascript: links in a task's description and data source in report.md, rich
+markup in a description in `tasks`, an entry point named like a built-in task; and a table in a
+study definition, refused.
 """
 
 from __future__ import annotations

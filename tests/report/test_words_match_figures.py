@@ -52,6 +52,9 @@ def test_an_optimizer_that_never_improved_has_no_best_in_any_panel(one_learns):
                                   "diverged"]].assign(epoch=1, train_loss=1.0, val_loss=INITIAL)
     loss = _titles(figures.loss_curves_figure(one_learns, curves))
     assert any(t.startswith("nag") and "never improved" in t and "best" not in t for t in loss), loss
+    for fig in (figures.lr_sensitivity_figure(one_learns), figures.relative_performance_figure(one_learns)):
+        legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        assert any(t.startswith("nag (never improved") for t in legend), legend
 
 
 def test_a_heatmap_title_states_the_summary_best(one_learns):

@@ -210,3 +210,20 @@ def test_a_sweep_that_fills_the_disk_stops_at_once_naming_it_and_loses_nothing(t
     store = open_storage(url, read_only=True)
     assert store.get_study_id_from_name("s") is not None
     release_storage(store)
+
+
+def test_the_report_names_a_local_fault_met_while_reading(tmp_path, monkeypatch):
+    from sensitivity.report import load_trials
+
+    db = tmp_path / "s.db"
+    _stored_study(db, "wal")
+    store = open_storage(f"sqlite:///{db}", read_only=True)
+
+    def failing(_name):
+        raise _as_optuna_raises_it(sqlite3.OperationalError("disk I/O error"))
+
+    monkeypatch.setattr(store, "get_study_id_from_name", failing)
+    with pytest.raises(UserError, match=r"disk I/O error") as refused:
+        load_trials(store, "s")
+    _one_line_without_a_server(str(refused.value))
+    release_storage(store)
