@@ -15,8 +15,7 @@ Example::
 """
 
 from sensitivity.report.frame import TrialsData, load_trials
-from sensitivity.report.summary import summarize
-from sensitivity.report.analysis import StudyAnalysis, analyze
+from sensitivity.report.analysis import StudyAnalysis, analyze, summarize
 from sensitivity.report.build import ReportPaths, build_report
 
 __all__ = ["ReportPaths", "StudyAnalysis", "TrialsData", "analyze", "build_report", "load_trials", "summarize"]

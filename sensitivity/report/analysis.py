@@ -1,14 +1,16 @@
 """One analysis of a study: the tidy trials frame -> :class:`StudyAnalysis`, computed once.
 
-:func:`analyze` is the report's only analysis step. It puts the trials on the lr axis shown
-(:mod:`sensitivity.report.effective_lr`), forms each optimizer's lr curve
-(:func:`sensitivity.report.metrics.lr_curve`) and its tolerance table
-(:func:`sensitivity.report.tolerance.tolerance_table`) once, and from them the summary with its
-good-region shares and seed-bootstrap intervals (:mod:`sensitivity.report.summary`), the relative
-performance curve and the expected best after n configurations (:mod:`sensitivity.report.expected_best`).
-Figures, findings, the summary table and the HTML/Markdown renderers only read the result; the
-settings it was computed with travel in :class:`AnalysisSettings` beside the numbers (no side channel
-through ``DataFrame.attrs``).
+:func:`analyze` is the report's only analysis step, and data flows through it one way: the trials
+are put on the lr axis shown (:mod:`sensitivity.report.effective_lr`); the metrics
+(:mod:`sensitivity.report.metrics`) form, once, the completed trials, each optimizer's lr curve and
+configuration table, the pair tables and the lines the figures draw; the tolerance tables
+(:mod:`sensitivity.report.tolerance`), good-region shares (:mod:`sensitivity.report.region`) and the
+summary (:mod:`sensitivity.report.summary`) are computed from those tables, never calling back into
+the metrics; the seed bootstrap (:mod:`sensitivity.report.uncertainty`) repeats that one step,
+:func:`_measure`, on resampled seeds; then the expected best after n configurations
+(:mod:`sensitivity.report.expected_best`). Figures, findings, the summary table and the HTML/Markdown
+renderers only read the result; the settings it was computed with (the metric's direction among
+them) travel in :class:`AnalysisSettings` beside the numbers (no side channel through ``DataFrame.attrs``).
 
 Adding an analysis (e.g. the per-optimizer variance decomposition, ``importance``): add a field to
 :class:`StudyAnalysis` and compute it in :func:`analyze`; every reader then gets it from there.
@@ -22,7 +24,7 @@ from typing import Mapping
 import pandas as pd
 
 from sensitivity.report import effective_lr, expected_best, metrics, region, summary, tolerance
-from sensitivity.report.uncertainty import DEFAULT_LEVEL
+from sensitivity.report.uncertainty import DEFAULT_LEVEL, seed_bootstrap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +40,8 @@ class AnalysisSettings:
         lr_axis: ``"nominal"`` or ``"effective"`` (:data:`sensitivity.report.effective_lr.LR_AXES`).
         level: coverage of the seed-bootstrap intervals.
         divergence_factor: the study's divergence factor (None when unknown).
+        absolute_points: the relative tolerance is in absolute points (an accuracy), not relative to
+            the best value (:func:`sensitivity.report.metrics.absolute_tolerance`).
         tolerance_text, relative_text, aggregation_text: the thresholds and the aggregation in words.
     """
 
@@ -49,9 +53,27 @@ class AnalysisSettings:
     lr_axis: str
     level: float
     divergence_factor: float | None
+    absolute_points: bool
     tolerance_text: str
     relative_text: str
     aggregation_text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PairCells:
+    """What the heatmap of one swept pair draws, computed once by :func:`analyze`.
+
+    Attributes:
+        cells: :func:`sensitivity.report.metrics.pair_table` of the completed trials, binned first on an
+            axis with many distinct values (:func:`sensitivity.report.region.bin_samples`).
+        best: each optimizer's best cell with a finite value, indexed by optimizer
+            (:func:`sensitivity.report.metrics.best_per_group`).
+        notes: one note per binned axis.
+    """
+
+    cells: pd.DataFrame
+    best: pd.DataFrame
+    notes: tuple[str, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +87,10 @@ class StudyAnalysis:
         complete: the COMPLETE trials of ``trials``.
         nominal: the COMPLETE trials on the nominal lr (the loss curves are drawn per stored lr).
         configs: :func:`sensitivity.report.metrics.config_table` of ``nominal``: one row per
-            configuration, mean over seeds (the loss curves pick their lines from it).
+            configuration, mean over seeds.
+        loss_lines: :func:`sensitivity.report.metrics.lines_at_best_beta1` of ``configs``: the
+            configurations whose loss curves are drawn.
+        optimizers: the optimizers with a completed trial, in catalog order.
         display: optimizer name -> display name.
         n_seeds: distinct seeds among the completed trials.
         varying: hyperparameters besides lr that take more than one value for some optimizer.
@@ -75,11 +100,12 @@ class StudyAnalysis:
         never_improved: the optimizers whose lr curve never improved on its initial value (no best
             lr, no width, no good region): the findings say so, and the figures title them so,
             never with a "best" value.
+        heatmap_cells: swept pair -> its :class:`PairCells`.
         curve: :func:`sensitivity.report.metrics.lr_curve`, one row per optimizer and lr.
         tolerance: :func:`sensitivity.report.tolerance.tolerance_table` of ``curve``, indexed by optimizer.
         relative_performance: :func:`sensitivity.report.metrics.relative_performance` of ``curve``.
         regions: :func:`sensitivity.report.region.good_region_table` of the swept pairs.
-        summary: :func:`sensitivity.report.summary.summarize`'s frame, one row per optimizer.
+        summary: the summary table (:func:`sensitivity.report.summary.summary_result`), one row per optimizer.
         bootstrap: ``"exact"``, ``"monte carlo"`` or ``""`` (one seed).
         differences: paired differences between optimizers under the seed bootstrap (empty with one seed).
         expected_best: :func:`sensitivity.report.expected_best.expected_best_table` of the completed trials.
@@ -90,6 +116,8 @@ class StudyAnalysis:
     complete: pd.DataFrame
     nominal: pd.DataFrame
     configs: pd.DataFrame
+    loss_lines: pd.DataFrame
+    optimizers: tuple[str, ...]
     display: Mapping[str, str]
     n_seeds: int
     varying: tuple[str, ...]
@@ -97,6 +125,7 @@ class StudyAnalysis:
     pairs: tuple[tuple[str, str], ...]
     pair_optimizers: Mapping[tuple[str, str], tuple[str, ...]]
     never_improved: tuple[str, ...]
+    heatmap_cells: Mapping[tuple[str, str], PairCells]
     curve: pd.DataFrame
     tolerance: pd.DataFrame
     relative_performance: pd.DataFrame
@@ -140,6 +169,38 @@ def _display(trials: pd.DataFrame) -> dict[str, str]:
     return dict(zip(pairs["optimizer"], pairs["optimizer_display"]))
 
 
+@dataclasses.dataclass(frozen=True)
+class _Measured:
+    """What :func:`_measure` computes for one trials frame."""
+
+    configs: pd.DataFrame
+    curve: pd.DataFrame
+    tolerance: pd.DataFrame
+    regions: pd.DataFrame
+    numbers: pd.DataFrame
+
+
+def _measure(trials: pd.DataFrame, settings: AnalysisSettings, pairs: tuple[tuple[str, str], ...]) -> _Measured:
+    """The figures of one trials frame that the seed bootstrap recomputes: the metrics first, in one
+    block, then the tolerance table, the good-region shares and the summary's numbers read them."""
+    metric, hib = settings.metric, settings.higher_is_better
+    complete = metrics.complete_trials(trials)
+    configs = metrics.config_table(trials, metric)
+    curve = metrics.lr_curve(trials, metric, settings.aggregation, table=configs)
+    cells = {(x, y): metrics.pair_table(configs, metric, x, y) for x, y in pairs}
+    best = metrics.best_points(curve, metric)
+    sensitivity = metrics.lr_sensitivity(curve, metric)
+    divergence = metrics.divergence_rate(complete)
+    names = metrics.optimizer_order(complete["optimizer"])
+    tolerances = tolerance.tolerance_table(curve, higher_is_better=hib, tau=settings.tau,
+                                           relative_tolerance=settings.relative_tolerance,
+                                           points=settings.absolute_points)
+    regions = region.good_region_table(cells, tolerances["tolerance_threshold"].to_dict(),
+                                       tolerances["initial_value"].to_dict(), higher_is_better=hib)
+    numbers = summary.summary_numbers(names, tolerances, best, sensitivity, divergence, regions, pairs)
+    return _Measured(configs=configs, curve=curve, tolerance=tolerances, regions=regions, numbers=numbers)
+
+
 def analyze(
     trials: pd.DataFrame,
     metric: str,
@@ -176,44 +237,89 @@ def analyze(
     settings = AnalysisSettings(
         metric=metric, higher_is_better=hib, tau=tau, relative_tolerance=rel, aggregation=aggregation,
         lr_axis=lr_axis, level=level, divergence_factor=divergence_factor,
+        absolute_points=metrics.absolute_tolerance(metric),
         tolerance_text=tolerance.describe_threshold("improvement", tau, higher_is_better=hib),
         relative_text=relative_text,
         aggregation_text=metrics.AGGREGATIONS[aggregation],
     )
     shown = effective_lr.on_lr_axis(trials, lr_axis)
-    # the metrics first, in one block: the lr curve and the tables every figure reads
     complete = metrics.complete_trials(shown)
+    axes = tuple(region.swept_axes(complete))
+    pairs = tuple(region.swept_pairs(complete))
+    binned = {pair: region.bin_samples(complete, pair) for pair in pairs}
+    measured = _measure(shown, settings, pairs)
+    # the rest of the metrics, in one block: the tables the figures and the findings read
     nominal = complete if shown is trials else metrics.complete_trials(trials)
-    curve = metrics.lr_curve(shown, metric, aggregation)
-    configs = metrics.config_table(nominal, metric)
-    relative = metrics.relative_performance(curve, metric)
+    configs = measured.configs if shown is trials else metrics.config_table(nominal, metric)
+    loss_lines = metrics.lines_at_best_beta1(configs, metric)
+    heat = {}
+    for (x, y), (done, notes) in binned.items():
+        cells = metrics.pair_table(metrics.config_table(done, metric), metric, x, y)
+        best = metrics.best_per_group(cells[cells["value"].notna()], ["optimizer"], metric).set_index("optimizer")
+        heat[(x, y)] = PairCells(cells=cells, best=best, notes=tuple(notes))
+    relative = metrics.relative_performance(measured.curve, metric)
     values = metrics.metric_values(complete, metric)
-    points = metrics.absolute_tolerance(metric)
-    pairs = tuple(region.swept_pairs(shown))
-    axes = tuple(region.swept_axes(shown))
-    tolerances = tolerance.tolerance_table(curve, higher_is_better=hib, tau=tau, relative_tolerance=rel, points=points)
-    result = summary.summary_result(shown, metric, tau=tau, relative_tolerance=rel, aggregation=aggregation,
-                                    pairs=pairs, uncertainty=uncertainty, level=level,
-                                    divergence_factor=divergence_factor, curve=curve, tolerances=tolerances)
+    far = (metrics.evaluation_far_above_training(complete, divergence_factor).groupby(complete["optimizer"]).mean()
+           if divergence_factor is not None and not complete.empty else None)
+    optimizers = tuple(measured.numbers.index)
+    n_seeds = int(pd.Series(complete["seed"]).nunique()) if "seed" in complete else 1
+    boot = None
+    if uncertainty and n_seeds >= 2:
+        boot = seed_bootstrap(shown, lambda t: _measure(t, settings, pairs).numbers, level=level)
+    result = summary.summary_result(measured.numbers, complete, pairs=pairs, evaluation_far=far, boot=boot)
     return StudyAnalysis(
         settings=settings,
         trials=shown,
         complete=complete,
         nominal=nominal,
         configs=configs,
+        loss_lines=loss_lines,
+        optimizers=optimizers,
         display=_display(trials),
-        n_seeds=result.n_seeds,
+        n_seeds=n_seeds,
         varying=_varying(complete),
         swept_axes=axes,
         pairs=pairs,
         pair_optimizers=_pair_optimizers(complete, pairs),
-        never_improved=tuple(metrics.optimizer_order(tolerances.index[~tolerances["learned"].astype(bool)])),
-        curve=curve,
-        tolerance=tolerances,
+        never_improved=tuple(metrics.optimizer_order(
+            measured.tolerance.index[~measured.tolerance["learned"].astype(bool)])),
+        heatmap_cells=heat,
+        curve=measured.curve,
+        tolerance=measured.tolerance,
         relative_performance=relative,
-        regions=result.regions,
+        regions=measured.regions,
         summary=result.frame,
         bootstrap=result.bootstrap,
         differences=result.differences,
         expected_best=expected_best.expected_best_table(values, complete["optimizer"], higher_is_better=hib),
     )
+
+
+def summarize(
+    trials: pd.DataFrame,
+    metric: str,
+    *,
+    tau: float | None = None,
+    relative_tolerance: float | None = None,
+    aggregation: str = "best",
+    uncertainty: bool = True,
+    level: float = DEFAULT_LEVEL,
+    divergence_factor: float | None = None,
+) -> pd.DataFrame:
+    """One row per optimizer: the report's table of tolerance metrics (:mod:`sensitivity.report.summary`).
+
+    The :attr:`StudyAnalysis.summary` of :func:`analyze` on the nominal lr axis (the report reads it
+    there, beside the settings it was computed with).
+
+    Args:
+        trials: the tidy trials frame.
+        metric, tau, relative_tolerance, aggregation, uncertainty, level, divergence_factor: as :func:`analyze`.
+
+    Returns:
+        The frame (:data:`~sensitivity.report.summary.BASE_COLUMNS`, share columns, interval columns).
+
+    Raises:
+        ValueError: unknown metric or aggregation; tau or the relative tolerance negative.
+    """
+    return analyze(trials, metric, tau=tau, relative_tolerance=relative_tolerance, aggregation=aggregation,
+                   uncertainty=uncertainty, level=level, divergence_factor=divergence_factor).summary

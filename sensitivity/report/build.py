@@ -124,7 +124,7 @@ def build_report(
 
     Writes ``trials.csv`` (the tidy trials frame, every state, nominal lrs), ``curves.csv``
     (per-epoch curves), ``summary.csv`` (one row per optimizer,
-    :func:`~sensitivity.report.summary.summarize`, with ``_low``/``_high`` bounds when the study has
+    :func:`~sensitivity.report.analysis.summarize`, with ``_low``/``_high`` bounds when the study has
     two seeds or more), ``expected_best.csv`` (the expected-best-after-n curves),
     ``differences.csv`` (paired differences between optimizers; two seeds or more), each figure of
     :func:`report_figures` in every format of ``formats``, ``report.md`` (links the figures) and
@@ -157,7 +157,6 @@ def build_report(
         raise ValueError(f"unknown lr axis {lr_axis!r}; choose one of {sorted(effective_lr.LR_AXES)}")
     data = load_trials(storage, study_name)
     metric = metric or data.meta["metric"]
-    metrics.higher_is_better(metric)
     return write_report(data, out_dir, metric=metric, tolerance=tolerance, relative_tolerance=relative_tolerance,
                         aggregation=aggregation, lr_axis=lr_axis, formats=formats)
 

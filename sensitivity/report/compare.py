@@ -3,7 +3,7 @@ profiles across tasks, and the lr curves of every task in one figure grid.
 
 This is how a claim such as "robust across image, language and reinforcement-learning workloads"
 is judged: each study (one task, possibly in its own storage) is summarised exactly as its report
-does (:func:`sensitivity.report.summary.summarize`, on the same lr axis and thresholds), and the
+does (:func:`sensitivity.report.analysis.summarize`, on the same lr axis and thresholds), and the
 figures that are unit-free or direction-free across tasks -- the interpolated tolerance widths, the
 good-region share and Wortsman's LR sensitivity -- are put through Dolan-More performance profiles
 (Dolan & More 2002, Math. Program. 91:201-213; as AlgoPerf uses them, Dahl et al. 2023, arXiv
@@ -115,7 +115,7 @@ def compare_table(
     aggregation: str = "best",
     analyses: Sequence[StudyAnalysis] | None = None,
 ) -> pd.DataFrame:
-    """One row per task (study) and optimizer with every tolerance metric of :func:`~sensitivity.report.summary.summarize`.
+    """One row per task (study) and optimizer with every tolerance metric of :func:`~sensitivity.report.analysis.summarize`.
 
     Each study is read with its own objective metric (direction and units from the study); ``tau``
     and the relative tolerance are the same for every study. ``analyses``: the studies'

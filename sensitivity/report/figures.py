@@ -145,15 +145,15 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
     on a linear axis and without the training loss (a policy-gradient loss is not comparable).
 
     Args:
-        analysis: the study's analysis (its per-configuration table on the nominal lr is drawn).
+        analysis: the study's analysis (its lines at the best beta1, on the nominal lr, are drawn).
         curves: the per-epoch curves frame (:attr:`sensitivity.report.frame.TrialsData.curves`).
     """
     metric = analysis.settings.metric
     shown = "val_loss" if "val_loss" in curves.columns else metric
-    loss_like = not metrics.higher_is_better(shown)
+    loss_like = shown == "val_loss" or not analysis.settings.higher_is_better
     columns = ["train_loss", shown] if shown == "val_loss" else [shown]
-    table = analysis.configs
-    names = metrics.optimizer_order(table["optimizer"])
+    lines = analysis.loss_lines
+    names = list(analysis.optimizers)
     display = style.literal_names(analysis.display)
     done = analysis.nominal
     n = max(len(names), 1)
@@ -164,14 +164,11 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
         fig = style.new_figure(figsize=(4.6 * ncols + 0.8, 3.5 * nrows + 0.9))
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
         for ax, name in zip(axes, names):
-            t = table[(table["optimizer"] == name) & table["value"].notna()]
-            if t.empty:
+            chosen = lines[lines["optimizer"] == name]
+            if chosen.empty:
                 ax.set_visible(False)
                 continue
-            best = metrics.best_row(t, metric)
-            beta1 = best["beta1"]
-            at = t[t["beta1"].isna()] if math.isnan(beta1) else t[np.isclose(t["beta1"], beta1)]
-            chosen = metrics.best_per_group(at, ["lr"], metric)
+            beta1 = chosen["best_beta1"].iloc[0]
             lnorm = mcolors.LogNorm(vmin=chosen["lr"].min(), vmax=max(chosen["lr"].max(), chosen["lr"].min() * 1.0001))
             cmap = style.LR_CMAP
             top: list[float] = []

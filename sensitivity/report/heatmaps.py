@@ -13,50 +13,19 @@ half decades of lr, of 1 - beta and of the weight decay.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import matplotlib
 import matplotlib.colors as mcolors
 import numpy as np
-import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from sensitivity.catalog import OPTIMIZERS
 from sensitivity.report import metrics, style
 from sensitivity.report.analysis import StudyAnalysis
-from sensitivity.report.region import PAIR_AXES, pair_table
+from sensitivity.report.region import PAIR_AXES
 from sensitivity.report.style import AXIS_LABELS
-
-_MAX_TICKS = {"lr": 12}
-_MAX_OTHER = 8
-
-
-def bin_samples(done: pd.DataFrame, axes: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
-    """Snap continuous samples to half-decade bins on each axis with many distinct values.
-
-    lr and weight decay: half decades of the value (0 stays 0); beta1, beta2, gamma: half decades
-    of ``1 - beta`` (0.68, 0.9, 0.968, 0.99, ...). ``done``: the COMPLETE trials
-    (:attr:`~sensitivity.report.analysis.StudyAnalysis.complete`). Returns a binned copy and a
-    note per binned axis.
-    """
-    done = done.copy()
-    notes = []
-    for hp in axes:
-        limit = _MAX_TICKS.get(hp, _MAX_OTHER)
-        if done.groupby("optimizer")[hp].nunique().max() <= limit:
-            continue
-        v = done[hp].astype(float)
-        if hp in ("lr", "weight_decay"):
-            snapped = np.where(v > 0, 10 ** (np.round(2 * np.log10(v.where(v > 0, 1.0))) / 2), v)
-            done[hp] = pd.Series(snapped, index=done.index).round(12)
-            notes.append(f"{AXIS_LABELS[hp]} binned to half decades")
-        else:
-            one_minus = np.clip(1.0 - v, 1e-6, 1.0)
-            done[hp] = (1.0 - 10 ** (np.round(2 * np.log10(one_minus)) / 2)).round(4)
-            notes.append(f"{hp} binned to half decades of 1 - {hp}")
-    return done, notes
-
 
 def axis_label(hp: str, optimizer: str, lr_label: str = "learning rate") -> str:
     """The axis label of ``hp`` for one optimizer: ``"beta1 (momentum)"`` where the catalog's meaning is short."""
@@ -94,8 +63,9 @@ def pair_heatmaps(
     """One ``x`` x ``y`` heatmap per optimizer that has both hyperparameters, on one colour scale.
 
     Args:
-        analysis: the study's analysis (its completed trials, metric and tolerance thresholds).
-        x, y: hyperparameters from :data:`~sensitivity.report.region.PAIR_AXES` (columns, rows).
+        analysis: the study's analysis (its cells of the pair, metric and tolerance thresholds).
+        x, y: a swept pair of the analysis (:attr:`~sensitivity.report.analysis.StudyAnalysis.pairs`,
+            names from :data:`~sensitivity.report.region.PAIR_AXES`; columns, rows).
         thresholds: optimizer -> tolerance threshold (metric units); cells within it (and not all
             diverged) are outlined. None: the analysis's improvement thresholds
             (:attr:`~sensitivity.report.analysis.StudyAnalysis.tolerance`).
@@ -112,19 +82,21 @@ def pair_heatmaps(
     on its initial value (as the findings do).
 
     Raises:
-        ValueError: ``x`` or ``y`` unknown or equal.
+        ValueError: ``x`` or ``y`` unknown or equal, or not a swept pair of the analysis.
     """
     if x not in PAIR_AXES or y not in PAIR_AXES or x == y:
         raise ValueError(f"x and y must be two different names from {PAIR_AXES}, got {x!r}, {y!r}")
     metric = analysis.settings.metric
     hib = analysis.settings.higher_is_better
+    if (x, y) not in analysis.heatmap_cells:
+        raise ValueError(f"{x} x {y} is not a swept pair of this study; swept pairs: {list(analysis.pairs)}")
     if thresholds is None:
         thresholds = analysis.tolerance["tolerance_threshold"].to_dict()
-    done, notes = bin_samples(analysis.complete, (x, y))
-    grid = pair_table(done, metric, x, y)
-    names = metrics.optimizer_order(grid["optimizer"]) if not grid.empty else []
+    drawn = analysis.heatmap_cells[(x, y)]
+    grid, notes = drawn.cells, drawn.notes
+    names = [n for n in analysis.optimizers if n in set(grid["optimizer"])]
     display = style.literal_names(analysis.display)
-    norm = style.heatmap_norm(grid["value"].to_numpy(float) if not grid.empty else np.array([]), metric)
+    norm = style.heatmap_norm(grid["value"].to_numpy(float) if not grid.empty else np.array([]), higher_is_better=hib)
     cmap = matplotlib.colormaps["viridis" if hib else "viridis_r"].with_extremes(bad="#cfcfcf")
     n = max(len(names), 1)
     ncols = n if n <= 3 else math.ceil(n / 2)
@@ -173,11 +145,10 @@ def pair_heatmaps(
             ax.set_yticks(range(len(ys)), [_tick(y, v) for v in ys])
             ax.set_xlabel(axis_label(x, name, lr_label))
             ax.set_ylabel(axis_label(y, name, lr_label))
-            finite = g[g["value"].notna()]
             if name in analysis.never_improved:  # as the findings say it: no best to show
                 ax.set_title(f"{display.get(name, name)}: never improved on its initial value")
-            elif not finite.empty:
-                b = metrics.best_row(finite, metric)
+            elif name in drawn.best.index:
+                b = drawn.best.loc[name]
                 where = f"{x} {_tick(x, b[x])}, {y} {_tick(y, b[y])}"
                 ax.set_title(f"{display.get(name, name)}: best {b['value']:.3g} at {where}")
             else:

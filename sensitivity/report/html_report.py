@@ -93,7 +93,7 @@ def render_html(data: TrialsData, analysis: StudyAnalysis, pngs: dict[str, bytes
         f'<p class="note">{esc(prose.settings_line(analysis))}</p>',
         table_html(prose.summary_table(analysis.summary, metric=metric, lr_axis=analysis.settings.lr_axis)),
     ]
-    others = prose.best_trial_metrics(data, metric)
+    others = prose.best_trial_metrics(data, metric, higher_is_better=analysis.settings.higher_is_better)
     if not others.empty:
         body += ['<p class="note">Every recorded metric of each optimizer\'s best trial (final values):</p>',
                  table_html(others)]

@@ -78,7 +78,7 @@ def render_markdown(data: TrialsData, analysis: StudyAnalysis, *, findings: Sequ
     lines += ["", "## Summary", "", esc(prose.settings_line(analysis)), "",
               markdown_table(prose.summary_table(analysis.summary, metric=metric, lr_axis=analysis.settings.lr_axis)),
               ""]
-    others = prose.best_trial_metrics(data, metric)
+    others = prose.best_trial_metrics(data, metric, higher_is_better=analysis.settings.higher_is_better)
     if not others.empty:
         lines += ["Every recorded metric of each optimizer's best trial (final values):", "",
                   markdown_table(others), ""]

@@ -21,10 +21,11 @@ Metrics:
   proxies for large-scale Transformer training instabilities", arXiv 2309.14322, sec. 2.2:
   ``E_lr[min(L(lr), L0) - L*]`` over the lr grid, L* the best final loss on the grid and L0 the
   loss at initialisation. Lower is better (0 = every lr reaches the best loss).
-* :func:`lr_curve` / :func:`grid_table` / :func:`config_table` -- the aggregations above; the
-  tolerance widths read the lr curve (:mod:`sensitivity.report.tolerance`), the good-region shares
-  and heatmaps the pair tables (:mod:`sensitivity.report.region`), and
-  :mod:`sensitivity.report.summary` assembles the report's table.
+* :func:`lr_curve` / :func:`grid_table` / :func:`pair_table` / :func:`config_table` -- the
+  aggregations above; the tolerance widths read the lr curve (:mod:`sensitivity.report.tolerance`),
+  the good-region shares (:mod:`sensitivity.report.region`) and heatmaps the pair tables, and
+  :mod:`sensitivity.report.summary` assembles the report's table. :func:`sensitivity.report.analysis.analyze`
+  computes each of them once and hands them on; none of those modules calls back into this one.
 * :func:`relative_performance` -- DeepOBS (Schneider, Balles & Hennig 2019, "DeepOBS: A Deep
   Learning Optimizer Benchmark Suite", ICLR): best/metric for losses, metric/best for accuracies,
   per lr, NaN -> 0.
@@ -212,6 +213,48 @@ def best_row(table: pd.DataFrame, metric: str) -> pd.Series:
     return best_per_group(finite.assign(_all=0), ["_all"], metric).drop(columns="_all").iloc[0]
 
 
+def best_points(curve: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Each optimizer's best point of an :func:`lr_curve`, one row per optimizer (indexed by it).
+
+    A point whose value is not finite or whose runs all diverged is clipped to L0 and can beat runs
+    that made things worse without diverging; it is the best only where the optimizer has no other
+    finite point. Ties are broken as :func:`best_per_group` breaks them. An optimizer without a
+    finite value has no row.
+    """
+    value = curve["value"].to_numpy(float)
+    usable = np.isfinite(value) & (curve["n_diverged"].to_numpy(float) < curve["n_seeds"].to_numpy(float))
+    finite = curve[curve["value"].notna()]
+    kept = curve[usable]
+    candidates = pd.concat([kept, finite[~finite["optimizer"].isin(kept["optimizer"])]])
+    return best_per_group(candidates, ["optimizer"], metric).set_index("optimizer")
+
+
+def lines_at_best_beta1(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The points the loss curves draw (:func:`sensitivity.report.figures.loss_curves_figure`).
+
+    For each optimizer, beta1 fixed at that of its best point (:func:`best_row`) and, at each lr,
+    the best point with that beta1 (:func:`best_per_group`).
+
+    Args:
+        table: a :func:`config_table`.
+
+    Returns:
+        Rows of ``table``, one per optimizer and lr, plus ``best_beta1`` (the fixed beta1, NaN for
+        an optimizer without one). An optimizer without a finite value has no rows.
+    """
+    parts = []
+    for name in table["optimizer"].unique():
+        mine = table[(table["optimizer"] == name) & table["value"].notna()]
+        if mine.empty:
+            continue
+        beta1 = best_row(mine, metric)["beta1"]
+        at = mine[mine["beta1"].isna()] if math.isnan(beta1) else mine[np.isclose(mine["beta1"], beta1)]
+        parts.append(best_per_group(at, ["lr"], metric).assign(best_beta1=beta1))
+    if not parts:
+        return table.iloc[:0].assign(best_beta1=pd.Series(dtype="float64"))
+    return pd.concat(parts, ignore_index=True)
+
+
 def _defaults_for(optimizers: Iterable[str]) -> dict[str, dict[str, float]]:
     return {n: dict(OPTIMIZERS[n].defaults) for n in optimizers if n in OPTIMIZERS}
 
@@ -221,6 +264,7 @@ def lr_curve(
     metric: str,
     aggregation: str = "best",
     defaults: Mapping[str, Mapping[str, float]] | None = None,
+    table: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Each optimizer's final metric as a function of the learning rate.
 
@@ -232,6 +276,7 @@ def lr_curve(
             weight decay; an optimizer without such points has no rows). See :data:`AGGREGATIONS`.
         defaults: optimizer name -> hyperparameter defaults for ``"default"``; the catalog's
             when None.
+        table: the trials' :func:`config_table`, when already computed.
 
     Returns:
         One row per optimizer and lr, sorted by lr: the :func:`config_table` columns of the point
@@ -243,7 +288,7 @@ def lr_curve(
     """
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {aggregation!r}; choose one of {sorted(AGGREGATIONS)}")
-    table = config_table(trials, metric)
+    table = config_table(trials, metric) if table is None else table
     if aggregation == "default":
         defaults = _defaults_for(table["optimizer"].unique()) if defaults is None else defaults
         keep = np.zeros(len(table), dtype=bool)
@@ -283,6 +328,24 @@ def grid_table(trials: pd.DataFrame, metric: str, rows: str = "beta1") -> pd.Dat
     if rows not in HP_COLUMNS:
         raise ValueError(f"rows must be one of {HP_COLUMNS}, got {rows!r}")
     return _collapse(config_table(trials, metric), ["optimizer", "lr", rows], metric)
+
+
+def pair_table(table: pd.DataFrame, metric: str, x: str, y: str) -> pd.DataFrame:
+    """One row per optimizer and (x, y) cell: the best point over the other hyperparameters.
+
+    Args:
+        table: a :func:`config_table` (of the completed trials, or of trials binned for a heatmap).
+        x, y: two hyperparameter columns (``lr`` or one of :data:`HP_COLUMNS`).
+
+    Returns:
+        Columns as :func:`lr_curve` (``value`` the mean over seeds of the chosen point, ``n_seeds``,
+        ``n_diverged``, ``cell_diverged`` the share of all runs in the cell that diverged). Only
+        optimizers that have both hyperparameters (non-NaN) appear.
+    """
+    table = table[table[x].notna() & table[y].notna()]
+    if table.empty:
+        return table.assign(n_points=pd.Series(dtype=int), cell_diverged=pd.Series(dtype=float))
+    return _collapse(table, ["optimizer", x, y], metric)
 
 
 # ---- the metrics -------------------------------------------------------------------------------

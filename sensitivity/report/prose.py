@@ -117,7 +117,7 @@ def _with_bounds(summary: pd.DataFrame, col: str, fmt: Callable[[float], str]) -
 def summary_table(summary: pd.DataFrame, *, metric: str, lr_axis: str = "nominal") -> pd.DataFrame:
     """The summary as readable strings, columns that are empty for every optimizer dropped.
 
-    ``summary``: a :func:`~sensitivity.report.summary.summarize` frame of ``metric`` on ``lr_axis``
+    ``summary``: a :func:`~sensitivity.report.analysis.summarize` frame of ``metric`` on ``lr_axis``
     (:attr:`~sensitivity.report.analysis.StudyAnalysis.summary`, or one study's rows of the compare table).
 
     With two seeds or more each figure is followed by its seed-bootstrap interval ``[low, high]``;
@@ -199,10 +199,10 @@ def study_facts(data: TrialsData) -> list[tuple[str, str]]:
     return [(k, v) for k, v in facts if v not in ("", None)]
 
 
-def best_trial_metrics(data: TrialsData, metric: str) -> pd.DataFrame:
-    """Each optimizer's best non-diverged trial (by ``metric``) with the final value of every metric
-    the study records: for char-lm, the loss with its bits per character and perplexity. Empty when
-    the study records only one metric."""
+def best_trial_metrics(data: TrialsData, metric: str, *, higher_is_better: bool) -> pd.DataFrame:
+    """Each optimizer's best non-diverged trial (by ``metric``, whose direction ``higher_is_better``
+    is) with the final value of every metric the study records: for char-lm, the loss with its bits
+    per character and perplexity. Empty when the study records only one metric."""
     recorded = [m for m in (data.meta.get("metrics") or []) if f"final_{m.name}" in data.trials.columns]
     if len(recorded) < 2:
         return pd.DataFrame()
@@ -211,7 +211,7 @@ def best_trial_metrics(data: TrialsData, metric: str) -> pd.DataFrame:
     rows = []
     for name in metrics.optimizer_order(done["optimizer"]):
         g = done[done["optimizer"] == name]
-        best = g.loc[g[f"final_{metric}"].idxmax() if metrics.higher_is_better(metric) else g[f"final_{metric}"].idxmin()]
+        best = g.loc[g[f"final_{metric}"].idxmax() if higher_is_better else g[f"final_{metric}"].idxmin()]
         row = {"optimizer": best["optimizer_display"], "trial": int(best["trial"]), "lr": format_lr(best["lr"])}
         row.update({f"{m.name} ({m.unit})": number_text(float(best[f"final_{m.name}"])) for m in recorded})
         rows.append(row)

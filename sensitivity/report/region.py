@@ -33,51 +33,67 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from sensitivity.report import metrics
-
 PAIR_AXES = ("lr", "beta1", "beta2", "gamma", "weight_decay")
 """Hyperparameters a pair can be formed from, in display order."""
 
 _MOMENTUM_LIKE = ("beta1", "beta2", "gamma")
 
+_MAX_TICKS = {"lr": 12}
+_MAX_OTHER = 8
 
-def swept_axes(trials: pd.DataFrame) -> list[str]:
-    """Hyperparameters (lr included) that take more than one value for some optimizer, in :data:`PAIR_AXES` order."""
-    done = metrics.complete_trials(trials)
+
+def swept_axes(complete: pd.DataFrame) -> list[str]:
+    """Hyperparameters (lr included) that take more than one value for some optimizer, in :data:`PAIR_AXES` order.
+
+    ``complete``: the COMPLETE trials (:func:`sensitivity.report.metrics.complete_trials`).
+    """
     out = []
     for hp in PAIR_AXES:
-        if hp in done and (done.groupby("optimizer")[hp].nunique(dropna=True) > 1).any():
+        if hp in complete and (complete.groupby("optimizer")[hp].nunique(dropna=True) > 1).any():
             out.append(hp)
     return out
 
 
-def swept_pairs(trials: pd.DataFrame) -> list[tuple[str, str]]:
-    """Pairs ``(x, y)`` of hyperparameters that one optimizer varied together, in :data:`PAIR_AXES` order."""
-    done = metrics.complete_trials(trials)
-    axes = swept_axes(trials)
+def swept_pairs(complete: pd.DataFrame) -> list[tuple[str, str]]:
+    """Pairs ``(x, y)`` of hyperparameters that one optimizer varied together, in :data:`PAIR_AXES` order.
+
+    ``complete``: the COMPLETE trials (:func:`sensitivity.report.metrics.complete_trials`).
+    """
+    axes = swept_axes(complete)
     pairs = []
     for i, x in enumerate(axes):
         for y in axes[i + 1:]:
-            counts = done.groupby("optimizer")[[x, y]].nunique(dropna=True)
+            counts = complete.groupby("optimizer")[[x, y]].nunique(dropna=True)
             if ((counts[x] > 1) & (counts[y] > 1)).any():
                 pairs.append((x, y))
     return pairs
 
 
-def pair_table(trials: pd.DataFrame, metric: str, x: str, y: str, table: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per optimizer and (x, y) cell: the best point over the other hyperparameters.
+def bin_samples(done: pd.DataFrame, axes: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Snap continuous samples to half-decade bins on each axis with many distinct values (for a heatmap).
 
-    Columns as :func:`sensitivity.report.metrics.lr_curve` (``value`` the mean over seeds of the
-    chosen point, ``n_seeds``, ``n_diverged``, ``cell_diverged`` the share of all runs in the cell
-    that diverged). Only optimizers that have both hyperparameters (non-NaN) appear. For a
-    heatmap of a random/qmc study, bin the trials first (:func:`sensitivity.report.heatmaps.bin_samples`).
-    ``table``: the trials' :func:`~sensitivity.report.metrics.config_table`, when already computed.
+    lr and weight decay: half decades of the value (0 stays 0); beta1, beta2, gamma: half decades
+    of ``1 - beta`` (0.68, 0.9, 0.968, 0.99, ...). An axis with at most 12 distinct values (lr) or
+    8 (the others) per optimizer is left as it is (a grid). ``done``: the COMPLETE trials
+    (:attr:`~sensitivity.report.analysis.StudyAnalysis.complete`). Returns a binned copy and a
+    note per binned axis.
     """
-    table = metrics.config_table(trials, metric) if table is None else table
-    table = table[table[x].notna() & table[y].notna()]
-    if table.empty:
-        return table.assign(n_points=pd.Series(dtype=int), cell_diverged=pd.Series(dtype=float))
-    return metrics._collapse(table, ["optimizer", x, y], metric)
+    done = done.copy()
+    notes = []
+    for hp in axes:
+        limit = _MAX_TICKS.get(hp, _MAX_OTHER)
+        if done.groupby("optimizer")[hp].nunique().max() <= limit:
+            continue
+        v = done[hp].astype(float)
+        if hp in ("lr", "weight_decay"):
+            snapped = np.where(v > 0, 10 ** (np.round(2 * np.log10(v.where(v > 0, 1.0))) / 2), v)
+            done[hp] = pd.Series(snapped, index=done.index).round(12)
+            notes.append(f"{'learning rate' if hp == 'lr' else 'weight decay'} binned to half decades")
+        else:
+            one_minus = np.clip(1.0 - v, 1e-6, 1.0)
+            done[hp] = (1.0 - 10 ** (np.round(2 * np.log10(one_minus)) / 2)).round(4)
+            notes.append(f"{hp} binned to half decades of 1 - {hp}")
+    return done, notes
 
 
 def axis_positions(name: str, values: Sequence[float]) -> tuple[np.ndarray, str]:
@@ -327,34 +343,31 @@ GOOD_REGION_COLUMNS = ("optimizer", "x", "y", "share", "estimator")
 
 
 def good_region_table(
-    trials: pd.DataFrame,
-    metric: str,
+    cells: Mapping[tuple[str, str], pd.DataFrame],
     thresholds: Mapping[str, float],
     initials: Mapping[str, float],
-    pairs: Sequence[tuple[str, str]] | None = None,
+    *,
+    higher_is_better: bool,
 ) -> pd.DataFrame:
     """The good-region share of every optimizer in every swept pair.
 
     Args:
-        trials: the tidy trials frame.
-        metric: the metric the thresholds are on.
+        cells: swept pair ``(x, y)`` -> its cells, :func:`sensitivity.report.metrics.pair_table`
+            of the completed trials' configurations.
         thresholds: optimizer -> its tolerance threshold (NaN: it never learned -> share NaN).
         initials: optimizer -> L0 (interpolation towards cells whose runs all diverged).
-        pairs: the pairs to measure; :func:`swept_pairs` when None.
+        higher_is_better: the direction of the metric the thresholds are on.
 
     Returns:
         Long frame with :data:`GOOD_REGION_COLUMNS`: one row per pair and optimizer that varied
         both hyperparameters of the pair.
     """
-    hib = metrics.higher_is_better(metric)
     rows = []
-    table = metrics.config_table(trials, metric)
-    for x, y in (swept_pairs(trials) if pairs is None else pairs):
-        cells = pair_table(trials, metric, x, y, table)
-        for name, g in cells.groupby("optimizer", sort=False):
+    for (x, y), table in cells.items():
+        for name, g in table.groupby("optimizer", sort=False):
             if g[x].nunique() < 2 or g[y].nunique() < 2:
                 continue
             share, how = good_region_share(g, x, y, thresholds.get(name, math.nan),
-                                           initials.get(name, math.nan), higher_is_better=hib)
+                                           initials.get(name, math.nan), higher_is_better=higher_is_better)
             rows.append({"optimizer": name, "x": x, "y": y, "share": share, "estimator": how})
     return pd.DataFrame(rows, columns=list(GOOD_REGION_COLUMNS))

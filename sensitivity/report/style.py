@@ -140,16 +140,16 @@ def log_ok(values) -> bool:
     return v.size > 0 and bool((v > 0).all()) and v.max() / v.min() > 3
 
 
-def heatmap_norm(values: np.ndarray, metric: str) -> mcolors.Normalize:
+def heatmap_norm(values: np.ndarray, *, higher_is_better: bool) -> mcolors.Normalize:
     """One colour scale for every panel of a heatmap: logarithmic for a positive minimised metric
-    spanning more than a factor 3 (:func:`log_ok`), linear otherwise."""
+    (``higher_is_better`` False) spanning more than a factor 3 (:func:`log_ok`), linear otherwise."""
     v = values[np.isfinite(values)]
     if v.size == 0:
         return mcolors.Normalize(0.0, 1.0)
     lo, hi = float(v.min()), float(v.max())
     if lo == hi:
         lo, hi = lo - 0.5 * abs(lo or 1.0), hi + 0.5 * abs(hi or 1.0)
-    if not metrics.higher_is_better(metric) and log_ok(v):
+    if not higher_is_better and log_ok(v):
         return mcolors.LogNorm(vmin=lo, vmax=hi)
     return mcolors.Normalize(vmin=lo, vmax=hi)
 

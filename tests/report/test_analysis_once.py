@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from sensitivity.report import analysis, build, figures, heatmaps, load_trials, metrics, summary, tolerance
+from sensitivity.report import analysis, build, figures, heatmaps, load_trials, metrics, tolerance
 from tests.report.test_build_report import make_study
 
 
@@ -41,16 +41,16 @@ def test_one_build_report_forms_each_lr_curve_and_tolerance_table_once(one_seed,
     assert len(analyses) == 1
     assert len(curves) == 1 and curves[0] is paths.analysis.trials
     assert len(tables) == 1 and tables[0] is paths.analysis.curve
-    # lr_curve forms its own config table; the analysis adds one for the loss curves; the good-region
-    # share and the heatmap (on binned trials) one per swept pair
-    assert len(configs) == 2 + 2 * len(paths.analysis.pairs)
+    # one config table of the trials shown, which the lr curve, the loss curves and the good-region
+    # shares read, and one per swept pair of the trials binned for its heatmap
+    assert len(configs) == 1 + len(paths.analysis.pairs)
 
 
 def test_with_seeds_only_the_bootstrap_recomputes_the_curve_on_resampled_seeds(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'two.db'}"
     make_study(url, "two", seeds=(0, 1), with_other_states=False)
     inside: list[bool] = []
-    original = summary.seed_bootstrap
+    original = analysis.seed_bootstrap
 
     def bootstrap(*args, **kwargs):
         inside.append(True)
@@ -59,7 +59,7 @@ def test_with_seeds_only_the_bootstrap_recomputes_the_curve_on_resampled_seeds(t
         finally:
             inside.pop()
 
-    monkeypatch.setattr(summary, "seed_bootstrap", bootstrap)
+    monkeypatch.setattr(analysis, "seed_bootstrap", bootstrap)
     outside: list = []
     within: list = []
     lr_curve = metrics.lr_curve
@@ -73,10 +73,10 @@ def test_with_seeds_only_the_bootstrap_recomputes_the_curve_on_resampled_seeds(t
 def test_figures_draw_the_analysis_without_recomputing_it(one_seed, monkeypatch):
     data = load_trials(one_seed, "one")
     result = analysis.analyze(data.trials, "val_loss")
-    config_table = metrics.config_table
     # what the figures draw must come from the result: make a second form of the curve an error
     for module, name in ((metrics, "lr_curve"), (tolerance, "tolerance_table"), (metrics, "relative_performance"),
-                         (metrics, "config_table")):
+                         (metrics, "config_table"), (metrics, "pair_table"), (metrics, "best_row"),
+                         (metrics, "best_per_group"), (metrics, "higher_is_better")):
         monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail("a figure recomputed the analysis"))
     # and change the numbers: a figure that recomputed would draw the stored trials' values instead
     halved = result.curve.assign(value=result.curve["value"] / 2)
@@ -89,9 +89,8 @@ def test_figures_draw_the_analysis_without_recomputing_it(one_seed, monkeypatch)
     assert "width 1.23 dec" in drawn[0].get_label()
     figures.relative_performance_figure(changed)
     figures.loss_curves_figure(changed, data.curves)
-    # the heatmap bins continuous samples first and tabulates the binned cells itself (not an analysis
-    # result); it outlines the cells within the analysis's thresholds (raised above every value: all within)
-    monkeypatch.setattr(metrics, "config_table", config_table)
+    # the heatmap draws the analysis's cells of the pair (binned there first when samples are continuous);
+    # it outlines the cells within the analysis's thresholds (raised above every value: all within)
     table = result.tolerance.assign(tolerance_threshold=1e9)
     fig = heatmaps.pair_heatmaps(dataclasses.replace(result, tolerance=table), "lr", "beta1")
     lion = next(a for a in fig.axes if a.get_title().startswith("Lion"))

@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sensitivity.report import analyze, metrics
-from sensitivity.report.summary import summarize
+from sensitivity.report import analyze, metrics, summarize
 
 NAN = math.nan
 
@@ -221,3 +220,38 @@ def test_performance_profile_higher_is_better_and_zero_widths():
     assert rho["b"].tolist() == pytest.approx([1 / 3, 2 / 3])
     default = metrics.performance_profile(table, higher_is_better=True)
     assert default.index[0] == 1.0 and np.all(np.diff(default["b"].to_numpy()) >= 0)
+
+
+# ---- the best points the summary and the loss curves read ---------------------------------------
+
+def test_best_point_skips_points_whose_runs_all_diverged_unless_nothing_else_is_finite():
+    rows = [
+        # adam: lr 1e-3 diverged from a lower start and counts at its L0 = 1.0, below every other point;
+        # it is still not the best: the best point whose runs did not all diverge is lr 1e-2 at 1.2
+        {"lr": 1e-3, "diverged": True, "final_val_loss": NAN, "initial_val_loss": 1.0},
+        {"lr": 1e-2, "final_val_loss": 1.2},
+        {"lr": 1e-1, "final_val_loss": 2.5},
+        # nag: every run diverged; its best is its best finite point (all at L0 = 2.0): the first lr
+        {"optimizer": "nag", "lr": 1e-2, "diverged": True, "final_val_loss": NAN},
+        {"optimizer": "nag", "lr": 1e-1, "diverged": True, "final_val_loss": NAN},
+    ]
+    best = metrics.best_points(metrics.lr_curve(trials_frame(rows), "val_loss"), "val_loss")
+    assert best.loc["adam", "lr"] == 1e-2 and best.loc["adam", "value"] == 1.2
+    assert best.loc["nag", "lr"] == 1e-2 and best.loc["nag", "value"] == 2.0
+
+
+def test_loss_curve_lines_fix_beta1_at_the_best_point_and_take_the_best_at_each_lr():
+    rows = [
+        # beta1 0.9 holds the best point (lr 1e-2, 0.3); at lr 1e-3 beta1 0.8 would be better (0.4 < 0.6),
+        # but the lines keep beta1 at 0.9; beta2 varies: the best at each lr over it
+        {"lr": 1e-3, "beta1": 0.8, "final_val_loss": 0.4},
+        {"lr": 1e-3, "beta1": 0.9, "beta2": 0.99, "final_val_loss": 0.6},
+        {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "final_val_loss": 0.7},
+        {"lr": 1e-2, "beta1": 0.9, "final_val_loss": 0.3},
+        {"lr": 1e-2, "beta1": 0.8, "final_val_loss": 0.5},
+    ]
+    lines = metrics.lines_at_best_beta1(metrics.config_table(trials_frame(rows), "val_loss"), "val_loss")
+    lines = lines.sort_values("lr")
+    assert list(lines["lr"]) == [1e-3, 1e-2]
+    assert list(lines["beta1"]) == [0.9, 0.9] and list(lines["best_beta1"]) == [0.9, 0.9]
+    assert list(lines["beta2"]) == [0.99, 0.999] and list(lines["value"]) == [0.6, 0.3]

@@ -10,7 +10,6 @@ import pytest
 from sensitivity.catalog import OPTIMIZERS
 from sensitivity.records import TrialResult, param_distributions
 from sensitivity.report import analyze, load_trials
-from sensitivity.report.region import pair_table
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 LRS = (1e-4, 1e-3, 1e-2, 1e-1)
@@ -55,7 +54,7 @@ def test_a_missing_weight_decay_reads_as_the_catalog_default(old_and_new):
 def test_the_weight_decay_heatmap_holds_every_trial_the_summary_counts(old_and_new):
     analysis = analyze(old_and_new.trials, "val_loss")
     assert ("lr", "weight_decay") in analysis.pairs
-    cells = pair_table(analysis.complete, "val_loss", "lr", "weight_decay")
+    cells = analysis.heatmap_cells[("lr", "weight_decay")].cells  # what the heatmap draws
     adamw = cells[cells["optimizer"] == "adamw"]
     trials = int(analysis.summary.set_index("optimizer").loc["adamw", "trials"])
     assert trials == 8 and int(adamw["n_points"].sum()) == trials

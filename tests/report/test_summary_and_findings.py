@@ -10,8 +10,8 @@ import re
 import pandas as pd
 import pytest
 
-from sensitivity.report import analyze, findings
-from sensitivity.report.summary import UNCERTAIN, summarize
+from sensitivity.report import analyze, findings, summarize
+from sensitivity.report.summary import UNCERTAIN
 
 NAN = math.nan
 
