@@ -10,9 +10,8 @@ from typing import Any, Callable
 
 import typer
 import typer.core
-from rich.markup import escape as rich_escape
 
-from sensitivity.cli.terminal import err_console
+from sensitivity.cli.terminal import err_console, terminal_text
 from sensitivity.errors import UserError
 
 _UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")  # click's, as Typer vendors it
@@ -39,7 +38,7 @@ class OneLineUsageErrors(typer.core.TyperGroup):
             given = self._given_value(getattr(err, "param", None))
             if given is not None and repr(given) not in message:
                 message += f" (got {given!r})"
-            err_console.print(f"[bold red]error:[/] {rich_escape(message)} (`{where} --help` lists {lists})",
+            err_console.print(f"[bold red]error:[/] {terminal_text(message)} (`{where} --help` lists {lists})",
                               highlight=False, soft_wrap=True, markup=True)
             raise typer.Exit(2) from None
 
@@ -56,27 +55,30 @@ class OneLineUsageErrors(typer.core.TyperGroup):
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn UserError into one red line and exit 2; Ctrl-C into a resume hint and exit 130; a lost
-    storage connection into one line and exit 1. Programming errors are not caught."""
+    """Turn UserError into one red line and exit 2; Ctrl-C into a resume hint and exit 130; a local
+    SQLite fault met while running (a full disk, a file made read-only) into one line naming it and
+    exit 2; a lost storage connection into one line and exit 1. Programming errors are not caught."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except UserError as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {terminal_text(err)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("interrupted: finished trials are stored; run the same command again to resume")
             raise typer.Exit(130) from None
         except Exception as err:
+            from sensitivity.storage.local_faults import local_fault_message
             from sensitivity.study.worker_process import lost_connection_message
 
-            message = lost_connection_message(err)
+            local = local_fault_message(err, kwargs.get("storage"))  # a full disk is no lost server
+            message = local or lost_connection_message(err)
             if message is None:
                 raise
-            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+            err_console.print(f"[bold red]error:[/] {terminal_text(message)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2 if local else 1) from None
 
     return wrapper
 

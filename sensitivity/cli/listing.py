@@ -6,11 +6,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape as rich_escape
 from rich.table import Table
 
 from sensitivity.cli.edge import user_errors
-from sensitivity.cli.terminal import console, err_console
+from sensitivity.cli.terminal import console, err_console, terminal_text
 from sensitivity.errors import UserError
 
 app = typer.Typer(rich_markup_mode="markdown")
@@ -35,20 +34,32 @@ def tasks(
         table.add_column(col, overflow="fold")  # a long word breaks; it is never cut
 
     def row(name: str, t: Any, source: str = "") -> None:
+        # every cell from a task's own declaration is text, never rich markup: a description
+        # holding "[/]" or "[bold red]" is printed as written (and cannot break the table)
+        esc = terminal_text
         metrics = "\n".join(f"{m.name} ({m.unit}), {m.direction}d" for m in t.metrics)
         data = t.data_source + (f"; --dataset {', '.join(t.datasets)}" if len(t.datasets) > 1 else "")
-        timing = t.cpu_trial_time or "not measured"
+        timing = esc(str(t.cpu_trial_time or "not measured"))
         if name in measured:
             timing = measured[name] + "\n" + timing
-        table.add_row(f"{name}\n[dim]{t.description}[/]", metrics, data + source, t.budget(), timing)
+        table.add_row(f"{esc(name)}\n[dim]{esc(str(t.description))}[/]", esc(metrics), esc(data + source),
+                      esc(str(t.budget())), timing)
+
+    def broken(name: str, target: str, reason: str) -> None:
+        table.add_row(terminal_text(name), "", terminal_text(f"entry point {target}"), "",
+                      f"[red]broken:[/] {terminal_text(reason)}")
 
     for t in TASKS.values():
         row(t.name, t)
     for name, target in entry_point_tasks().items():  # the installed package's own declaration
+        if name.strip().lower() in TASKS:  # `--task NAME` reaches the built-in: this one can never run
+            broken(name, target, f"shadows the built-in task {name.strip().lower()!r}; rename the entry point "
+                                 f"in its package's metadata, or use --task {target}")
+            continue
         try:
             row(name, get_task(name), f"\n(entry point {target})")
         except UserError as err:  # listed, with why it cannot run, so the list itself never fails
-            table.add_row(name, "", f"entry point {target}", "", f"[red]broken:[/] {rich_escape(str(err))}")
+            broken(name, target, str(err))
     console.print(table)
 
 
@@ -62,7 +73,7 @@ def _measure(device: str) -> dict[str, str]:
     cells = {}
     for name, took in measured.items():
         if took.skipped:
-            err_console.print(f"{name}: not measured ({took.skipped})", highlight=False, soft_wrap=True)
+            err_console.print(f"{name}: not measured ({took.skipped})", highlight=False, soft_wrap=True, markup=False)
         else:
             cells[name] = f"{took.wall_s:.1f} s here, {took.cpu_s:.1f} CPU s ({device}, measured now)"
     return cells

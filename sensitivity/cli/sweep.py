@@ -126,7 +126,7 @@ def _run_sweep(flags: dict[str, Any], storage_from_environment: bool) -> None:
             bar.stop()
     terminal.print_outcome(result, spec.objective_metric)
     for line in report_command(flags["storage"], result.study_name, storage_from_environment):
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, markup=False)
     if result.failures or (result.outcome is not None and result.outcome.failed):
         raise typer.Exit(1)
 
@@ -190,7 +190,7 @@ def worker(
     finally:
         if bar.live.is_started:
             bar.stop()
-    console.print(f"worker ran {ran} trials on study {study!r}", highlight=False)
+    console.print(f"worker ran {ran} trials on study {study!r}", highlight=False, markup=False)
     console.print(terminal.ran_line(ran, diverged, plan_progress_of(study_obj, plan)), highlight=False)
     failures = failed_points(study_obj, plan)
     terminal.print_failures(failures)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from typing import Any
 
@@ -17,8 +18,24 @@ from rich.table import Column, Table
 # Long lines (commands to copy) never wrap mid-word. Piped or redirected, rich would assume 80
 # columns and cut table cells to "AdamR…"; a file or a pipe has no width, so tables print whole.
 _PIPED_WIDTH = 200
-console = Console(stderr=False, soft_wrap=True, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else _PIPED_WIDTH)
-err_console = Console(stderr=True)
+# User text (task and study names, paths, descriptions, a user's error messages) reaches both
+# consoles: no ":name:" in it becomes an emoji, and where a line carries rich markup of its own the
+# user text in it passes through rich.markup.escape (other lines print with markup=False).
+console = Console(stderr=False, soft_wrap=True, emoji=False,
+                  width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else _PIPED_WIDTH)
+err_console = Console(stderr=True, emoji=False)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+"""Control characters but tab and newline: ESC starts a terminal escape sequence (colours, a
+cleared screen, a changed window title), CR rewrites the line."""
+
+
+def terminal_text(text: object) -> str:
+    """User text as a console line shows it, character for character: control characters (an
+    escape sequence, a carriage return) replaced by U+FFFD, rich markup (``[bold]``, ``[/]``)
+    escaped. For text placed inside a line that carries markup of its own."""
+    return rich_escape(_CONTROL.sub("\ufffd", str(text)))
 
 
 class NoticeLines(logging.Handler):
@@ -26,7 +43,7 @@ class NoticeLines(logging.Handler):
     to a torn record) as one ``warning:`` line on stderr."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        err_console.print(f"[bold yellow]warning:[/] {rich_escape(record.getMessage())}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold yellow]warning:[/] {terminal_text(record.getMessage())}", highlight=False, soft_wrap=True)
 
 
 _notices = logging.getLogger("sensitivity.notices")  # = sensitivity.storage.NOTICES, without importing Optuna here
@@ -68,8 +85,9 @@ class SweepProgress:
         where = f"{result.workers.count} worker processes" if result.workers is not None else "this process"
         from sensitivity.storage import mask_storage
 
-        console.print(f"study [bold]{result.study_name}[/] in {mask_storage(result.storage)}  task {spec.task}  "
-                      f"optimizers {','.join(spec.optimizers)}  sampler {spec.sampler}  {result.planned} points "
+        esc = terminal_text
+        console.print(f"study [bold]{esc(str(result.study_name))}[/] in {esc(str(mask_storage(result.storage)))}  "
+                      f"task {esc(str(spec.task))}  optimizers {','.join(spec.optimizers)}  sampler {spec.sampler}  {result.planned} points "
                       f"({result.complete_before} complete, {result.queued} queued now)  on {where}", highlight=False)
         if result.complete_before < result.planned:
             self.start(result.planned, result.complete_before, result.progress.best if result.progress else None)
@@ -149,7 +167,8 @@ def print_outcome(result: Any, metric: str) -> None:
     """The lines that end a sweep, from its :class:`~sensitivity.study.sweep.SweepResult`."""
     prog = result.progress
     if result.complete_before == result.planned:
-        console.print(f"nothing to run: all {result.planned} points of study {result.study_name!r} are complete")
+        console.print(f"nothing to run: all {result.planned} points of study {result.study_name!r} are complete",
+                      highlight=False, markup=False)
     elif result.workers is None:
         console.print(ran_line(result.ran, result.diverged, prog), highlight=False)
     else:
@@ -167,7 +186,7 @@ def print_outcome(result: Any, metric: str) -> None:
                               f"heartbeat went stale and its point queued again", highlight=False, soft_wrap=True)
     print_failures(result.failures)
     if result.best:
-        console.print(best_line(result.best, metric), highlight=False)
+        console.print(best_line(result.best, metric), highlight=False, markup=False)
 
 
 def best_line(best: dict[str, Any], metric: str) -> str:
@@ -199,6 +218,7 @@ def print_summary_table(readable: Any, title: str, caption: str = "") -> None:
         if prefix is not None:
             shown.append((c, _CLI_COLUMNS[prefix]))
     cells = {short: [str(row[c]).split(" [")[0] or "-" for _, row in readable.iterrows()] for c, short in shown}
+    shown_cells = {short: [terminal_text(v) for v in values] for short, values in cells.items()}  # text, not markup
     # a value is never cut (3.16e-3 and 3.16e-1 both read "3.16e..." when cut) and a header wraps at
     # its spaces; where the terminal is too narrow for that, the least telling columns are left out
     widths = {short: max([len(v) for v in values] + [max(len(w) for w in short.split())])
@@ -213,10 +233,10 @@ def print_summary_table(readable: Any, title: str, caption: str = "") -> None:
     if left_out:
         caption = "; ".join(filter(None, [caption, f"left out for the terminal's width: {', '.join(left_out)} "
                                                     f"(see report.html)"]))
-    table = Table(title=title, caption=caption or None)
+    table = Table(title=terminal_text(title), caption=terminal_text(caption) if caption else None)
     for short, width in widths.items():
         table.add_column(short, justify="left" if short == "optimizer" else "right", width=width,
                          overflow="fold")
     for i in range(len(readable)):
-        table.add_row(*(cells[short][i] for short in widths))
+        table.add_row(*(shown_cells[short][i] for short in widths))
     console.print(table)

@@ -96,6 +96,11 @@ class StudyAnalysis:
         n_seeds: distinct seeds among the completed trials.
         varying: hyperparameters besides lr that take more than one value for some optimizer.
         swept_axes: :func:`sensitivity.report.region.swept_axes`; ``pairs``: the swept pairs.
+        pair_optimizers: each swept pair -> the optimizers that varied both of its hyperparameters
+            (catalog order), whether or not they have a good region in it.
+        never_improved: the optimizers whose lr curve never improved on its initial value (no best
+            lr, no width, no good region): the findings say so, and the figures title them so,
+            never with a "best" value.
         heatmap_cells: swept pair -> its :class:`PairCells`.
         curve: :func:`sensitivity.report.metrics.lr_curve`, one row per optimizer and lr.
         tolerance: :func:`sensitivity.report.tolerance.tolerance_table` of ``curve``, indexed by optimizer.
@@ -123,6 +128,8 @@ class StudyAnalysis:
     varying: tuple[str, ...]
     swept_axes: tuple[str, ...]
     pairs: tuple[tuple[str, str], ...]
+    pair_optimizers: Mapping[tuple[str, str], tuple[str, ...]]
+    never_improved: tuple[str, ...]
     heatmap_cells: Mapping[tuple[str, str], PairCells]
     curve: pd.DataFrame
     tolerance: pd.DataFrame
@@ -152,6 +159,14 @@ class StudyAnalysis:
 
 def _varying(done: pd.DataFrame) -> tuple[str, ...]:
     return tuple(hp for hp in metrics.HP_COLUMNS if (done.groupby("optimizer")[hp].nunique(dropna=True) > 1).any())
+
+
+def _pair_optimizers(done: pd.DataFrame, pairs: tuple[tuple[str, str], ...]) -> dict[tuple[str, str], tuple[str, ...]]:
+    out = {}
+    for x, y in pairs:
+        counts = done.groupby("optimizer")[[x, y]].nunique(dropna=True)
+        out[(x, y)] = tuple(metrics.optimizer_order(counts.index[(counts[x] > 1) & (counts[y] > 1)]))
+    return out
 
 
 def _display(trials: pd.DataFrame) -> dict[str, str]:
@@ -272,6 +287,9 @@ def analyze(
         varying=_varying(complete),
         swept_axes=axes,
         pairs=pairs,
+        pair_optimizers=_pair_optimizers(complete, pairs),
+        never_improved=tuple(metrics.optimizer_order(
+            measured.tolerance.index[~measured.tolerance["learned"].astype(bool)])),
         heatmap_cells=heat,
         curve=measured.curve,
         tolerance=measured.tolerance,

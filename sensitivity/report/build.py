@@ -29,6 +29,7 @@ import pandas as pd
 
 from sensitivity.report import effective_lr, figures, findings, heatmaps, importance_figure, metrics, style
 from sensitivity.report.analysis import StudyAnalysis, analyze
+from sensitivity.report.csv_tables import write_csv
 from sensitivity.report.frame import TrialsData, load_trials
 from sensitivity.report.html_report import render_html
 from sensitivity.report.markdown_report import render_markdown
@@ -249,14 +250,14 @@ def write_report(
         for spec in specs:
             pngs[spec.key], written = save_figure(makers[spec.key](), stage, spec.stem, formats)
             files += [out / p.name for p in written]
-        data.trials.to_csv(stage / "trials.csv", index=False)
-        data.curves.to_csv(stage / "curves.csv", index=False)
-        analysis.summary.to_csv(stage / "summary.csv", index=False)
-        analysis.expected_best.to_csv(stage / "expected_best.csv", index=False)
-        analysis.importance.to_csv(stage / "importance.csv", index=False)
-        analysis.ablation.to_csv(stage / "ablation.csv", index=False)
+        write_csv(data.trials, stage / "trials.csv")
+        write_csv(data.curves, stage / "curves.csv")
+        write_csv(analysis.summary, stage / "summary.csv")
+        write_csv(analysis.expected_best, stage / "expected_best.csv")
+        write_csv(analysis.importance, stage / "importance.csv")
+        write_csv(analysis.ablation, stage / "ablation.csv")
         if not analysis.differences.empty:
-            analysis.differences.to_csv(stage / "differences.csv", index=False)
+            write_csv(analysis.differences, stage / "differences.csv")
         (stage / "report.md").write_text(
             render_markdown(data, analysis, findings=opening, specs=specs, fmt=formats[0]), encoding="utf-8")
         (stage / "report.html").write_text(

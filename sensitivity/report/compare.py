@@ -28,6 +28,7 @@ from sensitivity.errors import UserError
 from sensitivity.report import figures, findings, html_report, improvement, markdown_report, metrics, prose
 from sensitivity.report.analysis import StudyAnalysis, analyze
 from sensitivity.report.build import FigureSpec, check_formats, save_figure, staged
+from sensitivity.report.csv_tables import write_csv
 from sensitivity.report.effective_lr import LR_AXES
 from sensitivity.report.frame import TrialsData, load_trials
 from sensitivity.report.tolerance import DEFAULT_TAU
@@ -301,9 +302,9 @@ def build_compare(
         for key, make in makers.items():
             pngs[key], written = save_figure(make(), stage, key, formats)
             files += [out / p.name for p in written]
-        table.to_csv(stage / "compare.csv", index=False)
-        prof_long.to_csv(stage / "profiles.csv", index=False)
-        improvement_frame(loaded, analyses).to_csv(stage / "improvement.csv", index=False)
+        write_csv(table, stage / "compare.csv")
+        write_csv(prof_long, stage / "profiles.csv")
+        write_csv(improvement_frame(loaded, analyses), stage / "improvement.csv")
         readable = _readable(table)
         settings = _settings(table, lr_axis, DEFAULT_TAU if tolerance is None else tolerance, relative_tolerance)
         (stage / "compare.md").write_text(_markdown(readable, opening, settings, headings, formats[0]), encoding="utf-8")
@@ -326,14 +327,14 @@ def _settings(table: pd.DataFrame, lr_axis: str, tau: float, relative_tolerance:
 
 
 def _markdown(readable, findings, settings, headings, fmt) -> str:
-    lines = ["# Comparison across studies", "", "**Findings.** " + " ".join(findings), "", settings, "",
+    esc = markdown_report.markdown_text
+    lines = ["# Comparison across studies", "", "**Findings.** " + esc(" ".join(findings)), "", esc(settings), "",
              markdown_report.markdown_table(readable), "",
              "Full numbers: [compare.csv](compare.csv), [profiles.csv](profiles.csv), "
              "[improvement.csv](improvement.csv).", ""]
     for key, heading in headings.items():
-        lines += [f"## {heading}", "", markdown_report.figure_link(FigureSpec(key, key, heading), fmt), ""]
-    lines += ["## Metric definitions", ""]
-    lines += [f"- **{n}**: {d} *Source: {s}.*" for n, d, s in prose.DEFINITIONS]
+        lines += [f"## {esc(heading)}", "", markdown_report.figure_link(FigureSpec(key, key, heading), fmt), ""]
+    lines += markdown_report.definitions_markdown()
     return "\n".join(lines) + "\n"
 
 

@@ -64,7 +64,7 @@ def lr_sensitivity_figure(
     curve = analysis.curve
     names = metrics.optimizer_order(curve["optimizer"])
     colors = style.optimizer_colors(names)
-    display = analysis.display
+    display = style.literal_names(analysis.display)
     widths = analysis.tolerance
     with style.style():
         fig = style.new_figure(figsize=(8.5, 4.8))
@@ -76,6 +76,7 @@ def lr_sensitivity_figure(
             # an interval reaching an end of the swept range is censored: the true width may be larger
             at_least = ">= " if name in widths.index and bool(widths.loc[name, "tolerance_censored"]) else ""
             label = (f"{display.get(name, name)} (width {at_least}{w:.2f} dec)" if np.isfinite(w)
+                     else f"{display.get(name, name)} (never improved)" if name in analysis.never_improved
                      else display.get(name, name))
             ax.plot(g["lr"], g["value"], "-o", color=c, ms=4, lw=1.8, label=label, zorder=3)
             if (g["n_seeds"] > 1).any():
@@ -108,7 +109,7 @@ def lr_sensitivity_figure(
             labels.append("tolerance interval: keeps\n"
                           f">= {100 * (1 - tau):g}% of the improvement over L0")
         ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        head = title or f"Learning-rate sensitivity: final {metrics.metric_label(metric)} vs lr"
+        head = style.literal_text(title) if title else f"Learning-rate sensitivity: final {style.metric_words(metric)} vs lr"
         fig.suptitle(f"{head}\neach point: {analysis.aggregation_words()}"
                      + ("; band: min-max over seeds" if analysis.n_seeds > 1 else ""))
     return fig
@@ -118,7 +119,7 @@ def _reference_lines(ax, curve, names, colors, display, metric) -> None:
     initial = curve.groupby("optimizer")["initial"].mean().dropna()
     if initial.empty:
         return
-    what = "initial loss L0" if metric == "val_loss" else f"initial {metrics.metric_label(metric)}"
+    what = "initial loss L0" if metric == "val_loss" else f"initial {style.metric_words(metric)}"
     spread = float(initial.max() - initial.min())
     if spread <= 0.01 * abs(float(initial.mean())):
         v = float(initial.mean())
@@ -153,7 +154,7 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
     columns = ["train_loss", shown] if shown == "val_loss" else [shown]
     lines = analysis.loss_lines
     names = list(analysis.optimizers)
-    display = analysis.display
+    display = style.literal_names(analysis.display)
     done = analysis.nominal
     n = max(len(names), 1)
     ncols = n if n <= 3 else math.ceil(n / 2)
@@ -211,7 +212,9 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
             ax.set_xlabel("epoch")
             ax.set_ylabel(style.metric_axis_label(shown).replace("validation loss", "loss") if shown == "val_loss"
                           else style.metric_axis_label(shown))
-            b1 = "" if math.isnan(beta1) else f" at beta1 = {beta1:g} (best)"
+            never = name in analysis.never_improved  # its "best" is only the initial value: not called best
+            b1 = "" if math.isnan(beta1) else f" at beta1 = {beta1:g}" + ("" if never else " (best)")
+            b1 += "\nnever improved on its initial value" if never else ""
             ax.set_title(f"{display.get(name, name)}{b1}")
             sm = ScalarMappable(norm=lnorm, cmap=cmap)
             cbar = fig.colorbar(sm, ax=ax, pad=0.01)
@@ -224,7 +227,7 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
         for ax in axes[len(names):]:
             ax.set_visible(False)
         handles = [Line2D([], [], color="0.2", ls="-")]
-        labels = [metrics.metric_label(shown)]
+        labels = [style.metric_words(shown)]
         if "train_loss" in columns:
             handles.append(Line2D([], [], color="0.2", ls="--"))
             labels.append("training loss (epoch mean)")
@@ -233,7 +236,7 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
             labels.append("diverged (run stopped)")
         fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
         agg = analysis.aggregation_words(exclude=("beta1",), aggregation="best")
-        fig.suptitle((title or "Loss curves per learning rate")
+        fig.suptitle((style.literal_text(title) if title else "Loss curves per learning rate")
                      + f"\nbeta1 fixed at each optimizer's best; per lr: {agg}")
     return fig
 
@@ -251,14 +254,16 @@ def relative_performance_figure(
     curve = analysis.relative_performance
     names = metrics.optimizer_order(curve["optimizer"])
     colors = style.optimizer_colors(names)
-    display = analysis.display
+    display = style.literal_names(analysis.display)
     ratio = "value / best value" if analysis.settings.higher_is_better else "best value / value"
     with style.style():
         fig = style.new_figure(figsize=(8.0, 4.2))
         ax = fig.add_subplot()
         for name in names:
             g = curve[curve["optimizer"] == name].sort_values("lr")
-            ax.plot(g["lr"], g["relative_performance"], "-o", ms=4, color=colors[name], label=display.get(name, name))
+            label = display.get(name, name) + (" (never improved: 1 = its initial value)"
+                                               if name in analysis.never_improved else "")
+            ax.plot(g["lr"], g["relative_performance"], "-o", ms=4, color=colors[name], label=label)
             div = g[g["n_diverged"] > 0]
             ax.scatter(div["lr"], div["relative_performance"], marker="x", s=60, color=colors[name], linewidths=2)
         ax.set_xscale("log")
@@ -266,7 +271,7 @@ def relative_performance_figure(
         ax.set_xlabel(lr_label)
         ax.set_ylabel(f"relative performance ({ratio})")
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        ax.set_title((title or "Relative performance vs learning rate (DeepOBS)")
+        ax.set_title((style.literal_text(title) if title else "Relative performance vs learning rate (DeepOBS)")
                      + f"\neach point: {analysis.aggregation_words()}; relative to each optimizer's best")
     return fig
 
@@ -290,7 +295,7 @@ def expected_best_figure(
     spread of what one tuning run of that budget gets, not an interval on the expectation; it is cut
     to the range of the stored values, which the best of n cannot leave.
     """
-    display = display or {}
+    display = style.literal_names(display)
     names = metrics.optimizer_order(table["optimizer"]) if not table.empty else []
     colors = style.optimizer_colors(names)
     hib = metrics.higher_is_better(metric)
@@ -313,9 +318,9 @@ def expected_best_figure(
             ax.set_yscale("log")
             style.plain_log_labels(ax.yaxis, table["expected_best"])
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        head = title or f"Expected best {metrics.metric_label(metric)} after n configurations (Dodge et al. 2019)"
+        head = style.literal_text(title) if title else f"Expected best {style.metric_words(metric)} after n configurations (Dodge et al. 2019)"
         fig.suptitle(head + "\nshading: +-1 sd of the best of n draws, within the range of the stored values"
-                     + (f"\n{note}" if note else ""))
+                     + (f"\n{style.literal_text(note)}" if note else ""))
     return fig
 
 
@@ -334,8 +339,8 @@ def performance_profile_figure(profiles: dict[str, pd.DataFrame], *, labels: dic
     rho_s(tau) is the share of tasks on which optimizer s is within a factor tau of the best one; a
     line that reaches 1 at tau = 1 is the best on every task.
     """
-    labels = labels or {}
-    display = display or {}
+    labels = style.literal_names(labels)
+    display = style.literal_names(display)
     names = metrics.optimizer_order({c for p in profiles.values() for c in p.columns})
     colors = style.optimizer_colors(names)
     n = max(len(profiles), 1)
@@ -355,12 +360,12 @@ def performance_profile_figure(profiles: dict[str, pd.DataFrame], *, labels: dic
             ax.set_ylim(-0.03, 1.03)
             ax.set_xlabel("tau (ratio to the best optimizer on a task)")
             ax.set_ylabel("share of tasks within tau")
-            ax.set_title(labels.get(key, key))
+            ax.set_title(labels.get(key, style.literal_text(key)))
         for ax in axes[len(profiles):]:
             ax.set_visible(False)
         handles, texts = axes[0].get_legend_handles_labels()
         fig.legend(handles, texts, loc="outside lower center", ncols=len(handles), frameon=False)
-        fig.suptitle((title or "Performance profiles across tasks (Dolan & More 2002)")
+        fig.suptitle((style.literal_text(title) if title else "Performance profiles across tasks (Dolan & More 2002)")
                      + "\nrho(tau): share of tasks on which the optimizer is within a factor tau of the best")
     return fig
 
@@ -377,7 +382,7 @@ def lr_curve_grid_figure(panels: Sequence[tuple[str, StudyAnalysis]], *, lr_labe
     colors = style.optimizer_colors(names)
     display: dict[str, str] = {}
     for _, a in panels:
-        display.update(a.display)
+        display.update(style.literal_names(a.display))
     aggregation_text = panels[0][1].settings.aggregation_text if panels else metrics.AGGREGATIONS["best"]
     n = max(len(panels), 1)
     ncols = min(n, 3)
@@ -405,7 +410,7 @@ def lr_curve_grid_figure(panels: Sequence[tuple[str, StudyAnalysis]], *, lr_labe
                 style.plain_log_labels(ax.yaxis, np.r_[curve["value"], curve["initial"]])
             ax.set_xlabel(lr_label)
             ax.set_ylabel(f"final {style.metric_axis_label(metric)}")
-            ax.set_title(label)
+            ax.set_title(style.literal_text(label))
         for ax in axes[len(panels):]:
             ax.set_visible(False)
         handles = [Line2D([], [], color=colors[nm], lw=1.8) for nm in names]
@@ -414,6 +419,6 @@ def lr_curve_grid_figure(panels: Sequence[tuple[str, StudyAnalysis]], *, lr_labe
             handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=7, mew=2))
             labels.append("diverged (clipped to initial)")
         fig.legend(handles, labels, loc="outside lower center", ncols=len(handles), frameon=False)
-        fig.suptitle((title or "Learning-rate sensitivity of every task")
+        fig.suptitle((style.literal_text(title) if title else "Learning-rate sensitivity of every task")
                      + f"\neach point: {aggregation_text}; band: min-max over seeds")
     return fig

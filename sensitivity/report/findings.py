@@ -95,6 +95,19 @@ def _join(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
+def _no_region_clause(analysis: StudyAnalysis, optimizers: list[str], y: str) -> str:
+    """" AdamW also swept beta1 but has no good region: it never improved on its initial value." for
+    the ``optimizers`` that varied lr and ``y`` but have no good-region share; "" when there are none."""
+    if not optimizers:
+        return ""
+    names = _join([_name(analysis.summary, o) for o in optimizers])
+    never = all(o in analysis.never_improved for o in optimizers)
+    one = len(optimizers) == 1
+    why = (f": {'it' if one else 'they'} never improved on {'its' if one else 'their'} initial value" if never
+           else "")
+    return f" {names} also swept {AXIS_WORDS[y]} but {'has' if one else 'have'} no good region{why}."
+
+
 def study_findings(analysis: StudyAnalysis, *, task: str = "") -> list[str]:
     """Sentences summarising a study's tolerance figures (the report's opening paragraph).
 
@@ -115,9 +128,8 @@ def study_findings(analysis: StudyAnalysis, *, task: str = "") -> list[str]:
         f"{len(summary)} optimizers{where}, {seeds} seed{'s' if seeds != 1 else ''}; widths are in decades of "
         f"{axis}, within tolerance meaning a run {analysis.settings.tolerance_text}."
     )
-    never = summary[~summary["learned"].astype(bool)]
-    for r in never.itertuples(index=False):
-        out.append(f"{r.optimizer_display} never improved on its initial value: no best lr and no width.")
+    for name in analysis.never_improved:  # the same fact titles their figure panels
+        out.append(f"{_name(summary, name)} never improved on its initial value: no best lr and no width.")
     dec = lambda v: f"{v:.2f}"  # noqa: E731
     sentence = _ranking_sentence(analysis, "tolerance_width_decades", f"Widest tolerated {axis} range", dec, "decades",
                                  censored="tolerance_censored" if "tolerance_censored" in summary else None)
@@ -136,16 +148,19 @@ def study_findings(analysis: StudyAnalysis, *, task: str = "") -> list[str]:
         column = f"good_share_{x}_{y}"
         if column not in summary or summary[column].notna().sum() == 0:
             continue
-        if summary[column].notna().sum() == 1:
+        with_share = set(summary.loc[summary[column].notna(), "optimizer"])
+        without = [o for o in analysis.pair_optimizers.get((x, y), ()) if o not in with_share]
+        if len(with_share) == 1:
             r = summary[summary[column].notna()].iloc[0]
-            out.append(f"{r['optimizer_display']}'s good region covers {pct(r[column])} of its swept "
-                       f"lr x {AXIS_WORDS[y]} box (the only optimizer with {AXIS_WORDS[y]}).")
-            continue
-        points = lambda v: f"{100 * v:.1f} percentage points"  # noqa: E731
-        sentence = _ranking_sentence(analysis, column, f"Share of the swept lr x {AXIS_WORDS[y]} box within tolerance",
-                                     pct, "", diff_fmt=points, bound_fmt=lambda v: f"{100 * v:.1f}")
+            alone = "" if without else f" (the only optimizer that swept {AXIS_WORDS[y]})"
+            sentence = (f"{r['optimizer_display']}'s good region covers {pct(r[column])} of its swept "
+                        f"lr x {AXIS_WORDS[y]} box{alone}.")
+        else:
+            points = lambda v: f"{100 * v:.1f} percentage points"  # noqa: E731
+            sentence = _ranking_sentence(analysis, column, f"Share of the swept lr x {AXIS_WORDS[y]} box within tolerance",
+                                         pct, "", diff_fmt=points, bound_fmt=lambda v: f"{100 * v:.1f}")
         if sentence:
-            out.append(sentence)
+            out.append(sentence + _no_region_clause(analysis, without, y))
     div = summary[summary["divergence_rate"].notna()]
     if not div.empty:
         diverging = div[div["divergence_rate"] > 0].sort_values("divergence_rate", ascending=False)

@@ -19,11 +19,12 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from sensitivity.catalog import display_names
+from sensitivity.catalog import OPTIMIZERS, display_names
 from sensitivity.errors import UserError
 from sensitivity import records
 from sensitivity.records import PARAM_NAMES, STUDY_ATTRS, VAL_ACC, VAL_LOSS, TrialResult
 from sensitivity.storage import mask_storage, open_storage, scrub_secrets
+from sensitivity.storage.local_faults import sqlite_fault
 
 COMPLETE = "COMPLETE"
 """The trial state the analysis uses; the frame keeps every state in its ``state`` column."""
@@ -94,14 +95,33 @@ def curve_columns(metrics: list[str]) -> tuple[str, ...]:
 _HP_PARAMS = tuple(p for p in PARAM_NAMES if p not in ("optimizer", "seed"))
 
 
+def _hyperparameters(optimizer: str, params: dict[str, Any]) -> dict[str, float]:
+    """The hyperparameters a trial of ``optimizer`` trained with: each stored one, and each one
+    the optimizer takes but the trial does not hold at its catalog default (NaN for one it does
+    not take, e.g. NAG's beta2).
+
+    A study stored before every point held its weight decay has no ``weight_decay`` in the trials
+    of an unswept AdamW, which trained with torch's 0.01: read as 0.01 here, those trials sit in
+    the lr x weight-decay heatmap, and in every table, as the runs they were.
+    """
+    info = OPTIMIZERS.get(optimizer)
+    out = {hp: _float(params.get(hp)) for hp in _HP_PARAMS}
+    if info is not None:
+        for hp, default in info.defaults.items():
+            if hp in out and hp in info.hyperparameters and math.isnan(out[hp]):
+                out[hp] = float(default)
+    return out
+
+
 @dataclasses.dataclass
 class TrialsData:
     """A stored study as pandas frames.
 
     Attributes:
         trials: one row per trial (every state), columns :func:`trial_columns` of the study's
-            metrics (:data:`TRIAL_COLUMNS` for classification). Params an
-            optimizer does not take (NAG's ``beta2``, ``gamma`` outside AdamRAG) are NaN; so are
+            metrics (:data:`TRIAL_COLUMNS` for classification). A hyperparameter the optimizer
+            takes but the trial does not store holds its catalog default (what it trained with);
+            params an optimizer does not take (NAG's ``beta2``, ``gamma`` outside AdamRAG) are NaN; so are
             the result columns of trials that are not COMPLETE. ``value`` is Optuna's objective
             (diverged runs clipped to the initial value, see :class:`~sensitivity.records.TrialResult`);
             ``final_*`` are the last recorded epoch values, unclipped (NaN when non-finite).
@@ -146,6 +166,9 @@ def load_trials(
     try:
         study_id = store.get_study_id_from_name(study_name)
     except optuna.exceptions.StorageInternalError as exc:  # the server went away or never answered
+        fault = sqlite_fault(exc)
+        if fault is not None:  # a local file's fault, not a server's
+            raise UserError(f"SQLite storage {_describe(storage)} {fault}; check the file and its disk") from None
         reason = _first_line(exc.__cause__ or exc)
         if not isinstance(storage, optuna.storages.BaseStorage):
             reason = scrub_secrets(reason, storage)  # a driver's message may echo the URL
@@ -241,7 +264,7 @@ def _trials_frame(frozen: list[optuna.trial.FrozenTrial], metrics: list[str]) ->
                 "state": state,
                 "optimizer": name,
                 "optimizer_display": display.get(name, name),
-                **{hp: _float(p.get(hp)) for hp in _HP_PARAMS},
+                **_hyperparameters(name, p),
                 "seed": p.get("seed"),
                 "value": _float(t.value) if done and t.values else math.nan,
                 "diverged": bool(diverged) if diverged is not None else (False if done else None),
@@ -278,7 +301,7 @@ def _curves_frame(frozen: list[optuna.trial.FrozenTrial], metric: str, metrics: 
         key = {
             "trial": t.number,
             "optimizer": str(p.get("optimizer", "")),
-            **{hp: _float(p.get(hp)) for hp in _HP_PARAMS},
+            **_hyperparameters(str(p.get("optimizer", "")), p),
             "seed": p.get("seed"),
             "diverged": bool(a.get("diverged", False)),
         }

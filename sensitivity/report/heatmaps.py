@@ -76,7 +76,10 @@ def pair_heatmaps(
     point averaged over seeds; values are annotated; cells where every run diverged are hatched
     and marked "div", cells where some diverged carry "*"; grid cells without a completed trial
     are grey. The colour scale (``vmin``/``vmax``; logarithmic for a positive minimised metric
-    spanning more than a factor 3) is shared by every panel, bright = better.
+    spanning more than a factor 3) is shared by every panel, bright = better. A panel's title gives
+    its best cell, or, for an optimizer in
+    :attr:`~sensitivity.report.analysis.StudyAnalysis.never_improved`, says that it never improved
+    on its initial value (as the findings do).
 
     Raises:
         ValueError: ``x`` or ``y`` unknown or equal, or not a swept pair of the analysis.
@@ -92,7 +95,7 @@ def pair_heatmaps(
     drawn = analysis.heatmap_cells[(x, y)]
     grid, notes = drawn.cells, drawn.notes
     names = [n for n in analysis.optimizers if n in set(grid["optimizer"])]
-    display = analysis.display
+    display = style.literal_names(analysis.display)
     norm = style.heatmap_norm(grid["value"].to_numpy(float) if not grid.empty else np.array([]), higher_is_better=hib)
     cmap = matplotlib.colormaps["viridis" if hib else "viridis_r"].with_extremes(bad="#cfcfcf")
     n = max(len(names), 1)
@@ -142,7 +145,9 @@ def pair_heatmaps(
             ax.set_yticks(range(len(ys)), [_tick(y, v) for v in ys])
             ax.set_xlabel(axis_label(x, name, lr_label))
             ax.set_ylabel(axis_label(y, name, lr_label))
-            if name in drawn.best.index:
+            if name in analysis.never_improved:  # as the findings say it: no best to show
+                ax.set_title(f"{display.get(name, name)}: never improved on its initial value")
+            elif name in drawn.best.index:
                 b = drawn.best.loc[name]
                 where = f"{x} {_tick(x, b[x])}, {y} {_tick(y, b[y])}"
                 ax.set_title(f"{display.get(name, name)}: best {b['value']:.3g} at {where}")
@@ -156,7 +161,7 @@ def pair_heatmaps(
             if isinstance(norm, mcolors.LogNorm):
                 style.plain_log_labels(cbar.ax.yaxis, [norm.vmin, norm.vmax])
         pair = f"{AXIS_LABELS[x]} x {AXIS_LABELS[y]}"
-        head = title or f"Robustness: final {metrics.metric_label(metric)} over {pair}, one colour scale"
+        head = style.literal_text(title) if title else f"Robustness: final {style.metric_words(metric)} over {pair}, one colour scale"
         extra = "; ".join(notes)
         outline = "; white outline: within tolerance" if thresholds else ""
         fig.suptitle(f"{head}\neach cell: {_others_text(analysis, x, y)}{'; ' + extra if extra else ''}\n"

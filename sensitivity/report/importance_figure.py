@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 
 from sensitivity.report import importance as I
 from sensitivity.report import metrics as M
+from sensitivity.report import style
 
 MAIN_COLOR, TOTAL_COLOR, NOISE_COLOR = "#0173b2", "#9ecae1", "#949494"
 
@@ -28,14 +29,9 @@ MAIN_COLOR, TOTAL_COLOR, NOISE_COLOR = "#0173b2", "#9ecae1", "#949494"
 @contextlib.contextmanager
 def _style() -> Iterator[None]:
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.85), matplotlib.rc_context(
-        {"figure.dpi": 100, "savefig.dpi": 130, "axes.titlesize": "medium"}
+        {"figure.dpi": 100, "savefig.dpi": 130, "axes.titlesize": "medium", "text.usetex": False}
     ):
         yield
-
-
-def _plain(text: str) -> str:
-    """User text safe for a matplotlib title (no mathtext)."""
-    return str(text).replace("$", r"\$")
 
 
 def importance_figure(table: pd.DataFrame, *, region: str = "all",
@@ -68,11 +64,11 @@ def importance_figure(table: pd.DataFrame, *, region: str = "all",
         whiskers = {frozenset(): "no intervals: one seed", frozenset({"seed bootstrap"}): "whiskers: seed-bootstrap interval",
                     frozenset({"refits"}): "whiskers: range over the estimator's refits"}.get(
             frozenset(kinds), "whiskers: seed-bootstrap interval, or range over the estimator's refits")
-        head = f"{_plain(title)}\n" if title else ""
+        head = f"{style.literal_text(title)}\n" if title else ""
         fig.suptitle(f"{head}Share of {what} per optimizer\n({whiskers})", fontsize="medium")
         for r, name in enumerate(names):
             mine = rows[rows["optimizer"] == name]
-            _bars(fig.add_subplot(grid[r, 0]), mine, _plain(display.get(name, name)), legend=r == 0)
+            _bars(fig.add_subplot(grid[r, 0]), mine, style.literal_text(display.get(name, name)), legend=r == 0)
             _matrix(fig.add_subplot(grid[r, 1]), mine)
     return fig
 

@@ -9,7 +9,9 @@ no pyplot, no global backend switch), drawn inside :func:`style`.
 * :data:`DPI`, :func:`style`, :func:`new_figure` -- resolution, seaborn whitegrid style, a headless figure;
 * :func:`optimizer_colors` -- one fixed colour per optimizer (colour-blind palette, catalog order);
 * :func:`format_lr`, :func:`plain_log_labels`, :func:`log_ok` -- log-lr and log-metric axes;
-* :func:`metric_axis_label` -- the study's declaration of a metric (label and unit);
+* :func:`literal_text`, :func:`literal_names` -- user text (task and study names, metric labels,
+  display names) drawn as written, never as mathtext;
+* :func:`metric_words`, :func:`metric_axis_label` -- the study's declaration of a metric (label and unit);
 * :func:`heatmap_norm`, :func:`text_color` -- a heatmap's colour scale and readable cell text;
 * :data:`LR_CMAP` -- the colour map of learning rates (loss curves).
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 import matplotlib
 import matplotlib.colors as mcolors
@@ -52,7 +54,8 @@ LR_CMAP = mcolors.LinearSegmentedColormap.from_list(
 def style() -> Iterator[None]:
     """Seaborn's whitegrid style and notebook context (font scale 0.9), only while the block draws."""
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9), matplotlib.rc_context(
-        {"figure.dpi": 100, "savefig.dpi": DPI, "axes.titlesize": "medium", "legend.fontsize": "small"}
+        {"figure.dpi": 100, "savefig.dpi": DPI, "axes.titlesize": "medium", "legend.fontsize": "small",
+         "text.usetex": False}  # a user's matplotlibrc with usetex would send titles to LaTeX
     ):
         yield
 
@@ -83,10 +86,35 @@ def optimizer_colors(names: Iterable[str]) -> dict[str, tuple]:
     return {n: palette[i % len(palette)] for i, n in enumerate(order)}
 
 
+def literal_text(text: object) -> str:
+    """``text`` as matplotlib should draw it, character for character: every ``$`` escaped as ``\\$``.
+
+    Matplotlib reads a string holding an even number of unescaped ``$`` as mathtext, so a metric
+    label ``"loss in $^$"`` fails to draw and ``"$x$"`` comes out as an italic x. Every string that
+    carries user text (a task, study or metric name, a metric's label or unit, an optimizer's
+    stored display name) passes through here once, where a figure receives it; the figures never
+    use mathtext themselves, and :func:`style` keeps ``text.usetex`` off. Escaping twice would
+    show the backslash, so only raw user text is passed in.
+    """
+    return str(text).replace("$", r"\$")
+
+
+def literal_names(names: Mapping[str, str] | None) -> dict[str, str]:
+    """A name -> display-name mapping with every display name through :func:`literal_text`."""
+    return {k: literal_text(v) for k, v in (names or {}).items()}
+
+
+def metric_words(metric: str) -> str:
+    """``validation loss``: the metric's declared label, drawable as written (:func:`literal_text`)."""
+    return literal_text(metrics.metric_label(metric))
+
+
 def metric_axis_label(metric: str) -> str:
-    """``validation loss (nats/char)``: the study's own declaration of the metric (label and unit)."""
+    """``validation loss (nats/char)``: the study's own declaration of the metric (label and unit),
+    drawable as written (:func:`literal_text`)."""
     unit = metrics.metric_unit(metric)
-    return f"{metrics.metric_label(metric)} ({unit})" if unit else metrics.metric_label(metric)
+    label = f"{metrics.metric_label(metric)} ({unit})" if unit else metrics.metric_label(metric)
+    return literal_text(label)
 
 
 def plain_log_labels(axis, values) -> None:

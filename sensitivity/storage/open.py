@@ -14,6 +14,7 @@ FOR UPDATE`` is honoured; a connect timeout makes an unreachable server fail in 
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 import warnings
 from pathlib import Path
@@ -29,7 +30,10 @@ from sensitivity.storage.journal import (
 from sensitivity.storage.ledger_schema import ensure_indexes
 from sensitivity.storage.reconnect import ReconnectingRDBStorage
 from sensitivity.storage.secrets import mask_storage, scrub_secrets
-from sensitivity.storage.sqlite import SQLITE_BUSY_TIMEOUT_S, begin_immediate, enable_wal, check_sqlite_file, sqlite_tables
+from sensitivity.storage.local_faults import check_writable, folder_problem, sqlite_fault
+from sensitivity.storage.sqlite import (
+    SQLITE_BUSY_TIMEOUT_S, begin_immediate, check_sqlite_file, enable_wal, read_only_engine_kwargs, sqlite_tables,
+)
 from sensitivity.storage.urls import DRIVER_HINT, RDB_SCHEMES, normalize_storage_url, sqlite_path, with_installed_driver
 
 HEARTBEAT_INTERVAL_S = 20
@@ -165,7 +169,7 @@ def open_storage(storage: str | os.PathLike, *, read_only: bool = False, create:
                 return optuna.storages.JournalStorage(journal_prefix_backend(path, damage[0]))
             if not read_only:
                 check_journal_whole(path)
-                path.parent.mkdir(parents=True, exist_ok=True)
+                _make_folder(path.parent)
             return JournalHeartbeatStorage(guarded_journal_backend(path), interval, grace)
         except UserError:
             raise
@@ -183,12 +187,20 @@ def open_storage(storage: str | os.PathLike, *, read_only: bool = False, create:
             if not db_path.exists() or (read_only and db_path.stat().st_size == 0):
                 if not create:
                     raise UserError(f"no SQLite database at {db_path}; run `adamrag-sens sweep` first or check --storage")
-                db_path.parent.mkdir(parents=True, exist_ok=True)
+                _make_folder(db_path.parent)
             if read_only:
                 if "studies" not in sqlite_tables(db_path):
                     raise UserError(f"{db_path} is not an Optuna database (no 'studies' table); check --storage")
+                engine_kwargs.update(read_only_engine_kwargs(db_path))  # mode=ro: nothing created, even -shm
             else:
-                enable_wal(db_path)
+                check_writable(db_path)  # a local fault is named now, not found by the first write
+                try:
+                    enable_wal(db_path)
+                except sqlite3.Error as err:
+                    fault = sqlite_fault(err)
+                    if fault is None:
+                        raise
+                    raise UserError(f"SQLite database {db_path} {fault}; give another --storage path") from None
     elif scheme in RDB_SCHEMES:
         url = with_installed_driver(url)
         if "connect_timeout" not in url:
@@ -210,6 +222,9 @@ def open_storage(storage: str | os.PathLike, *, read_only: bool = False, create:
         if isinstance(cause, ImportError) or text.startswith("No module named"):
             hint = DRIVER_HINT.get(scheme, "install the database driver SQLAlchemy names")
             raise UserError(f"storage {mask_storage(storage)!r} needs a database driver ({text}): {hint}") from None
+        fault = sqlite_fault(err) if db_path is not None else None
+        if fault is not None:
+            raise UserError(f"SQLite database {db_path} {fault}; give another --storage path") from None
         schema = _schema_mismatch(url, engine_kwargs, mask_storage(storage))
         if schema is not None:
             raise UserError(schema) from None
@@ -220,6 +235,14 @@ def open_storage(storage: str | os.PathLike, *, read_only: bool = False, create:
     if not read_only:
         ensure_indexes(rdb)
     return rdb
+
+
+def _make_folder(folder: Path) -> None:
+    """``mkdir -p folder``; a folder that cannot be made is one line naming why (:func:`folder_problem`)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(folder_problem(folder, err)) from None
 
 
 def release_storage(study: optuna.Study | optuna.storages.BaseStorage) -> None:

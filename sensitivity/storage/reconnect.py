@@ -9,6 +9,7 @@ from typing import Any
 import optuna
 
 from sensitivity.storage._optuna import RDB_STORAGE_CALLS
+from sensitivity.storage.local_faults import sqlite_fault
 
 RECONNECT_PAUSES_S = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 """Pauses between the attempts of a storage call whose database connection was lost (about 30 s in all)."""
@@ -18,9 +19,12 @@ def is_connection_lost(err: BaseException) -> bool:
     """True when ``err`` (or an exception it was raised from) says the database connection was lost
     or could not be made: SQLAlchemy's ``OperationalError`` (server gone, restarting, refusing) or a
     ``DBAPIError`` after which SQLAlchemy invalidated the connection (``pg_terminate_backend``), or
-    a session left in the transaction such an error broke (``PendingRollbackError``)."""
+    a session left in the transaction such an error broke (``PendingRollbackError``). Never a local
+    SQLite fault (:func:`sensitivity.storage.local_faults.sqlite_fault`: not writable, disk full)."""
     import sqlalchemy.exc
 
+    if sqlite_fault(err) is not None:  # a local file's fault: a new connection meets it again
+        return False
     seen: set[int] = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))

@@ -53,16 +53,81 @@ def check_sqlite_file(path: Path) -> None:
         )
 
 
+def _probe(uri: str) -> str | None:
+    """None when the database at the sqlite3 URI ``uri`` can be read, else SQLite's error text."""
+    try:
+        con = sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S)
+        try:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()  # a WAL file fails here, not at connect
+        finally:
+            con.close()
+    except sqlite3.Error as err:
+        return str(err)
+    return None
+
+
+def read_only_choice(path: Path, ro_error: str | None, wal_bytes: int) -> str:
+    """How to open ``path`` for reading only, decided from what opening it ``mode=ro`` said.
+
+    Args:
+        ro_error: SQLite's error opening the file with ``mode=ro`` (None: it opened).
+        wal_bytes: size of the write-ahead log ``<path>-wal`` (0 when there is none).
+
+    Returns:
+        ``"ro"``, or ``"immutable"`` when a WAL-mode file could not be opened ("unable to open
+        database file", or "attempt to write a readonly database" as SQLite 3.4x says it) because SQLite cannot
+        create its shared-memory file ``<path>-shm`` (a read-only folder or mount) and no write-ahead
+        log holds changes: opened ``immutable=1``, SQLite reads the file as it is, without locks
+        (sqlite.org/uri.html, sqlite.org/wal.html "Read-Only Databases").
+
+    Raises:
+        UserError: the file cannot be read; or a write-ahead log holds changes that only a
+            connection able to create ``-shm`` may read (an immutable reader would miss them).
+    """
+    if ro_error is None:
+        return "ro"
+    if not any(k in ro_error.lower() for k in ("unable to open", "readonly database")):  # SQLITE_CANTOPEN, SQLITE_READONLY_CANTINIT
+        raise UserError(f"cannot read SQLite database {path} ({ro_error}); give another --storage path")
+    if wal_bytes > 0:
+        raise UserError(
+            f"cannot read SQLite database {path}: its write-ahead log {path.name}-wal holds changes not yet in the "
+            f"database, and SQLite cannot create {path.name}-shm beside it (the folder {path.parent} is read-only); "
+            f"make the folder writable for one run, or copy the database with its -wal file to a writable folder")
+    return "immutable"
+
+
+def read_only_uri(path: Path | str) -> str:
+    """An sqlite3 URI that opens ``path`` for reading only (``file:...?mode=ro``), with
+    ``immutable=1`` where :func:`read_only_choice` says so. Nothing is created or written; a WAL-mode
+    database in a read-only folder is readable this way (nothing else can be writing it there).
+
+    Raises:
+        UserError: the file cannot be read (see :func:`read_only_choice`).
+    """
+    from urllib.parse import quote
+
+    path = Path(path)
+    uri = f"file:{quote(os.path.abspath(path))}?mode=ro"  # SQLite decodes %XX in URIs: escape the path
+    error = _probe(uri)
+    wal = Path(f"{path}-wal")
+    choice = read_only_choice(path, error, wal.stat().st_size if error is not None and wal.exists() else 0)
+    if choice == "ro":
+        return uri
+    uri += "&immutable=1"
+    error = _probe(uri)
+    if error is not None:
+        raise UserError(f"cannot read SQLite database {path} ({error}); give another --storage path")
+    return uri
+
+
 def sqlite_tables(path: Path | str) -> set[str]:
-    """Names of the tables in an SQLite file, read without writing anything (read-only URI).
+    """Names of the tables in an SQLite file, read without writing anything (:func:`read_only_uri`).
 
     Raises:
         UserError: the file cannot be read as an SQLite database.
     """
+    uri = read_only_uri(path)
     try:
-        from urllib.parse import quote
-
-        uri = f"file:{quote(os.path.abspath(path))}?mode=ro"  # SQLite decodes %XX in URIs: escape the path
         con = sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S)
         try:
             return {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -70,6 +135,15 @@ def sqlite_tables(path: Path | str) -> set[str]:
             con.close()
     except sqlite3.Error as err:
         raise UserError(f"cannot read SQLite database {path} ({err}); give another --storage path") from None
+
+
+def read_only_engine_kwargs(path: Path) -> dict[str, Any]:
+    """SQLAlchemy ``create_engine`` arguments whose connections read ``path`` only, through
+    :func:`read_only_uri` (SQLAlchemy's URL would decode ``%XX`` in the path; a ``creator`` takes
+    the URI as it is)."""
+    uri = read_only_uri(path)
+    return {"creator": lambda: sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S,
+                                               check_same_thread=False)}
 
 
 def enable_wal(path: Path) -> None:

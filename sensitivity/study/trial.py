@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 from sensitivity import records
 from sensitivity.records import TrialResult
 from sensitivity.storage import heartbeat_interval, scrub_secrets
+from sensitivity.storage.local_faults import sqlite_fault
 from sensitivity.study.ledger import TakenTrial, TrialLedger
 from sensitivity.study.spec import StudySpec
 from sensitivity.tasks import get_task
@@ -122,14 +123,16 @@ _TRANSIENT_RETRIES = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 def _retrying(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call a storage write, retrying on transient storage errors (a dropped connection, a lock
-    held longer than the busy timeout) for about half a minute before giving up."""
+    held longer than the busy timeout) for about half a minute before giving up. A local SQLite
+    fault (a full disk, a file made read-only: :func:`~sensitivity.storage.local_faults.sqlite_fault`)
+    is raised at once: waiting does not fix it."""
     import sqlalchemy.exc
 
     for pause in (*_TRANSIENT_RETRIES, None):
         try:
             return fn(*args, **kwargs)
-        except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError):
-            if pause is None:
+        except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError) as err:
+            if pause is None or sqlite_fault(err) is not None:
                 raise
             time.sleep(pause)
     raise AssertionError("unreachable")

@@ -131,11 +131,14 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except KeyboardInterrupt:
         code = 130
     except Exception as err:  # noqa: BLE001 - a lost storage is one line; anything else is a bug, shown whole
-        message = lost_connection_message(err)
+        from sensitivity.storage.local_faults import local_fault_message
+
+        local = local_fault_message(err, os.environ.get(STORAGE_ENV))
+        message = local or lost_connection_message(err)
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)
-        code = 1
+        code = 2 if local else 1
     end_process(code)
 
 

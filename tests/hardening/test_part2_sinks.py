@@ -1,8 +1,7 @@
-"""Issue 22 part 2: the kinds whose code is in rooms being moved now (cli.py -> cli/, storage.py ->
-storage/, report/ into one analysis object + renderers). These tests document the expected
-behaviour and are xfail(strict=True) until the fix lands after the moves; each reason names the
-room and the fix. Remove the mark when the fix lands (strict: a fix that lands makes it XPASS,
-which fails, so the mark cannot be forgotten).
+"""User text through the whole command line into its sinks: a metric label with $ pairs in the
+figures, HTML and javascript: links in a task's description and data source in report.md, rich
+markup in a description in `tasks`, an entry point named like a built-in task; and a table in a
+study definition, refused.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import uuid
 import pytest
 from typer.testing import CliRunner
 
-from sensitivity.cli import app
+from sensitivity.cli import app, terminal
 from sensitivity.tasks import ENTRY_POINT_GROUP, TASKS
 
 HOSTILE = ('<script>alert(1)</script> <img src=x onerror=alert(2)> '
@@ -79,17 +78,12 @@ def _report(folder, db, study):
                                     "--out", str(out)]), out
 
 
-@pytest.mark.xfail(strict=True, reason="issue 22 part 2: report/ (render.py, report.md): a metric label with $ "
-                   "pairs must not become mathtext (escape $ in matplotlib text from user text, or usetex off + "
-                   "parse_math=False); figure titles/labels from user text in figures.py/heatmaps.py")
 def test_a_metric_label_with_dollars_does_not_break_the_figures(dollars_study):
     result, out = _report(*dollars_study)
     assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
     assert (out / "report.md").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 22 part 2: report/render.py (report.md): escape task description, "
-                   "data source (and any user text) for Markdown: no raw HTML, no javascript: links")
 def test_report_md_carries_no_live_html_from_user_text(hostile_study):
     from markdown_it import MarkdownIt
 
@@ -97,12 +91,17 @@ def test_report_md_carries_no_live_html_from_user_text(hostile_study):
     assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
     md = (out / "report.md").read_text(encoding="utf-8")
     html = MarkdownIt("commonmark").render(md)
-    assert not re.search(r"<(script|img|iframe|svg)\b", html, re.IGNORECASE), html
-    assert 'href="javascript:' not in html.lower()
+    assert not re.search(r"<(script|iframe|svg)\b", html, re.IGNORECASE), html
+    # the only images are the report's own figures, each a file it wrote
+    images = re.findall(r"<img\b[^>]*>", html, re.IGNORECASE)
+    figures = {p.name for p in out.glob("*.png")}
+    assert images and all(re.match(r'<img src="([\w.]+)"', i) and re.match(r'<img src="([\w.]+)"', i)[1] in figures
+                          and "onerror" not in i.lower() for i in images), images
+    assert 'href="javascript:' not in html.lower() and "<a " not in html.split("Full numbers")[0]
+    # the user's text is shown as written
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
-@pytest.mark.xfail(strict=True, reason="issue 22 part 2: cli tasks listing: escape task description and data "
-                   "source with rich.markup.escape before they enter the table (cli.py `tasks`, row())")
 def test_tasks_prints_rich_markup_in_a_description_as_text(tmp_path, monkeypatch):
     name = f"markup_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{name}.py").write_text(TASK_SOURCE)
@@ -112,15 +111,13 @@ def test_tasks_prints_rich_markup_in_a_description_as_text(tmp_path, monkeypatch
     (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nmarkup-{name} = {name}:markup\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("COLUMNS", "300")
+    monkeypatch.setattr(terminal.console, "width", 300)  # made at import: COLUMNS alone comes too late
     result = CliRunner().invoke(app, ["tasks"])
     sys.modules.pop(name, None)
     assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
     assert "closing [/] and [bold red]styled[/bold red] text" in result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="issue 22 part 2: cli tasks listing: an entry point named like a built-in "
-                   "task cannot be reached (get_task returns the built-in); list it as broken, 'shadows the built-in "
-                   "task' (cli.py `tasks`: do not call get_task(name) for an entry point whose name is in TASKS)")
 def test_an_entry_point_named_like_a_built_in_is_listed_as_broken(tmp_path, monkeypatch):
     name = f"shadow_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{name}.py").write_text(TASK_SOURCE)
@@ -130,6 +127,7 @@ def test_an_entry_point_named_like_a_built_in_is_listed_as_broken(tmp_path, monk
     (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\ndigits-mlp = {name}:markup\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("COLUMNS", "300")
+    monkeypatch.setattr(terminal.console, "width", 300)  # made at import: COLUMNS alone comes too late
     result = CliRunner().invoke(app, ["tasks"])
     sys.modules.pop(name, None)
     assert result.exit_code == 0

@@ -1,8 +1,10 @@
-"""Issue 22 part 2, kind 2: local storage faults named for what they are (storage.py -> storage/ is
-being moved now). xfail(strict=True) until the fix lands after the move; remove the mark then.
+"""Local storage faults named for what they are: a folder that is a file, a read-only folder or
+file, read by `report` and refused by `sweep` at once.
 
-The read-only cases need a user that file permissions bind: as root (this project's CI machine)
-they are skipped, since root writes through a read-only folder.
+The read-only cases need a process that file permissions bind: as root (this project's CI machine)
+they are skipped, since root writes through a read-only folder; run them as root with
+`setpriv --bounding-set -dac_override,-dac_read_search,-fowner --inh-caps -dac_override,-dac_read_search,-fowner
+python -m pytest ...`. tests/storage/test_local_faults.py holds the variants that run as root.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -18,7 +21,24 @@ from tests.conftest import HUNG_S
 
 SMALL = ["--optimizers", "adam", "--lr", "1e-2", "--beta1", "0.9", "--epochs", "1", "--train-size", "64",
          "--val-size", "32"]
-ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _permissions_bind() -> bool:
+    """Whether this process is refused a file in a read-only folder (not so for root with
+    CAP_DAC_OVERRIDE; so for root without it, e.g. under `setpriv --bounding-set -dac_override`)."""
+    with tempfile.TemporaryDirectory() as folder:
+        os.chmod(folder, 0o555)
+        try:
+            with open(os.path.join(folder, "probe"), "w"):
+                return False
+        except PermissionError:
+            return True
+        finally:
+            os.chmod(folder, 0o755)
+
+
+ROOT = not _permissions_bind()
+"""True where file permissions do not bind this process (root, as on this project's CI machine)."""
 
 
 def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
@@ -27,9 +47,6 @@ def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 22 part 2: storage/ (open_storage, SQLite): a --storage path whose "
-                   "folder is a file (or cannot be made) is one line naming the folder, exit 2; today a "
-                   "FileExistsError traceback, exit 1")
 def test_a_storage_folder_that_is_a_file_is_one_line_exit_2(tmp_path):
     (tmp_path / "afile").write_text("not a folder")
     done = _cli("sweep", *SMALL, "--storage", "sqlite:///afile/x.db", cwd=tmp_path)
@@ -39,9 +56,6 @@ def test_a_storage_folder_that_is_a_file_is_one_line_exit_2(tmp_path):
 
 
 @pytest.mark.skipif(ROOT, reason="root writes through read-only permissions")
-@pytest.mark.xfail(strict=True, reason="issue 22 part 2: storage/ (SQLite read path): `report` opens a WAL-mode "
-                   "database in a read-only folder (file:...?mode=ro, or immutable=1 when no -wal/-shm can be made); "
-                   "today 'unable to open database file'")
 def test_report_reads_a_wal_study_in_a_read_only_folder(tmp_path):
     folder = tmp_path / "ro"
     folder.mkdir()
@@ -60,9 +74,6 @@ def test_report_reads_a_wal_study_in_a_read_only_folder(tmp_path):
 
 
 @pytest.mark.skipif(ROOT, reason="root writes through read-only permissions")
-@pytest.mark.xfail(strict=True, reason="issue 22 part 2: storage/ (SQLite write path): a database file that "
-                   "cannot be written is named at once ('... is not writable'), exit 2, without the retry loop "
-                   "meant for a network server and without 'lost the connection ... server'")
 def test_a_sqlite_file_that_cannot_be_written_is_named_at_once(tmp_path):
     db = tmp_path / "s.db"
     done = _cli("sweep", *SMALL, "--storage", f"sqlite:///{db}", "--study", "s", cwd=tmp_path)
