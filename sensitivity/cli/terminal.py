@@ -70,7 +70,8 @@ class SweepProgress:
 
         console.print(f"study [bold]{result.study_name}[/] in {mask_storage(result.storage)}  task {spec.task}  "
                       f"optimizers {','.join(spec.optimizers)}  sampler {spec.sampler}  {result.planned} points "
-                      f"({result.complete_before} complete, {result.queued} queued now)  on {where}", highlight=False)
+                      f"({result.complete_before} complete, {result.queued} queued now)  on {where}"
+                      + (f", {result.runs_as}" if result.runs_as else ""), highlight=False)
         if result.complete_before < result.planned:
             self.start(result.planned, result.complete_before, result.progress.best if result.progress else None)
 
