@@ -110,6 +110,10 @@ def test_sweep_flag_defaults_are_the_specs():
     for name, param in _sweep_parameters().items():
         if name in StudySpec.__dataclass_fields__:
             flag_default = param.default
+            if name == "population":  # text ("auto" or a size), as the spec reads it
+                from sensitivity.study.spec import parse_population
+
+                flag_default = parse_population(flag_default)
             spec_default = getattr(default, name)
             if isinstance(spec_default, tuple):
                 spec_default = ",".join(spec_default) if spec_default and isinstance(spec_default[0], str) else spec_default

@@ -229,3 +229,14 @@ def test_population_on_the_command_line_reaches_the_start_line_and_the_study(tmp
     assert "populations of 27 (task 'digits-mlp' declares population_size=27)" in " ".join(out.split())
     code, out, err = run_cli(*args, "--population", "zero")
     assert code == 2 and err.count("\n") == 1 and "--population 'zero'" in err
+
+
+def test_a_study_definition_takes_a_population_size_or_auto(tmp_path):
+    from sensitivity.study.definition import read_study_definition
+
+    for text, flag in (("population = 27", "27"), ('population = "auto"', "auto")):
+        (tmp_path / "s.toml").write_text(text + "\n")
+        assert read_study_definition(tmp_path / "s.toml") == {"population": flag}
+    (tmp_path / "s.toml").write_text("population = 2.5\n")
+    with pytest.raises(UserError, match=r'population = 2.5 is a number, but population takes a whole number or "auto"'):
+        read_study_definition(tmp_path / "s.toml")
