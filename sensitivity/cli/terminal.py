@@ -164,8 +164,8 @@ def print_outcome(result: Any, metric: str) -> None:
             err_console.print(f"worker {index} exited with code {code} (its error is printed above)", highlight=False,
                               soft_wrap=True)
         for index, signum in result.outcome.killed:
-            err_console.print(f"worker {index} was killed by signal {signum}; its running trial was failed when its "
-                              f"heartbeat went stale and its point queued again", highlight=False, soft_wrap=True)
+            err_console.print(f"worker {index} was killed by signal {signum}; its running trial(s) were failed when "
+                              f"their heartbeats went stale and their points queued again", highlight=False, soft_wrap=True)
     print_failures(result.failures)
     if result.best:
         console.print(best_line(result.best, metric), highlight=False)

@@ -3,7 +3,9 @@
 :func:`run_sweep` is the study side's one entry point: it prepares the sweep
 (:func:`prepare_sweep`: validate everything a user can get wrong, create or load the study, put the
 plan in Optuna's queue, see :mod:`sensitivity.study.queue`), runs the queued points in this process
-(:func:`run_worker`, one :func:`~sensitivity.study.trial.run_trial` after another) or in local
+(:func:`run_worker`: the points of one optimizer as populations,
+:func:`~sensitivity.study.members.run_population`, where the task's model batches; else one
+:func:`~sensitivity.study.trial.run_trial` after another) or in local
 worker processes (:mod:`sensitivity.study.parallel`), and returns a :class:`SweepResult` from which a
 front end prints the outcome. Other machines join with ``adamrag-sens worker`` (:func:`join_study`
 then :func:`run_worker`). Running the same sweep again queues only the points that have no
