@@ -282,8 +282,11 @@ def sweep_table(result: SweepBench) -> Table:
                 fmt(get("cpu_ratio"), ".3f"), fmt(get("training_s"), ".2f"), fmt(get("startup_s"), ".2f"),
                 fmt(get("bookkeeping_start"), ".2f"), fmt(get("bookkeeping_end"), ".2f")]
 
+    together = result.runs_as.startswith("populations")  # members start together: no gap between trials to measure
+
     def getter(run: SweepRun) -> Callable[[str], float]:
-        extra = {"bookkeeping_start": run.bookkeeping_at("start"), "bookkeeping_end": run.bookkeeping_at("end")}
+        extra = {"bookkeeping_start": math.nan if together else run.bookkeeping_at("start"),
+                 "bookkeeping_end": math.nan if together else run.bookkeeping_at("end")}
         return lambda name: extra[name] if name in extra else getattr(run, name)
 
     for i, run in enumerate(result.runs):

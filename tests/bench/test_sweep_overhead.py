@@ -13,7 +13,7 @@ import torch
 from optuna.distributions import FloatDistribution
 from typer.testing import CliRunner
 
-from sensitivity.bench.sweep_overhead import SweepBench, SweepRun, _stored_timings, sweep_summary
+from sensitivity.bench.sweep_overhead import SweepBench, SweepRun, _stored_timings, sweep_summary, sweep_table
 from sensitivity.cli import app
 from sensitivity.records import POINT_KEY
 from sensitivity.storage import open_storage
@@ -68,6 +68,12 @@ def test_the_summary_says_the_sweep_ran_populations_against_the_one_by_one_loop(
     assert lines[0] == ("sweep / bare loop: 0.400 wall, 0.400 CPU (one round; both whole fresh processes; the sweep "
                         f"ran {clause}, the bare loop one by one)")
     assert lines[2].startswith("bookkeeping per trial: not measured")
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(sweep_table(SweepBench("d", [], 3, [run], runs_as=clause)))
+    [row] = [line.split("│") for line in console.export_text().splitlines() if line.startswith("│")]
+    assert [cell.strip() for cell in row[1:-1]][-2:] == ["n/a", "n/a"]  # no bookkeeping between trial starts
     one = sweep_summary(SweepBench("d", [], 3, [run], runs_as="one by one (--population 1)"))
     assert one[2].startswith("bookkeeping per trial (between consecutive trial starts")
 
