@@ -240,3 +240,50 @@ def test_a_study_definition_takes_a_population_size_or_auto(tmp_path):
     (tmp_path / "s.toml").write_text("population = 2.5\n")
     with pytest.raises(UserError, match=r'population = 2.5 is a number, but population takes a whole number or "auto"'):
         read_study_definition(tmp_path / "s.toml")
+
+
+def test_a_member_failed_as_stale_by_another_worker_is_dropped_and_the_others_are_recorded(tmp_path):
+    from sensitivity.storage._optuna import trial_id_of
+    from sensitivity.study.ledger import open_ledger
+
+    spec = StudySpec(optimizers=("adam",), lr=(1e-3, 1e-2, 1e-1), beta1=(0.9,), **SMALL,
+                     storage=f"sqlite:///{tmp_path}/stale.db", study_name="stale")
+
+    class AnotherWorkerFailsTheFirstMember:  # as fail_stale in another process would, after the first epoch
+        def on_epoch(self, number, epoch, metrics):
+            if number == 0 and epoch == 1:
+                study = optuna.load_study(study_name="stale", storage=open_storage(spec.storage))
+                first = trial_id_of(study.get_trials(deepcopy=False)[0])
+                assert open_ledger(study).finish(first, TrialState.FAIL, None, {ERROR: STALE_ERROR})
+
+    with pytest.warns(RuntimeWarning, match=r"trial\(s\) #0 of a population were failed as stale"):
+        result = run_sweep(spec, callbacks=AnotherWorkerFailsTheFirstMember())
+    assert result.ran == 2
+    trials = _trials(spec.storage, "stale")
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[0].user_attrs[ERROR] == STALE_ERROR and trials[0].value is None  # its result was not written
+    assert all(sorted(t.intermediate_values) == [1, 2] for t in trials[1:])
+
+
+def test_the_heartbeat_beats_for_every_member_until_each_stops():
+    from sensitivity.study.trial import Heartbeat
+    from tests.conftest import wait_until
+
+    class Ledger:  # records heartbeats every 10 ms
+        def __init__(self):
+            self.storage = type("Storage", (), {"get_heartbeat_interval": lambda self: 0.01})()
+            self.beats = []
+
+        def record_heartbeat(self, trial_id):
+            self.beats.append(trial_id)
+
+    ledger = Ledger()
+    with Heartbeat(ledger) as heart:
+        with heart.beating(7, 8, 9):
+            wait_until(lambda: {7, 8, 9} <= set(ledger.beats), "a heartbeat of each member")
+            heart.stop_beating(8)  # finished, or failed as stale by another worker
+            seen = len(ledger.beats)
+            wait_until(lambda: {7, 9} <= set(ledger.beats[seen + 2:]), "two more rounds of heartbeats")
+            assert 8 not in ledger.beats[seen + 2:]  # (a round under way when it stopped may still beat it)
+        ended = len(ledger.beats)
+    assert len(ledger.beats) <= ended + 2  # nothing beats after the block (but a round under way)
