@@ -29,8 +29,9 @@ from sensitivity.bench.printout import fmt
 from sensitivity.bench.timing import run_process
 from sensitivity.errors import UserError
 from sensitivity.storage import ledger_support, open_storage, release_storage
+from sensitivity.study.members import population_size_for
 from sensitivity.study.space import plan_points
-from sensitivity.study.spec import STORAGE_ENV, StudySpec
+from sensitivity.study.spec import STORAGE_ENV, StudySpec, parse_population
 from sensitivity.train import resolve_device
 
 
@@ -112,8 +113,6 @@ def sweep_spec(task: str, points: int | None, device: str, epochs: int | None, t
     ``seeds_of``: one point (``lr``, ``beta1``) repeated with ``points`` seeds instead of a random study.
     ``population``: the sweep's ``--population`` text (None: its default, auto).
     """
-    from sensitivity.study.spec import parse_population
-
     base = StudySpec()
     opts = tuple(optimizers) if optimizers else base.optimizers
     args = ["--task", task, "--optimizers", ",".join(opts), "--device", device]
@@ -212,8 +211,6 @@ def bench_sweep(task: str = "digits-mlp", points: int | None = None, device: str
     spec, args = sweep_spec(task, points, device, epochs, train_size, val_size, batch_size, optimizers, dataset,
                              seeds_of, population)
     resolve_device(device)
-    from sensitivity.study.members import population_size_for
-
     runs_as = population_size_for(spec)[1]  # what the sweep's worker decides, decided here the same way
     plan = plan_points(spec)
     config = spec.task_config()

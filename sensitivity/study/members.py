@@ -33,6 +33,7 @@ from typing import Any
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
+from sensitivity import population as populations
 from sensitivity import records
 from sensitivity.records import TrialResult
 from sensitivity.storage import scrub_secrets
@@ -59,17 +60,15 @@ def population_size_for(spec: StudySpec, device: str | None = None) -> tuple[int
         ``"populations of 27 (task 'digits-mlp' declares population_size=27)"`` or
         ``"one by one (--population 1)"``.
     """
-    from sensitivity.population import default_population_size, population_support
-
     task = get_task(spec.task)
     config = spec.task_config()
     dev = resolve_device(device or spec.device)
     if spec.population == 1:
         return 1, "one by one (--population 1)"
     if spec.population is None:
-        k, why = default_population_size(task, dev, config)
+        k, why = populations.default_population_size(task, dev, config)
     else:
-        ok, why = population_support(task, dev, config)
+        ok, why = populations.population_support(task, dev, config)
         k, why = (spec.population, f"--population {spec.population}") if ok else (1, why)
     return (k, f"populations of {k} ({why})") if k > 1 else (1, f"one by one ({why})")
 
@@ -123,8 +122,6 @@ def run_population(ledger: TrialLedger, trials: list[TakenTrial], spec: StudySpe
     Raises:
         KeyboardInterrupt: Ctrl-C (or SIGTERM); every member not yet recorded is stored as FAIL first.
     """
-    from sensitivity.population import Point, train_points
-
     outcome = PopulationOutcome()
     reporters = [_EpochReporter(ledger, t.trial_id) for t in trials]
     lost: set[int] = set()  # indexes of members failed as stale by another worker
@@ -150,7 +147,7 @@ def run_population(ledger: TrialLedger, trials: list[TakenTrial], spec: StudySpe
                 if t.params["optimizer"] != optimizer:
                     raise ValueError(f"a population holds one optimizer; trial #{t.number} is {t.params['optimizer']}")
                 hp = {k: v for k, v in t.params.items() if k not in ("optimizer", "seed")}
-                points.append(Point(hp, int(t.params["seed"])))
+                points.append(populations.Point(hp, int(t.params["seed"])))
                 call_back(callbacks, "on_trial_start", t.number, t.params)
 
             def on_epoch(i: int, epoch: int, metrics: dict[str, float]) -> None:
@@ -163,7 +160,7 @@ def run_population(ledger: TrialLedger, trials: list[TakenTrial], spec: StudySpe
                     return
                 call_back(callbacks, "on_epoch", trials[i].number, epoch, metrics)
 
-            run = train_points(task, config, optimizer, points, epochs=int(config["epochs"]), device=device,
+            run = populations.train_points(task, config, optimizer, points, epochs=int(config["epochs"]), device=device,
                                divergence_factor=spec.divergence_factor, population=population, on_epoch=on_epoch)
             hib = task.metric(metric).higher_is_better
             for i, (trial, result) in enumerate(zip(trials, run.results)):
