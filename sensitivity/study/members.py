@@ -160,8 +160,9 @@ def run_population(ledger: TrialLedger, trials: list[TakenTrial], spec: StudySpe
                     return
                 call_back(callbacks, "on_epoch", trials[i].number, epoch, metrics)
 
-            run = populations.train_points(task, config, optimizer, points, epochs=int(config["epochs"]), device=device,
-                               divergence_factor=spec.divergence_factor, population=population, on_epoch=on_epoch)
+            run = populations.train_points(task, config, optimizer, points, epochs=int(config["epochs"]),
+                                           device=device, divergence_factor=spec.divergence_factor,
+                                           population=population, on_epoch=on_epoch)
             hib = task.metric(metric).higher_is_better
             for i, (trial, result) in enumerate(zip(trials, run.results)):
                 if i in lost:
