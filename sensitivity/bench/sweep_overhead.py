@@ -29,8 +29,9 @@ from sensitivity.bench.printout import fmt
 from sensitivity.bench.timing import run_process
 from sensitivity.errors import UserError
 from sensitivity.storage import ledger_support, open_storage, release_storage
+from sensitivity.study.members import population_size_for
 from sensitivity.study.space import plan_points
-from sensitivity.study.spec import STORAGE_ENV, StudySpec
+from sensitivity.study.spec import STORAGE_ENV, StudySpec, parse_population
 from sensitivity.train import resolve_device
 
 
@@ -94,6 +95,9 @@ class SweepBench:
     runs: list[SweepRun]
     ledger: str = ""
     """Which trial ledger the sweep's storage got, and why (:meth:`sensitivity.storage.LedgerSupport.line`)."""
+    runs_as: str = ""
+    """Which path the sweep's worker ran, and why (:func:`sensitivity.study.members.population_size_for`):
+    populations of K, or one by one; the bare loop always runs one by one."""
 
     def median(self, name: str) -> float:
         """Median over the rounds of a :class:`SweepRun` field or property."""
@@ -102,10 +106,12 @@ class SweepBench:
 
 def sweep_spec(task: str, points: int | None, device: str, epochs: int | None, train_size: int | None,
                 val_size: int | None, batch_size: int | None, optimizers: Sequence[str] | None,
-                dataset: str | None, seeds_of: dict[str, float] | None = None) -> tuple[Any, list[str]]:
+                dataset: str | None, seeds_of: dict[str, float] | None = None,
+                population: str | None = None) -> tuple[Any, list[str]]:
     """The StudySpec of the benchmarked sweep and the sweep flags that say the same.
 
     ``seeds_of``: one point (``lr``, ``beta1``) repeated with ``points`` seeds instead of a random study.
+    ``population``: the sweep's ``--population`` text (None: its default, auto).
     """
     base = StudySpec()
     opts = tuple(optimizers) if optimizers else base.optimizers
@@ -121,6 +127,9 @@ def sweep_spec(task: str, points: int | None, device: str, epochs: int | None, t
         n_trials = -(-points // len(opts))  # random points per optimizer, rounded up
         args += ["--sampler", "random", "--n-trials", str(n_trials)]
         fields.update(sampler="random", n_trials=n_trials)
+    if population is not None:
+        args += ["--population", population]
+        fields["population"] = parse_population(population)
     for flag, name, value in (("--epochs", "epochs", epochs), ("--train-size", "train_size", train_size),
                               ("--val-size", "val_size", val_size), ("--batch-size", "batch_size", batch_size),
                               ("--dataset", "dataset", dataset)):
@@ -166,7 +175,7 @@ def bench_sweep(task: str = "digits-mlp", points: int | None = None, device: str
                 batch_size: int | None = None, optimizers: Sequence[str] | None = None,
                 storage: str = "sqlite", repeat: int = 3, dataset: str | None = None,
                 extra_sweep_args: Sequence[str] = (), bare: bool = True, seeds_of: dict[str, float] | None = None,
-                on_run: Callable[[int, SweepRun], None] | None = None) -> SweepBench:
+                population: str | None = None, on_run: Callable[[int, SweepRun], None] | None = None) -> SweepBench:
     """Time a sweep against the bare training loop it runs, alternating the two ``repeat`` times.
 
     Each round runs (a) ``adamrag-sens sweep`` as a user runs it (a fresh process, a fresh
@@ -186,6 +195,9 @@ def bench_sweep(task: str = "digits-mlp", points: int | None = None, device: str
         seeds_of: instead of a random study, one point (``{"lr": ..., "beta1": ...}``) with
             ``points`` seeds (every trial the same work, none diverging: for throughput).
         bare: also run the bare loop (False: the sweep only; ratios are then NaN).
+        population: the sweep's ``--population`` (None: auto, populations where the task declares
+            them); the bare loop runs the same points one by one whatever it is, so the ratio of a
+            sweep with populations is theirs against the one-by-one loop.
         on_run: called with (round index, run) after each round.
 
     Returns:
@@ -197,8 +209,9 @@ def bench_sweep(task: str = "digits-mlp", points: int | None = None, device: str
     if repeat < 1:
         raise UserError(f"--repeat {repeat} must be >= 1")
     spec, args = sweep_spec(task, points, device, epochs, train_size, val_size, batch_size, optimizers, dataset,
-                             seeds_of)
+                             seeds_of, population)
     resolve_device(device)
+    runs_as = population_size_for(spec)[1]  # what the sweep's worker decides, decided here the same way
     plan = plan_points(spec)
     config = spec.task_config()
     env = dict(os.environ)
@@ -234,7 +247,7 @@ def bench_sweep(task: str = "digits-mlp", points: int | None = None, device: str
     desc = (f"{spec.task}, {len(plan)} points ({spec.sampler}), {config['epochs']} epochs, {device}, {where}, "
             f"{repeat} round(s) alternating sweep and bare loop")
     return SweepBench(description=desc, sweep_args=args + list(extra_sweep_args), points=len(plan), runs=runs,
-                      ledger=ledger)
+                      ledger=ledger, runs_as=runs_as)
 
 
 def _ledger_line(url: str) -> str:
@@ -266,8 +279,11 @@ def sweep_table(result: SweepBench) -> Table:
                 fmt(get("cpu_ratio"), ".3f"), fmt(get("training_s"), ".2f"), fmt(get("startup_s"), ".2f"),
                 fmt(get("bookkeeping_start"), ".2f"), fmt(get("bookkeeping_end"), ".2f")]
 
+    together = result.runs_as.startswith("populations")  # members start together: no gap between trials to measure
+
     def getter(run: SweepRun) -> Callable[[str], float]:
-        extra = {"bookkeeping_start": run.bookkeeping_at("start"), "bookkeeping_end": run.bookkeeping_at("end")}
+        extra = {"bookkeeping_start": math.nan if together else run.bookkeeping_at("start"),
+                 "bookkeeping_end": math.nan if together else run.bookkeeping_at("end")}
         return lambda name: extra[name] if name in extra else getattr(run, name)
 
     for i, run in enumerate(result.runs):
@@ -289,12 +305,19 @@ def sweep_summary(result: SweepBench) -> list[str]:
     start = statistics.median(r.bookkeeping_at("start") for r in result.runs)
     end = statistics.median(r.bookkeeping_at("end") for r in result.runs)
     rounds = f"median of {len(result.runs)} rounds" if len(result.runs) > 1 else "one round"
+    together = result.runs_as.startswith("populations")
+    path = f"; the sweep ran {result.runs_as}, the bare loop one by one" if result.runs_as else ""
+    bookkeeping = (
+        f"bookkeeping per trial: not measured between trial starts (the members of a population start together; "
+        f"the sweep's whole cost is in the ratio)" if together else
+        f"bookkeeping per trial (between consecutive trial starts, not training): {start:.2f} ms over the first {k} "
+        f"trials, {end:.2f} ms over the last {k} (of {result.points})")
     return [
-        f"sweep / bare loop: {med('ratio'):.3f} wall, {med('cpu_ratio'):.3f} CPU ({rounds}; both whole fresh processes)",
+        f"sweep / bare loop: {med('ratio'):.3f} wall, {med('cpu_ratio'):.3f} CPU ({rounds}; both whole fresh processes"
+        f"{path})",
         f"training (train_trial): {med('training_s'):.2f} s in the bare loop, {med('sweep_training_s'):.2f} s in the "
         f"sweep; the sweep took {med('sweep_s'):.2f} s: {med('startup_s'):.2f} s before its first trial, "
         f"{med('tail_s'):.2f} s after its last",
-        f"bookkeeping per trial (between consecutive trial starts, not training): {start:.2f} ms over the first {k} "
-        f"trials, {end:.2f} ms over the last {k} (of {result.points})",
+        bookkeeping,
         *([result.ledger] if result.ledger else []),
     ]

@@ -108,6 +108,7 @@ def bench_sweep_command(
     repeat: Annotated[int, typer.Option(help="Rounds; each runs the sweep, then the bare loop; medians are quoted.")] = 3,
     synthetic: Annotated[bool, typer.Option("--synthetic", help="resnet18: random tensors of CIFAR-10's shape (throughput only).")] = False,
     trials_per_gpu: Annotated[Optional[str], typer.Option(help="With --device cuda: worker processes per GPU to compare, e.g. 1,2,4,8; prints aggregate img/s for each and the one-process batch-512 bf16 ceiling.")] = None,
+    population: Annotated[Optional[str], typer.Option(help="The sweep's --population: K, 1 or auto (default: auto, populations where the task declares them); the bare loop runs the same points one by one.")] = None,
     json_out: JsonOut = None,
 ) -> None:
     """Time a sweep against the same trainings as bare train_trial calls; print the ratio and the bookkeeping per trial.
@@ -136,7 +137,7 @@ def bench_sweep_command(
     result = sweep_overhead.bench_sweep(
         task=task, points=points, device=device, epochs=epochs, train_size=train_size, val_size=val_size,
         batch_size=batch_size, optimizers=comma_list(optimizers), storage=storage, repeat=repeat, dataset=dataset,
-        on_run=lambda r, run: console.print(
+        population=population, on_run=lambda r, run: console.print(
             f"  round {r + 1}: sweep {run.sweep_s:.2f} s, bare loop {run.bare_s:.2f} s, ratio {run.ratio:.3f} "
             f"(CPU {run.sweep_cpu_s:.2f} / {run.bare_cpu_s:.2f} s)", highlight=False),
     )

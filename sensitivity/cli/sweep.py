@@ -7,6 +7,7 @@ definition, :mod:`sensitivity.study.definition`) made into a
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -28,6 +29,11 @@ _DEFAULT = StudySpec()
 
 _FROM_THE_COMMAND_LINE = ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
 """Where a flag's value came from when a study definition does not replace it: the user gave it."""
+
+
+_POPULATION_HELP = ("Train up to K queued points of one optimizer together as one batched model (each still its "
+                    "own trial, with the same values): K, 1 (one by one) or auto (the task's declared size where "
+                    "its model can be batched, else 1).")
 
 
 @app.command()
@@ -66,6 +72,7 @@ def sweep(
     workers: Annotated[int, typer.Option(help="Trials at once on this machine: N worker processes (each with cpus/N torch threads).")] = 1,
     gpus: Annotated[Optional[str], typer.Option(help="GPUs to spread workers over, e.g. 0,1 (one process per GPU and trial slot).")] = None,
     trials_per_gpu: Annotated[int, typer.Option(help="With --gpus: worker processes per GPU (len(gpus) x K workers in all).")] = 1,
+    population: Annotated[str, typer.Option(help=_POPULATION_HELP)] = "auto",
 ) -> None:
     """Run (or resume) a sensitivity sweep: one Optuna trial per training run.
 
@@ -93,7 +100,7 @@ def spec_from_flags(flags: dict[str, Any]) -> StudySpec:
     Raises:
         UserError: a value the spec refuses (one line naming the flag).
     """
-    from sensitivity.study.spec import parse_floats
+    from sensitivity.study.spec import parse_floats, parse_population
 
     f = flags
     return StudySpec(
@@ -107,6 +114,7 @@ def spec_from_flags(flags: dict[str, Any]) -> StudySpec:
         text_file=str(f["text_file"]) if f["text_file"] else None,
         schedule=f["schedule"].lower() if f["schedule"] else None, warmup_epochs=f["warmup_epochs"],
         divergence_factor=f["divergence_factor"], precise_bn=f["precise_bn"], sampler_seed=f["sampler_seed"],
+        population=parse_population(f["population"]),
     ).validate()
 
 
@@ -166,6 +174,7 @@ def worker(
     threads: Annotated[Optional[int], typer.Option(help="torch intra-op threads for this worker (default: torch's).")] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="When nothing is queued, stop at once (default: wait for other workers' running trials, and re-run them if their worker dies).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or summary.")] = False,
+    population: Annotated[Optional[str], typer.Option(help=_POPULATION_HELP + " Default: the study's.")] = None,
 ) -> None:
     """Join a study from another process or machine and run its queued points until none is left.
 
@@ -174,19 +183,26 @@ def worker(
     """
     end_without_teardown()  # every record is committed as it is made: see sensitivity.cli.app.main
     terminal.quiet_optuna()
+    from sensitivity.study.members import population_size_for
+    from sensitivity.study.spec import parse_population
     from sensitivity.study.sweep import failed_points, plan_progress_of, run_worker
     from sensitivity.study.worker_process import join_as_worker
 
+    size = parse_population(population) if population is not None else None  # refused before joining
     study_obj, spec, plan = join_as_worker(storage, study, device=device, threads=threads)
+    if population is not None:
+        spec = dataclasses.replace(spec, population=size)
+    k, runs_as = population_size_for(spec)
     if quiet:
-        run_worker(study_obj, spec, plan, wait=not no_wait)
+        run_worker(study_obj, spec, plan, wait=not no_wait, population=k)
         return
+    console.print(f"worker on study {study!r}: {runs_as}", highlight=False)
     bar = terminal.progress_bar()
     try:
         progress = terminal.SweepProgress(bar, study_obj.direction.name.lower())
         before = plan_progress_of(study_obj, plan)
         progress.start(len(plan), before.complete, before.best)
-        ran, diverged = run_worker(study_obj, spec, plan, callbacks=progress, wait=not no_wait)
+        ran, diverged = run_worker(study_obj, spec, plan, callbacks=progress, wait=not no_wait, population=k)
     finally:
         if bar.live.is_started:
             bar.stop()

@@ -88,7 +88,8 @@ class SweepProgress:
         esc = terminal_text
         console.print(f"study [bold]{esc(str(result.study_name))}[/] in {esc(str(mask_storage(result.storage)))}  "
                       f"task {esc(str(spec.task))}  optimizers {','.join(spec.optimizers)}  sampler {spec.sampler}  {result.planned} points "
-                      f"({result.complete_before} complete, {result.queued} queued now)  on {where}", highlight=False)
+                      f"({result.complete_before} complete, {result.queued} queued now)  on {where}"
+                      + (f", {esc(str(result.runs_as))}" if result.runs_as else ""), highlight=False)
         if result.complete_before < result.planned:
             self.start(result.planned, result.complete_before, result.progress.best if result.progress else None)
 
@@ -182,8 +183,8 @@ def print_outcome(result: Any, metric: str) -> None:
             err_console.print(f"worker {index} exited with code {code} (its error is printed above)", highlight=False,
                               soft_wrap=True)
         for index, signum in result.outcome.killed:
-            err_console.print(f"worker {index} was killed by signal {signum}; its running trial was failed when its "
-                              f"heartbeat went stale and its point queued again", highlight=False, soft_wrap=True)
+            err_console.print(f"worker {index} was killed by signal {signum}; its running trial(s) were failed when "
+                              f"their heartbeats went stale and their points queued again", highlight=False, soft_wrap=True)
     print_failures(result.failures)
     if result.best:
         console.print(best_line(result.best, metric), highlight=False, markup=False)

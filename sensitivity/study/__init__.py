@@ -2,7 +2,8 @@
 
 Rooms: ``spec`` (the sweep as plain data, validated), ``space`` (spec -> explicit list of points),
 ``queue`` (points queued in storage, popped exactly once), ``trial`` (one trial: suggest, train,
-heartbeat, retry), ``sweep`` (the entry point :func:`run_sweep`: plan, queue, run, outcome),
+heartbeat, retry), ``members`` (the points of one optimizer trained as one population, each
+member recorded as its own trial), ``sweep`` (the entry point :func:`run_sweep`: plan, queue, run, outcome),
 ``parallel`` (local worker processes), ``worker_process`` (a worker process's entry point),
 ``definition`` (study-definition files -> the sweep's settings). Storage itself is :mod:`sensitivity.storage`.
 

@@ -18,6 +18,8 @@ from sensitivity.errors import UserError
 
 NUMBER_LIST, NAME_LIST, GPU_LIST = "number list", "name list", "gpu list"
 TEXT, PATH, INTEGER, NUMBER, BOOLEAN = "text", "path", "integer", "number", "boolean"
+POPULATION = "population"
+"""A whole number or ``"auto"`` (``--population``)."""
 
 KEYS: dict[str, str] = {
     "task": TEXT, "optimizers": NAME_LIST, "sampler": TEXT, "lr": NUMBER_LIST, "lr_points": INTEGER,
@@ -26,7 +28,7 @@ KEYS: dict[str, str] = {
     "study": TEXT, "dataset": TEXT, "text_file": PATH, "schedule": TEXT, "warmup_epochs": NUMBER,
     "data_dir": PATH, "download": BOOLEAN, "train_size": INTEGER, "val_size": INTEGER, "batch_size": INTEGER,
     "divergence_factor": NUMBER, "precise_bn": INTEGER, "sampler_seed": INTEGER, "workers": INTEGER,
-    "gpus": GPU_LIST, "trials_per_gpu": INTEGER,
+    "gpus": GPU_LIST, "trials_per_gpu": INTEGER, "population": POPULATION,
 }
 """Every key a study definition may hold (the ``sweep`` flags, in their order) -> its kind."""
 
@@ -65,6 +67,8 @@ def _as_flag(kind: str, value: Any) -> Any:
         return ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
     if kind == PATH:
         return Path(value)
+    if kind == POPULATION:
+        return str(value)
     if kind == NUMBER:
         return float(value)
     return value
@@ -108,6 +112,9 @@ def check_value(path: Path, key: str, value: Any) -> None:
         ok, wanted, example = isinstance(value, bool), "true or false", f"{key} = true"
     elif kind == INTEGER:
         ok, wanted, example = _is_whole(value), "a whole number", f"{key} = 3"
+    elif kind == POPULATION:
+        ok = _is_whole(value) or (isinstance(value, str) and value.strip().lower() == "auto")
+        wanted, example = 'a whole number or "auto"', f"{key} = 27"
     elif kind == NUMBER:
         ok, wanted, example = _is_number(value), "a number", f"{key} = 5.0"
     else:  # text and paths

@@ -144,6 +144,9 @@ class PointQueue:
         # WAITING trials are found under either form of a point's key (queued before weight decay was resolved, or after)
         self._waiting_keys = {k for key in self._points for k in stored_keys(json.loads(key))}
         self._waiting_keys |= {point_key(p) for p in self.plan}
+        self._keys_of_optimizer: dict[str, set[str]] = {}
+        for k in self._waiting_keys:
+            self._keys_of_optimizer.setdefault(json.loads(k)["optimizer"], set()).add(k)
         self.heartbeat = heartbeat_enabled(self.storage)
         self.distributions = distributions or param_distributions(sorted(OPTIMIZERS))
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -172,6 +175,38 @@ class PointQueue:
                     return taken
                 self.duplicates_pruned += 1
                 self._requeue_if_orphaned(key)
+            # every listed trial was taken by others or was a duplicate: list again
+
+    def pop_population(self, k: int) -> list[TakenTrial]:
+        """Take up to ``k`` WAITING trials of the plan that share the optimizer of the oldest one
+        (one task and budget: the study's), as :meth:`pop` takes one; [] when none is left.
+
+        On an SQL storage the trials are taken in one transaction
+        (:meth:`~sensitivity.study.ledger.TrialLedger.take_up_to`), each RUNNING with its params,
+        worker and first heartbeat; duplicates met on the way are finished as PRUNED. Fewer than
+        ``k`` are taken when fewer of that optimizer are queued (or other workers took them first).
+        """
+        if k <= 1:
+            trial = self.pop()
+            return [] if trial is None else [trial]
+        while True:
+            oldest = self.ledger.waiting(self._waiting_keys, limit=1)
+            if not oldest:
+                return []
+            optimizer = json.loads(oldest[0][1])["optimizer"]
+            waiting = self.ledger.waiting(self._keys_of_optimizer[optimizer], limit=k)
+            if not waiting:
+                continue  # the oldest was taken by another worker meanwhile: look again
+            taken, holders = self.ledger.take_up_to(
+                k, waiting, duplicate_holder, distributions=self.distributions, user_attrs={WORKER: self.worker},
+                heartbeat=self.heartbeat, duplicate_attr=DUPLICATE_OF)
+            if holders:
+                self.duplicates_pruned += len(holders)
+                mine = {t.trial_id for t in taken}
+                keys = {resolve_key(key) for trial_id, key in waiting if trial_id not in mine}
+                self._requeue_unheld(keys & set(self._points), self.ledger.point_trials())
+            if taken:
+                return taken
             # every listed trial was taken by others or was a duplicate: list again
 
     def _requeue_if_orphaned(self, key: str) -> None:

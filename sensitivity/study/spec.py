@@ -69,6 +69,11 @@ class StudySpec:
         precise_bn: before each evaluation, recompute BatchNorm statistics on this many training
             batches (0: off; None: the task's default). Part of the task configuration.
         sampler_seed: seed of the random/qmc point generator.
+        population: how many queued points of one optimizer a worker trains together as one
+            batched model (:mod:`sensitivity.population`; each still its own trial, with the same
+            values as alone). None: the task's declared size where its model can be batched, else 1
+            (see :func:`sensitivity.study.members.population_size_for`); 1: one by one. It changes no
+            stored value, so a study may resume with another.
     """
 
     task: str = "digits-mlp"
@@ -99,6 +104,7 @@ class StudySpec:
     divergence_factor: float = 5.0
     precise_bn: int | None = None
     sampler_seed: int = 0
+    population: int | None = None
 
     # ---- derived -----------------------------------------------------------------------------
     def __post_init__(self) -> None:
@@ -227,6 +233,9 @@ class StudySpec:
             check_schedule(self.task_config())
         if self.precise_bn is not None and self.precise_bn < 0:
             raise UserError(f"--precise-bn {self.precise_bn} must be >= 0 (batches; 0 turns it off)")
+        if self.population is not None and (isinstance(self.population, bool) or not isinstance(self.population, int)
+                                            or self.population < 1):
+            raise UserError(f"--population {self.population} must be a whole number >= 1, or auto")
         if not (self.divergence_factor > 1 and math.isfinite(self.divergence_factor)):
             raise UserError(f"--divergence-factor {self.divergence_factor} must be a finite number > 1")
         if self.study_name is not None and not valid_name(self.study_name):
@@ -256,6 +265,23 @@ def _check_values(flag: str, values: tuple[float, ...] | None, ok, rule: str) ->
             raise UserError(f"{flag} value {v:g} is not finite; give finite numbers like {flag} 0.9")
         if not ok(v):
             raise UserError(f"{flag} value {v:g} {rule}")
+
+
+def parse_population(text: str | None) -> int | None:
+    """``--population``'s text: ``"auto"`` (or None) -> None, ``"27"`` -> 27.
+
+    Raises:
+        UserError: neither auto nor a whole number >= 1; the message names the flag.
+    """
+    if text is None or str(text).strip().lower() == "auto":
+        return None
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise UserError(f"--population {text!r} is not a size; give a whole number >= 1 (1: one by one) or auto") from None
+    if value < 1:
+        raise UserError(f"--population {value} must be >= 1 (1: one by one), or auto")
+    return value
 
 
 def parse_floats(flag: str, text: str | None) -> tuple[float, ...] | None:

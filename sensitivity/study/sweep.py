@@ -3,7 +3,9 @@
 :func:`run_sweep` is the study side's one entry point: it prepares the sweep
 (:func:`prepare_sweep`: validate everything a user can get wrong, create or load the study, put the
 plan in Optuna's queue, see :mod:`sensitivity.study.queue`), runs the queued points in this process
-(:func:`run_worker`, one :func:`~sensitivity.study.trial.run_trial` after another) or in local
+(:func:`run_worker`: the points of one optimizer as populations,
+:func:`~sensitivity.study.members.run_population`, where the task's model batches; else one
+:func:`~sensitivity.study.trial.run_trial` after another) or in local
 worker processes (:mod:`sensitivity.study.parallel`), and returns a :class:`SweepResult` from which a
 front end prints the outcome. Other machines join with ``adamrag-sens worker`` (:func:`join_study`
 then :func:`run_worker`). Running the same sweep again queues only the points that have no
@@ -33,6 +35,7 @@ from sensitivity.storage import (
     NOTICES, heartbeat_settings, ledger_support, mask_storage, open_storage, release_storage, storage_of,
 )
 from sensitivity.study.ledger import PointTrial, open_ledger
+from sensitivity.study.members import population_size_for, run_population
 from sensitivity.study.parallel import LocalWorkers, WorkersOutcome, run_local_workers
 from sensitivity.study.queue import LIVE_STATES, PlanProgress, PointQueue, enqueue_missing
 from sensitivity.study.space import Point, plan_points, point_key, resolve_key
@@ -102,6 +105,10 @@ class SweepResult:
         outcome: how the local worker processes ended (None without ``workers``).
         failures: planned points whose latest trial failed with an error and was not retried
             (their retries used up); the sweep ran every other point.
+        population: K, the queued points of one optimizer each worker trains together (1: one by
+            one; see :func:`~sensitivity.study.members.population_size_for`).
+        runs_as: which path runs and why, one clause (e.g. ``"populations of 27 (task 'digits-mlp'
+            declares population_size=27)"``); empty when nothing was left to run.
     """
 
     study_name: str
@@ -116,6 +123,8 @@ class SweepResult:
     progress: PlanProgress | None = None
     outcome: WorkersOutcome | None = None
     failures: list[FailedPoint] = dataclasses.field(default_factory=list)
+    population: int = 1
+    runs_as: str = ""
 
 
 def _result_settings(task: str, config: dict[str, Any], metric: Any, divergence_factor: Any) -> dict[str, Any]:
@@ -224,8 +233,14 @@ def study_distributions(study: optuna.Study, optimizers: tuple[str, ...] | list[
 
 
 def run_worker(study: optuna.Study, spec: StudySpec, plan: list[Point], callbacks: Any = None,
-               max_trials: int | None = None, *, wait: bool = True) -> tuple[int, int]:
+               max_trials: int | None = None, *, wait: bool = True, population: int | None = None) -> tuple[int, int]:
     """Run queued points of ``plan`` until none is left (or ``max_trials`` ran).
+
+    The worker takes up to K queued points of one optimizer at a time and trains them as one
+    population (:func:`~sensitivity.study.members.run_population`, each member its own trial with
+    the same values as alone), K from ``population`` or else :func:`population_size_for` (``spec``'s
+    ``--population``, or the task's declared size where its model can be batched); with K = 1, or a
+    single point taken, one :func:`~sensitivity.study.trial.run_trial` after another.
 
     Every heartbeat interval, and whenever nothing is queued, the worker fails trials of dead
     workers (stale heartbeats) and queues their points again. A trial that raises is stored as
@@ -241,10 +256,11 @@ def run_worker(study: optuna.Study, spec: StudySpec, plan: list[Point], callback
 
     Raises:
         UserError: the study's stored params cannot hold this plan's (see :func:`study_distributions`).
-        KeyboardInterrupt: Ctrl-C; the running trial is stored as FAIL.
+        KeyboardInterrupt: Ctrl-C; the running trial (every running member) is stored as FAIL.
     """
     dists = study_distributions(study, sorted({p["optimizer"] for p in plan}))
     queue = PointQueue(study, plan, dists)
+    k = population_size_for(spec)[0] if population is None else population
     interval, _grace = heartbeat_settings()
     pause = min(float(interval), 1.0)  # while waiting for other workers' last trials
     ran = diverged = 0
@@ -255,10 +271,11 @@ def run_worker(study: optuna.Study, spec: StudySpec, plan: list[Point], callback
             if time.monotonic() >= next_stale_check:
                 queue.fail_stale()
                 next_stale_check = time.monotonic() + interval
-            trial = queue.pop()
-            if trial is None and queue.fail_stale():  # a dead worker's point was just queued again
-                trial = queue.pop()
-            if trial is None:
+            want = k if max_trials is None else max(1, min(k, max_trials - ran))
+            taken = queue.pop_population(want)
+            if not taken and queue.fail_stale():  # a dead worker's point was just queued again
+                taken = queue.pop_population(want)
+            if not taken:
                 if not wait or not queue.heartbeat:
                     break
                 running = queue.progress().running
@@ -267,6 +284,15 @@ def run_worker(study: optuna.Study, spec: StudySpec, plan: list[Point], callback
                 call_back(callbacks, "on_wait", running)
                 time.sleep(pause)
                 continue
+            if len(taken) > 1:  # a population: each member recorded as its own trial
+                outcome = run_population(queue.ledger, taken, spec, k, callbacks, heart)
+                for member in outcome.failed:  # each retried alone, as a single trial's failure
+                    failed = storage_of(study).get_trial(member.trial_id)
+                    call_back(callbacks, "on_trial_fail", _failed_point(failed), retry_point(study, failed))
+                ran += len(outcome.results)
+                diverged += sum(int(result.diverged) for _, result in outcome.results)
+                continue
+            trial = taken[0]
             try:
                 result = run_trial(queue.ledger, trial, spec, callbacks, heart)
             except Exception:  # noqa: BLE001 - any error of one trial (stored with it as FAIL): go on with the others
@@ -492,10 +518,12 @@ def run_sweep(spec: StudySpec, callbacks: Any = None, *, workers: LocalWorkers |
     try:
         if complete:  # a resumed study: where it stands, so a progress display starts from its stored best
             result.progress = plan_progress_of(study, plan)
+        if complete < len(plan):
+            result.population, result.runs_as = population_size_for(spec)
         call_back(callbacks, "on_plan", result)
         if complete < len(plan):
             if workers is None:
-                result.ran, result.diverged = run_worker(study, spec, plan, callbacks)
+                result.ran, result.diverged = run_worker(study, spec, plan, callbacks, population=result.population)
             else:
                 result.outcome = run_local_workers(
                     spec.storage, study.study_name, workers, poll=lambda: plan_progress_of(study, plan),

@@ -48,7 +48,8 @@ def call_back(callbacks: Any, name: str, *args: Any) -> None:
 
 
 class Heartbeat:
-    """One thread per worker that records the heartbeat of the trial the worker is running.
+    """One thread per worker that records the heartbeats of the trials the worker is running (one,
+    or the members of a population).
 
     The first heartbeat of a trial is recorded when the trial is taken (in the same transaction);
     this thread adds one every heartbeat interval while :meth:`beating` holds the trial, so the
@@ -64,31 +65,34 @@ class Heartbeat:
     def __init__(self, ledger: TrialLedger) -> None:
         self.ledger = ledger
         self.interval = heartbeat_interval(ledger.storage)
-        self._current: int | None = None
+        self._current: tuple[int, ...] = ()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            trial_id = self._current
-            if trial_id is None:
-                continue
-            try:
-                self.ledger.record_heartbeat(trial_id)
-            except Exception:  # noqa: BLE001 - a missed beat is retried at the next interval
-                pass
+            for trial_id in self._current:
+                try:
+                    self.ledger.record_heartbeat(trial_id)
+                except Exception:  # noqa: BLE001 - a missed beat is retried at the next interval
+                    pass
 
     @contextlib.contextmanager
-    def beating(self, trial_id: int) -> Iterator[None]:
-        """Keep ``trial_id`` alive for the duration of the block."""
+    def beating(self, *trial_ids: int) -> Iterator[None]:
+        """Keep ``trial_ids`` alive for the duration of the block (see :meth:`stop_beating`)."""
         if self.interval and self._thread is None:
             self._thread = threading.Thread(target=self._run, daemon=True, name="heartbeat")
             self._thread.start()
-        self._current = trial_id
+        self._current = tuple(trial_ids)
         try:
             yield
         finally:
-            self._current = None
+            self._current = ()
+
+    def stop_beating(self, trial_id: int) -> None:
+        """Stop the heartbeats of ``trial_id`` inside :meth:`beating` (a population member that
+        is finished, or that another worker failed as stale), the others beating on."""
+        self._current = tuple(t for t in self._current if t != trial_id)
 
     def __enter__(self) -> "Heartbeat":
         return self

@@ -41,7 +41,7 @@ def test_a_definition_takes_exactly_the_sweep_flags_each_with_the_flags_type():
     hints = typing.get_type_hints(inspect.unwrap(sweep), include_extras=False)
     python_type = {definition.INTEGER: int, definition.NUMBER: float, definition.BOOLEAN: bool,
                    definition.PATH: Path, definition.TEXT: str, definition.NUMBER_LIST: str,
-                   definition.NAME_LIST: str, definition.GPU_LIST: str}
+                   definition.NAME_LIST: str, definition.GPU_LIST: str, definition.POPULATION: str}
     for key, kind in KEYS.items():
         args = [a for a in typing.get_args(hints[key]) if a is not type(None)] or [hints[key]]
         assert args[0] is python_type[kind], key
@@ -110,6 +110,10 @@ def test_sweep_flag_defaults_are_the_specs():
     for name, param in _sweep_parameters().items():
         if name in StudySpec.__dataclass_fields__:
             flag_default = param.default
+            if name == "population":  # text ("auto" or a size), as the spec reads it
+                from sensitivity.study.spec import parse_population
+
+                flag_default = parse_population(flag_default)
             spec_default = getattr(default, name)
             if isinstance(spec_default, tuple):
                 spec_default = ",".join(spec_default) if spec_default and isinstance(spec_default[0], str) else spec_default

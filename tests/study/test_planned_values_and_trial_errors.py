@@ -95,7 +95,9 @@ def test_random_sweep_to_beta1_near_one_runs_every_point(tmp_path):
 
 @pytest.fixture()
 def failing_lr(monkeypatch):
-    """Trials at lr = 0.01 raise (as a user's task or CUDA running out of memory would)."""
+    """Trials at lr = 0.01 raise (as a user's task or CUDA running out of memory would). The tests that
+    use it run the single-trial path (population 1); a population's failures are tested in
+    tests/population/test_population_sweep.py."""
     real = trial_module.train_trial
     calls = []
 
@@ -111,7 +113,7 @@ def failing_lr(monkeypatch):
 
 def test_a_failing_point_is_retried_then_left_fail_and_the_sweep_goes_on(tmp_path, failing_lr):
     url = f"sqlite:///{tmp_path / 's.db'}"
-    spec = StudySpec(optimizers=("adam",), lr=(1e-3, 1e-2, 3e-2), beta1=(0.9,), epochs=1, storage=url)
+    spec = StudySpec(optimizers=("adam",), lr=(1e-3, 1e-2, 3e-2), beta1=(0.9,), epochs=1, storage=url, population=1)
     result = run_sweep(spec)
     assert result.ran == 2  # both other points ran, one of them after the failing one
     assert failing_lr.count(0.01) == 1 + MAX_RETRIES
@@ -132,7 +134,7 @@ def test_a_failing_point_is_retried_then_left_fail_and_the_sweep_goes_on(tmp_pat
 def test_cli_lists_failed_points_with_their_errors_and_exits_non_zero(tmp_path, failing_lr):
     url = f"sqlite:///{tmp_path / 's.db'}"
     result = runner.invoke(app, ["sweep", "--storage", url, "--optimizers", "adam", "--lr", "1e-3,1e-2",
-                                 "--beta1", "0.9", "--epochs", "1"])
+                                 "--beta1", "0.9", "--epochs", "1", "--population", "1"])
     assert result.exit_code == 1, result.output
     failed = [line for line in result.stderr.splitlines() if line.startswith("failed:")]
     assert len(failed) == 1
@@ -143,7 +145,7 @@ def test_cli_lists_failed_points_with_their_errors_and_exits_non_zero(tmp_path, 
 
 def test_worker_command_goes_on_after_a_failing_point(tmp_path, failing_lr):
     url = f"sqlite:///{tmp_path / 's.db'}"
-    spec = StudySpec(optimizers=("adam",), lr=(1e-3, 1e-2), beta1=(0.9,), epochs=1, storage=url)
+    spec = StudySpec(optimizers=("adam",), lr=(1e-3, 1e-2), beta1=(0.9,), epochs=1, storage=url, population=1)
     from sensitivity.study.sweep import prepare_sweep
 
     prepare_sweep(spec)  # queued, nothing run
