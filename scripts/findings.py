@@ -14,10 +14,13 @@ gamma = 0.9). For each selected workload this script
    trials (the same points, seeds and budget; deterministic on the CPU), so that each report's
    AdamRAG curve is one gamma, as the baselines' curves are;
 3. adds ``importance.csv`` and ``importance.png`` (functional ANOVA per optimizer,
-   :func:`sensitivity.report.importance.importance_table`) and ``convergence.csv`` (has the best
-   point of each optimizer stopped improving? see :func:`convergence_table`) to each;
-4. writes ``run.json`` per workload: the commands, versions (python, torch, optuna, numpy, pandas),
-   wall time of each step, trial counts;
+   :func:`sensitivity.report.importance.importance_table`), ``expected_best_intervals.csv`` (the
+   expected best after n = 1, 2, 5, 10, 20, 50 trials, Dodge et al.'s and Tang et al.'s unbiased
+   estimator, with bootstrap intervals) and ``convergence.csv`` (has the best point of each
+   optimizer stopped improving? see :func:`convergence_table`) to each;
+4. appends a line to ``runs.jsonl`` per workload: the commands, versions (python, torch, optuna,
+   numpy, pandas), wall time of each step, trial counts (the first run's sweeps hold the training
+   time; a resume's sweeps train nothing);
 5. compares the main studies of every workload reported (``OUT/compare/``: compare.csv,
    profiles.csv, the performance profiles and lr-curve figures).
 
@@ -52,6 +55,7 @@ if str(ROOT) not in sys.path:
 from sensitivity.report import metrics as M  # noqa: E402
 from sensitivity.report.build import write_report  # noqa: E402
 from sensitivity.report.compare import StudyRef, build_compare  # noqa: E402
+from sensitivity.report.expected_best import expected_best_intervals  # noqa: E402
 from sensitivity.report.frame import TrialsData, load_trials  # noqa: E402
 from sensitivity.report.importance import importance_table  # noqa: E402
 from sensitivity.report.importance_figure import importance_figure  # noqa: E402
@@ -61,12 +65,16 @@ DEFAULT_STORAGE = "sqlite:///studies/findings.db"
 DEFAULT_OUT = ROOT / "docs" / "findings"
 COMPANION_DIR = "gamma-0.9"
 KEPT_SUFFIXES = (".csv", ".png", ".md")
+RUNS_FILE = "runs.jsonl"
+"""Per workload, one JSON line per invocation of this script: the record of :func:`run_workload`."""
 """What a report writes that is kept (report.html embeds the same PNGs again: left out)."""
 
 LAST_EPOCHS = 3
 """Convergence check: the epochs over which the best point's mean curve must have stopped improving."""
 FLAT_SHARE = 0.02
 """... by at most this share of the improvement it made from its initial value."""
+EXPECTED_BEST_N = (1, 2, 5, 10, 20, 50)
+"""The budgets n at which ``expected_best_intervals.csv`` tabulates the expected best (both estimators)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +136,8 @@ def run_sweep(definition: Path, storage: str, workers: int) -> dict:
     proc = subprocess.run(cmd, cwd=ROOT)
     wall = time.perf_counter() - start
     shown = ["adamrag-sens", *cmd[3:]]
+    if definition.is_relative_to(ROOT):  # the command runs in ROOT
+        shown[shown.index("--config") + 1] = str(definition.relative_to(ROOT))
     shown[shown.index("--storage") + 1] = mask_storage(storage)
     return {"command": " ".join(shown), "returncode": proc.returncode, "wall_s": round(wall, 1)}
 
@@ -209,9 +219,16 @@ def write_outputs(data: TrialsData, out: Path) -> dict:
         figure.savefig(Path(tmp) / "importance.png", dpi=110)
         table.to_csv(Path(tmp) / "importance.csv", index=False)
         convergence_table(data, metric).to_csv(Path(tmp) / "convergence.csv", index=False)
+        done = M.complete_trials(data.trials)
+        values = M.metric_values(done, metric).reset_index(drop=True)
+        groups = done["optimizer"].reset_index(drop=True)
+        smallest = int(groups.value_counts().min())
+        expected_best_intervals(values, groups, higher_is_better=M.higher_is_better(metric),
+                                ns=[n for n in EXPECTED_BEST_N if n <= smallest]).to_csv(
+            Path(tmp) / "expected_best_intervals.csv", index=False)
         if out.exists():
             for old in out.iterdir():
-                if old.is_file():
+                if old.is_file() and old.name != RUNS_FILE:
                     old.unlink()
         out.mkdir(parents=True, exist_ok=True)
         for item in sorted(Path(tmp).iterdir()):
@@ -256,7 +273,8 @@ def run_workload(w: Workload, args) -> dict | None:
     record["companion"] = {"study": names[1], "trials": trial_counts(companion),
                            **write_outputs(merged_companion(main, companion), out / COMPANION_DIR)}
     record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    (out / "run.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    with open(out / RUNS_FILE, "a", encoding="utf-8") as log:  # one line per invocation, the first run kept
+        log.write(json.dumps(record) + "\n")
     return record
 
 

@@ -78,7 +78,8 @@ def test_the_pipeline_sweeps_reports_and_resumes(setup):
 
     digits = out / "digits-mlp"
     for name in ("summary.csv", "differences.csv", "importance.csv", "importance.png", "convergence.csv",
-                 "expected_best.csv", "trials.csv", "lr_sensitivity.png", "report.md", "run.json"):
+                 "expected_best_intervals.csv",
+                 "expected_best.csv", "trials.csv", "lr_sensitivity.png", "report.md", "runs.jsonl"):
         assert (digits / name).stat().st_size > 0, name
     assert not (digits / "report.html").exists()
     diffs = pd.read_csv(digits / "differences.csv")
@@ -109,7 +110,7 @@ def test_the_pipeline_sweeps_reports_and_resumes(setup):
         assert conv.loc[name, "final"] == pytest.approx(mine.loc[mine["lr"] == best_lr, "final_val_loss"].mean())
         assert conv.loc[name, "epochs"] == 4
 
-    record = json.loads((digits / "run.json").read_text())
+    record = json.loads((digits / "runs.jsonl").read_text())
     assert {"python", "torch", "optuna"} <= set(record["versions"])
     assert [s["returncode"] for s in record["sweeps"]] == [0, 0]
     assert all("--config" in s["command"] and s["wall_s"] >= 0 for s in record["sweeps"])
@@ -122,6 +123,8 @@ def test_the_pipeline_sweeps_reports_and_resumes(setup):
     assert script.main(args[:-2]) == 0  # digits-mlp alone
     assert len(optuna.load_study(study_name="findings-digits", storage=storage).trials) == 8
     assert ((digits / "summary.csv").read_bytes(), (digits / "differences.csv").read_bytes()) == before
+    runs = [json.loads(line) for line in (digits / "runs.jsonl").read_text().splitlines()]
+    assert len(runs) == 2 and runs[0]["sweeps"][0]["command"] == runs[1]["sweeps"][0]["command"]
 
 
 def test_an_unknown_workload_exits_2_and_writes_nothing(setup, capsys):
