@@ -42,10 +42,10 @@ device = "cpu"
 
 def _definitions(folder: Path, text_file: Path) -> None:
     workloads = {
-        "findings-digits": ('task = "digits-mlp"\ntrain_size = 200\nval_size = 100\n', ),
-        "findings-char-lm": (f'task = "char-lm"\ntext_file = "{text_file}"\ntrain_size = 1300\nval_size = 650\n', ),
+        "findings-digits": 'task = "digits-mlp"\ntrain_size = 200\nval_size = 100\n',
+        "findings-char-lm": f'task = "char-lm"\ntext_file = "{text_file}"\ntrain_size = 1300\nval_size = 650\n',
     }
-    for stem, (head,) in workloads.items():
+    for stem, head in workloads.items():
         (folder / f"{stem}.toml").write_text(
             head + f'study = "{stem}"\n' + TINY.format(optimizers='["adamrag", "adam"]', gamma=0.5))
         (folder / f"{stem}-gamma09.toml").write_text(
