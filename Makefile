@@ -8,7 +8,7 @@ STORAGE ?= sqlite:///studies/adamrag-sens.db
 LOCK_PYTHON := 3.11
 UV     := build/venv-lock/bin/uv
 
-.PHONY: demo test test-latest install install-dev lock lock-upgrade bench clean
+.PHONY: demo test test-latest install install-dev lock lock-upgrade bench findings clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,14 @@ lock: | $(UV)
 	  pyproject.toml --extra dev -o requirements/lock-dev.txt
 lock-upgrade:
 	$(MAKE) lock UPGRADE=--upgrade
+
+## The findings (docs/findings/README.md): sweep every CPU findings study (studies/findings-*.toml) into
+## FINDINGS_STORAGE, resuming what is stored, then write their reports, importance, convergence and
+## compare outputs into docs/findings/ (hours on 2 CPU cores; FINDINGS_ARGS="--only digits-mlp" for one).
+FINDINGS_STORAGE ?= sqlite:///studies/findings.db
+FINDINGS_ARGS ?=
+findings: install
+	$(BIN)/python scripts/findings.py --storage $(FINDINGS_STORAGE) $(FINDINGS_ARGS)
 
 ## Optimizer step time, AdamRAG vs torch Adam, on this machine's device.
 bench: install
