@@ -13,8 +13,9 @@ gamma = 0.9). For each selected workload this script
    ``OUT/<workload>/gamma-0.9/``: AdamRAG's gamma-0.9 trials against the main study's baseline
    trials (the same points, seeds and budget; deterministic on the CPU), so that each report's
    AdamRAG curve is one gamma, as the baselines' curves are;
-3. adds ``importance.csv`` and ``importance.png`` (functional ANOVA per optimizer,
-   :func:`sensitivity.report.importance.importance_table`), ``expected_best_intervals.csv`` (the
+3. keeps the report's ``importance.csv``, ``importance.png`` (functional ANOVA per optimizer,
+   :func:`sensitivity.report.importance.importance_table`) and ``ablation.csv``, and adds
+   ``expected_best_intervals.csv`` (the
    expected best after n = 1, 2, 5, 10, 20, 50 trials, Dodge et al.'s and Tang et al.'s unbiased
    estimator, with bootstrap intervals) and ``convergence.csv`` (has the best point of each
    optimizer stopped improving? see :func:`convergence_table`) to each;
@@ -57,8 +58,6 @@ from sensitivity.report.build import write_report  # noqa: E402
 from sensitivity.report.compare import StudyRef, build_compare  # noqa: E402
 from sensitivity.report.expected_best import expected_best_intervals  # noqa: E402
 from sensitivity.report.frame import TrialsData, load_trials  # noqa: E402
-from sensitivity.report.importance import importance_table  # noqa: E402
-from sensitivity.report.importance_figure import importance_figure  # noqa: E402
 from sensitivity.storage import mask_storage  # noqa: E402
 
 DEFAULT_STORAGE = "sqlite:///studies/findings.db"
@@ -213,11 +212,7 @@ def write_outputs(data: TrialsData, out: Path) -> dict:
     metric = data.meta["metric"]
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        paths = write_report(data, tmp, metric=metric)
-        table = importance_table(data.trials, metric)
-        figure = importance_figure(table, region="all", display=paths.analysis.display)
-        figure.savefig(Path(tmp) / "importance.png", dpi=110)
-        table.to_csv(Path(tmp) / "importance.csv", index=False)
+        paths = write_report(data, tmp, metric=metric)  # with importance.csv/.png and ablation.csv
         convergence_table(data, metric).to_csv(Path(tmp) / "convergence.csv", index=False)
         done = M.complete_trials(data.trials)
         values = M.metric_values(done, metric).reset_index(drop=True)

@@ -96,7 +96,7 @@ def lr_sensitivity_figure(
             ax.set_yscale("log")
             style.plain_log_labels(ax.yaxis, np.r_[curve["value"], curve["initial"]])
         ax.set_xlabel(lr_label)
-        ax.set_ylabel(f"final {style.metric_axis_label(metric)}, {'max(acc, acc0)' if hib else 'min(L, L0)'}")
+        ax.set_ylabel(style.wrapped(f"final {style.metric_axis_label(metric)}, {'max(final, initial)' if hib else 'min(L, L0)'}", 48))
         handles, labels = ax.get_legend_handles_labels()
         if (curve["n_diverged"] > 0).any():
             handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=8, mew=2))
@@ -313,14 +313,14 @@ def expected_best_figure(
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel("n, configurations drawn at random (tuning budget)")
-        ax.set_ylabel(f"expected best final {style.metric_axis_label(metric)}")
+        ax.set_ylabel(style.wrapped(f"expected best final {style.metric_axis_label(metric)}", 40))
         if not hib and style.log_ok(table["expected_best"]):
             ax.set_yscale("log")
             style.plain_log_labels(ax.yaxis, table["expected_best"])
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         head = style.literal_text(title) if title else f"Expected best {style.metric_words(metric)} after n configurations (Dodge et al. 2019)"
-        fig.suptitle(head + "\nshading: +-1 sd of the best of n draws, within the range of the stored values"
-                     + (f"\n{style.literal_text(note)}" if note else ""))
+        fig.suptitle(style.wrapped(head + "\nshading: +-1 sd of the best of n draws, within the range of the stored values"
+                                   + (f"\n{style.literal_text(note)}" if note else ""), 80))
     return fig
 
 

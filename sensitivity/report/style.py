@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import textwrap
 from typing import Iterable, Iterator, Mapping
 
 import matplotlib
@@ -58,6 +59,12 @@ def style() -> Iterator[None]:
          "text.usetex": False}  # a user's matplotlibrc with usetex would send titles to LaTeX
     ):
         yield
+
+
+def wrapped(text: str, width: int) -> str:
+    """``text`` broken into lines of at most ``width`` characters (existing line breaks kept), so that a
+    long metric label or title fits its axis or figure instead of running off the edge."""
+    return "\n".join(textwrap.fill(line, width) if len(line) > width else line for line in str(text).split("\n"))
 
 
 def new_figure(**kwargs) -> Figure:
