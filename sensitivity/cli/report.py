@@ -25,7 +25,7 @@ def check_report_options(tolerance: Optional[float], relative_tolerance: Optiona
     """Check the flags report and compare share; return the figure formats.
 
     Raises:
-        UserError: a negative or infinite threshold, an unknown lr axis or figure format.
+        UserError: a negative or infinite threshold, a --tolerance of 1 or more, an unknown lr axis or figure format.
     """
     from sensitivity.report.effective_lr import LR_AXES
     from sensitivity.report.build import FIGURE_FORMATS
@@ -34,6 +34,9 @@ def check_report_options(tolerance: Optional[float], relative_tolerance: Optiona
                                  ("--relative-tolerance", relative_tolerance, "0.1 = within 10% of the best loss")):
         if value is not None and not (value >= 0 and value < float("inf")):
             raise UserError(f"{flag} {value} must be a finite number >= 0 (e.g. {example})")
+    if tolerance is not None and tolerance >= 1:  # tau = 1 keeps 0% of the improvement: every run that improved at all
+        raise UserError(f"--tolerance {tolerance} must lie in [0, 1): it is the share of the improvement over the "
+                        f"initial value a run may lose (0.05 = keep 95% of the improvement)")
     if lr_axis not in LR_AXES:
         raise UserError(f"--lr-axis {lr_axis!r} is not an lr axis; use nominal or effective")
     formats = tuple(f.strip().lower() for f in fmt.split(",") if f.strip())

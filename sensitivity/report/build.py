@@ -152,12 +152,14 @@ def build_report(
 
     Raises:
         UserError: the study cannot be read or has no completed trial (from ``load_trials``).
-        ValueError: unknown metric, aggregation, lr axis or format, or a negative tolerance.
+        ValueError: unknown metric, aggregation, lr axis or format, or a tolerance outside [0, 1).
     """
     formats = check_formats(formats)
     for name, value in (("tolerance", tolerance), ("relative tolerance", relative_tolerance)):
         if value is not None and not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    if tolerance is not None and tolerance >= 1:
+        raise ValueError(f"tolerance must lie in [0, 1) (the share of the improvement a run may lose), got {tolerance}")
     if lr_axis not in effective_lr.LR_AXES:
         raise ValueError(f"unknown lr axis {lr_axis!r}; choose one of {sorted(effective_lr.LR_AXES)}")
     data = load_trials(storage, study_name)

@@ -40,6 +40,11 @@ def _difference(analysis: StudyAnalysis, column: str, a: str, b: str) -> Mapping
     return None
 
 
+def _unsigned_zero(text: str) -> str:
+    """``"-0.0"`` (a tiny negative bound rounded away) printed as ``"0.0"``."""
+    return text[1:] if text.startswith("-") and not any(c in "123456789" for c in text) else text
+
+
 def _uncertainty_clause(analysis: StudyAnalysis, column: str, a: str, b: str, fmt) -> str:
     if analysis.n_seeds < 2:
         return ""
@@ -47,7 +52,8 @@ def _uncertainty_clause(analysis: StudyAnalysis, column: str, a: str, b: str, fm
     if rec is None or not (math.isfinite(rec["low"]) and math.isfinite(rec["high"])):
         return ""
     level = f"{100 * analysis.settings.level:g}%"
-    span = f"{level} interval of the paired difference over seed draws: {fmt(rec['low'])} to {fmt(rec['high'])}"
+    span = (f"{level} interval of the paired difference over seed draws: {_unsigned_zero(fmt(rec['low']))} to "
+            f"{_unsigned_zero(fmt(rec['high']))}")
     if rec["exceeds"]:
         return f"; the lead exceeds the seed uncertainty ({span})"
     return f"; the lead is within the seed uncertainty ({span}), so the two are not told apart"

@@ -57,7 +57,7 @@ def population_size_for(spec: StudySpec, device: str | None = None) -> tuple[int
 
     Returns:
         ``(K, clause)``: the clause says which path runs and why, e.g.
-        ``"populations of 27 (task 'digits-mlp' declares population_size=27)"`` or
+        ``"populations of up to 27 (task 'digits-mlp' declares population_size=27)"`` or
         ``"one by one (--population 1)"``.
     """
     task = get_task(spec.task)
@@ -70,7 +70,7 @@ def population_size_for(spec: StudySpec, device: str | None = None) -> tuple[int
     else:
         ok, why = populations.population_support(task, dev, config)
         k, why = (spec.population, f"--population {spec.population}") if ok else (1, why)
-    return (k, f"populations of {k} ({why})") if k > 1 else (1, f"one by one ({why})")
+    return (k, f"populations of up to {k} ({why})") if k > 1 else (1, f"one by one ({why})")
 
 
 @dataclasses.dataclass

@@ -107,7 +107,7 @@ class SweepResult:
             (their retries used up); the sweep ran every other point.
         population: K, the queued points of one optimizer each worker trains together (1: one by
             one; see :func:`~sensitivity.study.members.population_size_for`).
-        runs_as: which path runs and why, one clause (e.g. ``"populations of 27 (task 'digits-mlp'
+        runs_as: which path runs and why, one clause (e.g. ``"populations of up to 27 (task 'digits-mlp'
             declares population_size=27)"``); empty when nothing was left to run.
     """
 

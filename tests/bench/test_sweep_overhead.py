@@ -63,7 +63,7 @@ def test_bookkeeping_at_the_start_and_end_are_medians_over_a_tenth_of_the_trials
 def test_the_summary_says_the_sweep_ran_populations_against_the_one_by_one_loop():
     run = SweepRun(sweep_s=1.0, bare_s=2.5, sweep_cpu_s=1.0, bare_cpu_s=2.5, training_s=2.0, sweep_training_s=0.8,
                    startup_s=0.5, bookkeeping_ms=[-5.0, -5.0])  # members start together: no gap to measure
-    clause = "populations of 27 (task 'digits-mlp' declares population_size=27)"
+    clause = "populations of up to 27 (task 'digits-mlp' declares population_size=27)"
     lines = sweep_summary(SweepBench("d", [], 3, [run], runs_as=clause))
     assert lines[0] == ("sweep / bare loop: 0.400 wall, 0.400 CPU (one round; both whole fresh processes; the sweep "
                         f"ran {clause}, the bare loop one by one)")
@@ -87,7 +87,7 @@ def test_bench_sweep_runs_the_sweep_and_the_bare_loop_on_the_same_points(tmp_pat
     ])
     assert result.exit_code == 0, result.output
     assert "sweep / bare loop:" in result.output and "bookkeeping per trial" in result.output
-    assert "the sweep ran populations of 27" in " ".join(result.output.split())  # digits-mlp: two populations of 2
+    assert "the sweep ran populations of up to 27" in " ".join(result.output.split())  # digits-mlp: two populations of 2
     data = json.loads(out.read_text())
     assert data["points"] == 4 and len(data["runs"]) == 1
     run = data["runs"][0]

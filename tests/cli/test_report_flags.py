@@ -23,6 +23,8 @@ def small_study(tmp_path, monkeypatch):
     [
         (["--tolerance", "-1"], "--tolerance -1.0 must be a finite number >= 0"),
         (["--tolerance", "nan"], "must be a finite number >= 0"),
+        (["--tolerance", "1"], "--tolerance 1.0 must lie in [0, 1)"),
+        (["--tolerance", "2"], "--tolerance 2.0 must lie in [0, 1)"),
         (["--relative-tolerance", "-0.1"], "--relative-tolerance -0.1 must be a finite number >= 0"),
         (["--lr-axis", "warped"], "--lr-axis 'warped' is not an lr axis; use nominal or effective"),
         (["--format", "png,gif"], "unknown figure format gif"),

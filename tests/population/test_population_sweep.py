@@ -54,7 +54,7 @@ def test_the_default_study_shape_stores_the_same_values_with_populations_and_one
         assert result.ran == 24
         stored[label] = _stored(spec.storage, "same")
         if size is None:
-            assert result.population == 27 and result.runs_as.startswith("populations of 27 (")
+            assert result.population == 27 and result.runs_as.startswith("populations of up to 27 (")
         else:
             assert (result.population, result.runs_as) == (1, "one by one (--population 1)")
     assert stored["auto"] == stored["one"]  # values and intermediate values compared exactly, not within a tolerance
@@ -226,7 +226,7 @@ def test_population_on_the_command_line_reaches_the_start_line_and_the_study(tmp
     assert study.user_attrs["spec"]["population"] == 1  # workers that join read it from there
     code, out, err = run_cli(*args[:-1], "cli2")
     assert code == 0, err
-    assert "populations of 27 (task 'digits-mlp' declares population_size=27)" in " ".join(out.split())
+    assert "populations of up to 27 (task 'digits-mlp' declares population_size=27)" in " ".join(out.split())
     code, out, err = run_cli(*args, "--population", "zero")
     assert code == 2 and err.count("\n") == 1 and "--population 'zero'" in err
 
