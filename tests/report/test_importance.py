@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 
 import numpy as np
 import pandas as pd
@@ -191,19 +190,22 @@ def test_random_samples_good_region_uses_ped_anova():
     assert _row(table, "beta1", "main", "good")["share"] < 0.1
 
 
-REAL = os.environ.get("IMPORTANCE_STUDY", "sqlite:////tmp/imp.db")
-
-
 @pytest.mark.slow
 def test_grid_decomposition_equals_a_least_squares_anova_on_a_stored_study(tmp_path):
-    """Cross-check on a real study made by ``adamrag-sens sweep --epochs 2`` (skipped when absent)."""
-    path = REAL.removeprefix("sqlite:///")
-    if not os.path.exists(path):
-        pytest.skip(f"no stored study at {path}; make one with adamrag-sens sweep --storage {REAL} --epochs 2")
+    """Cross-check on a real study, trained here by ``adamrag-sens sweep`` (two optimizers, a 3 x 2
+    grid of lr x beta1, 2 epochs on a slice of the digits): the exact decomposition against
+    least-squares ANOVA sums of squares, an independent computation."""
+    from typer.testing import CliRunner
+
+    from sensitivity.cli import app
     from sensitivity.report import load_trials
     from sensitivity.report.metrics import metric_values
 
-    data = load_trials(REAL, "digits-mlp")
+    url = f"sqlite:///{tmp_path / 'real.db'}"
+    result = CliRunner().invoke(app, ["sweep", "--optimizers", "adam,nag", "--lr-points", "3", "--beta1", "0.8,0.9",
+                                      "--epochs", "2", "--train-size", "256", "--val-size", "64", "--storage", url])
+    assert result.exit_code == 0, (result.output, result.exception)
+    data = load_trials(url, "digits-mlp")
     done = data.complete
     table = I.importance_table(done, "val_loss", uncertainty=False, regions=("all",))
     checked = 0
