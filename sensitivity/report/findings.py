@@ -86,7 +86,9 @@ def _ranking_sentence(analysis: StudyAnalysis, column: str, what: str, fmt, unit
         a, b = first["optimizer_display"], second["optimizer_display"]
         lead = float(first[column] - second[column])
         if fmt(first[column]) == fmt(second[column]):
-            text += f"; {a} and {b} are level" + (" as measured" if bound(first) or bound(second) else "")
+            tied = [r for _, r in rows.iterrows() if fmt(r[column]) == fmt(first[column])]  # every one level with the top
+            text += (f"; {_join([str(r['optimizer_display']) for r in tied])} are level"
+                     + (" as measured" if any(bound(r) for r in tied) else ""))
         elif bound(second):
             text += (f"; {a} leads {b} by {diff_fmt(lead)} as measured ({b}'s range reaches an end of the swept "
                      f"lrs, so the true lead may be smaller)")

@@ -164,3 +164,12 @@ def test_compare_findings_count_a_task_for_its_leader_only_when_the_lead_is_esta
            "(2 of them lower bounds: the range reaches an end of the swept lrs)." in text
     assert ("Widest range not established on t2 and t3: the top two widths are level, or the runner-up's range "
             "reaches an end of the swept lrs.") in text
+
+
+def test_every_optimizer_level_with_the_top_is_named():
+    one = pd.DataFrame({"optimizer": ["p", "q", "r", "s"], "optimizer_display": ["P", "Q", "R", "S"],
+                        "learned": [True] * 4, "tolerance_width_decades": [1.5, 1.5, 1.5, 0.5],
+                        "tolerance_censored": [False] * 4, "divergence_rate": [0.0] * 4})
+    analysis = dataclasses.replace(analyze(trials_frame([{}]), "val_loss", uncertainty=False), summary=one)
+    text = " ".join(findings.study_findings(analysis))
+    assert "P 1.50, Q 1.50, R 1.50, S 0.50 decades; P, Q and R are level." in text
