@@ -320,7 +320,7 @@ def expected_best_figure(
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         head = style.literal_text(title) if title else f"Expected best {style.metric_words(metric)} after n configurations (Dodge et al. 2019)"
         fig.suptitle(style.wrapped(head + "\nshading: +-1 sd of the best of n draws, within the range of the stored values"
-                                   + (f"\n{style.literal_text(note)}" if note else ""), 80))
+                                   + (f"\n{style.literal_text(note)}" if note else ""), 88))
     return fig
 
 
