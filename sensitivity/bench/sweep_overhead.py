@@ -308,8 +308,8 @@ def sweep_summary(result: SweepBench) -> list[str]:
     together = result.runs_as.startswith("populations")
     path = f"; the sweep ran {result.runs_as}, the bare loop one by one" if result.runs_as else ""
     bookkeeping = (
-        f"bookkeeping per trial: not measured between trial starts (the members of a population start together; "
-        f"the sweep's whole cost is in the ratio)" if together else
+        "bookkeeping per trial: not measured between trial starts (the members of a population start together; "
+        "the sweep's whole cost is in the ratio)" if together else
         f"bookkeeping per trial (between consecutive trial starts, not training): {start:.2f} ms over the first {k} "
         f"trials, {end:.2f} ms over the last {k} (of {result.points})")
     return [

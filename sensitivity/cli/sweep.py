@@ -18,7 +18,6 @@ from sensitivity.cli import terminal
 from sensitivity.cli.edge import end_without_teardown, user_errors
 from sensitivity.cli.options import BatchSize, Epochs, JoinStorage, TrainSize, ValSize, comma_list
 from sensitivity.cli.terminal import console
-from sensitivity.errors import UserError
 from sensitivity.study.definition import read_study_definition
 from sensitivity.study.spec import STORAGE_ENV, StudySpec
 

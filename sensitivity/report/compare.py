@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import itertools
 import os
 from pathlib import Path
 from typing import Sequence
@@ -79,7 +80,7 @@ def improvement_frame(loaded: Sequence[tuple["StudyRef", TrialsData]],
                       analyses: Sequence[StudyAnalysis]) -> pd.DataFrame:
     """``improvement.csv`` (:data:`IMPROVEMENT_COLUMNS`): every ordered pair of optimizers, per study and over all."""
     frames, tuned_by_task, hib_by_task = [], {}, {}
-    for label, (ref, data), analysis in zip(_labels(loaded), loaded, analyses):
+    for label, (ref, _), analysis in zip(_labels(loaded), loaded, analyses):
         metric = analysis.settings.metric
         tuned = improvement.tuned_results(analysis.nominal, metric)
         key = f"{label} [{ref.study}]"
@@ -88,16 +89,12 @@ def improvement_frame(loaded: Sequence[tuple["StudyRef", TrialsData]],
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(IMPROVEMENT_COLUMNS))
     names = metrics.optimizer_order(rows["a"]) if not rows.empty else []
     overall = []
-    if len(loaded) > 1:
-        for a in names:
-            for b in names:
-                if a == b:
-                    continue
-                agg = improvement.probability_of_improvement_across_tasks(tuned_by_task, hib_by_task, a, b)
-                if agg["tasks"]:
-                    decided = bool(agg["low"] > 0.5 or agg["high"] < 0.5)
-                    overall.append({"task": "all tasks", "study": "", "a": a, "b": b, "probability": agg["probability"],
-                                    "low": agg["low"], "high": agg["high"], "n_seeds": agg["tasks"], "decided": decided})
+    for a, b in itertools.permutations(names, 2) if len(loaded) > 1 else ():
+        agg = improvement.probability_of_improvement_across_tasks(tuned_by_task, hib_by_task, a, b)
+        if agg["tasks"]:
+            decided = bool(agg["low"] > 0.5 or agg["high"] < 0.5)
+            overall.append({"task": "all tasks", "study": "", "a": a, "b": b, "probability": agg["probability"],
+                            "low": agg["low"], "high": agg["high"], "n_seeds": agg["tasks"], "decided": decided})
     if overall:
         rows = pd.concat([rows, pd.DataFrame(overall)], ignore_index=True)
     return rows[list(IMPROVEMENT_COLUMNS)]

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from sensitivity.catalog import OPTIMIZERS
-from sensitivity.report import metrics, style
+from sensitivity.report import style
 from sensitivity.report.analysis import StudyAnalysis
 from sensitivity.report.region import PAIR_AXES
 from sensitivity.report.style import AXIS_LABELS

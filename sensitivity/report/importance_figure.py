@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterator, Mapping, Sequence
+from typing import Iterator, Mapping
 
 import matplotlib
 import numpy as np

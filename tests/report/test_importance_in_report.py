@@ -4,7 +4,6 @@ sentences, ablation.csv, compare's normalised lr main effect and improvement.csv
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pandas as pd

@@ -8,7 +8,6 @@ import re
 
 import pandas as pd
 import pytest
-from matplotlib.text import Text
 
 from sensitivity.report import analyze, figures, findings, heatmaps
 from tests.report.studies import INITIAL, grid_study

@@ -4,7 +4,6 @@ of times, listed at the end, and the exit code is non-zero)."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import optuna

@@ -7,7 +7,6 @@ import sys
 import textwrap
 import uuid
 
-import optuna
 import pytest
 from typer.testing import CliRunner
 
