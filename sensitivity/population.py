@@ -86,14 +86,6 @@ class PointsRun:
 # ------------------------------------------------------------------------------------------------
 # Where populations run
 # ------------------------------------------------------------------------------------------------
-POPULATION_THREADS = "the process's intra-op thread count"
-"""How many intra-op CPU threads a population trains with: the process's own count (torch's default,
-or a worker's ``--threads`` share), not the task's ``cpu_threads``. A single small model is mostly
-per-step overhead, so its tasks pin one thread; a population of 27 of them is compute-bound batched
-matrix products, which a second thread speeds up (the default study's 108 digits-mlp points: 12.5 s at
-one thread, 7.7 s at two, 2026-12-03, 2 quiet cores) and whose per-member results stay bit-identical
-to the single trials (checked by the support probe and the population tests)."""
-
 _SUPPORT_CACHE: dict[tuple[int, str, str], tuple[Task, tuple[bool, str]]] = {}
 
 
@@ -125,7 +117,7 @@ def population_support(task: Task, device: str | torch.device = "cpu",
     dev = torch.device(device)
     cfg = task.config() if config is None else config
     # The probe runs each side at the intra-op thread count it trains with: the population at the
-    # process's count (POPULATION_THREADS), the single model at the task's cpu_threads. A batched kernel
+    # process's count (see train_population), the single model at the task's cpu_threads. A batched kernel
     # may split its work (and round) by thread count, so a probe at another count could pass or fail for
     # the wrong reason.
     key = (id(task), str(dev), json.dumps(cfg, sort_keys=True, default=str), torch.get_num_threads())
@@ -245,6 +237,13 @@ def train_population(task: TensorTask, config: dict[str, Any], optimizer: str, p
     population's, shared out by member-steps). Call :func:`population_support` first, or use
     :func:`train_points`, which does.
 
+    On the CPU a population trains at the process's intra-op thread count (torch's default, or a
+    worker's ``--threads`` share), not at the task's ``cpu_threads``: a single small model is mostly
+    per-step overhead, so its tasks pin one thread, while a population's batched matrix products are
+    compute-bound and a second thread speeds them up (the default study's 108 digits-mlp points:
+    12.5 s at one thread, 7.7 s at two, 2026-12-03, 2 quiet cores) with per-member results still
+    bit-identical to the single trials (checked by the support probe and the population tests).
+
     Args:
         task: a :class:`~sensitivity.tasks.TensorTask` that :func:`population_support` accepts.
         config, optimizer, epochs, device, divergence_factor: as :func:`~sensitivity.train.train_trial`.
@@ -255,7 +254,6 @@ def train_population(task: TensorTask, config: dict[str, Any], optimizer: str, p
         KeyError: unknown optimizer. UserError: from the task's data loading.
     """
     dev = torch.device(device)
-    # No task thread limit here (POPULATION_THREADS): a population's batched kernels are compute-bound
     return _train_population(task, config, optimizer, list(points), epochs, dev, divergence_factor, on_epoch)
 
 
