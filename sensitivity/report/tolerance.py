@@ -313,6 +313,16 @@ def tolerance_row(
     return row
 
 
+def _group_rows(labels: pd.Series) -> list[tuple[object, np.ndarray]]:
+    """``(label, positions)`` of each label, in order of first appearance, positions ascending:
+    the groups of ``groupby(labels, sort=False)`` (NaN labels dropped) without its per-group cost."""
+    codes, uniques = pd.factorize(labels, sort=False)
+    keep = np.flatnonzero(codes >= 0)
+    order = keep[np.argsort(codes[keep], kind="stable")]
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    return list(zip(uniques, np.split(order, bounds))) if order.size else []
+
+
 def tolerance_table(
     curve: pd.DataFrame,
     *,
@@ -332,14 +342,17 @@ def tolerance_table(
         A frame indexed by optimizer (in the curve's order) with :data:`TOLERANCE_COLUMNS`.
     """
     rows = {}
-    usable = pd.Series(curve_usable(curve), index=curve.index)
-    for name, g in curve.groupby("optimizer", sort=False):
-        init = g["initial"].astype(float)
-        initial = float(init.mean()) if init.notna().any() else math.nan
+    usable = curve_usable(curve)
+    lrs = curve["lr"].to_numpy(float)
+    values = curve["value"].to_numpy(float)
+    initials = curve["initial"].to_numpy(float)
+    for name, at in _group_rows(curve["optimizer"]):
+        init = initials[at]
+        initial = float(np.nanmean(init)) if (~np.isnan(init)).any() else math.nan
         rows[name] = tolerance_row(
-            g["lr"].to_numpy(float), g["value"].to_numpy(float), initial,
+            lrs[at], values[at], initial,
             higher_is_better=higher_is_better, tau=tau, relative_tolerance=relative_tolerance,
-            usable=usable[g.index].to_numpy(bool), points=points,
+            usable=usable[at], points=points,
         )
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=list(TOLERANCE_COLUMNS))
     frame.index.name = "optimizer"
