@@ -248,6 +248,7 @@ TOLERANCE_COLUMNS = (
     "relative_width_decades",
     "relative_lr_low",
     "relative_lr_high",
+    "relative_censored",
 )
 """Columns of :func:`tolerance_table`."""
 
@@ -294,7 +295,7 @@ def tolerance_row(
     sign = -1.0 if higher_is_better else 1.0
     learned = bool(ok.any() and math.isfinite(initial) and (sign * v[ok] < sign * initial).any())
     row: dict[str, float | bool] = {c: math.nan for c in TOLERANCE_COLUMNS}
-    row.update(learned=learned, initial_value=float(initial), tolerance_censored=False)
+    row.update(learned=learned, initial_value=float(initial), tolerance_censored=False, relative_censored=False)
     if not learned:
         return row
     i = int(np.flatnonzero(ok)[np.argmin(sign * v[ok])])
@@ -308,7 +309,7 @@ def tolerance_row(
         tolerance_threshold=t_imp, tolerance_width_decades=imp.width_decades,
         tolerance_lr_low=imp.lr_low, tolerance_lr_high=imp.lr_high, tolerance_censored=imp.censored,
         relative_threshold=t_rel, relative_width_decades=rel.width_decades,
-        relative_lr_low=rel.lr_low, relative_lr_high=rel.lr_high,
+        relative_lr_low=rel.lr_low, relative_lr_high=rel.lr_high, relative_censored=rel.censored,
     )
     return row
 
