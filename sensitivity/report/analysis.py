@@ -7,7 +7,8 @@ configuration table, the pair tables and the lines the figures draw; the toleran
 (:mod:`sensitivity.report.tolerance`), good-region shares (:mod:`sensitivity.report.region`) and the
 summary (:mod:`sensitivity.report.summary`) are computed from those tables, never calling back into
 the metrics; the seed bootstrap (:mod:`sensitivity.report.uncertainty`) repeats that one step,
-:func:`_measure`, on resampled seeds; then the expected best after n configurations
+:func:`_measure_tables`, on the configuration tables of resampled seeds, every draw at once
+(:mod:`sensitivity.report.resampling`); then the expected best after n configurations
 (:mod:`sensitivity.report.expected_best`), the variance decomposition per optimizer
 (:mod:`sensitivity.report.importance`) and the ablation path (:mod:`sensitivity.report.ablation`). Figures, findings, the summary table and the HTML/Markdown
 renderers only read the result; the settings it was computed with (the metric's direction among
@@ -25,7 +26,8 @@ from typing import Mapping
 import pandas as pd
 
 from sensitivity.report import ablation, effective_lr, expected_best, importance, metrics, region, summary, tolerance
-from sensitivity.report.uncertainty import DEFAULT_LEVEL, seed_bootstrap
+from sensitivity.report.resampling import seed_bootstrap_tables
+from sensitivity.report.uncertainty import DEFAULT_LEVEL
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,17 +190,34 @@ class _Measured:
 
 
 def _measure(trials: pd.DataFrame, settings: AnalysisSettings, pairs: tuple[tuple[str, str], ...]) -> _Measured:
-    """The figures of one trials frame that the seed bootstrap recomputes: the metrics first, in one
-    block, then the tolerance table, the good-region shares and the summary's numbers read them."""
-    metric, hib = settings.metric, settings.higher_is_better
+    """The figures of one trials frame that the seed bootstrap recomputes: the configuration table
+    and divergence rate of its completed trials, then :func:`_measure_tables`."""
     complete = metrics.complete_trials(trials)
-    configs = metrics.config_table(trials, metric)
-    curve = metrics.lr_curve(trials, metric, settings.aggregation, table=configs)
+    configs = metrics.config_table(trials, settings.metric)
+    return _measure_tables(configs, metrics.divergence_rate(complete), settings, pairs,
+                           names=metrics.optimizer_order(complete["optimizer"]))
+
+
+def _measure_tables(configs: pd.DataFrame, divergence: pd.Series, settings: AnalysisSettings,
+                    pairs: tuple[tuple[str, str], ...], *, names: list[str] | None = None,
+                    optimizer_of: Mapping[str, str] | None = None) -> _Measured:
+    """The figures of one configuration table: the lr curve and pair tables first, in one block,
+    then the tolerance table, the good-region shares and the summary's numbers read them.
+
+    ``optimizer_of`` maps the table's optimizer names to catalog names when they differ (the seed
+    bootstrap's stacked tables, :mod:`sensitivity.report.resampling`), for the catalog defaults of
+    the ``default`` aggregation; ``names`` are the rows (every optimizer of the table by default).
+    """
+    metric, hib = settings.metric, settings.higher_is_better
+    defaults = None
+    if optimizer_of is not None and settings.aggregation == "default":
+        catalog = metrics.catalog_defaults(set(optimizer_of.values()))
+        defaults = {name: catalog[o] for name, o in optimizer_of.items() if o in catalog}
+    curve = metrics.lr_curve(None, metric, settings.aggregation, defaults=defaults, table=configs)
     cells = {(x, y): metrics.pair_table(configs, metric, x, y) for x, y in pairs}
     best = metrics.best_points(curve, metric)
     sensitivity = metrics.lr_sensitivity(curve, metric)
-    divergence = metrics.divergence_rate(complete)
-    names = metrics.optimizer_order(complete["optimizer"])
+    names = list(configs["optimizer"].unique()) if names is None else names
     tolerances = tolerance.tolerance_table(curve, higher_is_better=hib, tau=settings.tau,
                                            relative_tolerance=settings.relative_tolerance,
                                            points=settings.absolute_points)
@@ -272,7 +291,11 @@ def analyze(
     n_seeds = int(pd.Series(complete["seed"]).nunique()) if "seed" in complete else 1
     boot = None
     if uncertainty and n_seeds >= 2:
-        boot = seed_bootstrap(shown, lambda t: _measure(t, settings, pairs).numbers, level=level)
+        boot = seed_bootstrap_tables(
+            shown, metric, measured.numbers,
+            lambda configs_k, divergence_k, of: _measure_tables(configs_k, divergence_k, settings, pairs,
+                                                                optimizer_of=of).numbers,
+            level=level)
     result = summary.summary_result(measured.numbers, complete, pairs=pairs, evaluation_far=far, boot=boot)
     return StudyAnalysis(
         settings=settings,

@@ -46,7 +46,8 @@ PROFILE_METRICS = (
 TABLE_COLUMNS = (
     "task", "study", "storage", "metric", "optimizer", "optimizer_display", "trials", "learned",
     "best_value", "best_lr", "tolerance_width_decades", "tolerance_censored", "relative_width_decades",
-    "good_share_lr_beta1", "lr_sensitivity", "divergence_rate", "lr_main_share", "lr_main_effect_normalised",
+    "relative_censored", "good_share_lr_beta1", "lr_sensitivity", "divergence_rate", "lr_main_share",
+    "lr_main_effect_normalised",
 )
 """Leading columns of :func:`compare_table` (each metric's ``_low``/``_high`` and the other share
 columns follow when present). ``lr_main_share`` is the share of the objective's variance that lr's

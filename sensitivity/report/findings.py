@@ -191,11 +191,12 @@ def study_findings(analysis: StudyAnalysis, *, task: str = "") -> list[str]:
 def compare_findings(table: pd.DataFrame) -> list[str]:
     """Sentences summarising a cross-study table (:func:`sensitivity.report.compare.compare_table`).
 
-    Says, per optimizer, on how many tasks it had the widest tolerated lr range, and the range of
-    its widths across tasks. A task counts for its leader only when the lead is established: the top
+    Says, per optimizer, in how many studies it had the widest tolerated lr range, and the range of
+    its widths across studies (two studies of one task count twice: the table's ``task`` column is a
+    label per study). A study counts for its leader only when the lead is established: the top
     two widths differ at the printed precision (0.01 decade) and the runner-up's is not a lower bound
-    (its range reaching an end of the swept lrs, ``tolerance_censored``); the other tasks are counted
-    as undecided.
+    (its range reaching an end of the swept lrs, ``tolerance_censored``); the other studies are
+    counted as undecided.
     """
     out = []
     tasks = list(dict.fromkeys(table["task"]))
@@ -219,17 +220,17 @@ def compare_findings(table: pd.DataFrame) -> list[str]:
     for name, g in table.groupby("optimizer_display", sort=False):
         w = g["tolerance_width_decades"].dropna()
         if w.empty:
-            out.append(f"{name}: no task on which it learned.")
+            out.append(f"{name}: no study in which it learned.")
             continue
         n = wins.get(name, 0)
         spread = (f"its width is {w.iloc[0]:.2f} decades" if len(w) == 1
-                  else f"its width ranges from {w.min():.2f} to {w.max():.2f} decades over {len(w)} tasks")
+                  else f"its width ranges from {w.min():.2f} to {w.max():.2f} decades over {len(w)} studies")
         bounds = int(censored[w.index].sum())
         if bounds:
             which = ("a lower bound" if len(w) == 1 else "one of them a lower bound" if bounds == 1
                      else f"{bounds} of them lower bounds")
             spread += f" ({which}: the range reaches an end of the swept lrs)"
-        out.append(f"{name}: widest tolerated lr range on {n} of {len(tasks)} task{'s' if len(tasks) != 1 else ''}; "
+        out.append(f"{name}: widest tolerated lr range in {n} of {len(tasks)} stud{'ies' if len(tasks) != 1 else 'y'}; "
                    f"{spread}.")
     if undecided:
         out.append(f"Widest range not established on {_join(undecided)}: the top two widths are level, or the "

@@ -255,12 +255,13 @@ def lines_at_best_beta1(table: pd.DataFrame, metric: str) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _defaults_for(optimizers: Iterable[str]) -> dict[str, dict[str, float]]:
+def catalog_defaults(optimizers: Iterable[str]) -> dict[str, dict[str, float]]:
+    """Each named optimizer's hyperparameter defaults from the catalog (unknown names left out)."""
     return {n: dict(OPTIMIZERS[n].defaults) for n in optimizers if n in OPTIMIZERS}
 
 
 def lr_curve(
-    trials: pd.DataFrame,
+    trials: pd.DataFrame | None,
     metric: str,
     aggregation: str = "best",
     defaults: Mapping[str, Mapping[str, float]] | None = None,
@@ -269,7 +270,7 @@ def lr_curve(
     """Each optimizer's final metric as a function of the learning rate.
 
     Args:
-        trials: the tidy trials frame (only COMPLETE rows are used).
+        trials: the tidy trials frame (only COMPLETE rows are used); None when ``table`` is given.
         metric: one of the study's declared metrics (``val_loss``, ``val_acc``, ``return``, ...).
         aggregation: ``"best"`` (at each lr the best hyperparameter point, each point averaged
             over seeds) or ``"default"`` (only points at the optimizer's default betas, gamma and
@@ -288,9 +289,12 @@ def lr_curve(
     """
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {aggregation!r}; choose one of {sorted(AGGREGATIONS)}")
-    table = config_table(trials, metric) if table is None else table
+    if table is None:
+        if trials is None:
+            raise ValueError("lr_curve needs the trials or their config table")
+        table = config_table(trials, metric)
     if aggregation == "default":
-        defaults = _defaults_for(table["optimizer"].unique()) if defaults is None else defaults
+        defaults = catalog_defaults(table["optimizer"].unique()) if defaults is None else defaults
         keep = np.zeros(len(table), dtype=bool)
         for i, row in enumerate(table.itertuples(index=False)):
             d = defaults.get(row.optimizer)
@@ -386,9 +390,12 @@ def lr_sensitivity(curve: pd.DataFrame, metric: str) -> pd.Series:
     """
     hib = higher_is_better(metric)
     out = {}
-    for name, g in curve.groupby("optimizer", sort=False):
-        initial = float(np.nanmean(g["initial"])) if g["initial"].notna().any() else math.nan
-        out[name] = wortsman_sensitivity(g["value"].to_numpy(float), initial, hib)
+    values, initials = curve["value"].to_numpy(float), curve["initial"].to_numpy(float)
+    codes, names = pd.factorize(curve["optimizer"], sort=False)
+    order = np.argsort(codes, kind="stable")  # each optimizer's rows in order, as groupby(sort=False) gives them
+    for name, at in zip(names, np.split(order, np.flatnonzero(np.diff(codes[order])) + 1) if order.size else []):
+        initial = float(np.nanmean(initials[at])) if (~np.isnan(initials[at])).any() else math.nan
+        out[name] = wortsman_sensitivity(values[at], initial, hib)
     return pd.Series(out, name="lr_sensitivity", dtype="float64")
 
 

@@ -141,7 +141,10 @@ def summary_table(summary: pd.DataFrame, *, metric: str, lr_axis: str = "nominal
     widths = _with_bounds(summary, "tolerance_width_decades", lambda v: f"{v:.2f}")
     censored = summary["tolerance_censored"].astype(bool).tolist()
     out["tolerance width (decades)"] = [(">=" + w if c and w else w) for w, c in zip(widths, censored)]
-    out["relative width (decades)"] = _with_bounds(summary, "relative_width_decades", lambda v: f"{v:.2f}")
+    relative = _with_bounds(summary, "relative_width_decades", lambda v: f"{v:.2f}")
+    censored = (summary["relative_censored"].astype(bool).tolist() if "relative_censored" in summary
+                else [False] * len(summary))
+    out["relative width (decades)"] = [(">=" + w if c and w else w) for w, c in zip(relative, censored)]
     for col in shares:
         x, y = next((a, b) for a in AXIS_LABELS for b in AXIS_LABELS if col == f"good_share_{a}_{b}")
         out[f"good share {x} x {y}".replace("weight_decay", "wd")] = _with_bounds(summary, col, pct)

@@ -282,20 +282,35 @@ def pair_grid(cells: pd.DataFrame, x: str, y: str) -> tuple[np.ndarray, np.ndarr
         ``(x values, y values, values (ny, nx), usable (ny, nx))`` when every combination of the
         distinct x and y values is present exactly once and each axis has at least 2 values.
     """
-    xv = np.sort(cells[x].dropna().unique())
-    yv = np.sort(cells[y].dropna().unique())
-    if xv.size < 2 or yv.size < 2 or len(cells) != xv.size * yv.size or cells[[x, y]].isna().any().any():
+    return grid_arrays(cells[x].to_numpy(float), cells[y].to_numpy(float), cells["value"].to_numpy(float),
+                       _usable(cells))
+
+
+def _usable(cells: pd.DataFrame) -> np.ndarray:
+    """Per row: a finite value not produced by runs that all diverged (``n_diverged < n_seeds``)."""
+    ok = np.isfinite(cells["value"].to_numpy(float))
+    if {"n_diverged", "n_seeds"} <= set(cells.columns):
+        ok &= cells["n_diverged"].to_numpy(float) < cells["n_seeds"].to_numpy(float)
+    return ok
+
+
+def grid_arrays(xs: np.ndarray, ys: np.ndarray, values: np.ndarray,
+                usable: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """:func:`pair_grid` on arrays of shape ``(n,)``: the cells' x, y, value and usable flag."""
+    if np.isnan(xs).any() or np.isnan(ys).any():
         return None
-    if cells.duplicated([x, y]).any():
+    xv, col = np.unique(xs, return_inverse=True)
+    yv, row = np.unique(ys, return_inverse=True)
+    if xv.size < 2 or yv.size < 2 or xs.size != xv.size * yv.size:
         return None
     mat = np.full((yv.size, xv.size), np.nan)
     ok = np.zeros_like(mat, dtype=bool)
-    div = cells["n_diverged"].to_numpy(float) if "n_diverged" in cells else np.zeros(len(cells))
-    seeds = cells["n_seeds"].to_numpy(float) if "n_seeds" in cells else np.ones(len(cells))
-    for k, (a, b, val) in enumerate(zip(cells[x], cells[y], cells["value"])):
-        i, j = int(np.searchsorted(yv, b)), int(np.searchsorted(xv, a))
-        mat[i, j] = val
-        ok[i, j] = math.isfinite(val) and div[k] < seeds[k]
+    seen = np.zeros_like(mat, dtype=bool)
+    seen[row, col] = True
+    if not seen.all():  # n cells on an n-cell grid but one missing: a duplicate
+        return None
+    mat[row, col] = values
+    ok[row, col] = usable
     return xv, yv, mat, ok
 
 
@@ -322,15 +337,18 @@ def good_region_share(
         ``(share in [0, 1], estimator)`` with estimator ``"bilinear grid"`` or ``"sampled points"``;
         ``(NaN, "")`` when the threshold is NaN (the optimizer never learned).
     """
+    return _share_of(x, y, cells[x].to_numpy(float), cells[y].to_numpy(float), cells["value"].to_numpy(float),
+                     _usable(cells), threshold, initial, higher_is_better=higher_is_better)
+
+
+def _share_of(x: str, y: str, xs: np.ndarray, ys: np.ndarray, values: np.ndarray, usable: np.ndarray,
+              threshold: float, initial: float, *, higher_is_better: bool) -> tuple[float, str]:
+    """:func:`good_region_share` on the cells' arrays, shape ``(n,)``."""
     if not math.isfinite(threshold):
         return math.nan, ""
-    grid = pair_grid(cells, x, y)
+    grid = grid_arrays(xs, ys, values, usable)
     if grid is None:
-        usable = np.isfinite(cells["value"].to_numpy(float))
-        if {"n_diverged", "n_seeds"} <= set(cells.columns):
-            usable &= cells["n_diverged"].to_numpy(float) < cells["n_seeds"].to_numpy(float)
-        share = scattered_share(cells["value"].to_numpy(float), threshold,
-                                higher_is_better=higher_is_better, usable=usable)
+        share = scattered_share(values, threshold, higher_is_better=higher_is_better, usable=usable)
         return share, "sampled points"
     xv, yv, mat, ok = grid
     px, _ = axis_positions(x, xv)
@@ -340,6 +358,16 @@ def good_region_share(
 
 
 GOOD_REGION_COLUMNS = ("optimizer", "x", "y", "share", "estimator")
+
+
+def _group_rows(labels: pd.Series) -> list[tuple[object, np.ndarray]]:
+    """``(label, positions)`` of each label, in order of first appearance, positions ascending:
+    the groups of ``groupby(labels, sort=False)`` (NaN labels dropped) without its per-group cost."""
+    codes, uniques = pd.factorize(labels, sort=False)
+    keep = np.flatnonzero(codes >= 0)
+    order = keep[np.argsort(codes[keep], kind="stable")]
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    return list(zip(uniques, np.split(order, bounds))) if order.size else []
 
 
 def good_region_table(
@@ -364,10 +392,12 @@ def good_region_table(
     """
     rows = []
     for (x, y), table in cells.items():
-        for name, g in table.groupby("optimizer", sort=False):
-            if g[x].nunique() < 2 or g[y].nunique() < 2:
+        xs, ys = table[x].to_numpy(float), table[y].to_numpy(float)
+        values, usable = table["value"].to_numpy(float), _usable(table)
+        for name, at in _group_rows(table["optimizer"]):
+            if np.unique(xs[at][~np.isnan(xs[at])]).size < 2 or np.unique(ys[at][~np.isnan(ys[at])]).size < 2:
                 continue
-            share, how = good_region_share(g, x, y, thresholds.get(name, math.nan),
-                                           initials.get(name, math.nan), higher_is_better=higher_is_better)
+            share, how = _share_of(x, y, xs[at], ys[at], values[at], usable[at], thresholds.get(name, math.nan),
+                                   initials.get(name, math.nan), higher_is_better=higher_is_better)
             rows.append({"optimizer": name, "x": x, "y": y, "share": share, "estimator": how})
     return pd.DataFrame(rows, columns=list(GOOD_REGION_COLUMNS))

@@ -55,6 +55,7 @@ BASE_COLUMNS = (
     "relative_width_decades",
     "relative_lr_low",
     "relative_lr_high",
+    "relative_censored",
     "relative_threshold",
     "divergence_rate",
     "eval_far_above_training_rate",
@@ -118,7 +119,7 @@ def summary_numbers(
     Returns:
         A float frame indexed by optimizer with ``best_value``, ``best_lr``, ``best_<hp>``,
         ``lr_sensitivity``, the tolerance columns of :data:`sensitivity.report.tolerance.TOLERANCE_COLUMNS`
-        (``learned`` and ``tolerance_censored`` as 0/1), a ``good_share_<x>_<y>`` column per pair,
+        (``learned``, ``tolerance_censored`` and ``relative_censored`` as 0/1), a ``good_share_<x>_<y>`` column per pair,
         ``divergence_rate``.
     """
     names = list(names)
@@ -180,6 +181,7 @@ def summary_result(
     frame = numbers.copy()
     frame["learned"] = frame["learned"] > 0
     frame["tolerance_censored"] = frame["tolerance_censored"] > 0
+    frame["relative_censored"] = frame["relative_censored"] > 0
     frame.insert(0, "optimizer_display", [display.get(n, n) for n in names])
     groups = done.groupby("optimizer")
     frame["trials"] = groups.size().reindex(names).astype("int64")

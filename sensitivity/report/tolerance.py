@@ -248,6 +248,7 @@ TOLERANCE_COLUMNS = (
     "relative_width_decades",
     "relative_lr_low",
     "relative_lr_high",
+    "relative_censored",
 )
 """Columns of :func:`tolerance_table`."""
 
@@ -294,7 +295,7 @@ def tolerance_row(
     sign = -1.0 if higher_is_better else 1.0
     learned = bool(ok.any() and math.isfinite(initial) and (sign * v[ok] < sign * initial).any())
     row: dict[str, float | bool] = {c: math.nan for c in TOLERANCE_COLUMNS}
-    row.update(learned=learned, initial_value=float(initial), tolerance_censored=False)
+    row.update(learned=learned, initial_value=float(initial), tolerance_censored=False, relative_censored=False)
     if not learned:
         return row
     i = int(np.flatnonzero(ok)[np.argmin(sign * v[ok])])
@@ -308,9 +309,19 @@ def tolerance_row(
         tolerance_threshold=t_imp, tolerance_width_decades=imp.width_decades,
         tolerance_lr_low=imp.lr_low, tolerance_lr_high=imp.lr_high, tolerance_censored=imp.censored,
         relative_threshold=t_rel, relative_width_decades=rel.width_decades,
-        relative_lr_low=rel.lr_low, relative_lr_high=rel.lr_high,
+        relative_lr_low=rel.lr_low, relative_lr_high=rel.lr_high, relative_censored=rel.censored,
     )
     return row
+
+
+def _group_rows(labels: pd.Series) -> list[tuple[object, np.ndarray]]:
+    """``(label, positions)`` of each label, in order of first appearance, positions ascending:
+    the groups of ``groupby(labels, sort=False)`` (NaN labels dropped) without its per-group cost."""
+    codes, uniques = pd.factorize(labels, sort=False)
+    keep = np.flatnonzero(codes >= 0)
+    order = keep[np.argsort(codes[keep], kind="stable")]
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    return list(zip(uniques, np.split(order, bounds))) if order.size else []
 
 
 def tolerance_table(
@@ -332,14 +343,17 @@ def tolerance_table(
         A frame indexed by optimizer (in the curve's order) with :data:`TOLERANCE_COLUMNS`.
     """
     rows = {}
-    usable = pd.Series(curve_usable(curve), index=curve.index)
-    for name, g in curve.groupby("optimizer", sort=False):
-        init = g["initial"].astype(float)
-        initial = float(init.mean()) if init.notna().any() else math.nan
+    usable = curve_usable(curve)
+    lrs = curve["lr"].to_numpy(float)
+    values = curve["value"].to_numpy(float)
+    initials = curve["initial"].to_numpy(float)
+    for name, at in _group_rows(curve["optimizer"]):
+        init = initials[at]
+        initial = float(np.nanmean(init)) if (~np.isnan(init)).any() else math.nan
         rows[name] = tolerance_row(
-            g["lr"].to_numpy(float), g["value"].to_numpy(float), initial,
+            lrs[at], values[at], initial,
             higher_is_better=higher_is_better, tau=tau, relative_tolerance=relative_tolerance,
-            usable=usable[g.index].to_numpy(bool), points=points,
+            usable=usable[at], points=points,
         )
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=list(TOLERANCE_COLUMNS))
     frame.index.name = "optimizer"

@@ -17,7 +17,7 @@ def _counting(monkeypatch, module, name: str) -> list:
     original = getattr(module, name)
 
     def wrapper(*args, **kwargs):
-        calls.append(args[0] if args else None)
+        calls.append(kwargs["table"] if kwargs.get("table") is not None else args[0] if args else None)
         return original(*args, **kwargs)
 
     monkeypatch.setattr(module, name, wrapper)
@@ -39,7 +39,7 @@ def test_one_build_report_forms_each_lr_curve_and_tolerance_table_once(one_seed,
     monkeypatch.setattr(build, "analyze", analysis.analyze)  # build imported the name before the patch
     paths = build.build_report(one_seed, "one", tmp_path / "r")
     assert len(analyses) == 1
-    assert len(curves) == 1 and curves[0] is paths.analysis.trials
+    assert len(curves) == 1 and curves[0] is paths.analysis.configs  # the config table of the trials shown
     assert len(tables) == 1 and tables[0] is paths.analysis.curve
     # one config table of the trials shown, which the lr curve, the loss curves and the good-region
     # shares read, and one per swept pair of the trials binned for its heatmap
@@ -50,7 +50,7 @@ def test_with_seeds_only_the_bootstrap_recomputes_the_curve_on_resampled_seeds(t
     url = f"sqlite:///{tmp_path / 'two.db'}"
     make_study(url, "two", seeds=(0, 1), with_other_states=False)
     inside: list[bool] = []
-    original = analysis.seed_bootstrap
+    original = analysis.seed_bootstrap_tables
 
     def bootstrap(*args, **kwargs):
         inside.append(True)
@@ -59,15 +59,15 @@ def test_with_seeds_only_the_bootstrap_recomputes_the_curve_on_resampled_seeds(t
         finally:
             inside.pop()
 
-    monkeypatch.setattr(analysis, "seed_bootstrap", bootstrap)
+    monkeypatch.setattr(analysis, "seed_bootstrap_tables", bootstrap)
     outside: list = []
     within: list = []
     lr_curve = metrics.lr_curve
-    monkeypatch.setattr(metrics, "lr_curve", lambda t, *a, **k: ((within if inside else outside).append(t),
+    monkeypatch.setattr(metrics, "lr_curve", lambda t, *a, **k: ((within if inside else outside).append(k.get("table")),
                                                                    lr_curve(t, *a, **k))[1])
     paths = build.build_report(url, "two", tmp_path / "r")
     assert paths.analysis.bootstrap == "exact" and within  # 2 seeds: every draw enumerated
-    assert len(outside) == 1 and outside[0] is paths.analysis.trials
+    assert len(outside) == 1 and outside[0] is paths.analysis.configs
 
 
 def test_figures_draw_the_analysis_without_recomputing_it(one_seed, monkeypatch):

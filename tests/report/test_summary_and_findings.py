@@ -148,7 +148,7 @@ def test_swept_pairs_get_a_good_region_share_column():
     assert analyze(trials_frame(rows), "val_loss", tau=1 / 3).pairs == (("lr", "beta1"),)
 
 
-def test_compare_findings_count_a_task_for_its_leader_only_when_the_lead_is_established():
+def test_compare_findings_count_a_study_for_its_leader_only_when_the_lead_is_established():
     table = pd.DataFrame({
         "task": ["t1", "t1", "t2", "t2", "t3", "t3"],
         "optimizer_display": ["P", "Q"] * 3,
@@ -158,9 +158,9 @@ def test_compare_findings_count_a_task_for_its_leader_only_when_the_lead_is_esta
         "tolerance_censored": [False, False, False, True, True, True],
     }, index=[0, 1, 0, 1, 0, 1])  # as concatenated per-study tables may come
     text = findings.compare_findings(table)
-    assert "P: widest tolerated lr range on 1 of 3 tasks; its width ranges from 0.10 to 2.00 decades over 3 tasks " \
+    assert "P: widest tolerated lr range in 1 of 3 studies; its width ranges from 0.10 to 2.00 decades over 3 studies " \
            "(one of them a lower bound: the range reaches an end of the swept lrs)." in text
-    assert "Q: widest tolerated lr range on 0 of 3 tasks; its width ranges from 0.10 to 1.00 decades over 3 tasks " \
+    assert "Q: widest tolerated lr range in 0 of 3 studies; its width ranges from 0.10 to 1.00 decades over 3 studies " \
            "(2 of them lower bounds: the range reaches an end of the swept lrs)." in text
     assert ("Widest range not established on t2 and t3: the top two widths are level, or the runner-up's range "
             "reaches an end of the swept lrs.") in text

@@ -147,4 +147,18 @@ def test_tolerance_table_reads_divergence_from_the_curve_columns():
     assert list(table.index) == ["a", "b"]
     assert table.loc["a", "tolerance_width_decades"] == pytest.approx(1.05)
     assert bool(table.loc["a", "tolerance_censored"])  # reaches the lowest swept lr within the threshold
+    # within 10 % of the best (0.55): 1e-2 alone, half-way towards 1e-3 (0.6) and towards 1e-1 (2.5)
+    assert not bool(table.loc["a", "relative_censored"])
+    assert not bool(table.loc["b", "relative_censored"])
     assert not table.loc["b", "learned"] and math.isnan(table.loc["b", "tolerance_width_decades"])
+
+
+def test_a_relative_interval_reaching_an_end_of_the_grid_is_censored():
+    # every point within 10 % of the best (0.50): the relative width spans the grid and may be wider;
+    # the improvement threshold (0.5 + 0.05 * 2.0 = 0.6) holds too, so both are censored
+    row = tolerance.tolerance_row([1e-4, 1e-3, 1e-2], [0.52, 0.50, 0.54], 2.5, higher_is_better=False)
+    assert row["relative_width_decades"] == pytest.approx(2.0)
+    assert row["relative_censored"] is True and row["tolerance_censored"] is True
+    # an interior best with steep sides: neither reaches an end
+    row = tolerance.tolerance_row([1e-4, 1e-3, 1e-2], [2.4, 0.50, 2.4], 2.5, higher_is_better=False)
+    assert row["relative_censored"] is False and row["tolerance_censored"] is False
