@@ -21,11 +21,13 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import matplotlib
 import matplotlib.colors as mcolors
 import matplotlib.ticker as ticker
 import numpy as np
 import pandas as pd
 from matplotlib.cm import ScalarMappable
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -160,6 +162,8 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
     ncols = n if n <= 3 else math.ceil(n / 2)
     nrows = math.ceil(n / ncols)
     any_diverged = False
+    means = _line_means(lines, done, curves, columns)
+    per_line = {line: mean.droplevel("line") for line, mean in means.groupby(level="line", sort=False)}
     with style.style():
         fig = style.new_figure(figsize=(4.6 * ncols + 0.8, 3.5 * nrows + 0.9))
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
@@ -171,34 +175,8 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
             beta1 = chosen["best_beta1"].iloc[0]
             lnorm = mcolors.LogNorm(vmin=chosen["lr"].min(), vmax=max(chosen["lr"].max(), chosen["lr"].min() * 1.0001))
             cmap = style.LR_CMAP
-            top: list[float] = []
-            low: list[float] = []
-            for row in chosen.sort_values("lr").itertuples(index=False):
-                mask = (done["optimizer"] == name) & np.isclose(done["lr"], row.lr)
-                for hp in metrics.HP_COLUMNS:
-                    v = getattr(row, hp)
-                    mask &= done[hp].isna() if math.isnan(v) else np.isclose(done[hp], v)
-                ids = done.loc[mask, "trial"]
-                c = curves[curves["trial"].isin(ids)]
-                if c.empty:
-                    continue
-                mean = c.groupby("epoch")[columns].mean()
-                values = mean.to_numpy(float).ravel()
-                low.extend(values[np.isfinite(values) & (values > 0)])
-                color = cmap(lnorm(row.lr))
-                ax.plot(mean.index, mean[shown], "-", color=color, lw=1.6)
-                if "train_loss" in columns:
-                    lone = mean["train_loss"].notna().sum() < 2  # one epoch: a dash of one point draws nothing
-                    ax.plot(mean.index, mean["train_loss"], "--", color=color, lw=1.1, alpha=0.9,
-                            marker="_" if lone else None, ms=9, mew=1.6)
-                if row.n_diverged > 0:
-                    last = mean[shown].dropna()
-                    if not last.empty:
-                        ax.plot(last.index[-1], last.iloc[-1], "x", color=color, ms=8, mew=2)
-                        any_diverged = True
-                init = c.loc[c["epoch"] == 0, shown]
-                if init.notna().any():
-                    top.append(float(init.mean()))
+            top, low, crossed = _draw_lines(ax, chosen.sort_values("lr"), per_line, cmap, lnorm, shown)
+            any_diverged |= crossed
             if loss_like:
                 ax.set_yscale("log")
             if loss_like and top and low:  # explicit limits: a diverged run's 1e21 must not stretch the axis
@@ -239,6 +217,117 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
         fig.suptitle((style.literal_text(title) if title else "Loss curves per learning rate")
                      + f"\nbeta1 fixed at each optimizer's best; per lr: {agg}")
     return fig
+
+
+def _line_means(lines: pd.DataFrame, done: pd.DataFrame, curves: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Every loss-curve line's per-epoch mean over its runs, in one grouping.
+
+    A run belongs to a line when its optimizer is the line's and its lr and each of
+    :data:`~sensitivity.report.metrics.HP_COLUMNS` is ``np.isclose`` to the line's (NaN where the
+    line's is NaN): the runs :func:`~sensitivity.report.metrics.config_table` averaged into the line's
+    row. Each (line, epoch) value is the mean of that line's curve rows at that epoch, NaN skipped,
+    summed in the curves frame's row order (as ``curves[curves.trial.isin(runs)].groupby("epoch").mean()``).
+
+    Args:
+        lines: one row per line, columns optimizer, lr and HP_COLUMNS
+            (:func:`~sensitivity.report.metrics.lines_at_best_beta1`); its index labels the lines.
+        done: the runs the lines were drawn from, one row per trial (columns trial, optimizer, lr,
+            HP_COLUMNS).
+        curves: the per-epoch curves frame (columns trial, epoch and ``columns``).
+        columns: the curve columns averaged.
+
+    Returns:
+        A frame indexed by (line, epoch), line a label of ``lines``' index, one column per name in
+        ``columns``; a line without any curve rows has no rows.
+    """
+    keys = ["optimizer", "lr", *metrics.HP_COLUMNS]
+    config = done.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
+    points = done[keys].assign(_config=config).drop_duplicates("_config")
+    line_of: list = []  # labels of lines, one per (line, configuration) match
+    config_of: list[np.ndarray] = []
+    for name, at in lines.groupby("optimizer", sort=False).groups.items():
+        mine = points[points["optimizer"] == name]
+        stored = mine[keys[1:]].to_numpy(float)  # (configs, lr + hyperparameters)
+        ids = mine["_config"].to_numpy()
+        wanted = lines.loc[at, keys[1:]].to_numpy(float)  # (lines, lr + hyperparameters)
+        step = max(1, 2 ** 22 // max(stored.size, 1))  # lines per block: a few million comparisons at a time
+        for first in range(0, len(at), step):
+            block = wanted[first:first + step, None, :]
+            close = np.isclose(stored[None, :, :], block)  # (lines, configs, columns), as np.isclose(done[hp], v)
+            close[..., 1:] |= np.isnan(block[..., 1:]) & np.isnan(stored[None, :, 1:])  # missing matches missing
+            line, hit = np.nonzero(close.all(axis=2))
+            line_of.extend(at[first + line])
+            config_of.append(ids[hit])
+    members = (pd.DataFrame({"line": line_of, "_config": np.concatenate(config_of) if config_of else []})
+               .merge(pd.DataFrame({"_config": config, "trial": done["trial"].to_numpy()}), on="_config")
+               [["line", "trial"]].drop_duplicates())
+    rows = (pd.DataFrame({"trial": curves["trial"].to_numpy(), "_row": np.arange(len(curves))})
+            .merge(members, on="trial").sort_values("_row", kind="stable"))
+    picked = curves[["epoch", *columns]].iloc[rows["_row"].to_numpy()].reset_index(drop=True)
+    picked.insert(0, "line", rows["line"].to_numpy())
+    return picked.groupby(["line", "epoch"], sort=True)[list(columns)].mean()
+
+
+def _finite_runs(x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+    """The (n, 2) vertex arrays of the runs of finite ``y``: a NaN breaks a line, as it does a Line2D."""
+    kept = np.flatnonzero(np.isfinite(y))
+    runs = np.split(kept, np.flatnonzero(np.diff(kept) > 1) + 1) if len(kept) else []
+    return [np.column_stack([x[run], y[run]]) for run in runs]
+
+
+def _draw_lines(ax, chosen: pd.DataFrame, per_line: dict, cmap, lnorm, shown: str) -> tuple[list[float], list[float], bool]:
+    """One panel's lines, as few artists as possible (a LineCollection of validation lines, one of
+    dashed training lines, one scatter of diverged ends, one of lone training points).
+
+    Returns the panel's epoch-0 means (``top``), its positive finite means (``low``) and whether a
+    diverged end was marked.
+    """
+    top: list[float] = []
+    low: list[float] = []
+    solid, solid_colors, dashed, dashed_colors = [], [], [], []
+    ends, end_colors, lone_points, lone_colors = [], [], [], []
+    for label, row in zip(chosen.index, chosen.itertuples(index=False)):
+        mean = per_line.get(label)
+        if mean is None:
+            continue
+        values = mean.to_numpy(float).ravel()
+        low.extend(values[np.isfinite(values) & (values > 0)])
+        color = cmap(lnorm(row.lr))
+        epochs = mean.index.to_numpy(float)
+        shown_mean = mean[shown].to_numpy(float)
+        runs = _finite_runs(epochs, shown_mean)
+        solid.extend(runs)
+        solid_colors.extend([color] * len(runs))
+        if "train_loss" in mean.columns:
+            train = mean["train_loss"].to_numpy(float)
+            runs = _finite_runs(epochs, train)
+            dashed.extend(runs)
+            dashed_colors.extend([color] * len(runs))
+            if mean["train_loss"].notna().sum() < 2:  # one epoch: a dash of one point draws nothing
+                finite = np.isfinite(train)
+                lone_points.extend(zip(epochs[finite], train[finite]))
+                lone_colors.extend([color] * int(finite.sum()))
+        if row.n_diverged > 0:
+            kept = np.flatnonzero(mean[shown].notna().to_numpy())
+            if len(kept):
+                ends.append((epochs[kept[-1]], shown_mean[kept[-1]]))
+                end_colors.append(color)
+        if 0 in mean.index and not math.isnan(mean.at[0, shown]):
+            top.append(float(mean.at[0, shown]))
+    rc = matplotlib.rcParams
+    if solid:
+        ax.add_collection(LineCollection(solid, colors=solid_colors, linewidths=1.6, linestyles="solid", zorder=2,
+                                         capstyle=rc["lines.solid_capstyle"], joinstyle=rc["lines.solid_joinstyle"]))
+    if dashed:
+        ax.add_collection(LineCollection(dashed, colors=dashed_colors, linewidths=1.1, linestyles="--", alpha=0.9,
+                                         zorder=2, capstyle=rc["lines.dash_capstyle"],
+                                         joinstyle=rc["lines.dash_joinstyle"]))
+    if lone_points:
+        ax.scatter(*np.transpose(lone_points), marker="_", s=9 ** 2, c=lone_colors, linewidths=1.6, alpha=0.9, zorder=2)
+    if ends:
+        ax.scatter(*np.transpose(ends), marker="x", s=8 ** 2, c=end_colors, linewidths=2, zorder=2)
+    ax.autoscale_view()
+    return top, low, bool(ends)
 
 
 # ---- relative performance ---------------------------------------------------------------------
