@@ -162,8 +162,7 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
     ncols = n if n <= 3 else math.ceil(n / 2)
     nrows = math.ceil(n / ncols)
     any_diverged = False
-    means = _line_means(lines, done, curves, columns)
-    per_line = {line: mean.droplevel("line") for line, mean in means.groupby(level="line", sort=False)}
+    per_line = _by_line(_line_means(lines, done, curves, columns))
     with style.style():
         fig = style.new_figure(figsize=(4.6 * ncols + 0.8, 3.5 * nrows + 0.9))
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
@@ -175,7 +174,10 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
             beta1 = chosen["best_beta1"].iloc[0]
             lnorm = mcolors.LogNorm(vmin=chosen["lr"].min(), vmax=max(chosen["lr"].max(), chosen["lr"].min() * 1.0001))
             cmap = style.LR_CMAP
-            top, low, crossed = _draw_lines(ax, chosen.sort_values("lr"), per_line, cmap, lnorm, shown)
+            ordered = chosen.sort_values("lr")
+            top, low, crossed = _draw_lines(ax, ordered, per_line, cmap(lnorm(ordered["lr"].to_numpy(float))),
+                                            columns.index(shown),
+                                            columns.index("train_loss") if "train_loss" in columns else None)
             any_diverged |= crossed
             if loss_like:
                 ax.set_yscale("log")
@@ -275,45 +277,62 @@ def _finite_runs(x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
     return [np.column_stack([x[run], y[run]]) for run in runs]
 
 
-def _draw_lines(ax, chosen: pd.DataFrame, per_line: dict, cmap, lnorm, shown: str) -> tuple[list[float], list[float], bool]:
-    """One panel's lines, as few artists as possible (a LineCollection of validation lines, one of
-    dashed training lines, one scatter of diverged ends, one of lone training points).
+def _by_line(means: pd.DataFrame) -> dict:
+    """:func:`_line_means` split by line: line label -> (epochs (n,), means (n, columns)), as arrays."""
+    labels = means.index.get_level_values("line").to_numpy()
+    if not len(labels):
+        return {}
+    epochs = means.index.get_level_values("epoch").to_numpy(float)
+    values = means.to_numpy(float)
+    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])  # the index is sorted: a line's rows are contiguous
+    stops = np.r_[starts[1:], len(labels)]
+    return {labels[a]: (epochs[a:b], values[a:b]) for a, b in zip(starts, stops)}
 
-    Returns the panel's epoch-0 means (``top``), its positive finite means (``low``) and whether a
-    diverged end was marked.
+
+def _draw_lines(ax, chosen: pd.DataFrame, per_line: dict, line_colors: np.ndarray, shown_at: int,
+                train_at: int | None) -> tuple[list[float], list[float], bool]:
+    """One panel's lines in four artists: a LineCollection of the solid lines, one of the dashed
+    training lines, a scatter of the diverged ends and one of the lone training points (one epoch).
+
+    Args:
+        chosen: the panel's lines in drawing order (columns n_diverged; index: line labels).
+        per_line: :func:`_by_line` of the means.
+        line_colors: (lines, RGBA), one colour per row of ``chosen``.
+        shown_at, train_at: the columns of the means drawn solid and dashed (None: no dashed lines).
+
+    Returns:
+        The panel's epoch-0 means of the solid lines (``top``), its positive finite means (``low``)
+        and whether a diverged end was marked.
     """
     top: list[float] = []
     low: list[float] = []
     solid, solid_colors, dashed, dashed_colors = [], [], [], []
     ends, end_colors, lone_points, lone_colors = [], [], [], []
-    for label, row in zip(chosen.index, chosen.itertuples(index=False)):
-        mean = per_line.get(label)
-        if mean is None:
+    for label, diverged, color in zip(chosen.index, chosen["n_diverged"].to_numpy() > 0, line_colors):
+        if label not in per_line:
             continue
-        values = mean.to_numpy(float).ravel()
-        low.extend(values[np.isfinite(values) & (values > 0)])
-        color = cmap(lnorm(row.lr))
-        epochs = mean.index.to_numpy(float)
-        shown_mean = mean[shown].to_numpy(float)
-        runs = _finite_runs(epochs, shown_mean)
+        epochs, values = per_line[label]
+        flat = values.ravel()
+        low.extend(flat[np.isfinite(flat) & (flat > 0)])
+        shown = values[:, shown_at]
+        runs = _finite_runs(epochs, shown)
         solid.extend(runs)
         solid_colors.extend([color] * len(runs))
-        if "train_loss" in mean.columns:
-            train = mean["train_loss"].to_numpy(float)
+        if train_at is not None:
+            train = values[:, train_at]
             runs = _finite_runs(epochs, train)
             dashed.extend(runs)
             dashed_colors.extend([color] * len(runs))
-            if mean["train_loss"].notna().sum() < 2:  # one epoch: a dash of one point draws nothing
+            if np.count_nonzero(~np.isnan(train)) < 2:  # one epoch: a dash of one point draws nothing
                 finite = np.isfinite(train)
                 lone_points.extend(zip(epochs[finite], train[finite]))
                 lone_colors.extend([color] * int(finite.sum()))
-        if row.n_diverged > 0:
-            kept = np.flatnonzero(mean[shown].notna().to_numpy())
-            if len(kept):
-                ends.append((epochs[kept[-1]], shown_mean[kept[-1]]))
-                end_colors.append(color)
-        if 0 in mean.index and not math.isnan(mean.at[0, shown]):
-            top.append(float(mean.at[0, shown]))
+        stored = np.flatnonzero(~np.isnan(shown))
+        if diverged and len(stored):
+            ends.append((epochs[stored[-1]], shown[stored[-1]]))
+            end_colors.append(color)
+        if epochs[0] == 0 and not math.isnan(shown[0]):
+            top.append(float(shown[0]))
     rc = matplotlib.rcParams
     if solid:
         ax.add_collection(LineCollection(solid, colors=solid_colors, linewidths=1.6, linestyles="solid", zorder=2,
@@ -326,7 +345,7 @@ def _draw_lines(ax, chosen: pd.DataFrame, per_line: dict, cmap, lnorm, shown: st
         ax.scatter(*np.transpose(lone_points), marker="_", s=9 ** 2, c=lone_colors, linewidths=1.6, alpha=0.9, zorder=2)
     if ends:
         ax.scatter(*np.transpose(ends), marker="x", s=8 ** 2, c=end_colors, linewidths=2, zorder=2)
-    ax.autoscale_view()
+    ax.autoscale_view()  # before matplotlib 3.11 add_collection updated the data limits only
     return top, low, bool(ends)
 
 
