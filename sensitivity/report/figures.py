@@ -21,11 +21,13 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import matplotlib
 import matplotlib.colors as mcolors
 import matplotlib.ticker as ticker
 import numpy as np
 import pandas as pd
 from matplotlib.cm import ScalarMappable
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -160,6 +162,7 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
     ncols = n if n <= 3 else math.ceil(n / 2)
     nrows = math.ceil(n / ncols)
     any_diverged = False
+    per_line = _by_line(_line_means(lines, done, curves, columns))
     with style.style():
         fig = style.new_figure(figsize=(4.6 * ncols + 0.8, 3.5 * nrows + 0.9))
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
@@ -171,34 +174,11 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
             beta1 = chosen["best_beta1"].iloc[0]
             lnorm = mcolors.LogNorm(vmin=chosen["lr"].min(), vmax=max(chosen["lr"].max(), chosen["lr"].min() * 1.0001))
             cmap = style.LR_CMAP
-            top: list[float] = []
-            low: list[float] = []
-            for row in chosen.sort_values("lr").itertuples(index=False):
-                mask = (done["optimizer"] == name) & np.isclose(done["lr"], row.lr)
-                for hp in metrics.HP_COLUMNS:
-                    v = getattr(row, hp)
-                    mask &= done[hp].isna() if math.isnan(v) else np.isclose(done[hp], v)
-                ids = done.loc[mask, "trial"]
-                c = curves[curves["trial"].isin(ids)]
-                if c.empty:
-                    continue
-                mean = c.groupby("epoch")[columns].mean()
-                values = mean.to_numpy(float).ravel()
-                low.extend(values[np.isfinite(values) & (values > 0)])
-                color = cmap(lnorm(row.lr))
-                ax.plot(mean.index, mean[shown], "-", color=color, lw=1.6)
-                if "train_loss" in columns:
-                    lone = mean["train_loss"].notna().sum() < 2  # one epoch: a dash of one point draws nothing
-                    ax.plot(mean.index, mean["train_loss"], "--", color=color, lw=1.1, alpha=0.9,
-                            marker="_" if lone else None, ms=9, mew=1.6)
-                if row.n_diverged > 0:
-                    last = mean[shown].dropna()
-                    if not last.empty:
-                        ax.plot(last.index[-1], last.iloc[-1], "x", color=color, ms=8, mew=2)
-                        any_diverged = True
-                init = c.loc[c["epoch"] == 0, shown]
-                if init.notna().any():
-                    top.append(float(init.mean()))
+            ordered = chosen.sort_values("lr")
+            top, low, crossed = _draw_lines(ax, ordered, per_line, cmap(lnorm(ordered["lr"].to_numpy(float))),
+                                            columns.index(shown),
+                                            columns.index("train_loss") if "train_loss" in columns else None)
+            any_diverged |= crossed
             if loss_like:
                 ax.set_yscale("log")
             if loss_like and top and low:  # explicit limits: a diverged run's 1e21 must not stretch the axis
@@ -239,6 +219,134 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
         fig.suptitle((style.literal_text(title) if title else "Loss curves per learning rate")
                      + f"\nbeta1 fixed at each optimizer's best; per lr: {agg}")
     return fig
+
+
+def _line_means(lines: pd.DataFrame, done: pd.DataFrame, curves: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Every loss-curve line's per-epoch mean over its runs, in one grouping.
+
+    A run belongs to a line when its optimizer is the line's and its lr and each of
+    :data:`~sensitivity.report.metrics.HP_COLUMNS` is ``np.isclose`` to the line's (NaN where the
+    line's is NaN): the runs :func:`~sensitivity.report.metrics.config_table` averaged into the line's
+    row. Each (line, epoch) value is the mean of that line's curve rows at that epoch, NaN skipped,
+    summed in the curves frame's row order (as ``curves[curves.trial.isin(runs)].groupby("epoch").mean()``).
+
+    Args:
+        lines: one row per line, columns optimizer, lr and HP_COLUMNS
+            (:func:`~sensitivity.report.metrics.lines_at_best_beta1`); its index labels the lines.
+        done: the runs the lines were drawn from, one row per trial (columns trial, optimizer, lr,
+            HP_COLUMNS).
+        curves: the per-epoch curves frame (columns trial, epoch and ``columns``).
+        columns: the curve columns averaged.
+
+    Returns:
+        A frame indexed by (line, epoch), line a label of ``lines``' index, one column per name in
+        ``columns``; a line without any curve rows has no rows.
+    """
+    keys = ["optimizer", "lr", *metrics.HP_COLUMNS]
+    config = done.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
+    points = done[keys].assign(_config=config).drop_duplicates("_config")
+    line_of: list = []  # labels of lines, one per (line, configuration) match
+    config_of: list[np.ndarray] = []
+    for name, at in lines.groupby("optimizer", sort=False).groups.items():
+        mine = points[points["optimizer"] == name]
+        stored = mine[keys[1:]].to_numpy(float)  # (configs, lr + hyperparameters)
+        ids = mine["_config"].to_numpy()
+        wanted = lines.loc[at, keys[1:]].to_numpy(float)  # (lines, lr + hyperparameters)
+        step = max(1, 2 ** 22 // max(stored.size, 1))  # lines per block: a few million comparisons at a time
+        for first in range(0, len(at), step):
+            block = wanted[first:first + step, None, :]
+            close = np.isclose(stored[None, :, :], block)  # (lines, configs, columns), as np.isclose(done[hp], v)
+            close[..., 1:] |= np.isnan(block[..., 1:]) & np.isnan(stored[None, :, 1:])  # missing matches missing
+            line, hit = np.nonzero(close.all(axis=2))
+            line_of.extend(at[first + line])
+            config_of.append(ids[hit])
+    members = (pd.DataFrame({"line": line_of, "_config": np.concatenate(config_of) if config_of else []})
+               .merge(pd.DataFrame({"_config": config, "trial": done["trial"].to_numpy()}), on="_config")
+               [["line", "trial"]].drop_duplicates())
+    rows = (pd.DataFrame({"trial": curves["trial"].to_numpy(), "_row": np.arange(len(curves))})
+            .merge(members, on="trial").sort_values("_row", kind="stable"))
+    picked = curves[["epoch", *columns]].iloc[rows["_row"].to_numpy()].reset_index(drop=True)
+    picked.insert(0, "line", rows["line"].to_numpy())
+    return picked.groupby(["line", "epoch"], sort=True)[list(columns)].mean()
+
+
+def _finite_runs(x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+    """The (n, 2) vertex arrays of the runs of finite ``y``: a NaN breaks a line, as it does a Line2D."""
+    kept = np.flatnonzero(np.isfinite(y))
+    runs = np.split(kept, np.flatnonzero(np.diff(kept) > 1) + 1) if len(kept) else []
+    return [np.column_stack([x[run], y[run]]) for run in runs]
+
+
+def _by_line(means: pd.DataFrame) -> dict:
+    """:func:`_line_means` split by line: line label -> (epochs (n,), means (n, columns)), as arrays."""
+    labels = means.index.get_level_values("line").to_numpy()
+    if not len(labels):
+        return {}
+    epochs = means.index.get_level_values("epoch").to_numpy(float)
+    values = means.to_numpy(float)
+    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])  # the index is sorted: a line's rows are contiguous
+    stops = np.r_[starts[1:], len(labels)]
+    return {labels[a]: (epochs[a:b], values[a:b]) for a, b in zip(starts, stops)}
+
+
+def _draw_lines(ax, chosen: pd.DataFrame, per_line: dict, line_colors: np.ndarray, shown_at: int,
+                train_at: int | None) -> tuple[list[float], list[float], bool]:
+    """One panel's lines in four artists: a LineCollection of the solid lines, one of the dashed
+    training lines, a scatter of the diverged ends and one of the lone training points (one epoch).
+
+    Args:
+        chosen: the panel's lines in drawing order (columns n_diverged; index: line labels).
+        per_line: :func:`_by_line` of the means.
+        line_colors: (lines, RGBA), one colour per row of ``chosen``.
+        shown_at, train_at: the columns of the means drawn solid and dashed (None: no dashed lines).
+
+    Returns:
+        The panel's epoch-0 means of the solid lines (``top``), its positive finite means (``low``)
+        and whether a diverged end was marked.
+    """
+    top: list[float] = []
+    low: list[float] = []
+    solid, solid_colors, dashed, dashed_colors = [], [], [], []
+    ends, end_colors, lone_points, lone_colors = [], [], [], []
+    for label, diverged, color in zip(chosen.index, chosen["n_diverged"].to_numpy() > 0, line_colors):
+        if label not in per_line:
+            continue
+        epochs, values = per_line[label]
+        flat = values.ravel()
+        low.extend(flat[np.isfinite(flat) & (flat > 0)])
+        shown = values[:, shown_at]
+        runs = _finite_runs(epochs, shown)
+        solid.extend(runs)
+        solid_colors.extend([color] * len(runs))
+        if train_at is not None:
+            train = values[:, train_at]
+            runs = _finite_runs(epochs, train)
+            dashed.extend(runs)
+            dashed_colors.extend([color] * len(runs))
+            if np.count_nonzero(~np.isnan(train)) < 2:  # one epoch: a dash of one point draws nothing
+                finite = np.isfinite(train)
+                lone_points.extend(zip(epochs[finite], train[finite]))
+                lone_colors.extend([color] * int(finite.sum()))
+        stored = np.flatnonzero(~np.isnan(shown))
+        if diverged and len(stored):
+            ends.append((epochs[stored[-1]], shown[stored[-1]]))
+            end_colors.append(color)
+        if epochs[0] == 0 and not math.isnan(shown[0]):
+            top.append(float(shown[0]))
+    rc = matplotlib.rcParams
+    if solid:
+        ax.add_collection(LineCollection(solid, colors=solid_colors, linewidths=1.6, linestyles="solid", zorder=2,
+                                         capstyle=rc["lines.solid_capstyle"], joinstyle=rc["lines.solid_joinstyle"]))
+    if dashed:
+        ax.add_collection(LineCollection(dashed, colors=dashed_colors, linewidths=1.1, linestyles="--", alpha=0.9,
+                                         zorder=2, capstyle=rc["lines.dash_capstyle"],
+                                         joinstyle=rc["lines.dash_joinstyle"]))
+    if lone_points:
+        ax.scatter(*np.transpose(lone_points), marker="_", s=9 ** 2, c=lone_colors, linewidths=1.6, alpha=0.9, zorder=2)
+    if ends:
+        ax.scatter(*np.transpose(ends), marker="x", s=8 ** 2, c=end_colors, linewidths=2, zorder=2)
+    ax.autoscale_view()  # before matplotlib 3.11 add_collection updated the data limits only
+    return top, low, bool(ends)
 
 
 # ---- relative performance ---------------------------------------------------------------------
