@@ -7,14 +7,17 @@ time, so a trial's bookkeeping grew with the study and cost dozens of commits. A
 step as one indexed look-up or one transaction. :func:`open_ledger` picks, by
 :func:`sensitivity.storage.ledger_support` (checked once per storage):
 
-* :class:`~sensitivity.study.sql_ledger.SQLLedger` for an RDB storage whose schema it was written for: SQLAlchemy Core statements on
-  Optuna's own tables (their definitions are imported from Optuna, so column types, enums and
-  dialects are Optuna's), one transaction to take a trial and one to finish it. Two indexes make
-  the look-ups independent of the study's size (:func:`sensitivity.storage.ensure_indexes`).
-* :class:`~sensitivity.study.api_ledger.JournalLedger` for a journal file: Optuna's in-memory replay, read incrementally (trials are
-  numbered in the order the log holds them, so only trials newer than the last seen are read).
-* :class:`~sensitivity.study.api_ledger.APILedger` for anything else (or another schema revision): Optuna's public API, one call per
-  row, and scans of the study; correct everywhere, not flat. The sweep announces it.
+* :class:`~sensitivity.study.sql_ledger.SQLLedger` for an RDB storage whose schema it was written
+  for: SQLAlchemy Core statements on Optuna's own tables (their definitions are imported from
+  Optuna, so column types, enums and dialects are Optuna's), one transaction to take a trial and
+  one to finish it. Two indexes make the look-ups independent of the study's size
+  (:func:`sensitivity.storage.ensure_indexes`).
+* :class:`~sensitivity.study.api_ledger.JournalLedger` for a journal file: Optuna's in-memory
+  replay, read incrementally (trials are numbered in the order the log holds them, so only trials
+  newer than the last seen are read).
+* :class:`~sensitivity.study.api_ledger.APILedger` for anything else (or another schema revision):
+  Optuna's public API, one call per row, and scans of the study; correct everywhere, not flat. The
+  sweep announces it.
 
 This module is the choice and the face: what a ledger is (its rows and steps) is
 :mod:`sensitivity.study.ledger_base`, and callers import those names from here. Its uses of
