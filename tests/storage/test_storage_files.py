@@ -108,7 +108,8 @@ def test_journal_damage_finds_the_first_bad_line(journal, tmp_path):
     assert journal_damage(_torn_copy(journal, tmp_path, 'not json\n{"op_code": 0}\n')) == (lines + 1, len(whole))
 
 
-@pytest.mark.parametrize("tail", [TORN, '{"op_code": 7, "trial_id"', "\n", '[1, 2]\n'])
+@pytest.mark.parametrize("tail", [TORN, *(pytest.param(tail, marks=pytest.mark.slow)  # a whole report each: one in the quick loop
+                                     for tail in ('{"op_code": 7, "trial_id"', "\n", '[1, 2]\n'))])
 def test_report_reads_up_to_a_torn_record_with_one_warning_line(journal, tmp_path, tail):
     path = _torn_copy(journal, tmp_path, tail)
     before = _sha(path)
