@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parent.parent / "sensitivity"
 
 # Writes a tiny study with Optuna alone, builds its report, and prints what got imported.
@@ -38,6 +40,7 @@ print(json.dumps(sorted(m for m in sys.modules if m == "torch" or m.startswith((
 """
 
 
+@pytest.mark.slow  # a whole report built in a child process; the import walls are checked fast below
 def test_writing_a_report_imports_neither_torch_nor_the_study_side(tmp_path):
     out = subprocess.run([sys.executable, "-c", _CHILD, f"sqlite:///{tmp_path}/s.db", str(tmp_path / "rep")],
                          capture_output=True, text=True, timeout=300, check=True)

@@ -7,6 +7,8 @@ non-empty subset u of the hyperparameters: main effects (|u| = 1), pairwise inte
 and higher ones. Everything here is per optimizer (never pooled: each optimizer has its own
 hyperparameters and lr range) and reads the objective the report uses everywhere,
 :func:`sensitivity.report.metrics.metric_values` (``min(L, L0)``, a diverged run at L0).
+This module assembles ``importance.csv`` and runs the surrogate estimators; the cells and the exact
+grid decomposition are :mod:`sensitivity.report.cell_anova`.
 
 **Full grid: exact from cell means.** A cell is one hyperparameter point; on a full grid (every
 combination of the swept values present, decided from the data) with cells weighted equally, the
@@ -72,6 +74,7 @@ import pandas as pd
 from sensitivity.report import metrics as M
 from sensitivity.report import tolerance as T
 from sensitivity.report import uncertainty as U
+from sensitivity.report.cell_anova import Cells, cells_of, draw_weights, grid_draws, point_draws
 from sensitivity.report.region import PAIR_AXES, axis_positions
 
 HYPERPARAMETERS = PAIR_AXES
@@ -119,7 +122,7 @@ def pair_term(x: str, y: str) -> str:
     return f"{x} x {y}"
 
 
-# ---- one optimizer's trials -> cells ------------------------------------------------------------
+# ---- one optimizer's design --------------------------------------------------------------------
 
 def swept_hyperparameters(trials: pd.DataFrame) -> list[str]:
     """The hyperparameters that take more than one value among ``trials`` (one optimizer's), in
@@ -139,141 +142,6 @@ def is_full_grid(trials: pd.DataFrame, hps: Sequence[str]) -> bool:
         return False
     levels = math.prod(int(keys[hp].nunique()) for hp in hps)
     return len(keys.drop_duplicates()) == levels
-
-
-@dataclasses.dataclass
-class _Cells:
-    """Per-(cell, seed) sums of one optimizer's trials: what every draw of seeds is computed from.
-
-    ``sums``, ``squares``, ``counts``: shape ``(cells, seed columns)``; the last column holds trials
-    without a seed (taken once in every draw). ``codes``: per hyperparameter, the level index of
-    each cell, shape ``(cells,)``; ``shape``: levels per hyperparameter; ``cell_of_trial`` and
-    ``seed_of_trial``: each trial's cell and seed column, shape ``(trials,)``.
-    """
-
-    hps: list[str]
-    keys: pd.DataFrame
-    codes: list[np.ndarray]
-    shape: tuple[int, ...]
-    seeds: list[int]
-    sums: np.ndarray
-    squares: np.ndarray
-    counts: np.ndarray
-    cell_of_trial: np.ndarray
-    seed_of_trial: np.ndarray
-
-
-def _cells(frame: pd.DataFrame, y: np.ndarray, hps: Sequence[str]) -> _Cells:
-    keys = frame[list(hps)].reset_index(drop=True)
-    codes, uniques = [], []
-    for hp in hps:
-        c, u = pd.factorize(keys[hp], sort=True)
-        codes.append(c)
-        uniques.append(u)
-    cell_keys = pd.MultiIndex.from_arrays(codes) if len(hps) > 1 else pd.Index(codes[0])
-    cell_of_trial, cell_index = pd.factorize(cell_keys, sort=True)
-    seed = pd.to_numeric(frame["seed"], errors="coerce").to_numpy(float) if "seed" in frame else np.full(len(frame), np.nan)
-    seeds = sorted(int(s) for s in np.unique(seed[np.isfinite(seed)]))
-    lookup = {s: i for i, s in enumerate(seeds)}
-    seed_of_trial = np.array([lookup[int(s)] if math.isfinite(s) else len(seeds) for s in seed], dtype=int)
-    n_cells, n_cols = len(cell_index), len(seeds) + 1
-    flat = cell_of_trial * n_cols + seed_of_trial
-    sums = np.bincount(flat, weights=y, minlength=n_cells * n_cols).reshape(n_cells, n_cols)
-    squares = np.bincount(flat, weights=y * y, minlength=n_cells * n_cols).reshape(n_cells, n_cols)
-    counts = np.bincount(flat, minlength=n_cells * n_cols).reshape(n_cells, n_cols).astype(float)
-    if len(hps) > 1:
-        level_codes = [np.asarray(cell_index.get_level_values(i)) for i in range(len(hps))]
-    else:
-        level_codes = [np.asarray(cell_index)]
-    cell_frame = pd.DataFrame({hp: np.asarray(uniques[i])[level_codes[i]] for i, hp in enumerate(hps)})
-    return _Cells(list(hps), cell_frame, level_codes, tuple(len(u) for u in uniques), seeds, sums, squares, counts,
-                  cell_of_trial, seed_of_trial)
-
-
-def _draw_weights(cells: _Cells, draws: Sequence[U.SeedDraw] | None) -> np.ndarray:
-    """Shape ``(D, seed columns)``: how often each seed column is taken (the study itself when None)."""
-    if draws is None:
-        return np.ones((1, len(cells.seeds) + 1))
-    w = np.zeros((len(draws), len(cells.seeds) + 1))
-    w[:, -1] = 1.0
-    where = {s: i for i, s in enumerate(cells.seeds)}
-    for d, draw in enumerate(draws):
-        for s, c in draw.counts.items():
-            if s in where:
-                w[d, where[s]] = c
-    return w
-
-
-# ---- the exact decomposition --------------------------------------------------------------------
-
-def _subsets(k: int) -> list[tuple[int, ...]]:
-    return [u for r in range(1, k + 1) for u in itertools.combinations(range(k), r)]
-
-
-def grid_effects(means: np.ndarray) -> dict[tuple[int, ...], np.ndarray]:
-    """The functional-ANOVA effect variances of full-grid cell means, cells weighted equally.
-
-    Args:
-        means: shape ``(D, L_1, ..., L_k)``: D independent grids (the study and its bootstrap
-            draws), ``L_i`` levels of hyperparameter i; NaN in a grid makes its variances NaN.
-
-    Returns:
-        ``{u: V_u}`` for every non-empty subset u of ``range(k)`` (tuples of axis numbers), each of
-        shape ``(D,)``, in the objective's units squared; ``sum_u V_u`` is the variance of the cells.
-    """
-    k = means.ndim - 1
-    closed: dict[tuple[int, ...], np.ndarray] = {(): np.zeros(means.shape[0])}
-    for u in _subsets(k):
-        others = tuple(1 + i for i in range(k) if i not in u)
-        marginal = means.mean(axis=others) if others else means
-        closed[u] = marginal.reshape(means.shape[0], -1).var(axis=1)
-    effects = {}
-    for u in _subsets(k):
-        total = np.zeros(means.shape[0])
-        for r in range(len(u) + 1):
-            for v in itertools.combinations(u, r):
-                total = total + (-1) ** (len(u) - r) * closed[v]
-        effects[u] = total
-    return effects
-
-
-def _grid_draws(cells: _Cells, weights: np.ndarray, indicator_cut: np.ndarray | None = None,
-                y: np.ndarray | None = None, hib: bool = False):
-    """Effect variances, noise and total variance for each row of ``weights`` (shape ``(D, cols)``).
-
-    With ``indicator_cut`` (shape ``(D,)``) the objective is replaced by the indicator that a trial is
-    within the cut (``y <= cut``, or ``>=`` when ``hib``), recomputed per draw from the trials ``y``.
-    """
-    if indicator_cut is None:
-        sums, squares = cells.sums, cells.squares
-        n = weights @ cells.counts.T  # (D, C)
-        s = weights @ sums.T
-        q = weights @ squares.T
-    else:
-        n = weights @ cells.counts.T
-        n_cells = cells.counts.shape[0]
-        s = np.empty_like(n)
-        slack = 1e-12 * np.maximum(1.0, np.abs(indicator_cut))
-        chunk = max(1, 4_000_000 // max(len(y), 1))  # draws per block: at most ~4e6 trial x draw entries
-        for start in range(0, len(indicator_cut), chunk):
-            cut = indicator_cut[start:start + chunk, None]
-            inside = (y[None, :] >= cut - slack[start:start + chunk, None]) if hib else (
-                y[None, :] <= cut + slack[start:start + chunk, None])
-            taken = inside * weights[start:start + chunk][:, cells.seed_of_trial]  # (d, trials)
-            rows = np.arange(taken.shape[0])[:, None] * n_cells + cells.cell_of_trial[None, :]
-            s[start:start + chunk] = np.bincount(rows.ravel(), weights=taken.ravel(),
-                                                 minlength=taken.shape[0] * n_cells).reshape(-1, n_cells)
-        q = s  # an indicator's square is itself
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = s / n
-        within = np.maximum(q / n - mean * mean, 0.0)
-    mean = np.where(n > 0, mean, np.nan)
-    grid = np.full((weights.shape[0], *cells.shape), np.nan)
-    grid[(slice(None), *cells.codes)] = mean
-    effects = grid_effects(grid)
-    noise = np.where((n > 0).all(axis=1), np.nanmean(np.where(n > 0, within, np.nan), axis=1), np.nan)
-    between = sum(effects.values())
-    return effects, noise, between + noise, mean
 
 
 # ---- the table --------------------------------------------------------------------------------
@@ -362,7 +230,7 @@ class _Context:
         initial = self.trials[f"initial_{self.metric}"].astype(float)
         self.initial = float(initial.mean()) if initial.notna().any() else math.nan
         if self.hps:
-            self.cells = _cells(self.trials, self.y, self.hps)
+            self.cells = cells_of(self.trials, self.y, self.hps)
         else:
             self.cells = None
 
@@ -413,11 +281,11 @@ class _Context:
 
     def _grid_rows(self, region: str) -> list[dict]:
         cells = self.cells
-        w0 = _draw_weights(cells, None)
-        wb = _draw_weights(cells, self.plan) if self.plan is not None else None
+        w0 = draw_weights(cells, None)
+        wb = draw_weights(cells, self.plan) if self.plan is not None else None
         probs = np.array([d.probability for d in self.plan]) if self.plan is not None else None
-        plain0 = _grid_draws(cells, w0)  # the objective itself: effects, noise, total, cell means
-        plainb = _grid_draws(cells, wb) if wb is not None else None
+        plain0 = grid_draws(cells, w0)  # the objective itself: effects, noise, total, cell means
+        plainb = grid_draws(cells, wb) if wb is not None else None
         if region == "all":
             eff, noise, total, _ = plain0
             beff = bnoise = btotal = None
@@ -425,11 +293,11 @@ class _Context:
                 beff, bnoise, btotal, _ = plainb
         else:
             cut = self._cuts(plain0[3], w0)
-            eff, noise, total, _ = _grid_draws(cells, w0, cut, self.y, self.hib)
+            eff, noise, total, _ = grid_draws(cells, w0, cut, self.y, self.hib)
             beff = bnoise = btotal = None
             if plainb is not None:
                 bcut = self._cuts(plainb[3], wb)
-                beff, bnoise, btotal, _ = _grid_draws(cells, wb, bcut, self.y, self.hib)
+                beff, bnoise, btotal, _ = grid_draws(cells, wb, bcut, self.y, self.hib)
         separable = bool((cells.counts.sum(axis=1) >= 2).all())
         scale = self._scale(plain0[3]) if region == "all" else np.array([math.nan])
         bscale = self._scale(plainb[3]) if (region == "all" and plainb is not None) else None
@@ -474,8 +342,8 @@ class _Context:
     # ---- samples: Optuna's evaluators ----
     def _surrogate_rows(self, region: str) -> list[dict]:
         cells = self.cells
-        w0 = _draw_weights(cells, None)
-        eff, noise, total, mean = _grid_draws_flat(cells, w0)
+        w0 = draw_weights(cells, None)
+        eff, noise, total, mean = point_draws(cells, w0)
         separable = bool((cells.counts.sum(axis=1) >= 2).all())
         positions = _positions(cells)
         estimator = FANOVA if region == "all" else PED_ANOVA
@@ -501,8 +369,8 @@ class _Context:
         share = fits.mean(axis=0)
         boots = None
         if self.mc_plan is not None:
-            wb = _draw_weights(cells, self.mc_plan)
-            _, bnoise, btotal, bmean = _grid_draws_flat(cells, wb)
+            wb = draw_weights(cells, self.mc_plan)
+            _, bnoise, btotal, bmean = point_draws(cells, wb)
             boots = []
             for d in range(wb.shape[0]):
                 boots.append(self._fit(region, positions, bmean[d], wb[d], seed=d % max(self.refits, 1),
@@ -530,8 +398,8 @@ class _Context:
         if region == "all":
             nlow = nhigh = math.nan
             if boots is not None and separable:
-                wb = _draw_weights(cells, self.mc_plan)
-                _, bnoise, btotal, _ = _grid_draws_flat(cells, wb)
+                wb = draw_weights(cells, self.mc_plan)
+                _, bnoise, btotal, _ = point_draws(cells, wb)
                 nlow, nhigh = U.weighted_interval(bnoise / btotal, probs, self.level)
             out.append(self._row(region, NOISE, "noise", noise_share, nlow, nhigh, variance=float(noise[0]) if separable else math.nan,
                                  estimator="within-point variance over seeds", interval=interval if separable else "",
@@ -600,24 +468,12 @@ class _Context:
         cells = self.cells
         if not (cells.counts.sum(axis=1) >= 2).all():
             return 0.0
-        _, noise, total, _ = _grid_draws_flat(cells, _draw_weights(cells, None))
+        _, noise, total, _ = point_draws(cells, draw_weights(cells, None))
         return float(noise[0] / total[0]) if total[0] > 0 else 0.0
 
 
-def _grid_draws_flat(cells: _Cells, weights: np.ndarray):
-    """Noise, total variance and cell means per draw for points that are not a grid (no effects)."""
-    n = weights @ cells.counts.T
-    s = weights @ cells.sums.T
-    q = weights @ cells.squares.T
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(n > 0, s / n, np.nan)
-        within = np.maximum(q / n - mean * mean, 0.0)
-    noise = np.nanmean(np.where(n > 0, within, np.nan), axis=1)
-    between = np.nanvar(mean, axis=1)
-    return None, noise, between + noise, mean
 
-
-def _positions(cells: _Cells) -> dict[str, np.ndarray]:
+def _positions(cells: Cells) -> dict[str, np.ndarray]:
     """Each cell's coordinate on the report's axes (log10 lr, -log10(1 - beta)), shape (cells,) per hp."""
     out = {}
     for hp in cells.hps:

@@ -161,7 +161,7 @@ class JournalHeartbeatStorage(optuna.storages.JournalStorage, BaseHeartbeat):
 # ---- the compatibility check of the SQL ledger ------------------------------------------------
 
 SQL_LEDGER_SCHEMAS = ("v3.2.0.a",)
-"""Revisions of Optuna's RDB schema (the ``alembic_version`` table's ``version_num``) that `_SQLLedger`
+"""Revisions of Optuna's RDB schema (the ``alembic_version`` table's ``version_num``) that `SQLLedger`
 was written for: the tables of ``optuna/storages/_rdb/models.py`` at revision v3.2.0.a (checked with
 Optuna 5.0.0 and 5.1.0), trial datetimes stored as naive UTC, JSON attribute values written with
 ``json.dumps``. A database at another revision gets the public-API ledger, announced (`LedgerSupport`)."""
@@ -176,16 +176,16 @@ _LEDGER_COLUMNS = {
     "trial_intermediate_values": ("trial_id", "step", "intermediate_value", "intermediate_value_type"),
     "trial_heartbeats": ("trial_id", "heartbeat"),
 }
-"""The tables and columns `_SQLLedger` reads and writes; each must exist in Optuna's models as imported
+"""The tables and columns `SQLLedger` reads and writes; each must exist in Optuna's models as imported
 and in the database."""
 
 _LEDGER_MODEL_METHODS = (("TrialValueModel", "value_to_stored_repr"), ("TrialValueModel", "stored_repr_to_value"),
                          ("TrialIntermediateValueModel", "intermediate_value_to_stored_repr"))
-"""Optuna's conversions of floats (inf, nan) to stored values that `_SQLLedger` calls."""
+"""Optuna's conversions of floats (inf, nan) to stored values that `SQLLedger` calls."""
 
 
 def sql_schema_problem(backend: optuna.storages.RDBStorage) -> str | None:
-    """Why `_SQLLedger` cannot run on ``backend``'s database, or None when it can: the schema
+    """Why `SQLLedger` cannot run on ``backend``'s database, or None when it can: the schema
     revision is one of :data:`SQL_LEDGER_SCHEMAS` and every table and column of
     :data:`_LEDGER_COLUMNS` exists in Optuna's models (as imported) and in the database. Only reads."""
     try:

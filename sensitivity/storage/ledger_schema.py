@@ -99,7 +99,7 @@ def ledger_support(storage: optuna.storages.BaseStorage) -> LedgerSupport:
 
 
 def _sql_ledger_supported(storage: Any) -> Any | None:
-    """The RDBStorage behind ``storage`` when `_SQLLedger` may write to it, else None."""
+    """The RDBStorage behind ``storage`` when `SQLLedger` may write to it, else None."""
     backend = backend_of(storage)
     return backend if ledger_support(backend).kind == "sql" else None
 

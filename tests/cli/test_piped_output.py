@@ -27,6 +27,7 @@ def test_columns_set_by_the_user_still_wins(run_cli):
     assert max(len(line) for line in out.splitlines()) <= 60
 
 
+@pytest.mark.slow  # two sweep processes
 def test_a_resumed_sweep_shows_the_stored_best_not_only_this_runs(run_cli, tmp_path):
     db = f"sqlite:///{tmp_path / 'studies.db'}"
     flags = ("--optimizers", "adam", "--beta1", "0.9", "--epochs", "2", "--storage", db)

@@ -10,12 +10,23 @@ from sensitivity.cli import app
 runner = CliRunner()
 
 
-@pytest.fixture()
-def small_study(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["sweep", "--optimizers", "adam", "--lr", "1e-3,1e-2", "--beta1", "0.9", "--epochs", "1"])
+@pytest.fixture(scope="module")
+def _swept_folder(tmp_path_factory):
+    """A folder whose default storage holds a finished two-trial sweep (made once: every case only reads it)."""
+    folder = tmp_path_factory.mktemp("report-flags")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("ADAMRAG_SENS_STORAGE", raising=False)
+        mp.chdir(folder)
+        result = runner.invoke(app, ["sweep", "--optimizers", "adam", "--lr", "1e-3,1e-2", "--beta1", "0.9",
+                                     "--epochs", "1"])
     assert result.exit_code == 0, result.output
-    return tmp_path
+    return folder
+
+
+@pytest.fixture()
+def small_study(_swept_folder, monkeypatch):
+    monkeypatch.chdir(_swept_folder)
+    return _swept_folder
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import optuna
+import pytest
 
 from sensitivity.catalog import OPTIMIZERS
 from sensitivity.records import TrialResult, param_distributions
@@ -35,6 +36,7 @@ def test_help_imports_neither_torch_nor_optuna(tmp_path):
         assert got["loaded"] == [], (args, got)
 
 
+@pytest.mark.slow  # a whole report built in a child process
 def test_report_command_writes_a_report_without_importing_torch(tmp_path):
     url = f"sqlite:///{tmp_path}/s.db"
     study = optuna.create_study(study_name="toy", storage=open_storage(url, heartbeat=False))
@@ -51,6 +53,7 @@ def test_report_command_writes_a_report_without_importing_torch(tmp_path):
     assert "torch" not in got["loaded"] and "sklearn" not in got["loaded"]
 
 
+@pytest.mark.slow  # sweep and report processes, end to end
 def test_a_sweep_process_ends_with_its_exit_code_its_output_and_its_trials_stored(run_cli, tmp_path):
     # `sweep` and `worker` leave without the interpreter's teardown (cli.main): nothing may be lost
     url = f"sqlite:///{tmp_path}/fast.db"

@@ -78,6 +78,7 @@ def _report(folder, db, study):
                                     "--out", str(out)]), out
 
 
+@pytest.mark.slow  # a whole report build; tests/report/test_user_text_sinks.py draws $ labels fast
 def test_a_metric_label_with_dollars_does_not_break_the_figures(dollars_study):
     result, out = _report(*dollars_study)
     assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)

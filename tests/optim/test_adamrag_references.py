@@ -40,15 +40,23 @@ PATHS = {
     "foreach-capturable": dict(foreach=True, capturable=True),
     "fused-interpreted": dict(fused=True),
 }
-ALL_PATHS = [
-    pytest.param(
-        name,
-        marks=pytest.mark.skipif(
-            name.startswith("fused") and not _FUSED_ON_CPU, reason="Triton interpreter not active"
-        ),
-    )
-    for name in PATHS
-]
+
+
+def _path_params(*, interpreted_is_slow: bool) -> list:
+    """``PATHS`` as test parameters. Triton's interpreter runs a kernel in Python (seconds a test), so
+    with ``interpreted_is_slow`` the interpreted fused path runs outside the quick loop (``-m "not slow"``)."""
+    params = []
+    for name in PATHS:
+        marks = [pytest.mark.skipif(name.startswith("fused") and not _FUSED_ON_CPU,
+                                    reason="Triton interpreter not active")]
+        if interpreted_is_slow and name == "fused-interpreted":
+            marks.append(pytest.mark.slow)
+        params.append(pytest.param(name, marks=marks))
+    return params
+
+
+ALL_PATHS = _path_params(interpreted_is_slow=True)
+"""Every path; the interpreted fused one is slow (the quick loop checks it against the forloop path)."""
 
 SHAPES = [(4, 3), (5,), (2, 3, 2)]
 
@@ -236,7 +244,7 @@ def test_buffer_form_equals_two_sequence_recursion(path, case):
     _assert_close_traj(got, want, atol=2e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("path", [p for p in ALL_PATHS if p.values[0] != "forloop"])
+@pytest.mark.parametrize("path", [p for p in _path_params(interpreted_is_slow=False) if p.values[0] != "forloop"])
 def test_paths_agree_with_the_forloop_path(path):
     hp = dict(lr=3e-2, gamma=0.6, weight_decay=0.01, decoupled_weight_decay=True, amsgrad=True)
     got, _, _ = _run_optimizer(lambda ps: AdamRAG(ps, **hp, **PATHS[path]), 15)

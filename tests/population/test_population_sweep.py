@@ -44,6 +44,7 @@ def _stored(url: str, name: str) -> dict[str, tuple]:
     return out
 
 
+@pytest.mark.slow  # trains the default study's shape twice (48 trials), end to end
 def test_the_default_study_shape_stores_the_same_values_with_populations_and_one_by_one(tmp_path):
     base = StudySpec(optimizers=("adamrag", "adam", "nag", "lion"), lr=(1e-3, 1e-2, 1.0), beta1=(0.8, 0.95),
                      **SMALL, study_name="same")
@@ -153,6 +154,7 @@ def test_an_error_in_training_fails_every_member_and_each_is_retried(tmp_path, m
     assert sorted(t.user_attrs[RETRY_OF] for t in retries) == [[0], [1], [2]]
 
 
+@pytest.mark.slow  # an interrupted sweep and its resume
 def test_ctrl_c_in_a_population_stores_every_member_as_failed_and_the_next_run_completes_them(tmp_path):
     spec = StudySpec(optimizers=("adam",), lr=(1e-3, 1e-2, 1e-1), beta1=(0.9,), seeds=1, epochs=3,
                      train_size=256, val_size=128, storage=f"sqlite:///{tmp_path}/int.db", study_name="int")
@@ -215,6 +217,7 @@ def test_a_bad_population_is_one_line_naming_the_flag(text):
         parse_population(text)
 
 
+@pytest.mark.slow  # three sweep processes
 def test_population_on_the_command_line_reaches_the_start_line_and_the_study(tmp_path, run_cli):
     url = f"sqlite:///{tmp_path}/cli.db"
     args = ["sweep", "--optimizers", "adam", "--lr", "1e-3,1e-2", "--beta1", "0.9", "--epochs", "1",

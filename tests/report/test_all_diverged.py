@@ -48,6 +48,7 @@ def test_accuracy_diverged_point_clipped_above_the_learned_ones_is_not_the_best(
     assert row["tolerance_lr_low"] == 1e-3 and row["tolerance_lr_high"] < 1e-2  # the band stops before the diverged lr
 
 
+@pytest.mark.slow  # a sweep then its report, end to end
 def test_all_diverged_sweep_then_report(tmp_path):
     """The issue's input: adam at lr 1e3 and 1e4 for 2 epochs diverges everywhere."""
     url = f"sqlite:///{tmp_path / 's.db'}"

@@ -31,6 +31,7 @@ def one_seed(tmp_path):
     return url
 
 
+@pytest.mark.slow  # a whole report build
 def test_one_build_report_forms_each_lr_curve_and_tolerance_table_once(one_seed, tmp_path, monkeypatch):
     curves = _counting(monkeypatch, metrics, "lr_curve")
     tables = _counting(monkeypatch, tolerance, "tolerance_table")
@@ -46,6 +47,7 @@ def test_one_build_report_forms_each_lr_curve_and_tolerance_table_once(one_seed,
     assert len(configs) == 1 + len(paths.analysis.pairs)
 
 
+@pytest.mark.slow  # a whole report build with its seed bootstrap
 def test_with_seeds_only_the_bootstrap_recomputes_the_curve_on_resampled_seeds(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'two.db'}"
     make_study(url, "two", seeds=(0, 1), with_other_states=False)

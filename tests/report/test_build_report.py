@@ -322,6 +322,7 @@ def test_build_report_writes_every_file_and_a_self_contained_html(report):
     assert len(pd.read_csv(paths.trials_csv)) == 30
 
 
+@pytest.mark.slow  # a second whole report build
 def test_build_report_twice_replaces_the_files(toy, report):
     before = pd.read_csv(report.summary_csv)
     second = build_report(toy, "toy", report.out_dir, tolerance=0.5)
@@ -338,6 +339,7 @@ def test_build_report_for_a_missing_study_writes_nothing(toy, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow  # a whole report build of a seeded study
 def test_several_seeds_are_averaged_with_a_band(sqlite_url):
     make_study(sqlite_url, "s", seeds=(0, 1), with_other_states=False)
     data = load_trials(sqlite_url, "s")
@@ -349,6 +351,7 @@ def test_several_seeds_are_averaged_with_a_band(sqlite_url):
     assert len(bands) == 4  # one min-max band per optimizer
 
 
+@pytest.mark.slow  # a whole report build for another metric
 def test_accuracy_report_uses_accuracy_semantics(toy, tmp_path):
     paths = build_report(toy, "toy", tmp_path / "acc", metric="val_acc")
     summary = pd.read_csv(paths.summary_csv).set_index("optimizer")

@@ -81,6 +81,7 @@ def test_ablation_csv_walks_from_the_library_defaults_to_the_best_point(seeded):
     assert gains.sum() == pytest.approx(total)
 
 
+@pytest.mark.slow  # a second whole report build
 def test_with_one_seed_the_shares_carry_no_interval_and_the_findings_claim_none(tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
     make_study(url, "one-seed")
@@ -93,6 +94,7 @@ def test_with_one_seed_the_shares_carry_no_interval_and_the_findings_claim_none(
     assert all("no interval" in s for s in sentences if "explains most" not in s and not s.startswith("Lion"))
 
 
+@pytest.mark.slow  # a second study's report and the compare page
 def test_compare_shows_the_normalised_lr_main_effect_and_the_probability_of_improvement(seeded, tmp_path):
     url, paths = seeded
     make_study(url.replace("s.db", "s.db"), "toy-2", seeds=(0, 1, 2))

@@ -45,6 +45,7 @@ def test_bare_path_names_itself(tmp_path, name):
     assert sqlite_path(normalize_storage_url(str(path))) == path
 
 
+@pytest.mark.slow  # a sweep then its report
 def test_percent_encoded_url_opens_and_checks_the_decoded_file(tmp_path):
     """The issue's input: folder a%20b exists; the URL's %20 means a space, as SQLAlchemy reads it."""
     (tmp_path / "a%20b").mkdir()
@@ -69,6 +70,7 @@ def test_checks_act_on_the_decoded_file(tmp_path):
     assert _sha(tmp_path / "a b" / "s.db") == before and _tree(tmp_path) == ["a b", "a b/s.db"]
 
 
+@pytest.mark.slow  # a sweep then its report
 def test_report_reads_a_database_whose_folder_needs_uri_escapes(tmp_path):
     """The read-only check opens SQLite by URI, where ? and # and % must be escaped."""
     folder = tmp_path / "q?#b%41"
@@ -106,7 +108,8 @@ def test_journal_damage_finds_the_first_bad_line(journal, tmp_path):
     assert journal_damage(_torn_copy(journal, tmp_path, 'not json\n{"op_code": 0}\n')) == (lines + 1, len(whole))
 
 
-@pytest.mark.parametrize("tail", [TORN, '{"op_code": 7, "trial_id"', "\n", '[1, 2]\n'])
+@pytest.mark.parametrize("tail", [TORN, *(pytest.param(tail, marks=pytest.mark.slow)  # a whole report each: one in the quick loop
+                                     for tail in ('{"op_code": 7, "trial_id"', "\n", '[1, 2]\n'))])
 def test_report_reads_up_to_a_torn_record_with_one_warning_line(journal, tmp_path, tail):
     path = _torn_copy(journal, tmp_path, tail)
     before = _sha(path)

@@ -161,7 +161,7 @@ def test_the_journal_ledger_sees_trials_queued_by_another_process_after_it_start
     url = str(tmp_path / "j.log")
     study = optuna.create_study(study_name="j", storage=open_storage(url))
     ledger = open_ledger(study)
-    assert type(ledger).__name__ == "_JournalLedger" and ledger.waiting({"x"}) == []
+    assert type(ledger).__name__ == "JournalLedger" and ledger.waiting({"x"}) == []
     elsewhere = optuna.load_study(study_name="j", storage=open_storage(url))  # another process's replay
     optuna.create_study(study_name="other", storage=open_storage(url)).enqueue_trial({"lr": 1.0},
                                                                                      user_attrs={POINT_KEY: "x"})
@@ -227,7 +227,7 @@ def test_taking_and_finishing_a_trial_search_indexes_and_never_scan_the_study(tm
 def test_on_a_schema_revision_it_was_not_written_for_the_public_api_ledger_runs_the_queue(tmp_path, monkeypatch):
     monkeypatch.setattr(_optuna, "SQL_LEDGER_SCHEMAS", ("v0.0.0.x",))
     study = optuna.create_study(study_name="api", storage=open_storage(f"sqlite:///{tmp_path}/api.db"))
-    assert type(open_ledger(study)).__name__ == "_APILedger" and open_ledger(study).kind == "api"
+    assert type(open_ledger(study)).__name__ == "APILedger" and open_ledger(study).kind == "api"
     plan = POINTS[:2]
     enqueue_missing(study, plan)
     study.enqueue_trial(plan[0], user_attrs={POINT_KEY: point_key(plan[0])})  # a duplicate enqueue
@@ -250,7 +250,7 @@ def test_the_indexed_sql_ledger_runs_on_the_schema_it_was_written_for_whatever_o
     stored = sqlite3.connect(tmp_path / "s.db").execute("SELECT version_num FROM alembic_version").fetchone()[0]
     assert stored == "v3.2.0.a"  # what Optuna 5.0.0 and 5.1.0 both write
     ledger = open_ledger(study)
-    assert (type(ledger).__name__, ledger.kind) == ("_SQLLedger", "sql")
+    assert (type(ledger).__name__, ledger.kind) == ("SQLLedger", "sql")
     assert ledger.support.flat and ledger.support.notice() is None and "v3.2.0.a" in ledger.reason
 
 
@@ -276,7 +276,7 @@ def test_an_unknown_schema_revision_gets_the_api_ledger_announced_in_one_line_an
     assert "\n" not in notice and "v9.9.9.z" in notice and "grows with the study" in notice
     study = optuna.load_study(study_name="s", storage=storage)
     ledger = open_ledger(study)
-    assert (type(ledger).__name__, ledger.kind, ledger.reason) == ("_APILedger", "api", support.reason)
+    assert (type(ledger).__name__, ledger.kind, ledger.reason) == ("APILedger", "api", support.reason)
     storage.engine.dispose()
     assert database_digest(path) == before
 

@@ -23,6 +23,8 @@ from sensitivity.study.sweep import MAX_RETRIES, run_sweep
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 runner = CliRunner()
+SMALL = dict(train_size=256, val_size=128)
+"""digits-mlp at a size that trains in a blink (4 batches an epoch): these sweeps check that every point runs."""
 
 
 def _trials(url: str, name: str = "digits-mlp") -> list[optuna.trial.FrozenTrial]:
@@ -53,7 +55,8 @@ def test_nag_at_momentum_zero_is_plain_sgd_step_for_step():
 
 def test_nag_momentum_zero_point_runs_in_a_sweep(tmp_path):
     url = f"sqlite:///{tmp_path / 's.db'}"
-    result = run_sweep(StudySpec(optimizers=("nag",), lr=(1e-2,), beta1=(0.0, 0.9), epochs=1, storage=url))
+    result = run_sweep(StudySpec(optimizers=("nag",), lr=(1e-2,), beta1=(0.0, 0.9), epochs=1, storage=url,
+                                 **SMALL))
     assert (result.ran, result.failures) == (2, [])
     assert sorted(t.state for t in _trials(url)) == [TrialState.COMPLETE] * 2
 
@@ -85,7 +88,7 @@ def test_random_sweep_to_beta1_near_one_runs_every_point(tmp_path):
     """The issue's input: 8 random points with beta1 in [0.9, 0.9999999]; before, 4 became 1.0."""
     url = f"sqlite:///{tmp_path / 's.db'}"
     result = run_sweep(StudySpec(sampler="random", optimizers=("adam",), beta1=(0.9, 0.9999999), n_trials=8,
-                                 epochs=1, storage=url, lr=(1e-3, 1e-2)))
+                                 epochs=1, storage=url, lr=(1e-3, 1e-2), **SMALL))
     assert result.failures == [] and result.progress.complete == 8
     assert all(t.params["beta1"] < 1 for t in _trials(url))
 

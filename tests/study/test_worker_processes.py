@@ -193,6 +193,7 @@ def test_ctrl_c_with_workers_stops_every_worker_cleanly(tmp_path, cli_process, t
     assert {t.user_attrs[POINT_KEY] for t in failed} <= set(waiting)
 
 
+@pytest.mark.slow  # two sweeps per storage, end to end
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_resume_with_a_changed_grid_keeps_old_points_and_runs_only_new_ones(tmp_path, kind):
     url = f"sqlite:///{tmp_path}/r.db" if kind == "sqlite" else str(tmp_path / "r.log")
