@@ -84,7 +84,7 @@ def _same(fast, plain) -> None:
         pd.testing.assert_frame_equal(a, b, rtol=1e-7, atol=1e-12)
 
 
-@pytest.mark.parametrize("seeds", [(0, 1), (0, 1, 2), (3, 7, 8, 9)])
+@pytest.mark.parametrize("seeds", [(0, 1), (0, 1, 2), pytest.param((3, 7, 8, 9), marks=pytest.mark.slow)])
 def test_grid_with_holes_gives_the_plain_replicates(seeds):
     _same(*_both(_study(seeds)))
 
@@ -113,6 +113,7 @@ def test_monte_carlo_draws_beyond_the_exact_limit():
     _same(fast, plain)
 
 
+@pytest.mark.slow  # two whole bootstraps
 def test_blocks_of_draws_give_the_same_replicates(monkeypatch):
     trials = _study((0, 1, 2))
     whole, _ = _both(trials)
