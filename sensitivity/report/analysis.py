@@ -269,11 +269,16 @@ def analyze(
         aggregation_text=metrics.AGGREGATIONS[aggregation],
     )
     shown = effective_lr.on_lr_axis(trials, lr_axis)
+    # the trials' own tables, in one block: what the measuring step and the seed bootstrap start from
     complete = metrics.complete_trials(shown)
+    shown_configs = metrics.config_table(shown, metric)
+    values = metrics.metric_values(complete, metric)
+    divergence = metrics.divergence_rate(complete)
+    names = metrics.optimizer_order(complete["optimizer"])
     axes = tuple(region.swept_axes(complete))
     pairs = tuple(region.swept_pairs(complete))
     binned = {pair: region.bin_samples(complete, pair) for pair in pairs}
-    measured = _measure(shown, settings, pairs)
+    measured = _measure_tables(shown_configs, divergence, settings, pairs, names=names)
     # the rest of the metrics, in one block: the tables the figures and the findings read
     nominal = complete if shown is trials else metrics.complete_trials(trials)
     configs = measured.configs if shown is trials else metrics.config_table(nominal, metric)
@@ -284,7 +289,6 @@ def analyze(
         best = metrics.best_per_group(cells[cells["value"].notna()], ["optimizer"], metric).set_index("optimizer")
         heat[(x, y)] = PairCells(cells=cells, best=best, notes=tuple(notes))
     relative = metrics.relative_performance(measured.curve, metric)
-    values = metrics.metric_values(complete, metric)
     far = (metrics.evaluation_far_above_training(complete, divergence_factor).groupby(complete["optimizer"]).mean()
            if divergence_factor is not None and not complete.empty else None)
     optimizers = tuple(measured.numbers.index)
@@ -292,7 +296,7 @@ def analyze(
     boot = None
     if uncertainty and n_seeds >= 2:
         boot = seed_bootstrap_tables(
-            shown, metric, measured.numbers,
+            complete, values, shown_configs, metric, measured.numbers,
             lambda configs_k, divergence_k, of: _measure_tables(configs_k, divergence_k, settings, pairs,
                                                                 optimizer_of=of).numbers,
             level=level)

@@ -110,16 +110,22 @@ class SeedCells:
         """Sum the completed trials of ``trials`` (the tidy frame) per configuration and seed, on ``metric``
         (:func:`~sensitivity.report.metrics.metric_values`: clipped at L0, diverged runs at L0)."""
         done = metrics.complete_trials(trials)
+        return cls.from_tables(done, metrics.metric_values(done, metric), metrics.config_table(trials, metric), metric)
+
+    @classmethod
+    def from_tables(cls, done: pd.DataFrame, value: pd.Series, configs: pd.DataFrame, metric: str) -> SeedCells:
+        """:meth:`from_trials` from what the analysis already formed: the completed trials ``done``, their
+        objective values ``value`` (aligned with ``done``) and their
+        :func:`~sensitivity.report.metrics.config_table` ``configs``."""
         keys = list(KEYS)
         frame = done[keys].copy()
-        value = metrics.metric_values(done, metric).to_numpy(float)
+        value = value.to_numpy(float)
         initial = done[f"initial_{metric}"].astype("float64").to_numpy()
         seed = pd.to_numeric(done["seed"], errors="coerce").to_numpy(float) if "seed" in done else np.full(len(done), np.nan)
         seeds = np.unique(seed[~np.isnan(seed)]).astype(int)
         has_unseeded = bool(np.isnan(seed).any())
         column = np.where(np.isnan(seed), len(seeds), np.searchsorted(seeds, np.nan_to_num(seed, nan=0)))
-        configs = metrics.config_table(trials, metric)  # the order, and the one column not resampled
-        table_keys = configs[keys]
+        table_keys = configs[keys]  # the order, and (wall time) the one column not resampled
         # each trial's configuration number: the row of config_table it falls in (NaN keys match NaN)
         marker = table_keys.assign(_row=np.arange(len(table_keys)))
         frame["_i"] = np.arange(len(frame))
@@ -225,7 +231,9 @@ stacked names (one row per optimizer and draw)."""
 
 
 def seed_bootstrap_tables(
-    trials: pd.DataFrame,
+    done: pd.DataFrame,
+    values: pd.Series,
+    configs: pd.DataFrame,
     metric: str,
     estimate: pd.DataFrame,
     statistic: StackedStatistic,
@@ -241,7 +249,9 @@ def seed_bootstrap_tables(
     ``lambda t: statistic(config_table(t), divergence_rate(t), identity)``, with the same draws.
 
     Args:
-        trials: the tidy trials frame (its ``seed`` column says which trials belong together).
+        done: the completed trials of the tidy frame (its ``seed`` column says which belong together).
+        values: their objective values on ``metric`` (:func:`~sensitivity.report.metrics.metric_values`).
+        configs: their :func:`~sensitivity.report.metrics.config_table`.
         metric: the metric the configuration tables are on.
         estimate: the statistic on the stored study: one row per optimizer (its index), which fixes
             the replicates' layout.
@@ -256,10 +266,10 @@ def seed_bootstrap_tables(
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {level}")
-    seeds = pd.Series(trials["seed"]).dropna().astype(int).unique()
+    seeds = pd.Series(done["seed"]).dropna().astype(int).unique()
     if len(seeds) < 2:
         return None
-    cells = SeedCells.from_trials(trials, metric)
+    cells = SeedCells.from_tables(done, values, configs, metric)
     plan = seed_draws(seeds, exact_limit=exact_limit, draws=draws, random_state=random_state)
     weights = np.stack([cells.counts(d.counts) for d in plan]) if plan else np.zeros((0, len(cells.seeds)))
     n_configs = max(len(cells.keys), 1)

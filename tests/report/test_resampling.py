@@ -60,8 +60,9 @@ def _both(trials: pd.DataFrame, **settings):
     pairs = shown.pairs
     frame = shown.trials
     estimate = analysis._measure(frame, shown.settings, pairs).numbers
+    done = metrics.complete_trials(frame)
     fast = resampling.seed_bootstrap_tables(
-        frame, "val_loss", estimate,
+        done, metrics.metric_values(done, "val_loss"), metrics.config_table(frame, "val_loss"), "val_loss", estimate,
         lambda c, d, of: analysis._measure_tables(c, d, shown.settings, pairs, optimizer_of=of).numbers)
     plain = uncertainty.seed_bootstrap(frame, lambda t: analysis._measure(t, shown.settings, pairs).numbers)
     return fast, plain
@@ -155,7 +156,10 @@ def test_stacked_names_round_trip_and_sort_as_the_optimizers_do():
 def test_fewer_than_two_seeds_gives_no_bootstrap():
     trials = _study((0,), gaps=False)
     estimate = analysis._measure(trials, analysis.analyze(trials, "val_loss", uncertainty=False).settings, ()).numbers
-    assert resampling.seed_bootstrap_tables(trials, "val_loss", estimate, lambda *a: estimate) is None
+    done = metrics.complete_trials(trials)
+    assert resampling.seed_bootstrap_tables(done, metrics.metric_values(done, "val_loss"),
+                                            metrics.config_table(trials, "val_loss"), "val_loss", estimate,
+                                            lambda *a: estimate) is None
 
 
 def test_the_report_uses_the_fast_bootstrap():
