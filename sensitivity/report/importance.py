@@ -246,13 +246,18 @@ class _Context:
 
     # the scale (L0 - L*)^2 of one set of cell means, shape (D,)
     def _scale(self, mean: np.ndarray) -> np.ndarray:
-        best = np.nanmax(mean, axis=1) if self.hib else np.nanmin(mean, axis=1)
-        return (self.initial - best) ** 2
+        return (self.initial - self._best(mean)) ** 2
+
+    def _best(self, mean: np.ndarray) -> np.ndarray:
+        """Each draw's best cell mean, shape (D,); NaN for a draw without one (no warning: that is the answer)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmax(mean, axis=1) if self.hib else np.nanmin(mean, axis=1)
 
     def _cuts(self, mean: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """The good-region cut of each draw, shape (D,)."""
         if self.target_quantile is None:
-            best = np.nanmax(mean, axis=1) if self.hib else np.nanmin(mean, axis=1)
+            best = self._best(mean)
             return np.array([T.improvement_threshold(b, self.initial, self.tau, higher_is_better=self.hib)
                              for b in best])
         cuts = []
