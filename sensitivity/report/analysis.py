@@ -25,6 +25,7 @@ from typing import Mapping
 
 import pandas as pd
 
+from sensitivity.records import Metric
 from sensitivity.report import ablation, effective_lr, expected_best, importance, metrics, region, summary, tolerance
 from sensitivity.report.resampling import seed_bootstrap_tables
 from sensitivity.report.uncertainty import DEFAULT_LEVEL
@@ -46,6 +47,10 @@ class AnalysisSettings:
         absolute_points: the relative tolerance is in absolute points (an accuracy), not relative to
             the best value (:func:`sensitivity.report.metrics.absolute_tolerance`).
         tolerance_text, relative_text, aggregation_text: the thresholds and the aggregation in words.
+        metric_label, metric_unit: the metric as the analysed study declared it (``validation loss``,
+            ``nats/char``; unit "" when none). Labels come from here, not from the process-wide
+            registry, in which the last study loaded declares a shared name (``val_loss`` is
+            nats/example for a classifier, nats/char for char-lm).
     """
 
     metric: str
@@ -60,6 +65,8 @@ class AnalysisSettings:
     tolerance_text: str
     relative_text: str
     aggregation_text: str
+    metric_label: str = ""
+    metric_unit: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,6 +245,7 @@ def analyze(
     uncertainty: bool = True,
     level: float = DEFAULT_LEVEL,
     divergence_factor: float | None = None,
+    declaration: Metric | None = None,
 ) -> StudyAnalysis:
     """Analyse a study's tidy trials frame once (see the module docstring).
 
@@ -252,6 +260,8 @@ def analyze(
         uncertainty: compute seed-bootstrap intervals when the study has two seeds or more.
         level: coverage of those intervals.
         divergence_factor: the study's divergence factor, for the evaluation-far-above-training rate.
+        declaration: the study's own declaration of ``metric`` (label, unit), from
+            ``TrialsData.declaration(metric)``; the process-wide registry's when None.
 
     Raises:
         ValueError: unknown metric, aggregation or lr axis; a negative tolerance.
@@ -267,6 +277,8 @@ def analyze(
         tolerance_text=tolerance.describe_threshold("improvement", tau, higher_is_better=hib),
         relative_text=relative_text,
         aggregation_text=metrics.AGGREGATIONS[aggregation],
+        metric_label=declaration.label if declaration is not None else metrics.metric_label(metric),
+        metric_unit=declaration.unit if declaration is not None else metrics.metric_unit(metric),
     )
     shown = effective_lr.on_lr_axis(trials, lr_axis)
     # the trials' own tables, in one block: what the measuring step and the seed bootstrap start from

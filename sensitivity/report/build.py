@@ -217,12 +217,13 @@ def write_report(
     factor = data.meta.get("divergence_factor")
     analysis = analyze(data.trials, metric, tau=tolerance, relative_tolerance=relative_tolerance,
                        aggregation=aggregation, lr_axis=lr_axis,
-                       divergence_factor=float(factor) if factor is not None else None)
+                       divergence_factor=float(factor) if factor is not None else None,
+                       declaration=data.declaration(metric))
     task = (data.meta.get("task_info") or {}).get("name") or data.meta.get("task") or data.meta["study_name"]
     opening = [*findings.study_findings(analysis, task=str(task)),
                *importance_figure.importance_findings(analysis.importance, display=analysis.display)]
     lr_label = "effective learning rate" if lr_axis == "effective" else "learning rate"
-    what = metrics.metric_label(metric)
+    what = analysis.settings.metric_label or metrics.metric_label(metric)
     curves_of = "loss" if "val_loss" in data.curves.columns else what
     makers: dict[str, Callable[[], Any]] = {
         "lr_sensitivity": lambda: figures.lr_sensitivity_figure(
@@ -235,7 +236,8 @@ def write_report(
         "expected_best": lambda: figures.expected_best_figure(
             analysis.expected_best, metric, display=analysis.display,
             title=f"{task}: expected best {what} after n configurations (Dodge et al. 2019)",
-            note=f"each stored trial one equally likely draw ({data.meta.get('sampler') or 'grid'} study)"),
+            note=f"each stored trial one equally likely draw ({data.meta.get('sampler') or 'grid'} study)",
+            settings=analysis.settings),
         "importance": lambda: importance_figure.importance_figure(
             analysis.importance, display=analysis.display, title=f"{task}: which hyperparameter matters"),
     }

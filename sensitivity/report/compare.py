@@ -44,13 +44,15 @@ PROFILE_METRICS = (
 """(summary column, higher is better, panel title) of each figure profiled across tasks."""
 
 TABLE_COLUMNS = (
-    "task", "study", "storage", "metric", "optimizer", "optimizer_display", "trials", "learned",
+    "task", "study", "storage", "metric", "metric_unit", "optimizer", "optimizer_display", "trials", "learned",
     "best_value", "best_lr", "tolerance_width_decades", "tolerance_censored", "relative_width_decades",
     "relative_censored", "good_share_lr_beta1", "lr_sensitivity", "divergence_rate", "lr_main_share",
     "lr_main_effect_normalised",
 )
 """Leading columns of :func:`compare_table` (each metric's ``_low``/``_high`` and the other share
-columns follow when present). ``lr_main_share`` is the share of the objective's variance that lr's
+columns follow when present). ``metric_unit`` is the unit each study declared for its metric (one
+name can carry two units: ``val_loss`` is nats/example for a classifier, nats/char for char-lm);
+best values and LR sensitivities are in it. ``lr_main_share`` is the share of the objective's variance that lr's
 main effect explains and ``lr_main_effect_normalised`` that variance divided by (L0 - L*)^2, unit-free
 and comparable across optimizers and tasks (:mod:`sensitivity.report.importance`)."""
 
@@ -153,7 +155,8 @@ def analyze_studies(
     """:func:`~sensitivity.report.analysis.analyze` of each study, once, on its own objective metric
     (direction and units from the study); ``tau``, the relative tolerance and the lr axis the same for all."""
     return [analyze(data.trials, data.meta["metric"], tau=tolerance, relative_tolerance=relative_tolerance,
-                    aggregation=aggregation, lr_axis=lr_axis) for _, data in loaded]
+                    aggregation=aggregation, lr_axis=lr_axis, declaration=data.declaration(data.meta["metric"]))
+            for _, data in loaded]
 
 
 def compare_table(
@@ -181,6 +184,7 @@ def compare_table(
     frames = []
     for label, (ref, _), analysis in zip(_labels(loaded), loaded, analyses):
         summary = analysis.summary.merge(_lr_main_effect(analysis), on="optimizer", how="left")
+        summary.insert(0, "metric_unit", analysis.settings.metric_unit)
         summary.insert(0, "metric", analysis.settings.metric)
         summary.insert(0, "storage", mask_storage(ref.storage))  # a password never reaches a file
         summary.insert(0, "study", ref.study)
@@ -243,7 +247,8 @@ def _readable(table: pd.DataFrame) -> pd.DataFrame:
     parts = []
     for task, g in table.groupby("task", sort=False):
         g = g.reset_index(drop=True)
-        readable = prose.summary_table(g, metric=str(g["metric"].iloc[0]))
+        unit = str(g["metric_unit"].iloc[0]) if "metric_unit" in g else None
+        readable = prose.summary_table(g, metric=str(g["metric"].iloc[0]), unit=unit)
         readable.insert(0, "task", task)
         if "lr_main_share" in g and len(readable) == len(g):
             readable["lr main effect: share, var / (L0 - L*)^2"] = [_lr_effect_text(r) for _, r in g.iterrows()]
@@ -315,7 +320,9 @@ def build_compare(
 
 
 def _settings(table: pd.DataFrame, lr_axis: str, tau: float, relative_tolerance: float | None) -> str:
-    per_task = ", ".join(f"{t}: {m}" for t, m in dict(zip(table["task"], table["metric"])).items())
+    units = table["metric_unit"] if "metric_unit" in table else [""] * len(table)
+    per_task = ", ".join(f"{t}: {m} ({u})" if u else f"{t}: {m}"
+                         for t, (m, u) in dict(zip(table["task"], zip(table["metric"], units))).items())
     rel = "each metric's default" if relative_tolerance is None else f"{relative_tolerance:g}"
     return (f"Each study is summarised as its report does, on the {lr_axis} lr axis, with tau = {tau:g} "
             f"(a run keeps at least {100 * (1 - tau):g}% of the improvement over initialisation) and relative "

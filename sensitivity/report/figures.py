@@ -60,7 +60,7 @@ def lr_sensitivity_figure(
         analysis: the study's analysis (its lr curve, tolerance table and settings are drawn).
         lr_label: the x-axis label (``"effective learning rate ..."`` on the effective axis).
     """
-    metric = analysis.settings.metric
+    metric, settings = analysis.settings.metric, analysis.settings
     tau = analysis.settings.tau
     hib = analysis.settings.higher_is_better
     curve = analysis.curve
@@ -92,13 +92,13 @@ def lr_sensitivity_figure(
                 best, edge = row["best_value"], row["tolerance_threshold"]
                 span = (lo / 10 ** 0.04, hi * 10 ** 0.04) if w < 0.08 else (lo, hi)
                 ax.fill_between(span, [best, best], [edge, edge], color=c, alpha=0.15, lw=0, zorder=1)
-        _reference_lines(ax, curve, names, colors, display, metric)
+        _reference_lines(ax, curve, names, colors, display, metric, settings)
         ax.set_xscale("log")
         if not hib and style.log_ok(np.r_[curve["value"], curve["initial"]]):
             ax.set_yscale("log")
             style.plain_log_labels(ax.yaxis, np.r_[curve["value"], curve["initial"]])
         ax.set_xlabel(lr_label)
-        ax.set_ylabel(style.wrapped(f"final {style.metric_axis_label(metric)}, {'max(final, initial)' if hib else 'min(L, L0)'}", 48))
+        ax.set_ylabel(style.wrapped(f"final {style.metric_axis_label(metric, settings)}, {'max(final, initial)' if hib else 'min(L, L0)'}", 48))
         handles, labels = ax.get_legend_handles_labels()
         if (curve["n_diverged"] > 0).any():
             handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=8, mew=2))
@@ -111,17 +111,17 @@ def lr_sensitivity_figure(
             labels.append("tolerance interval: keeps\n"
                           f">= {100 * (1 - tau):g}% of the improvement over L0")
         ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        head = style.literal_text(title) if title else f"Learning-rate sensitivity: final {style.metric_words(metric)} vs lr"
+        head = style.literal_text(title) if title else f"Learning-rate sensitivity: final {style.metric_words(metric, settings)} vs lr"
         fig.suptitle(f"{head}\neach point: {analysis.aggregation_words()}"
                      + ("; band: min-max over seeds" if analysis.n_seeds > 1 else ""))
     return fig
 
 
-def _reference_lines(ax, curve, names, colors, display, metric) -> None:
+def _reference_lines(ax, curve, names, colors, display, metric, settings=None) -> None:
     initial = curve.groupby("optimizer")["initial"].mean().dropna()
     if initial.empty:
         return
-    what = "initial loss L0" if metric == "val_loss" else f"initial {style.metric_words(metric)}"
+    what = "initial loss L0" if metric == "val_loss" else f"initial {style.metric_words(metric, settings)}"
     spread = float(initial.max() - initial.min())
     if spread <= 0.01 * abs(float(initial.mean())):
         v = float(initial.mean())
@@ -190,8 +190,8 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
                 style.plain_log_labels(ax.yaxis, [lo, hi])
             ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
-            ax.set_ylabel(style.metric_axis_label(shown).replace("validation loss", "loss") if shown == "val_loss"
-                          else style.metric_axis_label(shown))
+            ax.set_ylabel(style.metric_axis_label(shown, analysis.settings).replace("validation loss", "loss") if shown == "val_loss"
+                          else style.metric_axis_label(shown, analysis.settings))
             never = name in analysis.never_improved  # its "best" is only the initial value: not called best
             b1 = "" if math.isnan(beta1) else f" at beta1 = {beta1:g}" + ("" if never else " (best)")
             b1 += "\nnever improved on its initial value" if never else ""
@@ -207,7 +207,7 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
         for ax in axes[len(names):]:
             ax.set_visible(False)
         handles = [Line2D([], [], color="0.2", ls="-")]
-        labels = [style.metric_words(shown)]
+        labels = [style.metric_words(shown, analysis.settings)]
         if "train_loss" in columns:
             handles.append(Line2D([], [], color="0.2", ls="--"))
             labels.append("training loss (epoch mean)")
@@ -388,7 +388,7 @@ def relative_performance_figure(
 
 def expected_best_figure(
     table: pd.DataFrame, metric: str, *, display: dict[str, str] | None = None, title: str | None = None,
-    note: str = "",
+    note: str = "", settings=None,
 ) -> Figure:
     """Expected best final metric after n randomly drawn configurations, one line per optimizer.
 
@@ -398,6 +398,8 @@ def expected_best_figure(
         metric: the metric shown (its direction decides which way is better).
         display: optimizer name -> display name.
         note: a second title line (e.g. how draws were counted).
+        settings: the analysis's settings, for the study's own label and unit of ``metric``
+            (:func:`sensitivity.report.style.metric_axis_label`).
 
     The shading is +-1 standard deviation of the best of n draws (Dodge et al. 2019, fig. 1), the
     spread of what one tuning run of that budget gets, not an interval on the expectation; it is cut
@@ -421,12 +423,12 @@ def expected_best_figure(
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel("n, configurations drawn at random (tuning budget)")
-        ax.set_ylabel(style.wrapped(f"expected best final {style.metric_axis_label(metric)}", 40))
+        ax.set_ylabel(style.wrapped(f"expected best final {style.metric_axis_label(metric, settings)}", 40))
         if not hib and style.log_ok(table["expected_best"]):
             ax.set_yscale("log")
             style.plain_log_labels(ax.yaxis, table["expected_best"])
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        head = style.literal_text(title) if title else f"Expected best {style.metric_words(metric)} after n configurations (Dodge et al. 2019)"
+        head = style.literal_text(title) if title else f"Expected best {style.metric_words(metric, settings)} after n configurations (Dodge et al. 2019)"
         fig.suptitle(style.wrapped(head + "\nshading: +-1 sd of the best of n draws, within the range of the stored values"
                                    + (f"\n{style.literal_text(note)}" if note else ""), 88))
     return fig
@@ -500,7 +502,7 @@ def lr_curve_grid_figure(panels: Sequence[tuple[str, StudyAnalysis]], *, lr_labe
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
         any_diverged = False
         for ax, (label, analysis) in zip(axes, panels):
-            metric = analysis.settings.metric
+            metric, settings = analysis.settings.metric, analysis.settings
             curve = analysis.curve
             any_diverged |= bool((curve["n_diverged"] > 0).any())
             for name in metrics.optimizer_order(curve["optimizer"]):
@@ -517,7 +519,7 @@ def lr_curve_grid_figure(panels: Sequence[tuple[str, StudyAnalysis]], *, lr_labe
                 ax.set_yscale("log")
                 style.plain_log_labels(ax.yaxis, np.r_[curve["value"], curve["initial"]])
             ax.set_xlabel(lr_label)
-            ax.set_ylabel(f"final {style.metric_axis_label(metric)}")
+            ax.set_ylabel(f"final {style.metric_axis_label(metric, settings)}")
             ax.set_title(style.literal_text(label))
         for ax in axes[len(panels):]:
             ax.set_visible(False)

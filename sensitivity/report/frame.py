@@ -147,6 +147,11 @@ class TrialsData:
         """The rows of :attr:`trials` whose state is COMPLETE (what the analysis uses)."""
         return self.trials[self.trials["state"] == COMPLETE]
 
+    def declaration(self, metric: str) -> records.Metric | None:
+        """This study's own declaration of ``metric`` (label, unit), None when it declares no such
+        metric. Unlike the process-wide registry, it is not overwritten by another study loaded later."""
+        return next((m for m in self.meta.get("metrics") or () if m.name == metric), None)
+
 
 def load_trials(
     storage: str | os.PathLike | optuna.storages.BaseStorage, study_name: str

@@ -157,11 +157,11 @@ def pair_heatmaps(
             ax.set_visible(False)
         if image is not None:
             cbar = fig.colorbar(image, ax=list(axes[: len(names)]), shrink=0.9, pad=0.02)
-            cbar.set_label(f"final {style.metric_axis_label(metric)} ({'higher' if hib else 'lower'} is better)")
+            cbar.set_label(f"final {style.metric_axis_label(metric, analysis.settings)} ({'higher' if hib else 'lower'} is better)")
             if isinstance(norm, mcolors.LogNorm):
                 style.plain_log_labels(cbar.ax.yaxis, [norm.vmin, norm.vmax])
         pair = f"{AXIS_LABELS[x]} x {AXIS_LABELS[y]}"
-        head = style.literal_text(title) if title else f"Robustness: final {style.metric_words(metric)} over {pair}, one colour scale"
+        head = style.literal_text(title) if title else f"Robustness: final {style.metric_words(metric, analysis.settings)} over {pair}, one colour scale"
         extra = "; ".join(notes)
         outline = "; white outline: within tolerance" if thresholds else ""
         fig.suptitle(f"{head}\neach cell: {_others_text(analysis, x, y)}{'; ' + extra if extra else ''}\n"

@@ -114,7 +114,7 @@ def _with_bounds(summary: pd.DataFrame, col: str, fmt: Callable[[float], str]) -
     return out
 
 
-def summary_table(summary: pd.DataFrame, *, metric: str, lr_axis: str = "nominal") -> pd.DataFrame:
+def summary_table(summary: pd.DataFrame, *, metric: str, lr_axis: str = "nominal", unit: str | None = None) -> pd.DataFrame:
     """The summary as readable strings, columns that are empty for every optimizer dropped.
 
     ``summary``: a :func:`~sensitivity.report.analysis.summarize` frame of ``metric`` on ``lr_axis``
@@ -122,8 +122,11 @@ def summary_table(summary: pd.DataFrame, *, metric: str, lr_axis: str = "nominal
 
     With two seeds or more each figure is followed by its seed-bootstrap interval ``[low, high]``;
     a tolerance width whose interval reaches an end of the swept lrs is prefixed with ``>=``.
+    ``unit``: the metric's unit as the study declared it
+    (:attr:`~sensitivity.report.analysis.AnalysisSettings.metric_unit`); the registry's when None.
     """
-    unit = f" ({metrics.metric_unit(metric)})" if metrics.metric_unit(metric) else ""
+    unit = metrics.metric_unit(metric) if unit is None else unit
+    unit = f" ({unit})" if unit else ""
     three = lambda v: f"{v:.3g}"  # noqa: E731
     four = lambda v: f"{v:.4g}"  # noqa: E731
     pct = lambda v: f"{100 * v:.0f}%"  # noqa: E731

@@ -111,17 +111,27 @@ def literal_names(names: Mapping[str, str] | None) -> dict[str, str]:
     return {k: literal_text(v) for k, v in (names or {}).items()}
 
 
-def metric_words(metric: str) -> str:
-    """``validation loss``: the metric's declared label, drawable as written (:func:`literal_text`)."""
-    return literal_text(metrics.metric_label(metric))
+def _declared(metric: str, settings) -> tuple[str, str]:
+    """(label, unit) of ``metric``: the analysed study's own declaration when ``settings`` (an
+    :class:`~sensitivity.report.analysis.AnalysisSettings`) is of that metric, else the registry's."""
+    if settings is not None and settings.metric == metric and settings.metric_label:
+        return settings.metric_label, settings.metric_unit
+    return metrics.metric_label(metric), metrics.metric_unit(metric)
 
 
-def metric_axis_label(metric: str) -> str:
+def metric_words(metric: str, settings=None) -> str:
+    """``validation loss``: the metric's declared label, drawable as written (:func:`literal_text`).
+    With ``settings``, the analysed study's declaration (see :func:`metric_axis_label`)."""
+    return literal_text(_declared(metric, settings)[0])
+
+
+def metric_axis_label(metric: str, settings=None) -> str:
     """``validation loss (nats/char)``: the study's own declaration of the metric (label and unit),
-    drawable as written (:func:`literal_text`)."""
-    unit = metrics.metric_unit(metric)
-    label = f"{metrics.metric_label(metric)} ({unit})" if unit else metrics.metric_label(metric)
-    return literal_text(label)
+    drawable as written (:func:`literal_text`). Pass the analysis's ``settings`` wherever one study
+    is drawn beside others: the process-wide registry holds the declaration of the study loaded
+    last (``val_loss`` is nats/example for a classifier, nats/char for char-lm)."""
+    label, unit = _declared(metric, settings)
+    return literal_text(f"{label} ({unit})" if unit else label)
 
 
 def plain_log_labels(axis, values) -> None:

@@ -111,3 +111,45 @@ def test_compare_mistakes_are_one_line_exit_2_and_write_nothing(small_storage, t
     assert message in result.output and "Traceback" not in result.output
     assert len([ln for ln in result.output.splitlines() if ln.strip()]) == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize("char_first", [True, False])
+def test_one_metric_name_in_two_units_keeps_each_studys_unit(tmp_path, char_first):
+    """``val_loss`` is nats/example for a classifier and nats/char for char-lm: each study's table
+    columns, CSV rows and lr-curve panel carry its own unit, whichever study was loaded last."""
+    from sensitivity import records
+    from sensitivity.report import compare as compare_module
+    from sensitivity.report import figures
+
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    plain = make_study(storage, "plain", with_other_states=False)
+    plain.set_user_attr(records.METRIC_DECLARATIONS, [records.VAL_LOSS.to_dict()])
+    chars = make_study(storage, "chars", with_other_states=False)
+    chars.set_user_attr("task", "char-task")
+    chars.set_user_attr(records.METRIC_DECLARATIONS,
+                        [records.Metric("val_loss", "minimize", "nats/char", "validation loss").to_dict()])
+    order = ["chars", "plain"] if char_first else ["plain", "chars"]
+    refs = [StudyRef(storage, s) for s in order]
+    try:
+        paths = build_compare(refs, tmp_path / "out")
+        table = pd.read_csv(paths.compare_csv)
+        units = dict(zip(table["task"], table["metric_unit"]))
+        assert units == {"toy-task": "nats/example", "char-task": "nats/char"}
+        md = paths.compare_md.read_text()
+        assert "LR sensitivity (nats/example)" in md and "LR sensitivity (nats/char)" in md
+        assert "toy-task: val\\_loss (nats/example)" in md and "char-task: val\\_loss (nats/char)" in md
+        # each row fills its own unit's column only
+        readable = compare_module._readable(compare_module.compare_table(compare_module.load_studies(refs)))
+        for task, unit in units.items():
+            rows = readable[readable["task"] == task]
+            other = "nats/char" if unit == "nats/example" else "nats/example"
+            assert (rows[f"LR sensitivity ({unit})"] != "").all()
+            assert (rows[f"LR sensitivity ({other})"] == "").all()
+        loaded = compare_module.load_studies(refs)
+        analyses = compare_module.analyze_studies(loaded)
+        fig = figures.lr_curve_grid_figure(list(zip(compare_module._labels(loaded), analyses)))
+        labels = {ax.get_title(): ax.get_ylabel() for ax in fig.axes if ax.get_title()}
+        assert labels == {"toy-task": "final validation loss (nats/example)",
+                          "char-task": "final validation loss (nats/char)"}
+    finally:
+        records.declare_metrics([records.VAL_LOSS])  # the process-wide registry as the built-in tasks left it
