@@ -8,7 +8,7 @@ STORAGE ?= sqlite:///studies/adamrag-sens.db
 LOCK_PYTHON := 3.11
 UV     := build/venv-lock/bin/uv
 
-.PHONY: demo test test-latest install install-dev lock lock-upgrade bench findings clean
+.PHONY: demo test quick test-latest install install-dev lock lock-upgrade bench findings clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,10 +32,14 @@ demo: install
 	$(BIN)/adamrag-sens sweep --storage $(STORAGE)
 	$(BIN)/adamrag-sens report --storage $(STORAGE) --study digits-mlp --out reports/digits-mlp
 
-## The tests, on the locked versions (about 10 minutes on 2 quiet CPU cores; `pytest -m "not slow"` is the quick loop:
-## 870 tests, half the CPU time of the 3.5 minutes it took before the end-to-end tests were marked slow).
+## The tests, on the locked versions, in one test process per core (pytest-xdist; `-n 0` runs them in
+## this process, for a debugger). --dist loadgroup keeps the PostgreSQL tests in one process.
+## `make quick` is the quick loop, `pytest -m "not slow" -n auto`.
 test: install-dev
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup
+
+quick: install-dev
+	$(BIN)/python -m pytest -q -m "not slow" -n auto
 
 ## The tests against the newest releases pyproject.toml's ranges allow, in a throwaway venv
 ## (build/venv-latest), so that a new upstream release is found on purpose. CI stays on the lock.
@@ -45,7 +49,7 @@ test-latest:
 	build/venv-latest/bin/python -m pip install -q --upgrade pip
 	build/venv-latest/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e '.[dev]'
 	build/venv-latest/bin/python scripts/lock_drift.py requirements/lock-dev.txt
-	build/venv-latest/bin/python -m pytest -q
+	build/venv-latest/bin/python -m pytest -q -n auto --dist loadgroup
 
 ## Re-resolve the locks from pyproject.toml's ranges, keeping every pin that still fits (uv, universal:
 ## one lock for every platform, platform-only packages behind markers). `make lock-upgrade` takes the

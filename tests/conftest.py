@@ -22,6 +22,17 @@ HUNG_S = 600.0
 """Ceiling (seconds) for a child process or an awaited event: reached only by a hung process."""
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests that use the PostgreSQL server (marked ``postgres``, or a ``postgres`` storage parameter)
+    run in one test process, one after another: the connection-cut test terminates every connection
+    to the test database, which would cut a neighbouring worker's connections under pytest-xdist
+    (``-n``, with ``--dist loadgroup`` as ``make test`` passes it)."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if item.get_closest_marker("postgres") or any(isinstance(v, str) and v == "postgres" for v in params.values()):
+            item.add_marker(pytest.mark.xdist_group("postgres"))
+
+
 @pytest.fixture(autouse=True)
 def _no_storage_from_the_environment(monkeypatch):
     """A developer's ADAMRAG_SENS_STORAGE (the default of --storage) must not redirect the tests'

@@ -52,6 +52,7 @@ def test_writing_a_report_imports_neither_torch_nor_the_study_side(tmp_path):
     assert "sensitivity.catalog" in modules and "sensitivity.storage" in modules
 
 
+@pytest.mark.slow
 def test_importing_the_catalog_and_the_report_package_loads_no_torch():
     code = "import sys, sensitivity.catalog, sensitivity.report; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
@@ -123,6 +124,7 @@ def test_only_the_command_line_imports_the_benchmarks():
         assert not bad, f"{rel} imports {sorted(bad)}"
 
 
+@pytest.mark.slow
 def test_the_library_never_imports_or_starts_the_command_line():
     """The CLI is the top floor: no other room imports it, and workers start through the study
     side's own entry point (sensitivity.study.worker_process), not `python -m sensitivity.cli`."""

@@ -95,6 +95,7 @@ def pair_heatmaps(
     drawn = analysis.heatmap_cells[(x, y)]
     grid, notes = drawn.cells, drawn.notes
     names = [n for n in analysis.optimizers if n in set(grid["optimizer"])]
+    labels = {n: (axis_label(x, n, lr_label), axis_label(y, n, lr_label)) for n in names}  # x and y axis titles
     display = style.literal_names(analysis.display)
     norm = style.heatmap_norm(grid["value"].to_numpy(float) if not grid.empty else np.array([]), higher_is_better=hib)
     cmap = matplotlib.colormaps["viridis" if hib else "viridis_r"].with_extremes(bad="#cfcfcf")
@@ -143,8 +144,8 @@ def pair_heatmaps(
                             color=style.text_color(cmap(norm(v))))
             ax.set_xticks(range(len(xs)), [_tick(x, v) for v in xs], rotation=45, ha="right")
             ax.set_yticks(range(len(ys)), [_tick(y, v) for v in ys])
-            ax.set_xlabel(axis_label(x, name, lr_label))
-            ax.set_ylabel(axis_label(y, name, lr_label))
+            ax.set_xlabel(labels[name][0])
+            ax.set_ylabel(labels[name][1])
             if name in analysis.never_improved:  # as the findings say it: no best to show
                 ax.set_title(f"{display.get(name, name)}: never improved on its initial value")
             elif name in drawn.best.index:

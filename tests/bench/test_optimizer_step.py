@@ -14,6 +14,7 @@ from sensitivity.cli import app
 from sensitivity.errors import UserError
 
 
+@pytest.mark.slow
 def test_resnet18_shapes_are_the_cifar_resnet18_parameter_set():
     shapes = parameter_shapes("resnet18")
     assert len(shapes) == 62

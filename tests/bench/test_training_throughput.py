@@ -11,6 +11,7 @@ from sensitivity.bench.training_throughput import bench_train, format_result
 from tests.helpers.idx_files import write_fashion_mnist
 
 
+@pytest.mark.slow
 def test_both_loops_are_timed_and_the_ratio_is_theirs():
     result = bench_train("fmnist-cnn", synthetic=True, device="cpu", batch_size=8, steps=2, rounds=2)
     assert len(result.product) == len(result.plain) == 2
@@ -29,6 +30,7 @@ def test_resnet18_on_synthetic_cifar_shapes():
     assert result.product[0] > 0 and result.plain[0] > 0
 
 
+@pytest.mark.slow
 def test_real_data_are_named_and_bad_requests_are_user_errors(tmp_path):
     write_fashion_mnist(tmp_path / "fashion-mnist", n_train=16, n_test=8)
     result = bench_train("fmnist-cnn", synthetic=False, device="cpu", batch_size=8, steps=2, rounds=1,
@@ -43,6 +45,7 @@ def test_real_data_are_named_and_bad_requests_are_user_errors(tmp_path):
         bench_train("resnet18", batch_size=0, device="cpu")
 
 
+@pytest.mark.slow
 def test_bench_train_command_prints_both_rates_and_their_ratio():
     from typer.testing import CliRunner
 

@@ -41,6 +41,7 @@ def test_a_resumed_sweep_shows_the_stored_best_not_only_this_runs(run_cli, tmp_p
     assert f"best {stored}" in bar, bar
 
 
+@pytest.mark.slow
 def test_help_at_80_columns_shows_every_default_whole():
     """A terminal of 80 columns: no default is cut short with an ellipsis (the storage URL was, while
     a two-name --download/--no-download flag widened the option column)."""
@@ -84,6 +85,7 @@ def test_report_summary_in_a_narrow_terminal_never_cuts_a_value(tmp_path, run_cl
         assert left_out == (columns == 60), out  # 8 columns fit in 80, not in 60
 
 
+@pytest.mark.slow
 def test_tasks_and_optimizers_tables_at_80_columns_break_long_words_instead_of_cutting_them(run_cli):
     for command in ("tasks", "optimizers"):
         code, out, err = run_cli(command, env={"COLUMNS": "80"})

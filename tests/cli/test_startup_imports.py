@@ -30,6 +30,7 @@ def _run(*args: str, cwd) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_help_imports_neither_torch_nor_optuna(tmp_path):
     for args in ((), ("--help",), ("sweep", "--help"), ("report", "--help"), ("bench", "sweep", "--help")):
         got = _run(*args, cwd=tmp_path)

@@ -85,6 +85,7 @@ def test_a_metric_label_with_dollars_does_not_break_the_figures(dollars_study):
     assert (out / "report.md").exists()
 
 
+@pytest.mark.slow
 def test_report_md_carries_no_live_html_from_user_text(hostile_study):
     from markdown_it import MarkdownIt
 

@@ -575,6 +575,7 @@ def test_swap_to_gradient_point_gives_w_and_restores_y_exactly(path, schedule):
 # --------------------------------------------------------------------------------------------
 # Progress on real non-convex problems at default settings
 # --------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_makes_progress_on_rosenbrock_at_default_settings():
     """Rosenbrock's banana from (-1.5, 2): f = (1 - x)^2 + 100 (y - x^2)^2, gradient written out by hand."""
     xy = torch.tensor([-1.5, 2.0], dtype=torch.float64, requires_grad=True)

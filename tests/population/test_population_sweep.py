@@ -96,6 +96,7 @@ def _failing_first_call(monkeypatch, spoil):
     return calls
 
 
+@pytest.mark.slow
 def test_a_failed_member_is_retried_alone_and_the_others_are_not_run_again(tmp_path, monkeypatch):
     spec = StudySpec(optimizers=("adam",), lr=(1e-3, 1e-2, 1e-1), beta1=(0.9,), **SMALL,
                      storage=f"sqlite:///{tmp_path}/retry.db", study_name="retry")

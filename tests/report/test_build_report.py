@@ -282,6 +282,7 @@ def test_lr_sensitivity_legend_marks_censored_widths_and_lists_diverged_only_whe
     assert any(t.startswith("diverged") for t in labels)
 
 
+@pytest.mark.slow
 def test_figures_save_headless(toy, tmp_path):
     data = load_trials(toy, "toy")
     analysis = analyze(data.trials, "val_loss")

@@ -113,13 +113,9 @@ def test_compare_mistakes_are_one_line_exit_2_and_write_nothing(small_storage, t
     assert not out.exists()
 
 
-@pytest.mark.parametrize("char_first", [True, False])
-def test_one_metric_name_in_two_units_keeps_each_studys_unit(tmp_path, char_first):
-    """``val_loss`` is nats/example for a classifier and nats/char for char-lm: each study's table
-    columns, CSV rows and lr-curve panel carry its own unit, whichever study was loaded last."""
+def _two_unit_studies(tmp_path, char_first):
+    """Two toy val_loss studies in one storage, one declaring nats/example, the other nats/char."""
     from sensitivity import records
-    from sensitivity.report import compare as compare_module
-    from sensitivity.report import figures
 
     storage = f"sqlite:///{tmp_path / 's.db'}"
     plain = make_study(storage, "plain", with_other_states=False)
@@ -128,28 +124,47 @@ def test_one_metric_name_in_two_units_keeps_each_studys_unit(tmp_path, char_firs
     chars.set_user_attr("task", "char-task")
     chars.set_user_attr(records.METRIC_DECLARATIONS,
                         [records.Metric("val_loss", "minimize", "nats/char", "validation loss").to_dict()])
-    order = ["chars", "plain"] if char_first else ["plain", "chars"]
-    refs = [StudyRef(storage, s) for s in order]
-    try:
-        paths = build_compare(refs, tmp_path / "out")
-        table = pd.read_csv(paths.compare_csv)
-        units = dict(zip(table["task"], table["metric_unit"]))
-        assert units == {"toy-task": "nats/example", "char-task": "nats/char"}
-        md = paths.compare_md.read_text()
-        assert "LR sensitivity (nats/example)" in md and "LR sensitivity (nats/char)" in md
-        assert "toy-task: val\\_loss (nats/example)" in md and "char-task: val\\_loss (nats/char)" in md
-        # each row fills its own unit's column only
-        readable = compare_module._readable(compare_module.compare_table(compare_module.load_studies(refs)))
-        for task, unit in units.items():
-            rows = readable[readable["task"] == task]
-            other = "nats/char" if unit == "nats/example" else "nats/example"
-            assert (rows[f"LR sensitivity ({unit})"] != "").all()
-            assert (rows[f"LR sensitivity ({other})"] == "").all()
-        loaded = compare_module.load_studies(refs)
-        analyses = compare_module.analyze_studies(loaded)
-        fig = figures.lr_curve_grid_figure(list(zip(compare_module._labels(loaded), analyses)))
-        labels = {ax.get_title(): ax.get_ylabel() for ax in fig.axes if ax.get_title()}
-        assert labels == {"toy-task": "final validation loss (nats/example)",
-                          "char-task": "final validation loss (nats/char)"}
-    finally:
-        records.declare_metrics([records.VAL_LOSS])  # the process-wide registry as the built-in tasks left it
+    return [StudyRef(storage, s) for s in (["chars", "plain"] if char_first else ["plain", "chars"])]
+
+
+@pytest.fixture
+def registry_restored():
+    from sensitivity import records
+    yield
+    records.declare_metrics([records.VAL_LOSS])  # the process-wide registry as the built-in tasks left it
+
+
+TWO_UNITS = {"toy-task": "nats/example", "char-task": "nats/char"}
+
+
+@pytest.mark.parametrize("char_first", [True, pytest.param(False, marks=pytest.mark.slow)])
+def test_one_metric_name_in_two_units_keeps_each_studys_unit(tmp_path, char_first, registry_restored):
+    """``val_loss`` is nats/example for a classifier and nats/char for char-lm: each study's table
+    columns, CSV rows and lr-curve panel carry its own unit, whichever study was loaded last."""
+    from sensitivity.report import compare as compare_module
+    from sensitivity.report import figures
+
+    loaded = compare_module.load_studies(_two_unit_studies(tmp_path, char_first))
+    analyses = compare_module.analyze_studies(loaded)
+    table = compare_module.compare_table(loaded, analyses=analyses)
+    assert dict(zip(table["task"], table["metric_unit"])) == TWO_UNITS
+    readable = compare_module._readable(table)
+    for task, unit in TWO_UNITS.items():  # each row fills its own unit's column only
+        rows = readable[readable["task"] == task]
+        other = "nats/char" if unit == "nats/example" else "nats/example"
+        assert (rows[f"LR sensitivity ({unit})"] != "").all()
+        assert (rows[f"LR sensitivity ({other})"] == "").all()
+    assert "toy-task: val_loss (nats/example)" in compare_module._settings(table, "nominal", 0.05, None)
+    fig = figures.lr_curve_grid_figure(list(zip(compare_module._labels(loaded), analyses)))
+    labels = {ax.get_title(): ax.get_ylabel() for ax in fig.axes if ax.get_title()}
+    assert labels == {task: f"final validation loss ({unit})" for task, unit in TWO_UNITS.items()}
+
+
+@pytest.mark.slow
+def test_the_compare_files_carry_each_studys_unit(tmp_path, registry_restored):
+    paths = build_compare(_two_unit_studies(tmp_path, True), tmp_path / "out")
+    table = pd.read_csv(paths.compare_csv)
+    assert dict(zip(table["task"], table["metric_unit"])) == TWO_UNITS
+    md = paths.compare_md.read_text()
+    assert "LR sensitivity (nats/example)" in md and "LR sensitivity (nats/char)" in md
+    assert "toy-task: val\\_loss (nats/example)" in md and "char-task: val\\_loss (nats/char)" in md

@@ -77,6 +77,7 @@ def test_the_effective_lr_axis_rescales_adamrag_and_nag(tmp_path):
     assert "lr axis: effective" in (tmp_path / "f" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_random_study_gets_the_expected_best_curve(tmp_path):
     url = f"sqlite:///{tmp_path / 'r.db'}"
     study = optuna.create_study(storage=url, study_name="rnd")

@@ -90,6 +90,7 @@ def test_grid_with_holes_gives_the_plain_replicates(seeds):
     _same(*_both(_study(seeds)))
 
 
+@pytest.mark.slow
 def test_random_samples_each_seed_its_own_points():
     fast, plain = _both(_study((0, 1, 2), random=True))
     _same(fast, plain)
@@ -103,6 +104,7 @@ def test_default_aggregation_reads_each_stacked_optimizers_catalog_defaults():
     assert np.isfinite(fast.replicates).any()
 
 
+@pytest.mark.slow
 def test_effective_lr_axis():
     _same(*_both(_study((0, 1, 2)), lr_axis="effective"))
 
@@ -162,6 +164,7 @@ def test_fewer_than_two_seeds_gives_no_bootstrap():
                                             lambda *a: estimate) is None
 
 
+@pytest.mark.slow
 def test_the_report_uses_the_fast_bootstrap():
     trials = _study((0, 1, 2))
     result = analysis.analyze(trials, "val_loss")

@@ -66,6 +66,7 @@ def _figures(analysis):
     yield figures.lr_curve_grid_figure([("study $s$", analysis)], title="across $t$")
 
 
+@pytest.mark.slow
 def test_every_figure_draws_user_text_as_written(dollar_analysis):
     for fig in _figures(dollar_analysis):
         fig.canvas.draw()  # "$^$" as mathtext raises ValueError here

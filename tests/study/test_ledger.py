@@ -172,6 +172,7 @@ def test_the_journal_ledger_sees_trials_queued_by_another_process_after_it_start
     assert [queue.pop().number for _ in range(3)] == [0, 1, 2] and queue.pop() is None
 
 
+@pytest.mark.slow
 def test_the_indexes_exist_once_and_leave_optuna_working(tmp_path):
     url = f"sqlite:///{tmp_path}/ix.db"
     open_storage(url), open_storage(url)  # twice: created once, then left alone

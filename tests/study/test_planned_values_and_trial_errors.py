@@ -113,6 +113,7 @@ def failing_lr(monkeypatch):
     return calls
 
 
+@pytest.mark.slow
 def test_a_failing_point_is_retried_then_left_fail_and_the_sweep_goes_on(tmp_path, failing_lr):
     url = f"sqlite:///{tmp_path / 's.db'}"
     spec = StudySpec(optimizers=("adam",), lr=(1e-3, 1e-2, 3e-2), beta1=(0.9,), epochs=1, storage=url, population=1)

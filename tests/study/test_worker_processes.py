@@ -140,6 +140,7 @@ def test_a_worker_killed_mid_trial_has_its_point_run_by_another(tmp_path, cli_pr
     assert all(t.user_attrs["error"] == STALE_ERROR for t in failed)
 
 
+@pytest.mark.slow
 def test_ctrl_c_fails_the_running_trial_and_the_next_run_completes_exactly_the_missing_points(tmp_path):
     url = f"sqlite:///{tmp_path}/int.db"
     spec = StudySpec(optimizers=("adam",), lr=(1e-3, 1e-2, 1e-1), beta1=(0.9,), seeds=1, epochs=3,

@@ -15,7 +15,7 @@ import uuid
 import pytest
 from typer.testing import CliRunner
 
-from sensitivity.cli import app
+from sensitivity.cli import app, terminal
 from sensitivity.errors import UserError
 from sensitivity.tasks import ENTRY_POINT_GROUP, TASKS, get_task
 
@@ -122,6 +122,7 @@ def test_prints_while_loading_go_to_stderr(plugin, capsys):
 
 def test_tasks_lists_every_other_task_and_marks_the_exiting_ones_broken(plugin, monkeypatch):
     monkeypatch.setenv("COLUMNS", "300")
+    monkeypatch.setattr(terminal.console, "width", 300)  # made at import: COLUMNS alone comes too late
     result = CliRunner().invoke(app, ["tasks"])
     assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
     lines = result.stdout.splitlines()

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from typer.testing import CliRunner
 
-from sensitivity.cli import app
+from sensitivity.cli import app, terminal
 from sensitivity.errors import UserError
 from sensitivity.study.spec import StudySpec
 from sensitivity.study.sweep import join_study, run_sweep
@@ -194,6 +194,7 @@ def test_a_worker_that_cannot_load_the_stored_task_says_so_without_naming_a_flag
 def test_tasks_lists_an_entry_point_with_its_metrics_and_a_broken_one_with_why(tmp_path, monkeypatch):
     name = _installed_package(tmp_path, monkeypatch, "ep_list", {"good": "make_task", "bad": "raises"})
     monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setattr(terminal.console, "width", 250)  # made at import: COLUMNS alone comes too late
     result = CliRunner().invoke(app, ["tasks"])
     assert result.exit_code == 0, result.stderr
     good = next(line for line in result.stdout.splitlines() if f"good-{name}" in line)

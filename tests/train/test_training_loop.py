@@ -272,7 +272,7 @@ def _tiny_configs(tmp_path):
     }
 
 
-@pytest.mark.parametrize("name", ["digits-mlp", "fmnist-cnn", pytest.param("resnet18", marks=pytest.mark.slow),
+@pytest.mark.parametrize("name", ["digits-mlp", pytest.param("fmnist-cnn", marks=pytest.mark.slow), pytest.param("resnet18", marks=pytest.mark.slow),
                                   "char-lm", "cartpole"])
 def test_every_task_gives_the_same_curve_for_the_same_seed(tmp_path, name):
     task = get_task(name)
