@@ -19,9 +19,11 @@ gamma = 0.9). For each selected workload this script
    expected best after n = 1, 2, 5, 10, 20, 50 trials, Dodge et al.'s and Tang et al.'s unbiased
    estimator, with bootstrap intervals) and ``convergence.csv`` (has the best point of each
    optimizer stopped improving? see :func:`convergence_table`) to each;
-4. appends a line to ``runs.jsonl`` per workload: the commands, versions (python, torch, optuna,
-   numpy, pandas), wall time of each step, trial counts (the first run's sweeps hold the training
-   time; a resume's sweeps train nothing);
+4. writes a line per invocation to each workload's ``runs.jsonl`` (earlier lines kept): the
+   commands, versions (python, torch, optuna, numpy, pandas), wall time of each step, trial counts
+   (the first run's sweeps hold the training time; a resume's sweeps train nothing). The line is
+   rewritten as each sweep starts and ends (:class:`RunLog`), so a run stopped mid-sweep still
+   records the sweeps that ended and the one under way;
 5. compares the main studies of every workload reported (``OUT/compare/``: compare.csv,
    profiles.csv, the performance profiles and lr-curve figures).
 
@@ -35,6 +37,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -127,18 +130,45 @@ def study_name(definition: Path) -> str:
     return data["study"]
 
 
-def run_sweep(definition: Path, storage: str, workers: int) -> dict:
-    """Sweep (or resume) one definition through the CLI; the command, exit status and wall seconds."""
+def run_sweep(definition: Path, storage: str, workers: int, on_start=None) -> dict:
+    """Sweep (or resume) one definition through the CLI; the command, exit status and wall seconds.
+    ``on_start(step)`` is called with the step's record (command, start time) before the sweep runs."""
     cmd = [sys.executable, "-m", "sensitivity.cli", "sweep", "--config", str(definition),
            "--storage", storage, "--workers", str(workers)]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT)
-    wall = time.perf_counter() - start
     shown = ["adamrag-sens", *cmd[3:]]
     if definition.is_relative_to(ROOT):  # the command runs in ROOT
         shown[shown.index("--config") + 1] = str(definition.relative_to(ROOT))
     shown[shown.index("--storage") + 1] = mask_storage(storage)
-    return {"command": " ".join(shown), "returncode": proc.returncode, "wall_s": round(wall, 1)}
+    step: dict = {"command": " ".join(shown), "started": _now(), "returncode": None, "wall_s": None}
+    if on_start is not None:
+        on_start(step)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT)
+    step.update(returncode=proc.returncode, wall_s=round(time.perf_counter() - start, 1))
+    return step
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class RunLog:
+    """This invocation's line of a workload's ``runs.jsonl``, rewritten in place at each step.
+
+    A sweep of hours can be stopped by a restart or Ctrl-C; the line then still says which sweeps
+    ended (exit status, wall seconds) and which one was under way since when (``returncode`` None),
+    and the earlier invocations' lines are kept as they were. The file is replaced atomically.
+    """
+
+    def __init__(self, path: Path, record: dict):
+        self.path, self.record = path, record
+        self.earlier = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in [*self.earlier, json.dumps(self.record)]), encoding="utf-8")
+        os.replace(tmp, self.path)
 
 
 def merged_companion(main: TrialsData, companion: TrialsData, optimizer: str = "adamrag") -> TrialsData:
@@ -246,14 +276,17 @@ def run_workload(w: Workload, args) -> dict | None:
     """Sweep and report one workload; its run record, or None when a study is not stored."""
     main_def, comp_def = (args.studies_dir / f"{stem}.toml" for stem in (w.main, w.companion))
     names = study_name(main_def), study_name(comp_def)
-    record: dict = {"workload": w.name, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    record: dict = {"workload": w.name, "started": _now(),
                     "definitions": [str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
                                     for p in (main_def, comp_def)],
                     "storage": mask_storage(args.storage), "versions": versions(), "sweeps": []}
+    out = args.out / w.name
+    log = RunLog(out / RUNS_FILE, record)
     if not args.no_sweep:
         for definition in (main_def, comp_def):
-            step = run_sweep(definition, args.storage, args.workers)
-            record["sweeps"].append(step)
+            step = run_sweep(definition, args.storage, args.workers,
+                             on_start=lambda step: (record["sweeps"].append(step), log.save()))
+            log.save()
             if step["returncode"] != 0:
                 print(f"findings: the sweep of {definition.name} failed (exit {step['returncode']}); "
                       "fix it and rerun (stored trials are kept)", file=sys.stderr)
@@ -263,13 +296,11 @@ def run_workload(w: Workload, args) -> dict | None:
     except Exception as exc:  # a study not stored yet (--no-sweep): skip it, say so
         print(f"findings: {w.name} skipped: {exc}", file=sys.stderr)
         return None
-    out = args.out / w.name
     record["main"] = {"study": names[0], "trials": trial_counts(main), **write_outputs(main, out)}
     record["companion"] = {"study": names[1], "trials": trial_counts(companion),
                            **write_outputs(merged_companion(main, companion), out / COMPANION_DIR)}
-    record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    with open(out / RUNS_FILE, "a", encoding="utf-8") as log:  # one line per invocation, the first run kept
-        log.write(json.dumps(record) + "\n")
+    record["finished"] = _now()
+    log.save()  # one line per invocation, the earlier ones kept
     return record
 
 
