@@ -33,6 +33,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from sensitivity.report.grouping import group_rows
+
 PAIR_AXES = ("lr", "beta1", "beta2", "gamma", "weight_decay")
 """Hyperparameters a pair can be formed from, in display order."""
 
@@ -360,16 +362,6 @@ def _share_of(x: str, y: str, xs: np.ndarray, ys: np.ndarray, values: np.ndarray
 GOOD_REGION_COLUMNS = ("optimizer", "x", "y", "share", "estimator")
 
 
-def _group_rows(labels: pd.Series) -> list[tuple[object, np.ndarray]]:
-    """``(label, positions)`` of each label, in order of first appearance, positions ascending:
-    the groups of ``groupby(labels, sort=False)`` (NaN labels dropped) without its per-group cost."""
-    codes, uniques = pd.factorize(labels, sort=False)
-    keep = np.flatnonzero(codes >= 0)
-    order = keep[np.argsort(codes[keep], kind="stable")]
-    bounds = np.flatnonzero(np.diff(codes[order])) + 1
-    return list(zip(uniques, np.split(order, bounds))) if order.size else []
-
-
 def good_region_table(
     cells: Mapping[tuple[str, str], pd.DataFrame],
     thresholds: Mapping[str, float],
@@ -394,7 +386,7 @@ def good_region_table(
     for (x, y), table in cells.items():
         xs, ys = table[x].to_numpy(float), table[y].to_numpy(float)
         values, usable = table["value"].to_numpy(float), _usable(table)
-        for name, at in _group_rows(table["optimizer"]):
+        for name, at in group_rows(table["optimizer"]):
             if np.unique(xs[at][~np.isnan(xs[at])]).size < 2 or np.unique(ys[at][~np.isnan(ys[at])]).size < 2:
                 continue
             share, how = _share_of(x, y, xs[at], ys[at], values[at], usable[at], thresholds.get(name, math.nan),

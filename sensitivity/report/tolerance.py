@@ -45,6 +45,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from sensitivity.report.grouping import group_rows
+
 THRESHOLD_KINDS = ("improvement", "relative")
 """The two tolerance thresholds, see the module docstring."""
 
@@ -314,16 +316,6 @@ def tolerance_row(
     return row
 
 
-def _group_rows(labels: pd.Series) -> list[tuple[object, np.ndarray]]:
-    """``(label, positions)`` of each label, in order of first appearance, positions ascending:
-    the groups of ``groupby(labels, sort=False)`` (NaN labels dropped) without its per-group cost."""
-    codes, uniques = pd.factorize(labels, sort=False)
-    keep = np.flatnonzero(codes >= 0)
-    order = keep[np.argsort(codes[keep], kind="stable")]
-    bounds = np.flatnonzero(np.diff(codes[order])) + 1
-    return list(zip(uniques, np.split(order, bounds))) if order.size else []
-
-
 def tolerance_table(
     curve: pd.DataFrame,
     *,
@@ -347,7 +339,7 @@ def tolerance_table(
     lrs = curve["lr"].to_numpy(float)
     values = curve["value"].to_numpy(float)
     initials = curve["initial"].to_numpy(float)
-    for name, at in _group_rows(curve["optimizer"]):
+    for name, at in group_rows(curve["optimizer"]):
         init = initials[at]
         initial = float(np.nanmean(init)) if (~np.isnan(init)).any() else math.nan
         rows[name] = tolerance_row(
