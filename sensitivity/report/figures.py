@@ -33,7 +33,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from sensitivity.report import metrics, style
-from sensitivity.report.analysis import StudyAnalysis
+from sensitivity.report.analysis import AnalysisSettings, StudyAnalysis
 
 
 # ---- lr sensitivity ---------------------------------------------------------------------------
@@ -117,7 +117,7 @@ def lr_sensitivity_figure(
     return fig
 
 
-def _reference_lines(ax, curve, names, colors, display, metric, settings=None) -> None:
+def _reference_lines(ax, curve, names, colors, display, metric, settings: AnalysisSettings | None = None) -> None:
     initial = curve.groupby("optimizer")["initial"].mean().dropna()
     if initial.empty:
         return
@@ -388,7 +388,7 @@ def relative_performance_figure(
 
 def expected_best_figure(
     table: pd.DataFrame, metric: str, *, display: dict[str, str] | None = None, title: str | None = None,
-    note: str = "", settings=None,
+    note: str = "", settings: AnalysisSettings | None = None,
 ) -> Figure:
     """Expected best final metric after n randomly drawn configurations, one line per optimizer.
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import textwrap
-from typing import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping
 
 import matplotlib
 import matplotlib.colors as mcolors
@@ -32,6 +32,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from sensitivity.report import metrics
+
+if TYPE_CHECKING:  # for the annotations only: the analysis imports nothing from here
+    from sensitivity.report.analysis import AnalysisSettings
 
 AXIS_LABELS = {
     "lr": "learning rate",
@@ -111,7 +114,7 @@ def literal_names(names: Mapping[str, str] | None) -> dict[str, str]:
     return {k: literal_text(v) for k, v in (names or {}).items()}
 
 
-def _declared(metric: str, settings) -> tuple[str, str]:
+def _declared(metric: str, settings: AnalysisSettings | None) -> tuple[str, str]:
     """(label, unit) of ``metric``: the analysed study's own declaration when ``settings`` (an
     :class:`~sensitivity.report.analysis.AnalysisSettings`) is of that metric, else the registry's."""
     if settings is not None and settings.metric == metric and settings.metric_label:
@@ -119,13 +122,13 @@ def _declared(metric: str, settings) -> tuple[str, str]:
     return metrics.metric_label(metric), metrics.metric_unit(metric)
 
 
-def metric_words(metric: str, settings=None) -> str:
+def metric_words(metric: str, settings: AnalysisSettings | None = None) -> str:
     """``validation loss``: the metric's declared label, drawable as written (:func:`literal_text`).
     With ``settings``, the analysed study's declaration (see :func:`metric_axis_label`)."""
     return literal_text(_declared(metric, settings)[0])
 
 
-def metric_axis_label(metric: str, settings=None) -> str:
+def metric_axis_label(metric: str, settings: AnalysisSettings | None = None) -> str:
     """``validation loss (nats/char)``: the study's own declaration of the metric (label and unit),
     drawable as written (:func:`literal_text`). Pass the analysis's ``settings`` wherever one study
     is drawn beside others: the process-wide registry holds the declaration of the study loaded
