@@ -66,14 +66,21 @@ def importance_figure(table: pd.DataFrame, *, region: str = "all",
             frozenset(kinds), "whiskers: seed-bootstrap interval, or range over the estimator's refits")
         head = f"{style.literal_text(title)}\n" if title else ""
         fig.suptitle(f"{head}Share of {what} per optimizer\n({whiskers})", fontsize="medium")
+        keys: dict[str, object] = {}  # one legend for every panel, below them: inside a panel it hid bars
         for r, name in enumerate(names):
             mine = rows[rows["optimizer"] == name]
-            _bars(fig.add_subplot(grid[r, 0]), mine, style.literal_text(display.get(name, name)), legend=r == 0)
+            ax = fig.add_subplot(grid[r, 0])
+            _bars(ax, mine, style.literal_text(display.get(name, name)))
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                keys.setdefault(label, handle)
             _matrix(fig.add_subplot(grid[r, 1]), mine)
+        if keys:
+            fig.legend(list(keys.values()), list(keys), loc="outside lower center", ncols=len(keys),
+                       fontsize="x-small", frameon=False)
     return fig
 
 
-def _bars(ax, mine: pd.DataFrame, title: str, *, legend: bool) -> None:
+def _bars(ax, mine: pd.DataFrame, title: str) -> None:
     mains = mine[mine["kind"] == "main"]
     hps = list(mains["term"])
     totals = mine[mine["kind"] == "total"].set_index("term")
@@ -111,8 +118,6 @@ def _bars(ax, mine: pd.DataFrame, title: str, *, legend: bool) -> None:
     notes = [n for n in mine["note"].dropna().unique() if n.startswith("undefined")]
     if notes:
         ax.text(50, float(np.mean(y)), notes[0], ha="center", va="center", fontsize="small", wrap=True)
-    if legend:
-        ax.legend(loc="center right", fontsize="x-small", frameon=True)
 
 
 def _matrix(ax, mine: pd.DataFrame) -> None:

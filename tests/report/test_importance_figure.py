@@ -59,5 +59,11 @@ def test_figure_has_a_bar_panel_and_an_interaction_matrix_per_optimizer(tmp_path
     titles = [ax.get_title(loc="left") for ax in axes]
     assert titles[0] == "Adam: exact (grid)" or titles[0].startswith("adam")
     assert any(t.startswith("Li\\$on") for t in titles)
+    # one key for every panel, below them (inside a panel it hid the ends of the bars)
+    assert all(ax.get_legend() is None for ax in axes)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["main effect", "total effect", "noise (seeds)"]
     fig.savefig(tmp_path / "importance.png")
+    top_of_key = legend.get_window_extent().y1
+    assert all(top_of_key <= ax.get_tightbbox().y0 + 1 for ax in axes)  # below every panel
     assert (tmp_path / "importance.png").stat().st_size > 10_000
