@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, Sequence
 import optuna
 import pandas as pd
 
-from sensitivity.report import effective_lr, figures, findings, heatmaps, importance_figure, metrics, style
+from sensitivity.report import effective_lr, figures, findings, heatmaps, importance_figure, style
 from sensitivity.report.analysis import StudyAnalysis, analyze
 from sensitivity.report.csv_tables import write_csv
 from sensitivity.report.frame import TrialsData, load_trials
@@ -223,7 +223,7 @@ def write_report(
     opening = [*findings.study_findings(analysis, task=str(task)),
                *importance_figure.importance_findings(analysis.importance, display=analysis.display)]
     lr_label = "effective learning rate" if lr_axis == "effective" else "learning rate"
-    what = analysis.settings.metric_label or metrics.metric_label(metric)
+    what = analysis.settings.metric_label
     curves_of = "loss" if "val_loss" in data.curves.columns else what
     makers: dict[str, Callable[[], Any]] = {
         "lr_sensitivity": lambda: figures.lr_sensitivity_figure(

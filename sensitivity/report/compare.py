@@ -247,8 +247,7 @@ def _readable(table: pd.DataFrame) -> pd.DataFrame:
     parts = []
     for task, g in table.groupby("task", sort=False):
         g = g.reset_index(drop=True)
-        unit = str(g["metric_unit"].iloc[0]) if "metric_unit" in g else None
-        readable = prose.summary_table(g, metric=str(g["metric"].iloc[0]), unit=unit)
+        readable = prose.summary_table(g, metric=str(g["metric"].iloc[0]), unit=str(g["metric_unit"].iloc[0]))
         readable.insert(0, "task", task)
         if "lr_main_share" in g and len(readable) == len(g):
             readable["lr main effect: share, var / (L0 - L*)^2"] = [_lr_effect_text(r) for _, r in g.iterrows()]
@@ -320,9 +319,8 @@ def build_compare(
 
 
 def _settings(table: pd.DataFrame, lr_axis: str, tau: float, relative_tolerance: float | None) -> str:
-    units = table["metric_unit"] if "metric_unit" in table else [""] * len(table)
     per_task = ", ".join(f"{t}: {m} ({u})" if u else f"{t}: {m}"
-                         for t, (m, u) in dict(zip(table["task"], zip(table["metric"], units))).items())
+                         for t, (m, u) in dict(zip(table["task"], zip(table["metric"], table["metric_unit"]))).items())
     rel = "each metric's default" if relative_tolerance is None else f"{relative_tolerance:g}"
     return (f"Each study is summarised as its report does, on the {lr_axis} lr axis, with tau = {tau:g} "
             f"(a run keeps at least {100 * (1 - tau):g}% of the improvement over initialisation) and relative "

@@ -39,6 +39,7 @@ from sensitivity.report.uncertainty import (
     EXACT_LIMIT,
     MONTE_CARLO_DRAWS,
     SeedBootstrap,
+    bootstrap_seeds,
     seed_draws,
 )
 
@@ -264,10 +265,8 @@ def seed_bootstrap_tables(
     Raises:
         ValueError: ``level`` outside (0, 1).
     """
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
-    seeds = pd.Series(done["seed"]).dropna().astype(int).unique()
-    if len(seeds) < 2:
+    seeds = bootstrap_seeds(done, level)
+    if seeds is None:
         return None
     cells = SeedCells.from_tables(done, values, configs, metric)
     plan = seed_draws(seeds, exact_limit=exact_limit, draws=draws, random_state=random_state)

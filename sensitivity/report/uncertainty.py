@@ -85,6 +85,18 @@ def seed_draws(seeds: Sequence[int], *, exact_limit: int = EXACT_LIMIT, draws: i
     return [SeedDraw({seeds[i]: c for i, c in enumerate(key) if c}, n / draws) for key, n in merged.items()]
 
 
+def bootstrap_seeds(trials: pd.DataFrame, level: float) -> np.ndarray | None:
+    """The distinct seeds a seed bootstrap of ``trials`` draws from; None with fewer than 2.
+
+    Raises:
+        ValueError: ``level`` outside (0, 1).
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    seeds = pd.Series(trials["seed"]).dropna().astype(int).unique()
+    return seeds if len(seeds) >= 2 else None
+
+
 def resample_seeds(trials: pd.DataFrame, counts: dict[int, int]) -> pd.DataFrame:
     """The trials frame of one seed draw: each seed's trials repeated ``counts[seed]`` times.
 
@@ -195,10 +207,8 @@ def seed_bootstrap(
     Raises:
         ValueError: ``level`` outside (0, 1).
     """
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
-    seeds = pd.Series(trials["seed"]).dropna().astype(int).unique()
-    if len(seeds) < 2:
+    seeds = bootstrap_seeds(trials, level)
+    if seeds is None:
         return None
     estimate = statistic(trials)
     plan = seed_draws(seeds, exact_limit=exact_limit, draws=draws, random_state=random_state)
