@@ -22,15 +22,48 @@ HUNG_S = 600.0
 """Ceiling (seconds) for a child process or an awaited event: reached only by a hung process."""
 
 
+SHARED_FIXTURE_GROUPS = ("seeded_toy_report",)
+"""Session fixtures that take seconds to build: the tests using one run in one test process under
+``--dist loadgroup``, so it is built once rather than once per process."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups into the test ids
 def pytest_collection_modifyitems(config, items):
     """Tests that use the PostgreSQL server (marked ``postgres``, or a ``postgres`` storage parameter)
     run in one test process, one after another: the connection-cut test terminates every connection
     to the test database, which would cut a neighbouring worker's connections under pytest-xdist
-    (``-n``, with ``--dist loadgroup`` as ``make test`` passes it)."""
+    (``-n``, with ``--dist loadgroup`` as ``make test`` and ``make quick`` pass it). The tests of each
+    fixture in :data:`SHARED_FIXTURE_GROUPS` are grouped too."""
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         if item.get_closest_marker("postgres") or any(isinstance(v, str) and v == "postgres" for v in params.values()):
             item.add_marker(pytest.mark.xdist_group("postgres"))
+            continue
+        for name in SHARED_FIXTURE_GROUPS:
+            if name in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(name))
+                break
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist sends the ids to the scheduler
+def pytest_collection_finish(session):
+    """Under ``--dist loadgroup`` pytest-xdist sends each test's group to the scheduler as a suffix
+    of its id ("test_x@postgres"), written to ``item._nodeid``. Since pytest 9.2 the id is read from
+    ``item._id`` instead, so with pytest-xdist 3.8.0 no group reaches the scheduler and grouped tests
+    are spread over the processes (pytest-dev/pytest-xdist#1386). Put the suffix where this pytest
+    reads it. Nothing depends on it for correctness (the PostgreSQL tests are safe side by side); it
+    keeps each shared fixture to one process."""
+    if not session.config.getoption("loadgroup", default=False):
+        return
+    try:
+        from _pytest.nodeid import NodeId
+    except ImportError:  # a pytest before structured ids: pytest-xdist's own suffix took effect
+        return
+    for item in session.items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        if names and not item.nodeid.endswith("@" + "_".join(names)) and hasattr(item, "_id"):
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(names)}")
 
 
 @pytest.fixture(autouse=True)

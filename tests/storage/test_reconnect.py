@@ -105,8 +105,11 @@ def test_terminated_connections_mid_trial_lose_nothing_and_run_every_point_once(
     lrs = "1e-4,1e-3,1e-2,1e-1"
     epochs, cut_after = 5, (1, 2, 3)
     pause = TrialPause(tmp_path / "pause", epochs=cut_after)
+    # the sweep's connections carry their own application_name, so that only they are cut, not those
+    # of PostgreSQL tests running beside this one in other test processes
+    own = f"{URL}{'&' if '?' in URL else '?'}application_name={name}"
     proc = cli_process("sweep", "--optimizers", "adam", "--lr", lrs, "--beta1", "0.8,0.9", "--epochs", str(epochs),
-                       "--storage", URL, "--study", name, env={**fast_heartbeat, **pause.env})
+                       "--storage", own, "--study", name, env={**fast_heartbeat, **pause.env})
     con = psycopg2.connect(URL)
     con.autocommit = True
     cur = con.cursor()
@@ -120,7 +123,7 @@ def test_terminated_connections_mid_trial_lose_nothing_and_run_every_point_once(
             held = held or running
             assert running and running == held  # the same trial(s) held mid-trial at each cut: one, or one population
             cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                        "WHERE datname = current_database() AND application_name = %s", (name,))
             assert sum(1 for (ok,) in cur.fetchall() if ok) >= 1, "the sweep held no connection to cut"
             pause.release(epoch)
     finally:
