@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import optuna
 import pandas as pd
 
 from sensitivity.errors import UserError
@@ -105,9 +106,9 @@ def improvement_frame(loaded: Sequence[tuple["StudyRef", TrialsData]],
 
 @dataclasses.dataclass(frozen=True)
 class StudyRef:
-    """A study to compare: its storage URL (or path) and name."""
+    """A study to compare: its storage (URL, path, or an Optuna storage object) and name."""
 
-    storage: str
+    storage: str | os.PathLike | optuna.storages.BaseStorage
     study: str
 
 

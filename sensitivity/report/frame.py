@@ -228,8 +228,8 @@ def _study_names(store: optuna.storages.BaseStorage) -> list[str]:
 
 
 def _describe(storage: Any) -> str:
-    if isinstance(storage, optuna.storages.BaseStorage):
-        return type(storage).__name__
+    if isinstance(storage, optuna.storages.BaseStorage) and not isinstance(getattr(storage, "url", None), str):
+        return mask_storage(storage)  # its kind, e.g. InMemoryStorage
     return repr(mask_storage(storage))
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import re
 
+import optuna
+
 from sensitivity.storage.journal import is_journal_path
 
 MASK = "***"
@@ -22,9 +24,12 @@ _URL_IN_TEXT_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 _URLISH_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:")
 
 
-def mask_storage(storage: str | os.PathLike) -> str:
+def mask_storage(storage: str | os.PathLike | optuna.storages.BaseStorage) -> str:
     """``storage`` as it may be shown anywhere (terminal, progress, errors, reports, logs): its
     password replaced by ``***``. Every place that shows a storage URL calls this.
+
+    An Optuna storage object is shown by its URL (masked) where it has one (``RDBStorage.url``),
+    otherwise by its class name (``InMemoryStorage``, ``JournalStorage``).
 
     The URL is parsed and rendered by SQLAlchemy (``make_url(url).render_as_string(hide_password=True)``,
     the library's own mask), which also handles percent-encoded passwords; a password given in the
@@ -36,6 +41,9 @@ def mask_storage(storage: str | os.PathLike) -> str:
 
     Example: ``mask_storage("postgresql://me:s3cret@db/sens") == "postgresql://me:***@db/sens"``.
     """
+    if isinstance(storage, optuna.storages.BaseStorage):
+        url = getattr(storage, "url", None)
+        return _redact(url, keep=True) if isinstance(url, str) else type(storage).__name__
     return _redact(os.fspath(storage), keep=True)
 
 

@@ -74,6 +74,17 @@ def test_storage_without_a_password_is_shown_as_given(given):
     assert not has_password(given)
 
 
+def test_a_storage_object_is_shown_by_its_masked_url_or_its_kind(tmp_path):
+    import optuna
+
+    sqlite = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
+    assert mask_storage(sqlite) == f"sqlite:///{tmp_path / 's.db'}"
+    assert mask_storage(optuna.storages.InMemoryStorage()) == "InMemoryStorage"
+    server = optuna.storages.InMemoryStorage()
+    server.url = "postgresql://me:s3cret@db/sens"  # as RDBStorage keeps it
+    assert mask_storage(server) == "postgresql://me:***@db/sens"
+
+
 @pytest.mark.parametrize("given, expected", [
     ("postgresql://me:s3cret@db.example.org:5432/sens", "postgresql://me@db.example.org:5432/sens"),
     ("postgresql+psycopg2://me:p%40ss%2Fw%3Ard@db/sens", "postgresql+psycopg2://me@db/sens"),
