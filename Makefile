@@ -33,13 +33,13 @@ demo: install
 	$(BIN)/adamrag-sens report --storage $(STORAGE) --study digits-mlp --out reports/digits-mlp
 
 ## The tests, on the locked versions, in one test process per core (pytest-xdist; `-n 0` runs them in
-## this process, for a debugger). --dist loadgroup keeps the PostgreSQL tests in one process.
-## `make quick` is the quick loop, `pytest -m "not slow" -n auto`.
+## this process, for a debugger). --dist loadgroup keeps the PostgreSQL tests in one process, and the
+## tests of one shared report (tests/conftest.py). `make quick` is the quick loop.
 test: install-dev
 	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 
 quick: install-dev
-	$(BIN)/python -m pytest -q -m "not slow" -n auto
+	$(BIN)/python -m pytest -q -m "not slow" -n auto --dist loadgroup
 
 ## The tests against the newest releases pyproject.toml's ranges allow, in a throwaway venv
 ## (build/venv-latest), so that a new upstream release is found on purpose. CI stays on the lock.

@@ -4,6 +4,7 @@ catalog only; storage is opened in one place."""
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 import subprocess
@@ -59,9 +60,15 @@ def test_importing_the_catalog_and_the_report_package_loads_no_torch():
     assert out.stdout.strip() == "False"
 
 
+@functools.cache
+def _nodes(path: Path) -> tuple[ast.AST, ...]:
+    """Every node of the module at ``path`` (parsed once per test process)."""
+    return tuple(ast.walk(ast.parse(path.read_text())))
+
+
 def _imports(path: Path) -> set[str]:
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _nodes(path):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
@@ -139,5 +146,5 @@ def test_the_library_never_imports_or_starts_the_command_line():
 
 def _from_sensitivity_import(path: Path) -> set[str]:
     """Names imported as ``from sensitivity import NAME``."""
-    return {a.name for node in ast.walk(ast.parse(path.read_text()))
+    return {a.name for node in _nodes(path)
             if isinstance(node, ast.ImportFrom) and node.module == "sensitivity" for a in node.names}

@@ -1,4 +1,4 @@
-"""Synthetic tidy trials frames with known answers, for the importance tests."""
+"""Synthetic tidy trials frames (no storage) with known answers, for the importance and figure tests."""
 
 from __future__ import annotations
 

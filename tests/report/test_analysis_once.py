@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sensitivity.report import analysis, build, figures, heatmaps, load_trials, metrics, tolerance
-from tests.report.test_build_report import make_study
+from tests.helpers.toy_studies import make_study, stored_toy_study
 
 
 def _counting(monkeypatch, module, name: str) -> list:
@@ -26,9 +26,7 @@ def _counting(monkeypatch, module, name: str) -> list:
 
 @pytest.fixture()
 def one_seed(tmp_path):
-    url = f"sqlite:///{tmp_path / 'one.db'}"
-    make_study(url, "one")
-    return url
+    return stored_toy_study(tmp_path)
 
 
 @pytest.mark.slow  # a whole report build
@@ -38,7 +36,7 @@ def test_one_build_report_forms_each_lr_curve_and_tolerance_table_once(one_seed,
     analyses = _counting(monkeypatch, analysis, "analyze")
     configs = _counting(monkeypatch, metrics, "config_table")
     monkeypatch.setattr(build, "analyze", analysis.analyze)  # build imported the name before the patch
-    paths = build.build_report(one_seed, "one", tmp_path / "r")
+    paths = build.build_report(one_seed, "toy", tmp_path / "r")
     assert len(analyses) == 1
     assert len(curves) == 1 and curves[0] is paths.analysis.configs  # the config table of the trials shown
     assert len(tables) == 1 and tables[0] is paths.analysis.curve
@@ -73,7 +71,7 @@ def test_with_seeds_only_the_bootstrap_recomputes_the_curve_on_resampled_seeds(t
 
 
 def test_figures_draw_the_analysis_without_recomputing_it(one_seed, monkeypatch):
-    data = load_trials(one_seed, "one")
+    data = load_trials(one_seed, "toy")
     result = analysis.analyze(data.trials, "val_loss")
     # what the figures draw must come from the result: make a second form of the curve an error
     for module, name in ((metrics, "lr_curve"), (tolerance, "tolerance_table"), (metrics, "relative_performance"),

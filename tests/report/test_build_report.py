@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from pathlib import Path
 
 import matplotlib.colors as mcolors
 import numpy as np
@@ -13,97 +14,11 @@ import pandas as pd
 import pytest
 
 from sensitivity.errors import UserError
-from sensitivity.records import TrialResult
 from sensitivity.report import analyze, build_report, load_trials, summarize
 from sensitivity.report import figures, heatmaps, metrics, style, tolerance
+from tests.helpers.toy_studies import EPOCHS, L0, add, make_study, stored_toy_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-L0 = 2.3
-EPOCHS = 3
-
-
-NAMES = ["adam", "adamrag", "adamw", "lion", "nag", "sgd"]
-
-
-def _distributions():
-    from sensitivity.records import param_distributions
-
-    return param_distributions(NAMES)
-
-
-def synthetic_loss(optimizer: str, lr: float, beta1: float) -> float:
-    """A bowl in log10(lr) with its centre per optimizer; NaN (diverged) past centre + 1.4."""
-    centre = {"adam": -2.3, "adamrag": -2.3, "nag": -0.5, "lion": -3.3}[optimizer]
-    x = math.log10(lr) - centre
-    if x > 1.4:
-        return math.nan
-    b = 0.0 if math.isnan(beta1) else (beta1 - 0.9) ** 2
-    return 0.2 + 0.35 * x * x + b
-
-
-def make_result(final: float, *, seed: int = 0) -> TrialResult:
-    """A TrialResult ending at ``final`` (NaN: diverged in epoch 2)."""
-    init = L0 + 0.01 * seed
-    if math.isnan(final):
-        return TrialResult(train_loss=[1.9, math.inf], metrics={"val_loss": [1.8, math.nan], "val_acc": [0.4, math.nan]},
-                           initial={"val_loss": init, "val_acc": 0.1}, diverged=True,
-                           diverged_reason="non-finite loss at step 12", diverged_step=12, epochs_run=2,
-                           steps=12, wall_time_s=0.5, throughput=1000.0, device="cpu")
-    vals = [init + (final - init) * (e + 1) / EPOCHS for e in range(EPOCHS)]
-    return TrialResult(train_loss=[v * 0.9 for v in vals],
-                       metrics={"val_loss": vals, "val_acc": [min(0.99, 1 - v / 2.5) for v in vals]},
-                       initial={"val_loss": init, "val_acc": 0.1}, epochs_run=EPOCHS, steps=3 * EPOCHS, wall_time_s=1.0 + seed,
-                       throughput=1200.0, device="cpu")
-
-
-def add(study, optimizer, lr, *, beta1=0.9, beta2=None, gamma=None, seed=0, state="COMPLETE", final=None):
-    """Add one trial as the sweep stores it (params, intermediate values, user attrs, value)."""
-    dists = _distributions()
-    params = {"optimizer": optimizer, "lr": lr, "seed": seed}
-    if beta1 is not None:
-        params["beta1"] = beta1
-    if beta2 is not None:
-        params["beta2"] = beta2
-    if gamma is not None:
-        params["gamma"] = gamma
-    final = synthetic_loss(optimizer, lr, math.nan if beta1 is None else beta1) if final is None else final
-    result = make_result(final, seed=seed)
-    kwargs = dict(params=params, distributions={k: dists[k] for k in params})
-    if state == "COMPLETE":
-        kwargs.update(
-            value=result.objective("val_loss"),
-            user_attrs=result.to_user_attrs(),
-            intermediate_values={e + 1: v for e, v in enumerate(result.metrics["val_loss"]) if math.isfinite(v)},
-        )
-    else:
-        kwargs.update(state=optuna.trial.TrialState[state],
-                      intermediate_values={1: 1.9} if state == "RUNNING" else None)
-    study.add_trial(optuna.trial.create_trial(**{k: v for k, v in kwargs.items() if v is not None}))
-
-
-def make_study(storage, name="toy", *, seeds=(0,), with_other_states=True):
-    """A small grid study: four optimizers, 5 lrs each, beta1 in {0.8, 0.9} (NAG, Adam, AdamRAG), Lion one beta1."""
-    study = optuna.create_study(storage=storage, study_name=name, direction="minimize")
-    study.set_user_attr("task", "toy-task")
-    study.set_user_attr("metric", "val_loss")
-    study.set_user_attr("epochs", EPOCHS)
-    study.set_user_attr("sampler", "grid")
-    study.set_user_attr("divergence_factor", 3.0)
-    for seed in seeds:
-        for lr in (1e-4, 1e-3, 1e-2, 1e-1):
-            for b1 in (0.8, 0.9):
-                add(study, "adam", lr, beta1=b1, beta2=0.999, seed=seed)
-                add(study, "adamrag", lr, beta1=b1, beta2=0.999, gamma=0.5, seed=seed)
-        for lr in (1e-2, 1e-1, 1.0, 10.0):
-            for b1 in (0.8, 0.9):
-                add(study, "nag", lr, beta1=b1, seed=seed)
-        for lr in (1e-5, 1e-4, 1e-3, 1e-2):
-            add(study, "lion", lr, beta1=0.9, beta2=0.99, seed=seed)
-    if with_other_states:
-        add(study, "adam", 3e-3, state="FAIL")
-        add(study, "adam", 3e-4, state="RUNNING")
-    return study
 
 
 @pytest.fixture
@@ -112,16 +27,14 @@ def sqlite_url(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def toy_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("toy") / "studies.db"
-    make_study(f"sqlite:///{path}")
-    return path
+def toy_url(tmp_path_factory):
+    return stored_toy_study(tmp_path_factory.mktemp("toy"))
 
 
 @pytest.fixture
-def toy(toy_path):
-    """URL of a module-wide SQLite study named "toy" (tests only read it)."""
-    return f"sqlite:///{toy_path}"
+def toy(toy_url):
+    """URL of a module-wide SQLite study named "toy", one seed (tests only read it)."""
+    return toy_url
 
 
 # ---- load_trials --------------------------------------------------------------------------------
@@ -192,8 +105,8 @@ def test_study_without_completed_trials_is_a_user_error(sqlite_url):
         load_trials(sqlite_url, "empty")
 
 
-def test_loading_never_writes_to_the_database(toy, toy_path):
-    path = toy_path
+def test_loading_never_writes_to_the_database(toy):
+    path = Path(toy.removeprefix("sqlite:///"))
     before = hashlib.sha256(path.read_bytes()).hexdigest()
     load_trials(toy, "toy")
     load_trials(str(path), "toy")  # a bare path is read as SQLite too
@@ -294,10 +207,10 @@ def test_figures_save_headless(toy, tmp_path):
 
 # ---- build_report -------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def report(toy_path, tmp_path_factory):
-    out = tmp_path_factory.mktemp("report") / "toy"
-    return build_report(f"sqlite:///{toy_path}", "toy", out)
+@pytest.fixture
+def report(seeded_toy_report):
+    """The report of the toy study with two seeds (tests only read it)."""
+    return seeded_toy_report[1]
 
 
 def test_build_report_writes_every_file_and_a_self_contained_html(report):
@@ -311,7 +224,7 @@ def test_build_report_writes_every_file_and_a_self_contained_html(report):
     assert html.count("data:image/png;base64,") == len(paths.figures)
     assert html.index('class="findings"') < html.index("<h2>Summary</h2>")  # the findings open the page
     assert not re.search(r'src="(?!data:)', html)
-    assert "Wortsman" in html and "toy-task" in html and "COMPLETE: 28" in html
+    assert "Wortsman" in html and "toy-task" in html and "COMPLETE: 56" in html
     md = paths.report_md.read_text()
     for fig in paths.figures.values():
         assert f"]({fig.name})" in md
@@ -320,11 +233,12 @@ def test_build_report_writes_every_file_and_a_self_contained_html(report):
     nag = summary.set_index("optimizer").loc["nag"]
     assert nag["divergence_rate"] == pytest.approx(2 / 8)
     assert nag["best_lr"] == pytest.approx(0.1) and nag["best_beta1"] == pytest.approx(0.9)
-    assert len(pd.read_csv(paths.trials_csv)) == 30
+    assert len(pd.read_csv(paths.trials_csv)) == 58  # 2 seeds x 28 points, a failed and a running trial
 
 
-@pytest.mark.slow  # a second whole report build
-def test_build_report_twice_replaces_the_files(toy, report):
+@pytest.mark.slow  # two whole report builds
+def test_build_report_twice_replaces_the_files(toy, tmp_path):
+    report = build_report(toy, "toy", tmp_path / "r")
     before = pd.read_csv(report.summary_csv)
     second = build_report(toy, "toy", report.out_dir, tolerance=0.5)
     assert second.summary_csv == report.summary_csv

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from sensitivity.cli import app
 from sensitivity.report.compare import StudyRef, build_compare, pair_refs
 from sensitivity.errors import UserError
-from tests.report.test_build_report import add, make_study
+from tests.helpers.toy_studies import add, make_study, stored_toy_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 runner = CliRunner()
@@ -23,9 +23,9 @@ runner = CliRunner()
 def two_storages(tmp_path_factory):
     """Two SQLite files: "toy" (task toy-task, val_loss, 2 seeds) and "acc" (task acc-task, val_acc)."""
     root = tmp_path_factory.mktemp("cmp")
-    a, b = f"sqlite:///{root / 'a.db'}", f"sqlite:///{root / 'b.db'}"
-    make_study(a, "toy", seeds=(0, 1), with_other_states=False)
-    other = make_study(b, "acc", with_other_states=False)
+    a = stored_toy_study(root, seeds=(0, 1), with_other_states=False, file_name="a.db")
+    b = stored_toy_study(root, "acc", with_other_states=False, file_name="b.db")
+    other = optuna.load_study(study_name="acc", storage=b)
     other.set_user_attr("task", "acc-task")
     other.set_user_attr("metric", "val_acc")
     return a, b
@@ -88,10 +88,11 @@ def test_compare_from_the_command_line_in_two_storages(two_storages, tmp_path):
     assert (out / "compare.html").is_file() and "widest tolerated lr range" in result.output
 
 
-@pytest.fixture()
-def small_storage(tmp_path):
-    """One study "toy" of two trials: enough for the mistakes, which stop before drawing anything."""
-    url = f"sqlite:///{tmp_path / 'small.db'}"
+@pytest.fixture(scope="module")
+def small_storage(tmp_path_factory):
+    """One study "toy" of two trials: enough for the mistakes, which stop before drawing anything
+    (and write nothing, so the cases share it)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('small') / 'small.db'}"
     study = optuna.create_study(storage=url, study_name="toy")
     for lr in (1e-3, 1e-2):
         add(study, "adam", lr, beta2=0.999)
@@ -113,11 +114,12 @@ def test_compare_mistakes_are_one_line_exit_2_and_write_nothing(small_storage, t
     assert not out.exists()
 
 
-def _two_unit_studies(tmp_path, char_first):
-    """Two toy val_loss studies in one storage, one declaring nats/example, the other nats/char."""
+def _two_unit_studies(char_first):
+    """Two toy val_loss studies in one storage, one declaring nats/example, the other nats/char (an
+    Optuna storage object: compare takes one as the report does)."""
     from sensitivity import records
 
-    storage = f"sqlite:///{tmp_path / 's.db'}"
+    storage = optuna.storages.InMemoryStorage()
     plain = make_study(storage, "plain", with_other_states=False)
     plain.set_user_attr(records.METRIC_DECLARATIONS, [records.VAL_LOSS.to_dict()])
     chars = make_study(storage, "chars", with_other_states=False)
@@ -138,13 +140,13 @@ TWO_UNITS = {"toy-task": "nats/example", "char-task": "nats/char"}
 
 
 @pytest.mark.parametrize("char_first", [True, pytest.param(False, marks=pytest.mark.slow)])
-def test_one_metric_name_in_two_units_keeps_each_studys_unit(tmp_path, char_first, registry_restored):
+def test_one_metric_name_in_two_units_keeps_each_studys_unit(char_first, registry_restored):
     """``val_loss`` is nats/example for a classifier and nats/char for char-lm: each study's table
     columns, CSV rows and lr-curve panel carry its own unit, whichever study was loaded last."""
     from sensitivity.report import compare as compare_module
     from sensitivity.report import figures
 
-    loaded = compare_module.load_studies(_two_unit_studies(tmp_path, char_first))
+    loaded = compare_module.load_studies(_two_unit_studies(char_first))
     analyses = compare_module.analyze_studies(loaded)
     table = compare_module.compare_table(loaded, analyses=analyses)
     assert dict(zip(table["task"], table["metric_unit"])) == TWO_UNITS
@@ -162,9 +164,10 @@ def test_one_metric_name_in_two_units_keeps_each_studys_unit(tmp_path, char_firs
 
 @pytest.mark.slow
 def test_the_compare_files_carry_each_studys_unit(tmp_path, registry_restored):
-    paths = build_compare(_two_unit_studies(tmp_path, True), tmp_path / "out")
+    paths = build_compare(_two_unit_studies(True), tmp_path / "out")
     table = pd.read_csv(paths.compare_csv)
     assert dict(zip(table["task"], table["metric_unit"])) == TWO_UNITS
+    assert (table["storage"] == "InMemoryStorage").all()  # a storage object is named by its kind
     md = paths.compare_md.read_text()
     assert "LR sensitivity (nats/example)" in md and "LR sensitivity (nats/char)" in md
     assert "toy-task: val\\_loss (nats/example)" in md and "char-task: val\\_loss (nats/char)" in md

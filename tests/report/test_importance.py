@@ -12,7 +12,7 @@ import pytest
 
 from sensitivity.report import importance as I
 from sensitivity.report import uncertainty as U
-from tests.report.studies import grid_study, trials_frame
+from tests.helpers.trial_frames import grid_study, trials_frame
 
 LRS = [1e-4, 1e-3, 1e-2]
 BETA1S = [0.8, 0.9]

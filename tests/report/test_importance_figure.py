@@ -7,7 +7,7 @@ import pandas as pd
 
 from sensitivity.report import importance as I
 from sensitivity.report import importance_figure as IF
-from tests.report.studies import grid_study
+from tests.helpers.trial_frames import grid_study
 
 LRS = [1e-4, 1e-3, 1e-2]
 BETA1S = [0.8, 0.9]

@@ -11,18 +11,15 @@ import pytest
 
 from sensitivity.report import build_report
 from sensitivity.report.compare import IMPROVEMENT_COLUMNS, build_compare, pair_refs
-from tests.report.test_build_report import make_study
+from tests.helpers.toy_studies import make_study, stored_toy_study
 
 REQUIRED = ("optimizer", "term", "kind", "share", "share_low", "share_high")
 
 
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory):
-    """A grid study with two seeds, and its report."""
-    folder = tmp_path_factory.mktemp("importance")
-    url = f"sqlite:///{folder / 's.db'}"
-    make_study(url, "toy", seeds=(0, 1))
-    return url, build_report(url, "toy", folder / "report")
+@pytest.fixture
+def seeded(seeded_toy_report):
+    """A grid study with two seeds, and its report (tests only read them)."""
+    return seeded_toy_report
 
 
 def _main_share_from_trials(trials: pd.DataFrame, optimizer: str, hp: str, others: tuple[str, ...]) -> float:
@@ -96,8 +93,9 @@ def test_with_one_seed_the_shares_carry_no_interval_and_the_findings_claim_none(
 
 @pytest.mark.slow  # a second study's report and the compare page
 def test_compare_shows_the_normalised_lr_main_effect_and_the_probability_of_improvement(seeded, tmp_path):
-    url, paths = seeded
-    make_study(url.replace("s.db", "s.db"), "toy-2", seeds=(0, 1, 2))
+    _, paths = seeded
+    url = stored_toy_study(tmp_path, seeds=(0, 1))  # a copy of the seeded study, beside which "toy-2" is written
+    make_study(url, "toy-2", seeds=(0, 1, 2))
     out = build_compare(pair_refs([url], ["toy", "toy-2"]), tmp_path / "cmp")
     table = pd.read_csv(out.compare_csv)
     imp = pd.read_csv(paths.importance_csv)

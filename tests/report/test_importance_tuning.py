@@ -14,7 +14,7 @@ from scipy.stats import mannwhitneyu
 from sensitivity.report import ablation as A
 from sensitivity.report import expected_best as E
 from sensitivity.report import improvement as P
-from tests.report.studies import grid_study
+from tests.helpers.trial_frames import grid_study
 
 
 @pytest.mark.parametrize("higher_is_better", [True, False])

@@ -13,7 +13,7 @@ from matplotlib.collections import LineCollection, PathCollection
 
 from sensitivity.records import Metric, declare_metrics
 from sensitivity.report import analyze, figures, metrics
-from tests.report.studies import INITIAL, trials_frame
+from tests.helpers.trial_frames import INITIAL, trials_frame
 
 EPOCHS = 4
 LRS = [1e-9, 2e-9, 1e-3, 1e-2, 1e-1]  # 1e-9 and 2e-9 are np.isclose (atol 1e-8): each line holds both

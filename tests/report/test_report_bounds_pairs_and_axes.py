@@ -13,7 +13,7 @@ import pytest
 from sensitivity.report import build_report, load_trials
 from sensitivity.report.summary import UNCERTAIN
 from sensitivity.report.expected_best import expected_best
-from tests.report.test_build_report import add, make_study
+from tests.helpers.toy_studies import add, make_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

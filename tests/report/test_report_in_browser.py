@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import optuna
 import pytest
 
 from sensitivity.report import build_report
 from sensitivity.report.compare import StudyRef, build_compare
 from tests.helpers.browser import Chromium, find_chromium
-from tests.report.test_build_report import make_study
+from tests.helpers.toy_studies import stored_toy_study
 
 pytestmark = pytest.mark.slow  # builds two reports and starts a browser: about half a minute
 
@@ -37,10 +38,9 @@ def browser():
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory):
     root = tmp_path_factory.mktemp("pages")
-    a, b = f"sqlite:///{root / 'a.db'}", f"sqlite:///{root / 'b.db'}"
-    make_study(a, "toy", seeds=(0, 1), with_other_states=False)
-    other = make_study(b, "other", with_other_states=False)
-    other.set_user_attr("task", "other-task")
+    a = stored_toy_study(root, seeds=(0, 1), with_other_states=False, file_name="a.db")
+    b = stored_toy_study(root, "other", with_other_states=False, file_name="b.db")
+    optuna.load_study(study_name="other", storage=b).set_user_attr("task", "other-task")
     report = build_report(a, "toy", root / "report")
     compare = build_compare([StudyRef(a, "toy"), StudyRef(b, "other")], root / "compare")
     return {"report": (report.report_html, len(report.figures)), "compare": (compare.compare_html, len(compare.figures))}

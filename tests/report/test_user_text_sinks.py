@@ -17,7 +17,7 @@ from sensitivity.records import Metric, declare_metrics
 from sensitivity.report import analyze, figures, heatmaps, style
 from sensitivity.report.csv_tables import write_csv
 from sensitivity.report.markdown_report import markdown_table, markdown_text
-from tests.report.studies import grid_study
+from tests.helpers.trial_frames import grid_study
 
 DOLLARS = ["$x$", "loss in $^$ and $x_$", r"costs \$5 and $10", "a $ b", r"$\alpha$ $\beta$", "$$", "\\"]
 

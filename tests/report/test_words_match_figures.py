@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from sensitivity.report import analyze, figures, findings, heatmaps
-from tests.report.studies import INITIAL, grid_study
+from tests.helpers.trial_frames import INITIAL, grid_study
 
 LRS = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
 BETAS = [0.8, 0.9, 0.99]
