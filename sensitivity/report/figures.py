@@ -112,7 +112,7 @@ def lr_sensitivity_figure(
                           f">= {100 * (1 - tau):g}% of the improvement over L0")
         ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         head = style.literal_text(title) if title else f"Learning-rate sensitivity: final {style.metric_words(metric, settings)} vs lr"
-        fig.suptitle(f"{head}\neach point: {analysis.aggregation_words()}"
+        style.suptitle(fig, f"{head}\neach point: {analysis.aggregation_words()}"
                      + ("; band: min-max over seeds" if analysis.n_seeds > 1 else ""))
     return fig
 
@@ -216,7 +216,7 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
             labels.append("diverged (run stopped)")
         fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
         agg = analysis.aggregation_words(exclude=("beta1",), aggregation="best")
-        fig.suptitle((style.literal_text(title) if title else "Loss curves per learning rate")
+        style.suptitle(fig, (style.literal_text(title) if title else "Loss curves per learning rate")
                      + f"\nbeta1 fixed at each optimizer's best; per lr: {agg}")
     return fig
 
@@ -429,7 +429,7 @@ def expected_best_figure(
             style.plain_log_labels(ax.yaxis, table["expected_best"])
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         head = style.literal_text(title) if title else f"Expected best {style.metric_words(metric, settings)} after n configurations (Dodge et al. 2019)"
-        fig.suptitle(style.wrapped(head + "\nshading: +-1 sd of the best of n draws, within the range of the stored values"
+        style.suptitle(fig, style.wrapped(head + "\nshading: +-1 sd of the best of n draws, within the range of the stored values"
                                    + (f"\n{style.literal_text(note)}" if note else ""), 88))
     return fig
 
@@ -475,7 +475,7 @@ def performance_profile_figure(profiles: dict[str, pd.DataFrame], *, labels: dic
             ax.set_visible(False)
         handles, texts = axes[0].get_legend_handles_labels()
         fig.legend(handles, texts, loc="outside lower center", ncols=len(handles), frameon=False)
-        fig.suptitle((style.literal_text(title) if title else "Performance profiles across tasks (Dolan & More 2002)")
+        style.suptitle(fig, (style.literal_text(title) if title else "Performance profiles across tasks (Dolan & More 2002)")
                      + "\nrho(tau): share of tasks on which the optimizer is within a factor tau of the best")
     return fig
 
@@ -529,6 +529,6 @@ def lr_curve_grid_figure(panels: Sequence[tuple[str, StudyAnalysis]], *, lr_labe
             handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=7, mew=2))
             labels.append("diverged (clipped to initial)")
         fig.legend(handles, labels, loc="outside lower center", ncols=len(handles), frameon=False)
-        fig.suptitle((style.literal_text(title) if title else "Learning-rate sensitivity of every task")
+        style.suptitle(fig, (style.literal_text(title) if title else "Learning-rate sensitivity of every task")
                      + f"\neach point: {aggregation_text}; band: min-max over seeds")
     return fig

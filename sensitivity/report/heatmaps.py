@@ -165,6 +165,6 @@ def pair_heatmaps(
         head = style.literal_text(title) if title else f"Robustness: final {style.metric_words(metric, analysis.settings)} over {pair}, one colour scale"
         extra = "; ".join(notes)
         outline = "; white outline: within tolerance" if thresholds else ""
-        fig.suptitle(f"{head}\neach cell: {_others_text(analysis, x, y)}{'; ' + extra if extra else ''}\n"
+        style.suptitle(fig, f"{head}\neach cell: {_others_text(analysis, x, y)}{'; ' + extra if extra else ''}\n"
                      f"hatched 'div': all runs diverged; *: some diverged; grey: no run{outline}")
     return fig

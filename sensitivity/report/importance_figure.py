@@ -65,7 +65,7 @@ def importance_figure(table: pd.DataFrame, *, region: str = "all",
                     frozenset({"refits"}): "whiskers: range over the estimator's refits"}.get(
             frozenset(kinds), "whiskers: seed-bootstrap interval, or range over the estimator's refits")
         head = f"{style.literal_text(title)}\n" if title else ""
-        fig.suptitle(f"{head}Share of {what} per optimizer\n({whiskers})", fontsize="medium")
+        style.suptitle(fig, f"{head}Share of {what} per optimizer\n({whiskers})", fontsize="medium")
         keys: dict[str, object] = {}  # one legend for every panel, below them: inside a panel it hid bars
         for r, name in enumerate(names):
             mine = rows[rows["optimizer"] == name]

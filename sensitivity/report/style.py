@@ -9,6 +9,7 @@ no pyplot, no global backend switch), drawn inside :func:`style`.
 * :data:`DPI`, :func:`style`, :func:`new_figure` -- resolution, seaborn whitegrid style, a headless figure;
 * :func:`optimizer_colors` -- one fixed colour per optimizer (colour-blind palette, catalog order);
 * :func:`format_lr`, :func:`plain_log_labels`, :func:`log_ok` -- log-lr and log-metric axes;
+* :func:`suptitle`, :func:`wrapped` -- titles and labels broken to fit their figure or axis;
 * :func:`literal_text`, :func:`literal_names` -- user text (task and study names, metric labels,
   display names) drawn as written, never as mathtext;
 * :func:`metric_words`, :func:`metric_axis_label` -- the study's declaration of a metric (label and unit);
@@ -68,6 +69,43 @@ def wrapped(text: str, width: int) -> str:
     """``text`` broken into lines of at most ``width`` characters (existing line breaks kept), so that a
     long metric label or title fits its axis or figure instead of running off the edge."""
     return "\n".join(textwrap.fill(line, width) if len(line) > width else line for line in str(text).split("\n"))
+
+
+def suptitle(fig: Figure, text: str, **kwargs):
+    """``fig.suptitle(text, **kwargs)``, with each line that would be wider than the figure broken at
+    spaces until every line fits (measured with the figure's own renderer, so a title that fits is
+    drawn exactly as written). A narrow figure (one optimizer, one panel) keeps its whole title in view.
+
+    Returns the title's :class:`matplotlib.text.Text`.
+    """
+    title = fig.suptitle(text, **kwargs)
+    renderer = fig.canvas.get_renderer()
+    room = 0.96 * fig.bbox.width
+
+    def width(line: str) -> float:
+        title.set_text(line)
+        return title.get_window_extent(renderer).width
+
+    lines = []
+    for line in str(text).split("\n"):
+        wide = width(line)
+        if wide <= room or " " not in line.strip():
+            lines.append(line)
+            continue
+        chars = max(10, int(len(line) * room / wide))
+        while chars > 10:
+            pieces = textwrap.wrap(line, chars)
+            if all(width(p) <= room for p in pieces):
+                break
+            chars -= max(1, chars // 20)
+        count = len(textwrap.wrap(line, chars))
+        # as many lines, as even as they come (no one-word last line)
+        even = next((c for c in range(math.ceil(len(line) / count), chars)
+                     if len(textwrap.wrap(line, c)) == count and all(width(p) <= room for p in textwrap.wrap(line, c))),
+                    chars)
+        lines.extend(textwrap.wrap(line, even))
+    title.set_text("\n".join(lines))
+    return title
 
 
 def new_figure(**kwargs) -> Figure:
