@@ -243,18 +243,40 @@ def _lr_effect_text(row: pd.Series) -> str:
     return text
 
 
-def _readable(table: pd.DataFrame) -> pd.DataFrame:
-    """The compare table as strings for HTML and Markdown (bounds in brackets where there are seeds)."""
+def _readable(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The compare table as strings for HTML and Markdown, one table per study (bounds in brackets
+    where there are seeds): (heading, table) pairs in the order the studies were given. Each study's
+    table holds its own metric's columns only, so that a comparison of tasks in different units is
+    as narrow as one study's report."""
     parts = []
-    for task, g in table.groupby("task", sort=False):
+    for (study, _storage), g in table.groupby(["study", "storage"], sort=False):
         g = g.reset_index(drop=True)
-        readable = prose.summary_table(g, metric=str(g["metric"].iloc[0]), unit=str(g["metric_unit"].iloc[0]))
-        readable.insert(0, "task", task)
-        if "lr_main_share" in g and len(readable) == len(g):
-            readable["lr main effect: share, var / (L0 - L*)^2"] = [_lr_effect_text(r) for _, r in g.iterrows()]
-        parts.append(readable)
-    out = pd.concat(parts, ignore_index=True).fillna("")
-    return out
+        task, metric, unit = str(g["task"].iloc[0]), str(g["metric"].iloc[0]), str(g["metric_unit"].iloc[0])
+        readable = prose.summary_table(g, metric=metric, unit=unit)
+        heading = f"{_study_label(task, study)}: {metric}" + (f" in {unit}" if unit else "")
+        parts.append((heading, readable.fillna("")))
+    return parts
+
+
+def _study_label(task: str, study: str) -> str:
+    """``"task (study)"``; the task alone where compare_table already named its study (two studies of one task)."""
+    return task if task.endswith(f"({study})") else f"{task} ({study})"
+
+
+LR_EFFECT_HEADING = "lr main effect: share of the objective's variance, and var / (L0 - L*)^2"
+
+
+def _lr_effect_readable(table: pd.DataFrame) -> pd.DataFrame | None:
+    """lr's main effect side by side: one row per optimizer, one column per study (its task and
+    name), each cell :func:`_lr_effect_text`; None when no study has the decomposition."""
+    if "lr_main_share" not in table or table["lr_main_share"].isna().all():
+        return None
+    columns: dict[str, dict[str, str]] = {}
+    for (study, _storage), g in table.groupby(["study", "storage"], sort=False):
+        columns[_study_label(str(g["task"].iloc[0]), str(study))] = {str(r["optimizer_display"]): _lr_effect_text(r) for _, r in g.iterrows()}
+    frame = pd.DataFrame(columns)
+    frame.index.name = "optimizer"
+    return frame.reset_index().fillna("")
 
 
 def build_compare(
@@ -310,8 +332,11 @@ def build_compare(
         write_csv(improvement_frame(loaded, analyses), stage / "improvement.csv")
         readable = _readable(table)
         settings = _settings(table, lr_axis, DEFAULT_TAU if tolerance is None else tolerance, relative_tolerance)
-        (stage / "compare.md").write_text(_markdown(readable, opening, settings, headings, formats[0]), encoding="utf-8")
-        (stage / "compare.html").write_text(_html(readable, opening, settings, headings, pngs, table), encoding="utf-8")
+        lr_effect = _lr_effect_readable(table)
+        (stage / "compare.md").write_text(_markdown(readable, lr_effect, opening, settings, headings, formats[0]),
+                                          encoding="utf-8")
+        (stage / "compare.html").write_text(_html(readable, lr_effect, opening, settings, headings, pngs, table),
+                                            encoding="utf-8")
     return ComparePaths(out_dir=out, compare_html=out / "compare.html", compare_md=out / "compare.md",
                         compare_csv=out / "compare.csv", profiles_csv=out / "profiles.csv",
                         improvement_csv=out / "improvement.csv",
@@ -330,11 +355,15 @@ def _settings(table: pd.DataFrame, lr_axis: str, tau: float, relative_tolerance:
             "two seeds or more.")
 
 
-def _markdown(readable, findings, settings, headings, fmt) -> str:
+def _markdown(readable, lr_effect, findings, settings, headings, fmt) -> str:
     esc = markdown_report.markdown_text
-    lines = ["# Comparison across studies", "", "**Findings.** " + esc(" ".join(findings)), "", esc(settings), "",
-             markdown_report.markdown_table(readable), "",
-             "Full numbers: [compare.csv](compare.csv), [profiles.csv](profiles.csv), "
+    lines = ["# Comparison across studies", "", "**Findings.** " + esc(" ".join(findings)), "",
+             "## Tolerance metrics per study and optimizer", "", esc(settings), ""]
+    for heading, frame in readable:
+        lines += [f"### {esc(heading)}", "", markdown_report.markdown_table(frame), ""]
+    if lr_effect is not None:
+        lines += [f"### {esc(LR_EFFECT_HEADING)}", "", markdown_report.markdown_table(lr_effect), ""]
+    lines += ["Full numbers: [compare.csv](compare.csv), [profiles.csv](profiles.csv), "
              "[improvement.csv](improvement.csv).", ""]
     for key, heading in headings.items():
         lines += [f"## {esc(heading)}", "", markdown_report.figure_link(FigureSpec(key, key, heading), fmt), ""]
@@ -342,17 +371,20 @@ def _markdown(readable, findings, settings, headings, fmt) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _html(readable, findings, settings, headings, pngs, table) -> str:
+def _html(readable, lr_effect, findings, settings, headings, pngs, table) -> str:
     esc = html.escape
     studies = ", ".join(dict.fromkeys(f"{s} ({st})" for s, st in zip(table["study"], table["storage"])))
     body = [
         "<h1>Comparison across studies</h1>",
         f'<p class="findings"><b>Findings.</b> {esc(" ".join(findings))}</p>',
         f'<p class="note">Studies: {esc(studies)}</p>',
-        "<h2>Tolerance metrics per task and optimizer</h2>",
+        "<h2>Tolerance metrics per study and optimizer</h2>",
         f'<p class="note">{esc(settings)}</p>',
-        html_report.table_html(readable, classes="compare"),
     ]
+    for heading, frame in readable:
+        body += [f"<h3>{esc(heading)}</h3>", html_report.table_html(frame)]
+    if lr_effect is not None:
+        body += [f"<h3>{esc(LR_EFFECT_HEADING)}</h3>", html_report.table_html(lr_effect)]
     for key, heading in headings.items():
         body += [f"<h2>{esc(heading)}</h2>", f'<img alt="{esc(heading)}" src="{html_report.png_uri(pngs[key])}">']
     body += html_report.definitions_html()

@@ -42,7 +42,7 @@ td:first-child,th:first-child{text-align:left}.num{white-space:nowrap}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dl.facts dt{font-weight:600}
 dl.facts dd{margin:0}img{max-width:100%;height:auto;border:1px solid #eee}
 .note{color:#555;font-size:.92em}.findings{background:#f6f8fa;border-left:4px solid #4c72b0;padding:.6em 1em}
-.scroll{overflow-x:auto}table.compare td:nth-child(2),table.compare th:nth-child(2){text-align:left}
+.scroll{overflow-x:auto}
 """
 
 

@@ -150,12 +150,14 @@ def test_one_metric_name_in_two_units_keeps_each_studys_unit(char_first, registr
     analyses = compare_module.analyze_studies(loaded)
     table = compare_module.compare_table(loaded, analyses=analyses)
     assert dict(zip(table["task"], table["metric_unit"])) == TWO_UNITS
-    readable = compare_module._readable(table)
-    for task, unit in TWO_UNITS.items():  # each row fills its own unit's column only
-        rows = readable[readable["task"] == task]
+    readable = dict(compare_module._readable(table))  # one table per study, with its own unit's columns only
+    assert list(readable) == [f"{t} ({s}): val_loss in {TWO_UNITS[t]}"
+                              for t, s in (("char-task", "chars"), ("toy-task", "plain"))][:: 1 if char_first else -1]
+    for heading, rows in readable.items():
+        unit = TWO_UNITS[heading.split(" ")[0]]
         other = "nats/char" if unit == "nats/example" else "nats/example"
-        assert (rows[f"LR sensitivity ({unit})"] != "").all()
-        assert (rows[f"LR sensitivity ({other})"] == "").all()
+        assert (rows[f"LR sensitivity ({unit})"] != "").all() and len(rows) == 4
+        assert f"LR sensitivity ({other})" not in rows.columns
     assert "toy-task: val_loss (nats/example)" in compare_module._settings(table, "nominal", 0.05, None)
     fig = figures.lr_curve_grid_figure(list(zip(compare_module._labels(loaded), analyses)))
     labels = {ax.get_title(): ax.get_ylabel() for ax in fig.axes if ax.get_title()}

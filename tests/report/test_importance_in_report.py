@@ -104,7 +104,17 @@ def test_compare_shows_the_normalised_lr_main_effect_and_the_probability_of_impr
                    & (imp.kind == "main")].iloc[0]
         assert row["lr_main_share"] == pytest.approx(want["share"])
         assert row["lr_main_effect_normalised"] == pytest.approx(want["variance_normalised"])
-    assert "lr main effect" in out.compare_md.read_text()
+    md = out.compare_md.read_text()
+    # one table per study; the two studies of one task are told apart by name
+    assert "### toy-task (toy): val\\_loss in nats/example" in md and "### toy-task (toy-2): val\\_loss" in md
+    # lr's main effect side by side: an optimizer per row, a study per column
+    from sensitivity.report.compare import LR_EFFECT_HEADING, _lr_effect_readable
+
+    assert LR_EFFECT_HEADING.split(":")[0] in md
+    effect = _lr_effect_readable(table).set_index("optimizer")
+    assert list(effect.columns) == ["toy-task (toy)", "toy-task (toy-2)"] and len(effect) == 4
+    adamrag = table[(table.study == "toy") & (table.optimizer == "adamrag")].iloc[0]
+    assert effect.loc["AdamRAG", "toy-task (toy)"].startswith(f"{100 * adamrag['lr_main_share']:.0f}% [")
     improvement = pd.read_csv(out.improvement_csv)
     assert tuple(improvement.columns) == IMPROVEMENT_COLUMNS
     per_study = improvement[improvement.study == "toy"]
