@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from sensitivity.train import TEST_PAUSE_ENV
-
 HUNG_S = 600.0
 """Ceiling (seconds) for a child process or an awaited event: reached only by a hung process."""
 
@@ -152,13 +150,17 @@ class TrialPause:
         folder.mkdir()
         self.folder = folder
         (folder / "epochs").write_text(",".join(map(str, epochs)))
+        # imported here, not at the top: pytest-xdist's controller loads this file too, and would
+        # import torch for nothing
+        from sensitivity.train import TEST_PAUSE_ENV
+
         self.env = {TEST_PAUSE_ENV: str(folder)}
 
     def in_this_process(self, monkeypatch) -> "TrialPause":
         """Make trials run by this (test) process pause, as a fresh child process's would."""
         import sensitivity.train as train
 
-        monkeypatch.setenv(TEST_PAUSE_ENV, str(self.folder))
+        monkeypatch.setenv(train.TEST_PAUSE_ENV, str(self.folder))
         monkeypatch.setattr(train, "_test_paused", set())
         return self
 
