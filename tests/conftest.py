@@ -24,6 +24,11 @@ SHARED_FIXTURE_GROUPS = ("seeded_toy_report",)
 """Session fixtures that take seconds to build: the tests using one run in one test process under
 ``--dist loadgroup``, so it is built once rather than once per process."""
 
+ONE_PROCESS = "ONE_PROCESS"
+"""A test module that sets ``ONE_PROCESS = True`` (its tests share a module fixture that takes
+seconds, such as a swept study) has its other tests run in one test process under ``--dist
+loadgroup``, so the fixture is built once."""
+
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups into the test ids
 def pytest_collection_modifyitems(config, items):
@@ -31,16 +36,18 @@ def pytest_collection_modifyitems(config, items):
     run in one test process, one after another: the connection-cut test terminates every connection
     to the test database, which would cut a neighbouring worker's connections under pytest-xdist
     (``-n``, with ``--dist loadgroup`` as ``make test`` and ``make quick`` pass it). The tests of each
-    fixture in :data:`SHARED_FIXTURE_GROUPS` are grouped too."""
+    fixture in :data:`SHARED_FIXTURE_GROUPS`, and of each module that sets :data:`ONE_PROCESS`, are
+    grouped too."""
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         if item.get_closest_marker("postgres") or any(isinstance(v, str) and v == "postgres" for v in params.values()):
             item.add_marker(pytest.mark.xdist_group("postgres"))
             continue
-        for name in SHARED_FIXTURE_GROUPS:
-            if name in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(name))
-                break
+        shared = [name for name in SHARED_FIXTURE_GROUPS if name in getattr(item, "fixturenames", ())]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
+        elif getattr(getattr(item, "module", None), ONE_PROCESS, False):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist sends the ids to the scheduler

@@ -7,6 +7,8 @@ from typer.testing import CliRunner
 
 from sensitivity.cli import app
 
+ONE_PROCESS = True  # its cases share one swept study (tests/conftest.py)
+
 runner = CliRunner()
 
 

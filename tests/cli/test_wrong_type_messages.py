@@ -15,6 +15,8 @@ from sensitivity.study.spec import StudySpec
 from sensitivity.study.sweep import run_sweep
 from tests.helpers.sqlite_files import database_digest
 
+ONE_PROCESS = True  # its cases share one swept study (tests/conftest.py)
+
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 runner = CliRunner()
 BASE = ["--optimizers", "adam", "--lr", "1e-3", "--beta1", "0.9", "--epochs", "1"]

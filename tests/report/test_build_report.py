@@ -18,6 +18,8 @@ from sensitivity.report import analyze, build_report, load_trials, summarize
 from sensitivity.report import figures, heatmaps, metrics, style, tolerance
 from tests.helpers.toy_studies import EPOCHS, L0, add, make_study, stored_toy_study
 
+ONE_PROCESS = True  # its tests share one stored study (tests/conftest.py)
+
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 

@@ -15,6 +15,8 @@ from sensitivity.report.compare import StudyRef, build_compare, pair_refs
 from sensitivity.errors import UserError
 from tests.helpers.toy_studies import add, make_study, stored_toy_study
 
+ONE_PROCESS = True  # its cases share stored studies (tests/conftest.py)
+
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 runner = CliRunner()
 

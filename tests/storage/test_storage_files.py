@@ -17,6 +17,8 @@ from sensitivity.cli import app
 from sensitivity.errors import UserError
 from sensitivity.storage import journal_damage, normalize_storage_url, open_storage, sqlite_path
 
+ONE_PROCESS = True  # its tests share one journal of a real sweep (tests/conftest.py)
+
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 runner = CliRunner()
 Q = ["--optimizers", "adam", "--lr", "1e-3,1e-2", "--beta1", "0.9", "--epochs", "1"]
