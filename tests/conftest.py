@@ -32,12 +32,12 @@ loadgroup``, so the fixture is built once."""
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups into the test ids
 def pytest_collection_modifyitems(config, items):
-    """Tests that use the PostgreSQL server (marked ``postgres``, or a ``postgres`` storage parameter)
-    run in one test process, one after another: the connection-cut test terminates every connection
-    to the test database, which would cut a neighbouring worker's connections under pytest-xdist
-    (``-n``, with ``--dist loadgroup`` as ``make test`` and ``make quick`` pass it). The tests of each
-    fixture in :data:`SHARED_FIXTURE_GROUPS`, and of each module that sets :data:`ONE_PROCESS`, are
-    grouped too."""
+    """Group tests for pytest-xdist's ``--dist loadgroup`` (what ``make test`` and ``make quick`` pass):
+    the tests that use the PostgreSQL server (marked ``postgres``, or a ``postgres`` storage
+    parameter) run in one test process, one after another, so one test database serves one process
+    at a time (each is also safe beside the others); the tests of each fixture in
+    :data:`SHARED_FIXTURE_GROUPS`, and those of each module that sets :data:`ONE_PROCESS`, run in one
+    process each."""
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         if item.get_closest_marker("postgres") or any(isinstance(v, str) and v == "postgres" for v in params.values()):

@@ -273,7 +273,8 @@ def _lr_effect_readable(table: pd.DataFrame) -> pd.DataFrame | None:
         return None
     columns: dict[str, dict[str, str]] = {}
     for (study, _storage), g in table.groupby(["study", "storage"], sort=False):
-        columns[_study_label(str(g["task"].iloc[0]), str(study))] = {str(r["optimizer_display"]): _lr_effect_text(r) for _, r in g.iterrows()}
+        label = _study_label(str(g["task"].iloc[0]), str(study))
+        columns[label] = {str(r["optimizer_display"]): _lr_effect_text(r) for _, r in g.iterrows()}
     frame = pd.DataFrame(columns)
     frame.index.name = "optimizer"
     return frame.reset_index().fillna("")
