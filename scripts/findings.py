@@ -67,9 +67,9 @@ DEFAULT_STORAGE = "sqlite:///studies/findings.db"
 DEFAULT_OUT = ROOT / "docs" / "findings"
 COMPANION_DIR = "gamma-0.9"
 KEPT_SUFFIXES = (".csv", ".png", ".md")
+"""What a report writes that is kept (report.html embeds the same PNGs again: left out)."""
 RUNS_FILE = "runs.jsonl"
 """Per workload, one JSON line per invocation of this script: the record of :func:`run_workload`."""
-"""What a report writes that is kept (report.html embeds the same PNGs again: left out)."""
 
 LAST_EPOCHS = 3
 """Convergence check: the epochs over which the best point's mean curve must have stopped improving."""

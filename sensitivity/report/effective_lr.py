@@ -10,7 +10,7 @@ steady-state step per unit of (normalised) gradient. The derivations, for a cons
 * **Nesterov** (``torch.optim.SGD(momentum=mu, nesterov=True)``; Sutskever et al. 2013): the step is
   ``lr (g + mu b_t)``, which tends to ``lr (1 + mu / (1 - mu)) g = lr / (1 - mu) * g``: the same
   ``lr / (1 - beta1)``.
-* **AdamRAG** (this project's reconstruction of Zhang et al. 2025; see DESIGN.md): the Adam step
+* **AdamRAG** (this project's reconstruction of Zhang et al. 2025; see the README's "AdamRAG as this product defines it" and :mod:`sensitivity.optim.adamrag`): the Adam step
   ``delta_t`` is accumulated in the ravine buffer ``d_t = gamma d_{t-1} + delta_t`` and the parameter
   moves by ``delta_t + gamma d_t``. With ``delta`` constant, ``d`` tends to ``delta / (1 - gamma)`` and
   the move to ``delta (1 + gamma / (1 - gamma)) = delta / (1 - gamma)``. Adam's own step tends to

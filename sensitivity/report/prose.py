@@ -34,16 +34,16 @@ DEFINITIONS = (
      "L <= L* + tau (L0 - L*) for a minimised metric (A >= A* - tau (A* - A0) for a maximised one). "
      "Diverged points are never within (they are interpolated towards L0); an optimizer that never "
      "improved on L0 has none. '>=' marks an interval that reaches an end of the swept lrs.",
-     "adamrag-sens DESIGN.md, Metrics; the L* .. L0 normalisation of Wortsman et al. 2023, arXiv 2309.14322"),
+     "adamrag-sens README, Metrics; the L* .. L0 normalisation of Wortsman et al. 2023, arXiv 2309.14322"),
     ("Relative width",
      "The same interpolated width with the relative threshold: within a fraction of the best loss "
      "(L <= (1 + t) L*), or within t in the metric's own units for a maximised metric (accuracy points).",
-     "adamrag-sens DESIGN.md, Metrics"),
+     "adamrag-sens README, Metrics"),
     ("Good-region share",
      "Fraction of the swept box of a hyperparameter pair (axes log10 lr, -log10(1 - beta), log10 weight "
      "decay) whose bilinearly interpolated final metric is within the tolerance threshold; each cell is "
      "the best over the other hyperparameters. Random/qmc studies: the share of sampled points within.",
-     "adamrag-sens DESIGN.md, Metrics"),
+     "adamrag-sens README, Metrics"),
     ("LR sensitivity",
      "E over the lr grid of [min(L(lr), L0) - L*]: L(lr) the final metric on the optimizer's lr curve, "
      "L* its best value on the grid, L0 the value at initialisation. 0 means every lr reaches the best; "
@@ -75,7 +75,7 @@ DEFINITIONS = (
      "epoch's mean training loss above the study's divergence factor times the initial loss L0. Evaluation "
      "plays no part: a run with stable training and a validation loss above factor x L0 (typically BatchNorm "
      "statistics lagging fast-moving weights) is counted apart, as 'evaluation far above training'.",
-     "adamrag-sens (README, section Metrics)"),
+     "adamrag-sens README, Metrics"),
     ("Bad runs",
      BAD_RUNS,
      "Wortsman et al. 2023, arXiv 2309.14322, sec. 2.2 (the min(L, L0) clipping)"),

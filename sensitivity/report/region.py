@@ -5,7 +5,7 @@ decay, ...) the *good-region share* is the fraction of the swept box's area whos
 within the tolerance threshold of :mod:`sensitivity.report.tolerance` (the same threshold as the
 optimizer's 1-D tolerance width, from its best value L* and initial value L0). It is the 2-D
 counterpart of the tolerance width (Wortsman et al. 2023, arXiv 2309.14322, figs. 1 and 9 show the same
-lr x hyperparameter regions as heatmaps; DESIGN.md "Metrics the report computes" defines the share).
+lr x hyperparameter regions as heatmaps; the README's "Metrics" section defines the share).
 
 Axes. Each hyperparameter is measured on the axis it is swept on:
 

@@ -12,7 +12,7 @@ an accuracy or a return; ``L*`` is the best value on the curve, ``L0`` the value
   one). The threshold is unit-free: tau = 0.05 means "at least 95 % of the achievable improvement",
   whatever the metric and its scale. This is the normalisation of Wortsman et al. 2023
   (arXiv 2309.14322, sec. 2.2: the sensitivity is measured between L* and L0) turned into a cut-off;
-  the design notes of this project (``DESIGN.md``, "Metrics the report computes") state it.
+  the README's "Metrics" section states it.
 * **relative** (the report's earlier rule): a minimised metric within a fraction of the best,
   ``L <= L* + tol |L*|`` (tol = 0.1: within 10 %); a maximised metric within ``tol`` in its own units,
   ``A >= A* - tol`` (tol = 0.01 on an accuracy: within one point). It depends on the metric's scale
@@ -23,7 +23,7 @@ narrower than one grid step, so counting grid points gives 0 for most optimizers
 therefore read as piecewise linear in log10(lr) between grid points, and the width is the length, in
 decades of lr, of the largest connected lr interval where that interpolated curve is within the
 threshold: a single good grid point whose neighbours are close to the threshold has a width above 0.
-The definition is this project's (DESIGN.md, "Metrics the report computes"): it reads the lr-vs-final-
+The definition is this project's (the README's "Metrics" section): it reads the lr-vs-final-
 loss curves that Wortsman et al. 2023 plot (their LR sensitivity summarises the same curve by a mean)
 as a range, and linear interpolation in log lr is the least a curve between grid points can assume.
 
