@@ -163,6 +163,28 @@ def summary_table(summary: pd.DataFrame, *, metric: str, lr_axis: str = "nominal
     return out[keep].reset_index(drop=True)
 
 
+def task_settings_text(config: dict[str, Any] | None) -> str:
+    """A task's stored configuration as a reader writes it: ``"batch_size 64, dataset digits, epochs 10
+    (not set: train_size, val_size)"``. Keys in sorted order; a key stored as None (the task's own
+    choice, such as the whole data set) is listed as not set; lists and tables as compact JSON.
+    "" for no configuration."""
+    if not config:
+        return ""
+    shown, unset = [], []
+    for key in sorted(config):
+        value = config[key]
+        if value is None:
+            unset.append(key)
+        elif isinstance(value, str):
+            shown.append(f"{key} {value}")
+        else:
+            shown.append(f"{key} {json.dumps(value, sort_keys=True)}")
+    text = ", ".join(shown)
+    if unset:
+        text += (" " if text else "") + f"(not set: {', '.join(unset)})"
+    return text
+
+
 def study_facts(data: TrialsData) -> list[tuple[str, str]]:
     """(label, value) pairs describing the study, for both renderings."""
     meta = data.meta
@@ -181,7 +203,7 @@ def study_facts(data: TrialsData) -> list[tuple[str, str]]:
         ("data source", str(info.get("data_source") or "")),
         ("settings", str(info.get("settings") or "")),
         ("one epoch", str(info.get("epoch") or "")),
-        ("task settings", json.dumps(config, sort_keys=True) if config else ""),
+        ("task settings", task_settings_text(config)),
         ("objective metric", f"{meta['metric']}" + (f", {objective.label} in {objective.unit}" if objective else "")
          + f" ({meta['direction']}d)"),
         ("metrics recorded", ", ".join(f"{m.name} ({m.unit})" for m in declared)),

@@ -173,3 +173,15 @@ def test_every_optimizer_level_with_the_top_is_named():
     analysis = dataclasses.replace(analyze(trials_frame([{}]), "val_loss", uncertainty=False), summary=one)
     text = " ".join(findings.study_findings(analysis))
     assert "P 1.50, Q 1.50, R 1.50, S 0.50 decades; P, Q and R are level." in text
+
+
+def test_task_settings_read_as_words_with_unset_keys_named():
+    from sensitivity.report.prose import task_settings_text
+
+    config = {"epochs": 10, "dataset": "digits", "train_size": None, "hidden": 128, "val_size": None,
+              "schedule": {"name": "cosine", "warmup": 0.1}, "sizes": [1, 2], "augment": False}
+    assert task_settings_text(config) == (
+        'augment false, dataset digits, epochs 10, hidden 128, schedule {"name": "cosine", "warmup": 0.1}, '
+        "sizes [1, 2] (not set: train_size, val_size)")
+    assert task_settings_text({"train_size": None}) == "(not set: train_size)"
+    assert task_settings_text({}) == task_settings_text(None) == ""
