@@ -45,7 +45,8 @@ PROFILE_METRICS = (
 """(summary column, higher is better, panel title) of each figure profiled across tasks."""
 
 TABLE_COLUMNS = (
-    "task", "study", "storage", "metric", "metric_unit", "optimizer", "optimizer_display", "trials", "learned",
+    "task", "study", "storage", "metric", "metric_unit", "epochs", "seeds", "optimizer", "optimizer_display",
+    "trials", "learned",
     "best_value", "best_lr", "tolerance_width_decades", "tolerance_censored", "relative_width_decades",
     "relative_censored", "good_share_lr_beta1", "lr_sensitivity", "divergence_rate", "lr_main_share",
     "lr_main_effect_normalised",
@@ -53,7 +54,8 @@ TABLE_COLUMNS = (
 """Leading columns of :func:`compare_table` (each metric's ``_low``/``_high`` and the other share
 columns follow when present). ``metric_unit`` is the unit each study declared for its metric (one
 name can carry two units: ``val_loss`` is nats/example for a classifier, nats/char for char-lm);
-best values and LR sensitivities are in it. ``lr_main_share`` is the share of the objective's variance that lr's
+best values and LR sensitivities are in it. ``epochs`` (per trial) and ``seeds`` are the study's budget:
+two studies of one task on other budgets are not measured alike. ``lr_main_share`` is the share of the objective's variance that lr's
 main effect explains and ``lr_main_effect_normalised`` that variance divided by (L0 - L*)^2, unit-free
 and comparable across optimizers and tasks (:mod:`sensitivity.report.importance`)."""
 
@@ -84,7 +86,7 @@ def improvement_frame(loaded: Sequence[tuple["StudyRef", TrialsData]],
                       analyses: Sequence[StudyAnalysis]) -> pd.DataFrame:
     """``improvement.csv`` (:data:`IMPROVEMENT_COLUMNS`): every ordered pair of optimizers, per study and over all."""
     frames, tuned_by_task, hib_by_task = [], {}, {}
-    for label, (ref, _), analysis in zip(_labels(loaded), loaded, analyses):
+    for label, (ref, data), analysis in zip(_labels(loaded), loaded, analyses):
         metric = analysis.settings.metric
         tuned = improvement.tuned_results(analysis.nominal, metric)
         key = f"{label} [{ref.study}]"
@@ -183,8 +185,10 @@ def compare_table(
         analyses = analyze_studies(loaded, tolerance=tolerance, relative_tolerance=relative_tolerance,
                                    lr_axis=lr_axis, aggregation=aggregation)
     frames = []
-    for label, (ref, _), analysis in zip(_labels(loaded), loaded, analyses):
+    for label, (ref, data), analysis in zip(_labels(loaded), loaded, analyses):
         summary = analysis.summary.merge(_lr_main_effect(analysis), on="optimizer", how="left")
+        summary.insert(0, "seeds", analysis.n_seeds)
+        summary.insert(0, "epochs", data.meta.get("epochs"))
         summary.insert(0, "metric_unit", analysis.settings.metric_unit)
         summary.insert(0, "metric", analysis.settings.metric)
         summary.insert(0, "storage", mask_storage(ref.storage))  # a password never reaches a file
@@ -253,9 +257,21 @@ def _readable(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         g = g.reset_index(drop=True)
         task, metric, unit = str(g["task"].iloc[0]), str(g["metric"].iloc[0]), str(g["metric_unit"].iloc[0])
         readable = prose.summary_table(g, metric=metric, unit=unit)
-        heading = f"{_study_label(task, study)}: {metric}" + (f" in {unit}" if unit else "")
+        heading = f"{_study_label(task, study)}: {metric}" + (f" in {unit}" if unit else "") + _budget_text(g)
         parts.append((heading, readable.fillna("")))
     return parts
+
+
+def _budget_text(rows: pd.DataFrame) -> str:
+    """``"; 10 epochs, 5 seeds"``: one study's budget for its heading ("" where the table has none)."""
+    parts = []
+    if "epochs" in rows and pd.notna(rows["epochs"].iloc[0]):
+        n = int(rows["epochs"].iloc[0])
+        parts.append(f"{n} epoch{'s' if n != 1 else ''}")
+    if "seeds" in rows and pd.notna(rows["seeds"].iloc[0]):
+        n = int(rows["seeds"].iloc[0])
+        parts.append(f"{n} seed{'s' if n != 1 else ''}")
+    return "; " + ", ".join(parts) if parts else ""
 
 
 def _study_label(task: str, study: str) -> str:
@@ -307,7 +323,9 @@ def build_compare(
     analyses = analyze_studies(loaded, tolerance=tolerance, relative_tolerance=relative_tolerance, lr_axis=lr_axis)
     table = compare_table(loaded, analyses=analyses)
     profs = profiles(table)
-    opening = findings.compare_findings(table)
+    opening = findings.compare_findings(table) + findings.budget_findings(
+        [(label, str(data.meta.get("task") or ref.study), data.meta.get("epochs"))
+         for label, (ref, data) in zip(_labels(loaded), loaded)])
     display = dict(zip(table["optimizer"], table["optimizer_display"]))
     labels = {c: t for c, _, t in PROFILE_METRICS}
     lr_label = "effective learning rate" if lr_axis == "effective" else "learning rate"

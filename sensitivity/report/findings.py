@@ -13,7 +13,7 @@ Nothing here is hand-written per study: every sentence is a template filled from
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import pandas as pd
 
@@ -185,6 +185,24 @@ def study_findings(analysis: StudyAnalysis, *, task: str = "") -> list[str]:
         kind = analysis.bootstrap or "bootstrap"
         out.append(f"Intervals: {100 * analysis.settings.level:g}% percentile intervals of the seed "
                    f"bootstrap ({kind}, {seeds} seeds; paired across optimizers).")
+    return out
+
+
+def budget_findings(studies: Sequence[tuple[str, str, int | None]]) -> list[str]:
+    """A sentence for each task compared on more than one budget, from (label, task, epochs per
+    trial) of each study: a width or best value measured after 3 epochs is not the same quantity as
+    one after 10, so the reader is told before reading the two side by side. [] when every task's
+    studies share their epochs (or a task is compared once)."""
+    by_task: dict[str, list[tuple[str, int | None]]] = {}
+    for label, task, epochs in studies:
+        by_task.setdefault(task, []).append((label, epochs))
+    out = []
+    for task, rows in by_task.items():
+        if len({e for _, e in rows}) > 1:
+            each = ", ".join(f"{label} {e} epochs" if e is not None else f"{label} an unknown number of epochs"
+                             for label, e in rows)
+            out.append(f"The {task} studies train for different budgets ({each} a trial): their widths and "
+                       "best values are measured on different budgets, not alike.")
     return out
 
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from sensitivity.cli import app
 from sensitivity.report.compare import StudyRef, build_compare, pair_refs
 from sensitivity.errors import UserError
-from tests.helpers.toy_studies import add, make_study, stored_toy_study
+from tests.helpers.toy_studies import EPOCHS, add, make_study, stored_toy_study
 
 ONE_PROCESS = True  # its cases share stored studies (tests/conftest.py)
 
@@ -153,7 +153,7 @@ def test_one_metric_name_in_two_units_keeps_each_studys_unit(char_first, registr
     table = compare_module.compare_table(loaded, analyses=analyses)
     assert dict(zip(table["task"], table["metric_unit"])) == TWO_UNITS
     readable = dict(compare_module._readable(table))  # one table per study, with its own unit's columns only
-    assert list(readable) == [f"{t} ({s}): val_loss in {TWO_UNITS[t]}"
+    assert list(readable) == [f"{t} ({s}): val_loss in {TWO_UNITS[t]}; 3 epochs, 1 seed"
                               for t, s in (("char-task", "chars"), ("toy-task", "plain"))][:: 1 if char_first else -1]
     for heading, rows in readable.items():
         unit = TWO_UNITS[heading.split(" ")[0]]
@@ -175,3 +175,23 @@ def test_the_compare_files_carry_each_studys_unit(tmp_path, registry_restored):
     md = paths.compare_md.read_text()
     assert "LR sensitivity (nats/example)" in md and "LR sensitivity (nats/char)" in md
     assert "toy-task: val\\_loss (nats/example)" in md and "char-task: val\\_loss (nats/char)" in md
+
+
+def test_studies_of_one_task_on_other_budgets_are_said_to_differ():
+    """The budget (epochs a trial, seeds) heads each study's table and is in compare.csv; studies of one
+    task trained for other numbers of epochs get a sentence saying so, tasks compared once do not."""
+    storage = optuna.storages.InMemoryStorage()
+    short, long_ = make_study(storage, "short", with_other_states=False), make_study(storage, "long", with_other_states=False)
+    long_.set_user_attr("epochs", 5)  # the stored budget a report reads (the toy curves stay short)
+    from sensitivity.report import compare as compare_module, findings
+    refs = [StudyRef(storage, study.study_name) for study in (short, long_)]
+    loaded = compare_module.load_studies(refs)
+    table = compare_module.compare_table(loaded)
+    assert dict(zip(table["study"], table["epochs"])) == {"short": EPOCHS, "long": 5}
+    assert set(table["seeds"]) == {1}
+    headings = [h for h, _ in compare_module._readable(table)]
+    assert headings[0].endswith(f"; {EPOCHS} epochs, 1 seed") and headings[1].endswith("; 5 epochs, 1 seed")
+    sentences = findings.budget_findings([("toy (short)", "toy", 2), ("toy (long)", "toy", 5), ("other", "other", 9)])
+    assert sentences == ["The toy studies train for different budgets (toy (short) 2 epochs, toy (long) 5 epochs "
+                         "a trial): their widths and best values are measured on different budgets, not alike."]
+    assert findings.budget_findings([("a", "toy", 3), ("b", "toy", 3), ("c", "other", 9)]) == []
