@@ -92,6 +92,7 @@ class Workload:
 WORKLOADS = (
     Workload("digits-mlp", "findings-digits", "findings-digits-gamma09"),
     Workload("cartpole", "findings-cartpole", "findings-cartpole-gamma09"),
+    Workload("cartpole-20-epochs", "findings-cartpole-20-epochs", "findings-cartpole-20-epochs-gamma09"),
     Workload("char-lm", "findings-char-lm", "findings-char-lm-gamma09"),
     Workload("fmnist-cnn", "findings-fmnist", "findings-fmnist-gamma09"),
     Workload("resnet18-cifar10", "findings-resnet18-cifar10", "findings-resnet18-cifar10-gamma09", gpu=True),
