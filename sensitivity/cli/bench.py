@@ -13,13 +13,14 @@ import typer
 
 from sensitivity.cli import terminal
 from sensitivity.cli.edge import user_errors
-from sensitivity.cli.options import BatchSize, BenchDevice, Epochs, JsonOut, TrainSize, ValSize, comma_list
+from sensitivity.cli.options import (BatchSize, BenchDevice, Command, Epochs, Group, JsonOut, TrainSize, ValSize,
+                                     comma_list)
 from sensitivity.cli.terminal import console
 from sensitivity.errors import UserError
 
 app = typer.Typer(help="Benchmarks: AdamRAG's optimizer step against torch Adam's; the trial loop's training "
                        "throughput against a plain PyTorch loop; a sweep against its bare training loop.",
-                  no_args_is_help=True, rich_markup_mode="markdown")
+                  no_args_is_help=True, rich_markup_mode="markdown", cls=Group)
 
 
 def _print_header(device: str) -> None:
@@ -39,7 +40,7 @@ def _write_json(path: Optional[Path], data: Any) -> None:
         raise UserError(f"cannot write {path} ({err.strerror}); give another --json path") from None
 
 
-@app.command("optimizer")
+@app.command("optimizer", cls=Command)
 @user_errors
 def bench_optimizer_command(
     device: BenchDevice = "auto",
@@ -70,7 +71,7 @@ def _torch_version() -> str:
     return torch.__version__
 
 
-@app.command("train")
+@app.command("train", cls=Command)
 @user_errors
 def bench_train_command(
     task: Annotated[str, typer.Option(help="Image task: resnet18 or fmnist-cnn.")] = "resnet18",
@@ -93,7 +94,7 @@ def bench_train_command(
         console.print(line, highlight=False)
 
 
-@app.command("sweep")
+@app.command("sweep", cls=Command)
 @user_errors
 def bench_sweep_command(
     task: Annotated[str, typer.Option(help="Workload of the benchmarked sweep.")] = "digits-mlp",

@@ -9,13 +9,14 @@ import typer
 from rich.table import Table
 
 from sensitivity.cli.edge import user_errors
+from sensitivity.cli.options import Command
 from sensitivity.cli.terminal import console, err_console, terminal_text
 from sensitivity.errors import UserError
 
 app = typer.Typer(rich_markup_mode="markdown")
 
 
-@app.command()
+@app.command(cls=Command)
 @user_errors
 def tasks(
     measure: Annotated[bool, typer.Option("--measure", help="Also time one trial of each built-in task at its default budget on this machine (Adam, lr 1e-3; minutes).")] = False,
@@ -79,7 +80,7 @@ def _measure(device: str) -> dict[str, str]:
     return cells
 
 
-@app.command()
+@app.command(cls=Command)
 def optimizers() -> None:
     """List the optimizers, what beta1/beta2 mean for each, and their default search ranges."""
     from sensitivity.catalog import OPTIMIZERS

@@ -12,7 +12,8 @@ import typer
 
 from sensitivity.cli import terminal
 from sensitivity.cli.edge import user_errors
-from sensitivity.cli.options import CompareStorage, FigureFormats, LrAxis, RelativeTolerance, ReportStorage, Tolerance
+from sensitivity.cli.options import (Command, CompareStorage, FigureFormats, LrAxis, RelativeTolerance, ReportStorage,
+                                     Tolerance)
 from sensitivity.cli.terminal import console
 from sensitivity.errors import UserError
 from sensitivity.study.spec import DEFAULT_STORAGE
@@ -52,7 +53,7 @@ def _check_out(out_dir: Path) -> None:
         raise UserError(f"--out {out_dir} is a file; give a folder for the report (it is created if missing)")
 
 
-@app.command()
+@app.command(cls=Command)
 @user_errors
 def report(
     storage: ReportStorage = DEFAULT_STORAGE,
@@ -86,7 +87,7 @@ def report(
     console.print(f"report written to {paths.out_dir}/ (open {paths.report_html})", markup=False)
 
 
-@app.command()
+@app.command(cls=Command)
 @user_errors
 def compare(
     storage: CompareStorage = [DEFAULT_STORAGE],  # noqa: B006 - Typer copies a list default
