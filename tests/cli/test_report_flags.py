@@ -34,10 +34,10 @@ def small_study(_swept_folder, monkeypatch):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--tolerance", "-1"], "--tolerance -1.0 must be a finite number >= 0"),
+        (["--tolerance", "-1"], "--tolerance -1 must be a finite number >= 0"),
         (["--tolerance", "nan"], "must be a finite number >= 0"),
-        (["--tolerance", "1"], "--tolerance 1.0 must lie in [0, 1)"),
-        (["--tolerance", "2"], "--tolerance 2.0 must lie in [0, 1)"),
+        (["--tolerance", "1"], "--tolerance 1 must lie in [0, 1)"),
+        (["--tolerance", "2"], "--tolerance 2 must lie in [0, 1)"),
         (["--relative-tolerance", "-0.1"], "--relative-tolerance -0.1 must be a finite number >= 0"),
         (["--lr-axis", "warped"], "--lr-axis 'warped' is not an lr axis; use nominal or effective"),
         (["--format", "png,gif"], "unknown figure format gif"),
