@@ -87,8 +87,8 @@ class SweepProgress:
 
         esc = terminal_text
         console.print(f"study [bold]{esc(str(result.study_name))}[/] in {esc(str(mask_storage(result.storage)))}  "
-                      f"task {esc(str(spec.task))}  optimizers {','.join(spec.optimizers)}  sampler {spec.sampler}  {result.planned} points "
-                      f"({result.complete_before} complete, {result.queued} queued now)  on {where}"
+                      f"task {esc(str(spec.task))}  optimizers {','.join(spec.optimizers)}  sampler {spec.sampler}  "
+                      f"{plan_counts(result.start)}  on {where}"
                       + (f", {esc(str(result.runs_as))}" if result.runs_as else ""), highlight=False)
         if result.complete_before < result.planned:
             self.start(result.planned, result.complete_before, result.progress.best if result.progress else None)
@@ -122,6 +122,18 @@ class SweepProgress:
         best = "-" if prog.best is None else f"{prog.best:.4f}"
         desc = f"{workers_alive} workers, {prog.running} running" if workers_alive else "workers done"
         self.progress.update(self.task_id, completed=prog.complete, description=desc, best=best)
+
+
+def plan_counts(start: Any) -> str:
+    """``12 points (7 complete, 4 queued earlier, 1 queued now)``: where every planned point stands
+    as a sweep starts (a :class:`~sensitivity.study.queue.PlanStart`), each counted once, so the
+    counts add up to the total. The points queued (earlier, now, again) are what this sweep runs;
+    those running elsewhere finish in their own process. Counts of 0 are left out, but complete."""
+    counts = ((start.running, "running elsewhere"), (start.waiting, "queued earlier"),
+              (start.queued - start.failed_before, "queued now"),
+              (start.failed_before, "queued again after a failed or interrupted trial"))
+    parts = [f"{start.complete} complete", *(f"{n} {what}" for n, what in counts if n)]
+    return f"{start.total} points ({', '.join(parts)})"
 
 
 def progress_bar() -> Progress:
