@@ -24,13 +24,23 @@ CompareStorage = Annotated[list[str], typer.Option(
     envvar=STORAGE_ENV, help="Storage URL: one for every study, or one per --study in the same order (repeat the "
                              f"flag; {_PASSWORD}).")]
 
+TOLERANCE_DEFAULT = "0.05: keep at least 95% of the improvement"
+"""What ``--tolerance`` is when not given, as its help shows it: the report's
+:data:`~sensitivity.report.tolerance.DEFAULT_TAU` (not imported here: the report package loads
+pandas and Optuna, which ``--help`` does without; a test checks that the two agree)."""
+RELATIVE_TOLERANCE_DEFAULT = "0.01 for an accuracy, 0.1 for any other metric"
+"""What ``--relative-tolerance`` is when not given, as its help shows it: the report's
+:func:`~sensitivity.report.metrics.default_tolerance` of the metric (a test checks that they agree)."""
+
 Tolerance = Annotated[Optional[float], typer.Option(
-    help="Tolerance width threshold: the fraction tau of the achievable improvement a run may lose "
-         "(0.05 = keep at least 95% of the improvement from the initial value L0 to the best L*).")]
+    help="Tolerance width threshold: the fraction tau of the achievable improvement (from the initial value L0 to "
+         "the best L*) a run may lose. Computed with --relative-tolerance too (both widths are reported).",
+    show_default=TOLERANCE_DEFAULT)]
 RelativeTolerance = Annotated[Optional[float], typer.Option(
     "--relative-tolerance",
     help="Relative width threshold: within this fraction of the best loss (0.1 = 10%), or within this much of "
-         "the best accuracy (0.01 = 1 point). Default: 0.1 for a loss, 0.01 for an accuracy.")]
+         "the best accuracy (0.01 = 1 point).",
+    show_default=RELATIVE_TOLERANCE_DEFAULT)]
 LrAxis = Annotated[str, typer.Option(
     "--lr-axis", help="lr axis of curves and widths: nominal, or effective (lr/(1-gamma) AdamRAG, lr/(1-beta1) "
                       "NAG/SGD, lr Adam/Lion).")]
