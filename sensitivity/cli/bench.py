@@ -57,7 +57,7 @@ def bench_optimizer_command(
     path_list = tuple(s.strip() for s in paths.split(",") if s.strip())
     rows = optimizer_step.bench_optimizer(device=device, sizes=size_list, paths=path_list, steps=steps, warmup=warmup)
     _print_header(device)
-    console.print(optimizer_step.results_table(rows))
+    terminal.print_table(optimizer_step.results_table(rows))
     console.print(optimizer_step.NOTE)
     if json_out:
         from sensitivity.bench.printout import header
@@ -154,7 +154,7 @@ def print_sweep_result(result: Any, device: str) -> None:
     from sensitivity.bench import sweep_overhead
 
     _print_header(device)
-    console.print(sweep_overhead.sweep_table(result))
+    terminal.print_table(sweep_overhead.sweep_table(result))
     for line in sweep_overhead.sweep_summary(result):
         console.print(line, highlight=False)
 
@@ -173,7 +173,7 @@ def _bench_gpu_packing(ks: list[int], device: str, task: str, dataset: Optional[
             f"({row['images']:,} images in {row['span_s']:.1f} s)", highlight=False),
     )
     _print_header(f"cuda:{gpu}")
-    console.print(gpu_packing.packing_table(packing))
+    terminal.print_table(gpu_packing.packing_table(packing))
     if dataset == "synthetic":
         console.print("data: SYNTHETIC random tensors of CIFAR-10's shape; throughput only")
     _write_json(json_out, dataclasses.asdict(packing))
