@@ -31,7 +31,10 @@ class OptimizerInfo:
             ``lr, beta1, beta2, gamma, weight_decay``.
         lr_range: default learning-rate interval (low, high), searched on a log scale.
         defaults: the value of every hyperparameter when a sweep does not vary it.
-        beta1_meaning / beta2_meaning: what the generic names mean for this optimizer.
+        beta1_meaning / beta2_meaning: what the generic names mean for this optimizer (``(none)``
+            where it has no such knob).
+        other_meanings: what each of its hyperparameters beyond :data:`COMMON_HYPERPARAMETERS`
+            means (AdamRAG's ``gamma``), by name: one entry for each such hyperparameter.
         source: the implementation and the paper it follows.
         step_amplifier: the hyperparameter c whose momentum multiplies the steady-state step by
             1 / (1 - c) (``gamma`` for AdamRAG's ravine buffer, ``beta1`` for SGD momentum), or ""
@@ -47,6 +50,7 @@ class OptimizerInfo:
     beta2_meaning: str
     source: str
     step_amplifier: str = ""
+    other_meanings: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def lr_grid(self, points: int = 7) -> list[float]:
         """``points`` log-spaced learning rates spanning :attr:`lr_range` (ends included),
@@ -61,7 +65,11 @@ class OptimizerInfo:
         return [float(f"{10 ** (lo + (hi - lo) * i / (points - 1)):.3g}") for i in range(points)]
 
 
-_ADAM_FAMILY = ("lr", "beta1", "beta2", "weight_decay")
+COMMON_HYPERPARAMETERS = ("lr", "beta1", "beta2", "weight_decay")
+"""The hyperparameters whose names every optimizer shares (what beta1 and beta2 mean differs, see
+:attr:`OptimizerInfo.beta1_meaning`); any other is an optimizer's own (:attr:`OptimizerInfo.other_meanings`)."""
+
+_ADAM_FAMILY = COMMON_HYPERPARAMETERS
 
 OPTIMIZERS: dict[str, OptimizerInfo] = {
     info.name: info
@@ -73,9 +81,10 @@ OPTIMIZERS: dict[str, OptimizerInfo] = {
             lr_range=(1e-5, 1e-1),
             defaults={"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "gamma": 0.5, "weight_decay": 0.0},
             beta1_meaning="exp_avg (first moment) decay",
-            beta2_meaning="exp_avg_sq (second moment) decay; gamma is the Ravine extrapolation coefficient",
+            beta2_meaning="exp_avg_sq (second moment) decay",
             source="sensitivity.optim.AdamRAG: reconstruction of Zhang et al. 2025 (NPL 57:53)",
             step_amplifier="gamma",
+            other_meanings={"gamma": "Ravine extrapolation coefficient"},
         ),
         OptimizerInfo(
             name="adam",

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import torch
 
-from sensitivity.errors import UserError
+from sensitivity.errors import UserError, value_error
 
 SCHEDULES = ("constant", "cosine", "step")
 """The schedule names ``--schedule`` accepts."""
@@ -70,7 +70,7 @@ def check_schedule(config: dict[str, Any]) -> None:
     warmup = float(config.get("warmup_epochs") or 0)
     epochs = int(config["epochs"])
     if not (0 <= warmup < epochs):
-        raise UserError(f"--warmup-epochs {warmup:g} must be >= 0 and below --epochs {epochs}")
+        raise value_error("--warmup-epochs", f"{warmup:g}", f"must be >= 0 and below --epochs {epochs}", f"{epochs / 10:g}")
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: dict[str, Any], steps_per_epoch: int,

@@ -26,7 +26,7 @@ from rich.table import Table
 
 from sensitivity.bench.printout import fmt
 from sensitivity.bench.timing import sync, time_calls
-from sensitivity.errors import UserError
+from sensitivity.errors import UserError, value_error
 from sensitivity.optim.adamrag import AdamRAG
 from sensitivity.train import resolve_device
 
@@ -129,8 +129,11 @@ def bench_optimizer(
     for path in paths:
         if path not in PATHS:
             raise UserError(f"unknown path {path!r}; choose from {', '.join(PATHS)}")
-    if steps < 1 or warmup < 0 or rounds < 1:
-        raise UserError(f"need steps >= 1, warmup >= 0 and rounds >= 1 (got {steps}, {warmup}, {rounds})")
+    for flag, value, least, example in (("--steps", steps, 1, "50"), ("--warmup", warmup, 0, "10")):
+        if value < least:
+            raise value_error(flag, value, f"must be >= {least}", example)
+    if rounds < 1:  # no flag: the command line always splits the steps in the default rounds
+        raise UserError(f"rounds {rounds} must be >= 1")
     rounds = min(rounds, steps)
     rows: list[dict[str, Any]] = []
     for size in sizes:

@@ -27,7 +27,7 @@ from rich.table import Table
 from sensitivity.bench import bare_loop
 from sensitivity.bench.printout import fmt
 from sensitivity.bench.timing import run_process
-from sensitivity.errors import UserError
+from sensitivity.errors import UserError, value_error
 from sensitivity.storage import ledger_support, open_storage, release_storage
 from sensitivity.study.members import population_size_for
 from sensitivity.study.space import plan_points
@@ -123,7 +123,7 @@ def sweep_spec(task: str, points: int | None, device: str, epochs: int | None, t
         points = None
     if points is not None:
         if points < 1:
-            raise UserError(f"--points {points} must be >= 1")
+            raise value_error("--points", points, "must be >= 1", "108")
         n_trials = -(-points // len(opts))  # random points per optimizer, rounded up
         args += ["--sampler", "random", "--n-trials", str(n_trials)]
         fields.update(sampler="random", n_trials=n_trials)
@@ -207,7 +207,7 @@ def bench_sweep(task: str = "digits-mlp", points: int | None = None, device: str
         UserError: bad arguments (as the sweep would refuse them), or a benchmarked process failed.
     """
     if repeat < 1:
-        raise UserError(f"--repeat {repeat} must be >= 1")
+        raise value_error("--repeat", repeat, "must be >= 1", "3")
     spec, args = sweep_spec(task, points, device, epochs, train_size, val_size, batch_size, optimizers, dataset,
                              seeds_of, population)
     resolve_device(device)

@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from sensitivity.bench.timing import time_rate
-from sensitivity.errors import UserError
+from sensitivity.errors import UserError, value_error
 from sensitivity.tasks import TensorData, TensorTask, get_task
 from sensitivity.train import cpu_threads_limit, resolve_device, train_trial
 
@@ -94,8 +94,9 @@ def bench_train(task_name: str = "resnet18", *, synthetic: bool = True, device: 
     task = get_task(task_name)
     if not (isinstance(task, TensorTask) and task.defaults.get("dataset") in SYNTHETIC_SHAPES):
         raise UserError(f"bench train measures the image tasks (resnet18, fmnist-cnn), not {task.name!r}")
-    if batch_size < 1 or (rounds is not None and rounds < 1) or (steps is not None and steps < 1):
-        raise UserError("--batch-size, --steps and --rounds must be >= 1")
+    for flag, value, example in (("--batch-size", batch_size, "128"), ("--steps", steps, "50"), ("--rounds", rounds, "6")):
+        if value is not None and value < 1:
+            raise value_error(flag, value, "must be >= 1", example)
     dev = resolve_device(device)
     steps = steps or (50 if dev.type == "cuda" else 4)
     rounds = rounds or (2 if dev.type == "cuda" else 6)

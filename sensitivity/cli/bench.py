@@ -13,13 +13,14 @@ import typer
 
 from sensitivity.cli import terminal
 from sensitivity.cli.edge import user_errors
-from sensitivity.cli.options import BatchSize, BenchDevice, Epochs, JsonOut, TrainSize, ValSize, comma_list
+from sensitivity.cli.options import (BatchSize, BenchDevice, Command, Epochs, Group, JsonOut, TrainSize, ValSize,
+                                     comma_list)
 from sensitivity.cli.terminal import console
 from sensitivity.errors import UserError
 
 app = typer.Typer(help="Benchmarks: AdamRAG's optimizer step against torch Adam's; the trial loop's training "
                        "throughput against a plain PyTorch loop; a sweep against its bare training loop.",
-                  no_args_is_help=True, rich_markup_mode="markdown")
+                  no_args_is_help=True, rich_markup_mode="markdown", cls=Group)
 
 
 def _print_header(device: str) -> None:
@@ -39,14 +40,14 @@ def _write_json(path: Optional[Path], data: Any) -> None:
         raise UserError(f"cannot write {path} ({err.strerror}); give another --json path") from None
 
 
-@app.command("optimizer")
+@app.command("optimizer", cls=Command)
 @user_errors
 def bench_optimizer_command(
     device: BenchDevice = "auto",
     sizes: Annotated[Optional[str], typer.Option(help="Comma-separated parameter sets: tiny, resnet18 (11.2M), 200m. Default: resnet18 on CPU, resnet18,200m on CUDA.")] = None,
     paths: Annotated[str, typer.Option(help="Comma-separated paths: foreach, fused, forloop.")] = "foreach,fused,forloop",
-    steps: Annotated[int, typer.Option(min=1, help="Timed steps per optimizer and row; the median is reported.")] = 50,
-    warmup: Annotated[int, typer.Option(min=0, help="Untimed steps per optimizer first.")] = 10,
+    steps: Annotated[int, typer.Option(help="Timed steps per optimizer and row (>= 1); the median is reported.")] = 50,
+    warmup: Annotated[int, typer.Option(help="Untimed steps per optimizer first (>= 0).")] = 10,
     json_out: JsonOut = None,
 ) -> None:
     """Time one step of AdamRAG and torch Adam (same path) and print the times and their ratio."""
@@ -56,7 +57,7 @@ def bench_optimizer_command(
     path_list = tuple(s.strip() for s in paths.split(",") if s.strip())
     rows = optimizer_step.bench_optimizer(device=device, sizes=size_list, paths=path_list, steps=steps, warmup=warmup)
     _print_header(device)
-    console.print(optimizer_step.results_table(rows))
+    terminal.print_table(optimizer_step.results_table(rows))
     console.print(optimizer_step.NOTE)
     if json_out:
         from sensitivity.bench.printout import header
@@ -70,7 +71,7 @@ def _torch_version() -> str:
     return torch.__version__
 
 
-@app.command("train")
+@app.command("train", cls=Command)
 @user_errors
 def bench_train_command(
     task: Annotated[str, typer.Option(help="Image task: resnet18 or fmnist-cnn.")] = "resnet18",
@@ -93,7 +94,7 @@ def bench_train_command(
         console.print(line, highlight=False)
 
 
-@app.command("sweep")
+@app.command("sweep", cls=Command)
 @user_errors
 def bench_sweep_command(
     task: Annotated[str, typer.Option(help="Workload of the benchmarked sweep.")] = "digits-mlp",
@@ -153,7 +154,7 @@ def print_sweep_result(result: Any, device: str) -> None:
     from sensitivity.bench import sweep_overhead
 
     _print_header(device)
-    console.print(sweep_overhead.sweep_table(result))
+    terminal.print_table(sweep_overhead.sweep_table(result))
     for line in sweep_overhead.sweep_summary(result):
         console.print(line, highlight=False)
 
@@ -172,7 +173,7 @@ def _bench_gpu_packing(ks: list[int], device: str, task: str, dataset: Optional[
             f"({row['images']:,} images in {row['span_s']:.1f} s)", highlight=False),
     )
     _print_header(f"cuda:{gpu}")
-    console.print(gpu_packing.packing_table(packing))
+    terminal.print_table(gpu_packing.packing_table(packing))
     if dataset == "synthetic":
         console.print("data: SYNTHETIC random tensors of CIFAR-10's shape; throughput only")
     _write_json(json_out, dataclasses.asdict(packing))

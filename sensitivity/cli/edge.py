@@ -9,15 +9,15 @@ import functools
 from typing import Any, Callable
 
 import typer
-import typer.core
 
+from sensitivity.cli.options import Group
 from sensitivity.cli.terminal import err_console, terminal_text
 from sensitivity.errors import UserError
 
 _UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")  # click's, as Typer vendors it
 
 
-class OneLineUsageErrors(typer.core.TyperGroup):
+class OneLineUsageErrors(Group):
     """A flag Typer cannot parse (``--epochs abc``, an unknown flag) is one line on stderr and exit 2,
     like every other mistake, instead of a usage box."""
 

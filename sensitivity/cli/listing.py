@@ -9,13 +9,14 @@ import typer
 from rich.table import Table
 
 from sensitivity.cli.edge import user_errors
-from sensitivity.cli.terminal import console, err_console, terminal_text
+from sensitivity.cli.options import Command
+from sensitivity.cli.terminal import console, err_console, print_table, terminal_text
 from sensitivity.errors import UserError
 
 app = typer.Typer(rich_markup_mode="markdown")
 
 
-@app.command()
+@app.command(cls=Command)
 @user_errors
 def tasks(
     measure: Annotated[bool, typer.Option("--measure", help="Also time one trial of each built-in task at its default budget on this machine (Adam, lr 1e-3; minutes).")] = False,
@@ -31,7 +32,7 @@ def tasks(
     measured = _measure(device) if measure else {}
     table = Table(title="tasks (sweep --task NAME)", show_lines=True)
     for col in ("name", "metrics (first: default objective)", "data", "default budget", "time per trial"):
-        table.add_column(col, overflow="fold")  # a long word breaks; it is never cut
+        table.add_column(col)
 
     def row(name: str, t: Any, source: str = "") -> None:
         # every cell from a task's own declaration is text, never rich markup: a description
@@ -60,7 +61,7 @@ def tasks(
             row(name, get_task(name), f"\n(entry point {target})")
         except UserError as err:  # listed, with why it cannot run, so the list itself never fails
             broken(name, target, str(err))
-    console.print(table)
+    print_table(table)
 
 
 def _measure(device: str) -> dict[str, str]:
@@ -79,17 +80,20 @@ def _measure(device: str) -> dict[str, str]:
     return cells
 
 
-@app.command()
+@app.command(cls=Command)
 def optimizers() -> None:
-    """List the optimizers, what beta1/beta2 mean for each, and their default search ranges."""
+    """List the optimizers, what beta1/beta2 (and any hyperparameter of their own, such as AdamRAG's
+    gamma) mean for each, and their default search ranges."""
     from sensitivity.catalog import OPTIMIZERS
 
     table = Table(title="optimizers")
-    for col in ("name", "hyperparameters", "default lr range", "defaults", "beta1", "beta2", "source"):
-        table.add_column(col, overflow="fold")
+    for col in ("name", "hyperparameters", "default lr range", "defaults", "beta1", "beta2", "other hyperparameters",
+                "source"):
+        table.add_column(col)
     for o in OPTIMIZERS.values():
         table.add_row(
             o.name, ", ".join(o.hyperparameters), f"{o.lr_range[0]:g} .. {o.lr_range[1]:g}",
-            ", ".join(f"{k}={v:g}" for k, v in o.defaults.items()), o.beta1_meaning, o.beta2_meaning, o.source,
+            ", ".join(f"{k}={v:g}" for k, v in o.defaults.items()), o.beta1_meaning, o.beta2_meaning,
+            "\n".join(f"{name}: {meaning}" for name, meaning in o.other_meanings.items()) or "(none)", o.source,
         )
-    console.print(table)
+    print_table(table)

@@ -12,12 +12,16 @@ import typer
 
 from sensitivity.cli import terminal
 from sensitivity.cli.edge import user_errors
-from sensitivity.cli.options import CompareStorage, FigureFormats, LrAxis, RelativeTolerance, ReportStorage, Tolerance
+from sensitivity.cli.options import (Command, CompareStorage, FigureFormats, LrAxis, RelativeTolerance, ReportStorage,
+                                     Tolerance)
 from sensitivity.cli.terminal import console
-from sensitivity.errors import UserError
+from sensitivity.errors import UserError, value_error
 from sensitivity.study.spec import DEFAULT_STORAGE
 
 app = typer.Typer(rich_markup_mode="markdown")
+
+
+_TOLERANCE_EXAMPLE = "0.05 (keep 95% of the improvement)"
 
 
 def check_report_options(tolerance: Optional[float], relative_tolerance: Optional[float], lr_axis: str,
@@ -30,13 +34,13 @@ def check_report_options(tolerance: Optional[float], relative_tolerance: Optiona
     from sensitivity.report.effective_lr import LR_AXES
     from sensitivity.report.build import FIGURE_FORMATS
 
-    for flag, value, example in (("--tolerance", tolerance, "0.05 = keep 95% of the improvement"),
-                                 ("--relative-tolerance", relative_tolerance, "0.1 = within 10% of the best loss")):
+    for flag, value, example in (("--tolerance", tolerance, _TOLERANCE_EXAMPLE),
+                                 ("--relative-tolerance", relative_tolerance, "0.1 (within 10% of the best loss)")):
         if value is not None and not (value >= 0 and value < float("inf")):
-            raise UserError(f"{flag} {value} must be a finite number >= 0 (e.g. {example})")
+            raise value_error(flag, f"{value:g}", "must be a finite number >= 0", example)
     if tolerance is not None and tolerance >= 1:  # tau = 1 keeps 0% of the improvement: every run that improved at all
-        raise UserError(f"--tolerance {tolerance} must lie in [0, 1): it is the share of the improvement over the "
-                        f"initial value a run may lose (0.05 = keep 95% of the improvement)")
+        raise value_error("--tolerance", f"{tolerance:g}", "must lie in [0, 1): it is the share of the improvement over "
+                          "the initial value a run may lose", _TOLERANCE_EXAMPLE)
     if lr_axis not in LR_AXES:
         raise UserError(f"--lr-axis {lr_axis!r} is not an lr axis; use nominal or effective")
     formats = tuple(f.strip().lower() for f in fmt.split(",") if f.strip())
@@ -52,7 +56,7 @@ def _check_out(out_dir: Path) -> None:
         raise UserError(f"--out {out_dir} is a file; give a folder for the report (it is created if missing)")
 
 
-@app.command()
+@app.command(cls=Command)
 @user_errors
 def report(
     storage: ReportStorage = DEFAULT_STORAGE,
@@ -86,7 +90,7 @@ def report(
     console.print(f"report written to {paths.out_dir}/ (open {paths.report_html})", markup=False)
 
 
-@app.command()
+@app.command(cls=Command)
 @user_errors
 def compare(
     storage: CompareStorage = [DEFAULT_STORAGE],  # noqa: B006 - Typer copies a list default

@@ -16,7 +16,7 @@ import typer
 
 from sensitivity.cli import terminal
 from sensitivity.cli.edge import end_without_teardown, user_errors
-from sensitivity.cli.options import BatchSize, Epochs, JoinStorage, TrainSize, ValSize, comma_list
+from sensitivity.cli.options import BatchSize, Command, Epochs, JoinStorage, TrainSize, ValSize, comma_list
 from sensitivity.cli.terminal import console
 from sensitivity.study.definition import read_study_definition
 from sensitivity.study.spec import STORAGE_ENV, StudySpec
@@ -35,7 +35,7 @@ _POPULATION_HELP = ("Train up to K queued points of one optimizer together as on
                     "its model can be batched, else 1).")
 
 
-@app.command()
+@app.command(cls=Command)
 @user_errors
 def sweep(
     ctx: typer.Context,
@@ -164,7 +164,7 @@ def report_command(storage: str, study_name: str, storage_from_environment: bool
     return lines
 
 
-@app.command()
+@app.command(cls=Command)
 @user_errors
 def worker(
     storage: JoinStorage,

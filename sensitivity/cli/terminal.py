@@ -1,19 +1,22 @@
 """What the command line shows on the terminal: the two consoles (results on stdout, errors and
-notices on stderr), the sweep's progress bar, the lines that end a sweep, and the report's summary
-table sized to the terminal."""
+notices on stderr), the sweep's progress bar, the lines that end a sweep, tables fitted to the
+terminal's width (:func:`print_table`), and the report's summary table sized to the terminal."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import re
 import sys
 from typing import Any
 
+from rich.cells import cell_len, chop_cells
 from rich.console import Console
 from rich.markup import escape as rich_escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Column, Table
+from rich.text import Text
 
 # Long lines (commands to copy) never wrap mid-word. Piped or redirected, rich would assume 80
 # columns and cut table cells to "AdamR…"; a file or a pipe has no width, so tables print whole.
@@ -87,8 +90,8 @@ class SweepProgress:
 
         esc = terminal_text
         console.print(f"study [bold]{esc(str(result.study_name))}[/] in {esc(str(mask_storage(result.storage)))}  "
-                      f"task {esc(str(spec.task))}  optimizers {','.join(spec.optimizers)}  sampler {spec.sampler}  {result.planned} points "
-                      f"({result.complete_before} complete, {result.queued} queued now)  on {where}"
+                      f"task {esc(str(spec.task))}  optimizers {','.join(spec.optimizers)}  sampler {spec.sampler}  "
+                      f"{plan_counts(result.start)}  on {where}"
                       + (f", {esc(str(result.runs_as))}" if result.runs_as else ""), highlight=False)
         if result.complete_before < result.planned:
             self.start(result.planned, result.complete_before, result.progress.best if result.progress else None)
@@ -124,6 +127,18 @@ class SweepProgress:
         self.progress.update(self.task_id, completed=prog.complete, description=desc, best=best)
 
 
+def plan_counts(start: Any) -> str:
+    """``12 points (7 complete, 4 queued earlier, 1 queued now)``: where every planned point stands
+    as a sweep starts (a :class:`~sensitivity.study.queue.PlanStart`), each counted once, so the
+    counts add up to the total. The points queued (earlier, now, again) are what this sweep runs;
+    those running elsewhere finish in their own process. Counts of 0 are left out, but complete."""
+    counts = ((start.running, "running elsewhere"), (start.waiting, "queued earlier"),
+              (start.queued - start.failed_before, "queued now"),
+              (start.failed_before, "queued again after a failed or interrupted trial"))
+    parts = [f"{start.complete} complete", *(f"{n} {what}" for n, what in counts if n)]
+    return f"{start.total} points ({', '.join(parts)})"
+
+
 def progress_bar() -> Progress:
     """The sweep's rich progress bar on :data:`console` (started by :class:`SweepProgress`)."""
     # the counts, the best and the two times (about 48 characters) are never cut; the current trial's
@@ -142,6 +157,140 @@ def progress_bar() -> Progress:
         transient=False,
     )
 
+
+
+_BREAK = re.compile(r"(?<=[\w)]-)(?=[A-Za-z(])|(?<=/)(?=\S)|(?<=[A-Za-z]_)(?=[A-Za-z])|(?<=,)(?=[^\s\d])|(?<=\w)(?=\()")
+"""Where a word too long for its column may break, besides the spaces: after a hyphen between
+words (``Fashion-|MNIST``, ``pool-|dense``, not ``1e-3`` or ``CIFAR-100``), after a slash
+(``nats/|example``), after an underscore between letters (``policy_|entropy``), after a comma
+that a word follows, and before an opening parenthesis (``dense|(1024)``)."""
+
+_WORD = re.compile(r"\S+")
+
+
+def _pieces(word: str) -> list[str]:
+    """``word`` cut at the places it may break (:data:`_BREAK`)."""
+    return [piece for piece in _BREAK.split(word) if piece]
+
+
+def _longest_piece(text: str, breakable: bool) -> int:
+    """The narrowest width ``text`` wraps to without cutting a piece: its longest line when it may
+    not wrap, else its longest word, or piece of a word (:data:`_BREAK`)."""
+    if not breakable:
+        return max((cell_len(line) for line in text.split("\n")), default=0)
+    return max((cell_len(piece) for word in _WORD.findall(text) for piece in _pieces(word)), default=0)
+
+
+def _line_breaks(line: str, width: int) -> list[int]:
+    """Offsets at which to break ``line`` (no newline in it) to fit ``width``: at spaces, inside a
+    word that does not fit on a line of its own at the places :data:`_BREAK` allows, and only where
+    a piece is wider than ``width`` at the width itself."""
+    breaks: list[int] = []
+    used = 0  # cells on the current line
+    for match in _WORD.finditer(line):
+        start, word = match.start(), match.group()
+        if used and used + 1 + cell_len(word) <= width:  # fits after a space
+            used += 1 + cell_len(word)
+            continue
+        if used:
+            breaks.append(start)
+            used = 0
+        offset = start
+        for piece in (_pieces(word) if cell_len(word) > width else [word]):
+            for part in chop_cells(piece, width) if cell_len(piece) > width else [piece]:  # a last resort
+                if used and used + cell_len(part) > width:
+                    breaks.append(offset)
+                    used = 0
+                used += cell_len(part)
+                offset += len(part)
+    return breaks
+
+
+def _wrapped(cell: Any, width: int, breakable: bool) -> Any:
+    """``cell`` (markup text or a rich Text) as a Text broken into lines of at most ``width`` cells
+    (see :func:`_line_breaks`), its styles kept; anything else as it is."""
+    if isinstance(cell, str):
+        cell = console.render_str(cell)
+    if not isinstance(cell, Text) or not breakable:
+        return cell
+    lines = []
+    for line in cell.split("\n", allow_blank=True):
+        for part in line.divide(_line_breaks(line.plain, width)):
+            part.rstrip()
+            lines.append(part)
+    return Text("\n").join(lines)
+
+
+def _plain(cell: Any) -> str:
+    if isinstance(cell, Text):
+        return cell.plain
+    return console.render_str(cell).plain if isinstance(cell, str) else ""
+
+
+def _fit(natural: list[int], least: list[int], room: int) -> list[int] | None:
+    """Column widths summing to at most ``room``: each column's ``natural`` width, the widest cut
+    first, none below its ``least``; None when the ``least`` widths do not fit."""
+    if sum(least) > room:
+        return None
+    widths = list(natural)
+    while sum(widths) > room:
+        i = max((i for i, w in enumerate(widths) if w > least[i]), key=lambda i: widths[i])
+        widths[i] -= 1
+    return widths
+
+
+def fit_table(table: Table, width: int | None = None) -> Table:
+    """``table`` laid out for a terminal ``width`` cells wide (default: the console's), so that no
+    word is cut or split at a random place (rich folds a word wider than its column mid-word,
+    ``den|se(1024)``, or cuts it to ``den…``).
+
+    Each column gets its natural width, the widest narrowed first, but never below its longest
+    word, or piece of a word at a sensible break (:data:`_BREAK`); a ``no_wrap`` column (numbers)
+    keeps its width. The cells are then wrapped there. When the columns do not fit even so, the
+    table is stacked: one block per row, each cell on a line of its own under the column's name.
+    """
+    width = width or console.width
+    columns = table.columns
+    headers = [_plain(column.header) for column in columns]
+    cells = [list(column.cells) for column in columns]
+    texts = [[_plain(cell) for cell in column] for column in cells]
+    breakable = [not column.no_wrap for column in columns]
+    natural = [max(cell_len(line) for text in [header, *column] for line in text.split("\n"))
+               for header, column in zip(headers, texts)]
+    least = [max([_longest_piece(header, True)] + [_longest_piece(text, wraps) for text in column])
+             for header, column, wraps in zip(headers, texts, breakable)]
+    widths = _fit(natural, least, width - (3 * len(columns) + 1))  # a border and a space either side of each column
+    fitted = copy.copy(table)
+    fitted.columns, fitted.rows = [], []
+    if widths is not None:
+        for column, w in zip(columns, widths):
+            fitted.add_column(_wrapped(column.header, w, True), justify=column.justify, style=column.style,
+                              header_style=column.header_style, vertical=column.vertical, width=w,
+                              no_wrap=column.no_wrap, overflow="fold")
+        for r, row in enumerate(table.rows):
+            fitted.add_row(*(_wrapped(column[r], w, wraps) for column, w, wraps in zip(cells, widths, breakable)),
+                           style=row.style, end_section=row.end_section)
+        return fitted
+    # stacked: the column names in a narrow column (a third of the room at most, unless a word needs
+    # more), the values in the rest; a word wider than that is folded, which takes a terminal of
+    # fewer than about 30 columns
+    room = width - 7
+    name_w = max(max(_longest_piece(header, True) for header in headers),
+                 min(max(map(cell_len, headers)), room // 3))
+    value_w = max(1, room - name_w)
+    fitted.show_header = False
+    fitted.add_column(style="bold", width=name_w, overflow="fold")
+    fitted.add_column(width=value_w, overflow="fold")
+    for r in range(len(table.rows)):
+        for i, column in enumerate(columns):
+            fitted.add_row(_wrapped(column.header, name_w, True), _wrapped(cells[i][r], value_w, True),
+                           end_section=i == len(columns) - 1)
+    return fitted
+
+
+def print_table(table: Table) -> None:
+    """Print ``table`` on :data:`console`, fitted to the terminal's width (:func:`fit_table`)."""
+    console.print(fit_table(table))
 
 
 def format_params(params: dict[str, Any]) -> str:

@@ -21,7 +21,7 @@ import threading
 import time
 from typing import Callable
 
-from sensitivity.errors import UserError
+from sensitivity.errors import UserError, value_error
 from sensitivity.study.queue import PlanProgress
 from sensitivity.study.spec import STORAGE_ENV
 
@@ -91,9 +91,9 @@ def plan_local_workers(workers: int, gpus: str | None, trials_per_gpu: int, devi
             that is not there.
     """
     if workers < 1:
-        raise UserError(f"--workers {workers} must be >= 1")
+        raise value_error("--workers", workers, "must be >= 1", "2")
     if trials_per_gpu < 1:
-        raise UserError(f"--trials-per-gpu {trials_per_gpu} must be >= 1")
+        raise value_error("--trials-per-gpu", trials_per_gpu, "must be >= 1", "2")
     cpus = available_cpus()
     if gpus is None:
         if trials_per_gpu != 1:

@@ -54,30 +54,59 @@ DIVERGED = "diverged"
 STALE_ERROR = "worker stopped sending heartbeats (killed or cut off); the point was queued again"
 
 
-def enqueue_missing(study: optuna.Study, plan: list[Point], ledger: TrialLedger | None = None) -> tuple[int, int]:
+@dataclasses.dataclass(frozen=True)
+class PlanStart:
+    """Where each planned point stood when :func:`enqueue_missing` queued the missing ones. Every
+    point is counted once, by its most advanced trial: ``complete + running + waiting + queued ==
+    total``.
+
+    Attributes:
+        total: points in the plan.
+        complete: points with a COMPLETE trial.
+        running: points with a RUNNING trial and none COMPLETE: run by another process (or by one
+            that died: its heartbeat goes stale, a worker fails the trial and queues the point again).
+        waiting: points already queued (a WAITING trial that an earlier sweep or worker queued), none
+            COMPLETE or RUNNING: they run as the points queued now do.
+        queued: points this call queued, which no trial held (never tried, or the last trial failed).
+        failed_before: of ``queued``, points whose last trial failed (an error, Ctrl-C, a dead worker).
+    """
+
+    total: int
+    complete: int = 0
+    running: int = 0
+    waiting: int = 0
+    queued: int = 0
+    failed_before: int = 0
+
+
+def enqueue_missing(study: optuna.Study, plan: list[Point], ledger: TrialLedger | None = None) -> PlanStart:
     """Queue every planned point that has no COMPLETE, RUNNING or WAITING trial (in one
     transaction where the storage has them).
 
     Returns:
-        (points already complete, points newly queued).
+        Where every planned point stands (:class:`PlanStart`), read in the same pass.
     """
     ledger = ledger or open_ledger(study)
-    live: set[str] = set()
-    complete: set[str] = set()
+    states: dict[str, set[TrialState]] = {}
     for trial in ledger.point_trials():
-        key, state = resolve_key(trial.key), trial.state  # a key stored before weight decay was resolved: its point now
-        if state == TrialState.COMPLETE:
-            complete.add(key)
-        if state in LIVE_STATES:
-            live.add(key)
+        key = resolve_key(trial.key)  # a key stored before weight decay was resolved: its point now
+        states.setdefault(key, set()).add(trial.state)
+    counts = dict.fromkeys(("complete", "running", "waiting", "failed_before"), 0)
     missing: list[tuple[Point, dict[str, Any]]] = []
     for point in plan:
         key = resolve_key(point_key(point))
-        if key not in live:
+        held = states.setdefault(key, set())
+        for state, name in ((TrialState.COMPLETE, "complete"), (TrialState.RUNNING, "running"),
+                            (TrialState.WAITING, "waiting")):
+            if state in held:
+                counts[name] += 1
+                break
+        else:
+            counts["failed_before"] += TrialState.FAIL in held
             missing.append((point, {POINT_KEY: point_key(point)}))
-            live.add(key)
+            held.add(TrialState.WAITING)  # a point planned twice is queued once
     ledger.enqueue(missing)
-    return sum(resolve_key(point_key(p)) in complete for p in plan), len(missing)
+    return PlanStart(total=len(plan), queued=len(missing), **counts)
 
 
 def duplicate_holder(mine: TrialRow, others: list[TrialRow]) -> int | None:

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from sensitivity.errors import UserError
+from sensitivity.errors import UserError, value_error
 from sensitivity.records import LR_BOUNDS, NAME_RULE, WEIGHT_DECAY_BOUNDS, valid_name
 
 DEFAULT_STORAGE = "sqlite:///studies/adamrag-sens.db"
@@ -21,6 +21,17 @@ and how ``sweep --workers`` hands the URL to its worker processes. A command lin
 every user of the machine (``ps``); a process's environment only by its owner and root."""
 
 SAMPLERS = ("grid", "random", "qmc")
+
+LIST_EXAMPLES = {
+    "--lr": "1e-4,1e-3,1e-2",
+    "--beta1": "0.8,0.9,0.95",
+    "--beta2": "0.99,0.999",
+    "--gamma": "0.25,0.5,0.75",
+    "--weight-decay": "0,1e-4,1e-2",
+}
+"""A fitting value of each flag that takes comma-separated numbers (the values a sweep sweeps), quoted
+by every message that refuses one of its values: learning rates spread over decades, betas and
+gamma in [0, 1), weight decays from none up."""
 
 
 def canonical_task_name(name: str) -> str:
@@ -216,28 +227,32 @@ class StudySpec:
                 raise UserError(f"{flag} is given but none of --optimizers {','.join(self.optimizers)} takes "
                                 f"{name} (only {', '.join(takers)}); drop {flag} or add one of those optimizers")
         if self.lr_points < 2:
-            raise UserError(f"--lr-points {self.lr_points} is too few; use at least 2 (7 or more for a sensitivity curve)")
+            raise value_error("--lr-points", self.lr_points, "is too few: it must be >= 2 (7 or more for a sensitivity "
+                              "curve)", "9")
         if self.n_trials < 1:
-            raise UserError(f"--n-trials {self.n_trials} must be >= 1 (it sets the random/qmc samplers' points "
-                            f"per optimizer and seed; the grid sampler runs every grid point)")
+            raise value_error("--n-trials", self.n_trials, "must be >= 1 (the random/qmc samplers' points per optimizer "
+                              "and seed; the grid sampler runs every grid point)", "20")
         if self.seeds < 1:
-            raise UserError(f"--seeds {self.seeds} must be >= 1")
+            raise value_error("--seeds", self.seeds, "must be >= 1 (seeds 0..N-1)", "3")
         if self.epochs is not None and self.epochs < 1:
-            raise UserError(f"--epochs {self.epochs} must be >= 1")
-        for flag, value in (("--train-size", self.train_size), ("--val-size", self.val_size), ("--batch-size", self.batch_size)):
+            raise value_error("--epochs", self.epochs, "must be >= 1", "10")
+        for flag, value, example in (("--train-size", self.train_size, "1000"), ("--val-size", self.val_size, "500"),
+                                     ("--batch-size", self.batch_size, "64")):
             if value is not None and value < 1:
-                raise UserError(f"{flag} {value} must be >= 1")
+                raise value_error(flag, value, "must be >= 1", example)
         if "schedule" in task.defaults:
             from sensitivity.schedule import check_schedule
 
             check_schedule(self.task_config())
         if self.precise_bn is not None and self.precise_bn < 0:
-            raise UserError(f"--precise-bn {self.precise_bn} must be >= 0 (batches; 0 turns it off)")
+            raise value_error("--precise-bn", self.precise_bn, "must be >= 0 (batches; 0 turns it off)", "8")
         if self.population is not None and (isinstance(self.population, bool) or not isinstance(self.population, int)
                                             or self.population < 1):
-            raise UserError(f"--population {self.population} must be a whole number >= 1, or auto")
+            raise value_error("--population", self.population, "must be a whole number >= 1 (1: one by one), or auto",
+                              "27")
         if not (self.divergence_factor > 1 and math.isfinite(self.divergence_factor)):
-            raise UserError(f"--divergence-factor {self.divergence_factor} must be a finite number > 1")
+            raise value_error("--divergence-factor", f"{self.divergence_factor:g}", "must be a finite number > 1 (a multiple "
+                              "of the initial loss)", "5")
         if self.study_name is not None and not valid_name(self.study_name):
             raise UserError(f"study name {self.study_name!r} is not allowed; {NAME_RULE}")
         if self.study_name is None and not valid_name(self.resolved_study_name):
@@ -254,17 +269,20 @@ def _tasks_with(key: str) -> str:
 
 
 def _check_values(flag: str, values: tuple[float, ...] | None, ok, rule: str) -> None:
+    """Refuse the first of ``flag``'s values that is not a finite number or breaks ``rule`` (``ok``
+    false), quoting the flag's :data:`LIST_EXAMPLES` entry."""
     if values is None:
         return
+    example = LIST_EXAMPLES[flag]
     if len(values) == 0:
-        raise UserError(f"{flag} is empty; give at least one value, e.g. {flag} 0.9")
+        raise UserError(f"{flag} is empty; give at least one value, e.g. {flag} {example}")
     for v in values:
         if math.isnan(v):
-            raise UserError(f"{flag} value nan is not a number; give numbers like {flag} 0.9")
+            raise value_error(flag, "value nan", "is not a number", example)
         if math.isinf(v):
-            raise UserError(f"{flag} value {v:g} is not finite; give finite numbers like {flag} 0.9")
+            raise value_error(flag, f"value {v:g}", "is not finite", example)
         if not ok(v):
-            raise UserError(f"{flag} value {v:g} {rule}")
+            raise value_error(flag, f"value {v:g}", rule, example)
 
 
 def parse_population(text: str | None) -> int | None:
@@ -280,7 +298,7 @@ def parse_population(text: str | None) -> int | None:
     except ValueError:
         raise UserError(f"--population {text!r} is not a size; give a whole number >= 1 (1: one by one) or auto") from None
     if value < 1:
-        raise UserError(f"--population {value} must be >= 1 (1: one by one), or auto")
+        raise value_error("--population", value, "must be >= 1 (1: one by one), or auto", "27")
     return value
 
 
@@ -293,12 +311,13 @@ def parse_floats(flag: str, text: str | None) -> tuple[float, ...] | None:
     if text is None:
         return None
     parts = [p.strip() for p in text.split(",")]
+    example = LIST_EXAMPLES[flag]
     if not any(parts):
-        raise UserError(f"{flag} is empty; give comma-separated numbers, e.g. {flag} 1e-4,1e-3,1e-2")
+        raise UserError(f"{flag} is empty; give comma-separated numbers, e.g. {flag} {example}")
     values = []
     for p in parts:
         try:
             values.append(float(p))
         except ValueError:
-            raise UserError(f"{flag} value {p!r} is not a number; give comma-separated numbers like 1e-3,3e-3") from None
+            raise value_error(flag, f"value {p!r}", "is not a number", example) from None
     return tuple(values)

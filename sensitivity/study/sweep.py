@@ -37,7 +37,7 @@ from sensitivity.storage import (
 from sensitivity.study.ledger import PointTrial, open_ledger
 from sensitivity.study.members import population_size_for, run_population
 from sensitivity.study.parallel import LocalWorkers, WorkersOutcome, run_local_workers
-from sensitivity.study.queue import LIVE_STATES, PlanProgress, PointQueue, enqueue_missing
+from sensitivity.study.queue import LIVE_STATES, PlanProgress, PlanStart, PointQueue, enqueue_missing
 from sensitivity.study.space import Point, plan_points, point_key, resolve_key
 from sensitivity.study.spec import StudySpec, canonical_task_name
 from sensitivity.study.trial import Heartbeat, call_back, run_trial
@@ -93,9 +93,8 @@ class SweepResult:
     Attributes:
         study_name: the Optuna study's name.
         storage: the storage URL or path.
-        planned: points in the current plan.
-        complete_before: planned points that were already COMPLETE when the call started.
-        queued: points this call queued (the rest were complete, running or queued already).
+        start: where each planned point stood when the call started (complete, running elsewhere,
+            queued earlier, queued now; see :class:`~sensitivity.study.queue.PlanStart`).
         workers: the local worker processes that ran the points (None: this process ran them).
         ran: trials this process ran to completion (diverged ones included; 0 with ``workers``).
         diverged: of ``ran``, how many diverged.
@@ -113,9 +112,7 @@ class SweepResult:
 
     study_name: str
     storage: str
-    planned: int
-    complete_before: int
-    queued: int = 0
+    start: PlanStart
     workers: LocalWorkers | None = None
     ran: int = 0
     diverged: int = 0
@@ -125,6 +122,21 @@ class SweepResult:
     failures: list[FailedPoint] = dataclasses.field(default_factory=list)
     population: int = 1
     runs_as: str = ""
+
+    @property
+    def planned(self) -> int:
+        """Points in the current plan."""
+        return self.start.total
+
+    @property
+    def complete_before(self) -> int:
+        """Planned points that were already COMPLETE when the call started."""
+        return self.start.complete
+
+    @property
+    def queued(self) -> int:
+        """Points this call queued (the others were complete, running or queued already)."""
+        return self.start.queued
 
 
 def _result_settings(task: str, config: dict[str, Any], metric: Any, divergence_factor: Any) -> dict[str, Any]:
@@ -449,13 +461,13 @@ def check_points(plan: list[Point]) -> None:
                             f"change the values given for it") from None
 
 
-def prepare_sweep(spec: StudySpec) -> tuple[optuna.Study, list[Point], int, int]:
+def prepare_sweep(spec: StudySpec) -> tuple[optuna.Study, list[Point], PlanStart]:
     """Validate, check data and device, open storage, create/load the study and queue missing points.
 
     Everything that can fail because of user input fails here, before anything is written.
 
     Returns:
-        (study, plan, points already complete, points newly queued).
+        (study, plan, where each planned point stood: complete, running, queued earlier, queued now).
 
     Raises:
         UserError: invalid spec, missing data, absent device, bad storage, a study of that
@@ -483,8 +495,7 @@ def prepare_sweep(spec: StudySpec) -> tuple[optuna.Study, list[Point], int, int]
     study.set_user_attr(records.METRIC_DECLARATIONS, [m.to_dict() for m in task.metrics])
     study.set_user_attr(records.TASK_INFO, task_info(spec))
     study.set_user_attr(records.POINTS, plan)
-    complete, queued = enqueue_missing(study, plan)
-    return study, plan, complete, queued
+    return study, plan, enqueue_missing(study, plan)
 
 
 def plan_progress_of(study: optuna.Study, plan: list[Point]) -> PlanProgress:
@@ -498,7 +509,7 @@ def run_sweep(spec: StudySpec, callbacks: Any = None, *, workers: LocalWorkers |
     Args:
         spec: the sweep.
         callbacks: optional :class:`SweepCallbacks` for progress display; ``on_plan`` hears the
-            result so far (study name, planned, complete and queued points) before any trial runs.
+            result so far (study name, where each planned point stands) before any trial runs.
         workers: local worker processes to run the points in (see
             :func:`~sensitivity.study.parallel.plan_local_workers`); None or one process without
             GPUs: this process runs them.
@@ -510,11 +521,11 @@ def run_sweep(spec: StudySpec, callbacks: Any = None, *, workers: LocalWorkers |
         UserError: see :func:`prepare_sweep`.
         KeyboardInterrupt: Ctrl-C; the running trial is stored as FAIL and the next run redoes it.
     """
-    study, plan, complete, queued = prepare_sweep(spec)
+    study, plan, start = prepare_sweep(spec)
+    complete = start.complete
     if workers is not None and not workers.separate_processes:
         workers = None
-    result = SweepResult(study_name=study.study_name, storage=spec.storage, planned=len(plan),
-                         complete_before=complete, queued=queued, workers=workers)
+    result = SweepResult(study_name=study.study_name, storage=spec.storage, start=start, workers=workers)
     try:
         if complete:  # a resumed study: where it stands, so a progress display starts from its stored best
             result.progress = plan_progress_of(study, plan)

@@ -18,7 +18,7 @@ import os
 import sys
 from typing import Any, NoReturn
 
-from sensitivity.errors import UserError
+from sensitivity.errors import UserError, value_error
 from sensitivity.study.spec import STORAGE_ENV
 
 
@@ -58,7 +58,7 @@ def join_as_worker(storage: str, study_name: str, *, device: str | None = None,
     stop_when_parent_dies()
     if threads is not None:
         if threads < 1:
-            raise UserError(f"--threads {threads} must be >= 1")
+            raise value_error("--threads", threads, "must be >= 1", "1")
         import torch
 
         torch.set_num_threads(threads)

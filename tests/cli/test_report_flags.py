@@ -34,10 +34,10 @@ def small_study(_swept_folder, monkeypatch):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--tolerance", "-1"], "--tolerance -1.0 must be a finite number >= 0"),
+        (["--tolerance", "-1"], "--tolerance -1 must be a finite number >= 0"),
         (["--tolerance", "nan"], "must be a finite number >= 0"),
-        (["--tolerance", "1"], "--tolerance 1.0 must lie in [0, 1)"),
-        (["--tolerance", "2"], "--tolerance 2.0 must lie in [0, 1)"),
+        (["--tolerance", "1"], "--tolerance 1 must lie in [0, 1)"),
+        (["--tolerance", "2"], "--tolerance 2 must lie in [0, 1)"),
         (["--relative-tolerance", "-0.1"], "--relative-tolerance -0.1 must be a finite number >= 0"),
         (["--lr-axis", "warped"], "--lr-axis 'warped' is not an lr axis; use nominal or effective"),
         (["--format", "png,gif"], "unknown figure format gif"),
@@ -53,3 +53,25 @@ def test_report_mistakes_are_one_line_and_exit_2(small_study, args, message):
     assert message in result.output
     assert "Traceback" not in result.output
     assert (small_study / "a-file.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_help_shows_the_thresholds_real_defaults(command):
+    """--tolerance's help showed no default (the option's value is None, which the report reads as
+    DEFAULT_TAU); both thresholds now show the default the report applies."""
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "[default: (0.05: keep at least 95% of the improvement)]" in text
+    assert "[default: (0.01 for an accuracy, 0.1 for any other metric)]" in text
+
+
+def test_the_defaults_the_help_shows_are_the_reports():
+    from sensitivity.cli.options import RELATIVE_TOLERANCE_DEFAULT, TOLERANCE_DEFAULT
+    from sensitivity.report.metrics import default_tolerance
+    from sensitivity.report.tolerance import DEFAULT_TAU
+
+    tau = float(TOLERANCE_DEFAULT.split(":")[0])
+    assert tau == DEFAULT_TAU and f"keep at least {100 * (1 - tau):g}%" in TOLERANCE_DEFAULT
+    assert RELATIVE_TOLERANCE_DEFAULT == (f"{default_tolerance('val_acc'):g} for an accuracy, "
+                                          f"{default_tolerance('val_loss'):g} for any other metric")

@@ -68,4 +68,4 @@ def test_a_sweep_process_ends_with_its_exit_code_its_output_and_its_trials_store
     assert code == 0, err
     assert len((tmp_path / "rep" / "trials.csv").read_text().strip().splitlines()) == 3
     code, out, err = run_cli("sweep", "--lr", "-1", "--storage", url)
-    assert code == 2 and err.strip() == "error: --lr value -1 must be > 0"
+    assert code == 2 and err.strip() == "error: --lr value -1 must be > 0; use e.g. --lr 1e-4,1e-3,1e-2"

@@ -18,7 +18,7 @@ from sensitivity.catalog import OPTIMIZERS
 from sensitivity.optim.registry import build_optimizer, optimizer_settings
 from sensitivity.records import POINT_KEY, param_distributions
 from sensitivity.storage import open_storage
-from sensitivity.study.queue import PointQueue, enqueue_missing
+from sensitivity.study.queue import PlanStart, PointQueue, enqueue_missing
 from sensitivity.study.space import plan_points, point_key, resolve_key
 from sensitivity.study.spec import StudySpec
 from sensitivity.study.sweep import failed_points
@@ -110,7 +110,7 @@ def test_a_study_stored_before_the_fix_resumes_without_running_its_points_again(
     for p in plan_points(old_spec):
         _add_complete(study, _legacy(p))
     before = len(study.trials)
-    assert enqueue_missing(study, new_plan) == (len(new_plan), 0)
+    assert enqueue_missing(study, new_plan) == PlanStart(total=len(new_plan), complete=len(new_plan))
     assert len(study.trials) == before  # nothing queued, nothing duplicated
     queue = PointQueue(study, new_plan)
     assert queue.pop() is None
@@ -122,7 +122,8 @@ def test_an_old_waiting_trial_is_taken_as_its_point(study):
     plan = plan_points(StudySpec(optimizers=("adamw",), lr_points=2, beta1=(0.9,)))
     old = _legacy(plan[0])
     study.enqueue_trial(old, user_attrs={POINT_KEY: point_key(old)})
-    assert enqueue_missing(study, plan) == (0, len(plan) - 1)  # the old queued trial holds plan[0]
+    # the old queued trial holds plan[0]
+    assert enqueue_missing(study, plan) == PlanStart(total=len(plan), waiting=1, queued=len(plan) - 1)
     taken = PointQueue(study, plan).pop()
     assert taken is not None and taken.number == 0
 
@@ -131,7 +132,7 @@ def test_a_swept_weight_decay_other_than_the_default_is_a_new_point(study):
     for p in plan_points(StudySpec(optimizers=("adamw",), lr_points=2, beta1=(0.9,))):
         _add_complete(study, _legacy(p))
     plan = plan_points(StudySpec(optimizers=("adamw",), lr_points=2, beta1=(0.9,), weight_decay=(0.1,)))
-    assert enqueue_missing(study, plan) == (0, len(plan))
+    assert enqueue_missing(study, plan) == PlanStart(total=len(plan), queued=len(plan))
 
 
 def test_resolve_key_leaves_current_keys_and_optimizers_without_decay_alone():

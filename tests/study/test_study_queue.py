@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from sensitivity.errors import UserError
 from sensitivity.records import DUPLICATE_OF, POINT_KEY
-from sensitivity.study.queue import PointQueue, enqueue_missing
+from sensitivity.study.queue import PlanStart, PointQueue, enqueue_missing
 from sensitivity.study.sweep import study_distributions
 from sensitivity.study.space import point_key
 from sensitivity.storage import open_storage
@@ -107,7 +107,7 @@ def test_a_second_trial_of_a_point_is_pruned_as_a_duplicate(storage_url):
     study.enqueue_trial(plan[0], user_attrs={POINT_KEY: key})  # late duplicate after completion
     assert PointQueue(study, plan).pop() is None
     assert study.get_trials(deepcopy=False)[2].state == TrialState.PRUNED
-    assert enqueue_missing(study, plan) == (1, 0)  # complete, nothing queued again
+    assert enqueue_missing(study, plan) == PlanStart(total=1, complete=1)  # complete, nothing queued again
 
 
 def test_two_workers_that_both_stand_down_leave_their_point_queued(storage_url):
@@ -137,7 +137,7 @@ def test_two_workers_that_both_stand_down_leave_their_point_queued(storage_url):
     assert trial is not None and trial.number == 2 and trial.params == plan[0]
     assert study.get_trials(deepcopy=False)[2].user_attrs[POINT_KEY] == key
     study.tell(trial.number, 0.5)
-    assert enqueue_missing(study, plan) == (1, 0)
+    assert enqueue_missing(study, plan) == PlanStart(total=1, complete=1)
     assert [t.state for t in study.get_trials(deepcopy=False)] == [TrialState.PRUNED, TrialState.PRUNED,
                                                                    TrialState.COMPLETE]
 
@@ -191,3 +191,20 @@ def test_an_optimizer_outside_the_stored_choices_is_one_clear_error(tmp_path):
     with pytest.raises(UserError, match=r"cannot add lion .*new --study name") as err:
         study_distributions(study, ["adam", "lion"])
     assert "\n" not in str(err.value)
+
+
+def test_the_plan_start_counts_every_planned_point_once_by_its_most_advanced_trial(storage_url):
+    """On a resume, points already WAITING (queued by an earlier run) were counted nowhere: the
+    sweep said '(1 complete, 2 queued now)' for 6 points and then ran 4."""
+    study = _new_study(storage_url)
+    plan = _plan(6)
+    assert enqueue_missing(study, plan[:4]) == PlanStart(total=4, queued=4)  # an earlier run queued 4 points
+    queue = PointQueue(study, plan)
+    done, running, failed = queue.pop(), queue.pop(), queue.pop()
+    assert running is not None  # another process holds it
+    study.tell(done.number, 1.0)
+    study.tell(failed.number, state=TrialState.FAIL)
+    start = enqueue_missing(study, plan)
+    assert start == PlanStart(total=6, complete=1, running=1, waiting=1, queued=3, failed_before=1)
+    assert start.complete + start.running + start.waiting + start.queued == start.total
+    assert enqueue_missing(study, plan) == PlanStart(total=6, complete=1, running=1, waiting=4)

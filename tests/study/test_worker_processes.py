@@ -184,9 +184,11 @@ def test_ctrl_c_with_workers_stops_every_worker_cleanly(tmp_path, cli_process, t
 
     # the next run queues exactly the points that are not complete: the interrupted ones among them
     study = optuna.load_study(study_name="intw", storage=open_storage(url))
-    complete, queued = enqueue_missing(study, plan_points(spec))
+    start = enqueue_missing(study, plan_points(spec))
+    complete = start.complete
     assert complete == sum(t.state == TrialState.COMPLETE for t in trials)
-    assert queued == len(failed)
+    assert start.queued == start.failed_before == len(failed)
+    assert complete + start.waiting + start.queued + start.running == start.total == len(plan_points(spec))
     waiting = collections.Counter(
         t.user_attrs[POINT_KEY] for t in study.get_trials(deepcopy=False) if t.state == TrialState.WAITING
     )
