@@ -114,6 +114,7 @@ def lr_sensitivity_figure(
         head = style.literal_text(title) if title else f"Learning-rate sensitivity: final {style.metric_words(metric, settings)} vs lr"
         style.suptitle(fig, f"{head}\neach point: {analysis.aggregation_words()}"
                      + ("; band: min-max over seeds" if analysis.n_seeds > 1 else ""))
+        style.fit_labels(fig)  # last: every label, title and legend inside the saved figure
     return fig
 
 
@@ -215,9 +216,10 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
             handles.append(Line2D([], [], color="0.2", marker="x", ls="", mew=2))
             labels.append("diverged (run stopped)")
         fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
-        agg = analysis.aggregation_words(exclude=("beta1",), aggregation="best")
+        agg = analysis.aggregation_words(exclude=("beta1",), aggregation="best", nominal=True)
         style.suptitle(fig, (style.literal_text(title) if title else "Loss curves per learning rate")
                      + f"\nbeta1 fixed at each optimizer's best; per lr: {agg}")
+        style.fit_labels(fig)  # last: every label, title and legend inside the saved figure
     return fig
 
 
@@ -381,6 +383,7 @@ def relative_performance_figure(
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         ax.set_title((style.literal_text(title) if title else "Relative performance vs learning rate (DeepOBS)")
                      + f"\neach point: {analysis.aggregation_words()}; relative to each optimizer's best")
+        style.fit_labels(fig)  # last: every label, title and legend inside the saved figure
     return fig
 
 
@@ -431,6 +434,7 @@ def expected_best_figure(
         head = style.literal_text(title) if title else f"Expected best {style.metric_words(metric, settings)} after n configurations (Dodge et al. 2019)"
         style.suptitle(fig, style.wrapped(head + "\nshading: +-1 sd of the best of n draws, within the range of the stored values"
                                    + (f"\n{style.literal_text(note)}" if note else ""), 88))
+        style.fit_labels(fig)  # last: every label, title and legend inside the saved figure
     return fig
 
 
@@ -477,6 +481,7 @@ def performance_profile_figure(profiles: dict[str, pd.DataFrame], *, labels: dic
         fig.legend(handles, texts, loc="outside lower center", ncols=len(handles), frameon=False)
         style.suptitle(fig, (style.literal_text(title) if title else "Performance profiles across tasks (Dolan & More 2002)")
                      + "\nrho(tau): share of tasks on which the optimizer is within a factor tau of the best")
+        style.fit_labels(fig)  # last: every label, title and legend inside the saved figure
     return fig
 
 
@@ -484,16 +489,21 @@ def lr_curve_grid_figure(panels: Sequence[tuple[str, StudyAnalysis]], *, lr_labe
                          title: str | None = None) -> Figure:
     """The lr curve of every task in one grid: one panel per (label, analysis), one line per optimizer.
 
-    Each panel is :func:`lr_sensitivity_figure`'s curve (best over the other hyperparameters, mean
-    over seeds, band min-max over seeds, diverged points crossed) on that task's own metric and scale;
-    colours are the same optimizer in every panel.
+    Each panel is :func:`lr_sensitivity_figure`'s curve (mean over seeds, band min-max over seeds,
+    diverged points crossed) on that task's own metric and scale; colours are the same optimizer in
+    every panel. What a point is (:meth:`~sensitivity.report.analysis.StudyAnalysis.aggregation_words`:
+    best over the other hyperparameters, or one configuration where they set the lr shown) is said in
+    the title, or in each panel's title where the tasks differ.
     """
     names = metrics.optimizer_order({o for _, a in panels for o in a.complete["optimizer"]})
     colors = style.optimizer_colors(names)
     display: dict[str, str] = {}
     for _, a in panels:
         display.update(style.literal_names(a.display))
-    aggregation_text = panels[0][1].settings.aggregation_text if panels else metrics.AGGREGATIONS["best"]
+    # what a point is, per task (seeds apart): in the title when every task says the same, else in each panel's title
+    words = [analysis.aggregation_words(seeds=False) for _, analysis in panels]
+    shared = len(set(words)) <= 1
+    lead = ("" if not words or not words[0] else words[0] + ("; " if ";" in words[0] else ", ")) if shared else "as its panel says, "
     n = max(len(panels), 1)
     ncols = min(n, 3)
     nrows = math.ceil(n / ncols)
@@ -501,7 +511,7 @@ def lr_curve_grid_figure(panels: Sequence[tuple[str, StudyAnalysis]], *, lr_labe
         fig = style.new_figure(figsize=(max(4.6 * ncols + 0.8, 9.0), 3.6 * nrows + 1.3))
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
         any_diverged = False
-        for ax, (label, analysis) in zip(axes, panels):
+        for i, (ax, (label, analysis)) in enumerate(zip(axes, panels)):
             metric, settings = analysis.settings.metric, analysis.settings
             curve = analysis.curve
             any_diverged |= bool((curve["n_diverged"] > 0).any())
@@ -520,7 +530,7 @@ def lr_curve_grid_figure(panels: Sequence[tuple[str, StudyAnalysis]], *, lr_labe
                 style.plain_log_labels(ax.yaxis, np.r_[curve["value"], curve["initial"]])
             ax.set_xlabel(lr_label)
             ax.set_ylabel(f"final {style.metric_axis_label(metric, settings)}")
-            ax.set_title(style.literal_text(label))
+            ax.set_title(style.literal_text(label) + ("" if shared or not words[i] else f"\neach point: {words[i]}"))
         for ax in axes[len(panels):]:
             ax.set_visible(False)
         handles = [Line2D([], [], color=colors[nm], lw=1.8) for nm in names]
@@ -530,5 +540,6 @@ def lr_curve_grid_figure(panels: Sequence[tuple[str, StudyAnalysis]], *, lr_labe
             labels.append("diverged (clipped to initial)")
         fig.legend(handles, labels, loc="outside lower center", ncols=len(handles), frameon=False)
         style.suptitle(fig, (style.literal_text(title) if title else "Learning-rate sensitivity of every task")
-                     + f"\neach point: {aggregation_text}; band: min-max over seeds")
+                     + f"\neach point: {lead}mean over seeds; band: min-max over seeds")
+        style.fit_labels(fig)  # last: every label, title and legend inside the saved figure
     return fig

@@ -77,6 +77,7 @@ def importance_figure(table: pd.DataFrame, *, region: str = "all",
         if keys:
             fig.legend(list(keys.values()), list(keys), loc="outside lower center", ncols=len(keys),
                        fontsize="x-small", frameon=False)
+        style.fit_labels(fig)  # last: every label, title and legend inside the saved figure
     return fig
 
 

@@ -9,7 +9,8 @@ no pyplot, no global backend switch), drawn inside :func:`style`.
 * :data:`DPI`, :func:`style`, :func:`new_figure` -- resolution, seaborn whitegrid style, a headless figure;
 * :func:`optimizer_colors` -- one fixed colour per optimizer (colour-blind palette, catalog order);
 * :func:`format_lr`, :func:`plain_log_labels`, :func:`log_ok` -- log-lr and log-metric axes;
-* :func:`suptitle`, :func:`wrapped` -- titles and labels broken to fit their figure or axis;
+* :func:`suptitle`, :func:`wrapped`, :func:`fit_labels` -- titles, labels and legends broken to fit their
+  figure or axes (every figure ends with :func:`fit_labels`);
 * :func:`literal_text`, :func:`literal_names` -- user text (task and study names, metric labels,
   display names) drawn as written, never as mathtext;
 * :func:`metric_words`, :func:`metric_axis_label` -- the study's declaration of a metric (label and unit);
@@ -71,6 +72,46 @@ def wrapped(text: str, width: int) -> str:
     return "\n".join(textwrap.fill(line, width) if len(line) > width else line for line in str(text).split("\n"))
 
 
+def _length(artist, renderer) -> float:
+    """How long ``artist`` is drawn along its own direction: the height of a vertical text (a y label),
+    the width of any other."""
+    extent = artist.get_window_extent(renderer)
+    return extent.height if 45 < artist.get_rotation() % 180 < 135 else extent.width
+
+
+def _fit_lines(artist, text: str, room: float, renderer) -> bool:
+    """Set ``artist``'s text to ``text`` with each line longer than ``room`` pixels (as ``artist`` draws
+    it, measured with ``renderer``) broken at spaces until every line fits, into as few lines as that
+    takes, as even as they come (no one-word last line). Existing line breaks are kept, and so is a
+    line that fits or has no space to break at. Returns whether the text changed."""
+    before = artist.get_text()
+
+    def length(line: str) -> float:
+        artist.set_text(line)
+        return _length(artist, renderer)
+
+    lines = []
+    for line in str(text).split("\n"):
+        wide = length(line)
+        if wide <= room or " " not in line.strip():
+            lines.append(line)
+            continue
+        chars = max(10, int(len(line) * room / wide))
+        while chars > 10:
+            pieces = textwrap.wrap(line, chars)
+            if all(length(p) <= room for p in pieces):
+                break
+            chars -= max(1, chars // 20)
+        count = len(textwrap.wrap(line, chars))
+        # as many lines, as even as they come (no one-word last line)
+        even = next((c for c in range(math.ceil(len(line) / count), chars)
+                     if len(textwrap.wrap(line, c)) == count and all(length(p) <= room for p in textwrap.wrap(line, c))),
+                    chars)
+        lines.extend(textwrap.wrap(line, even))
+    artist.set_text("\n".join(lines))
+    return artist.get_text() != before
+
+
 def suptitle(fig: Figure, text: str, **kwargs):
     """``fig.suptitle(text, **kwargs)``, with each line that would be wider than the figure broken at
     spaces until every line fits (measured with the figure's own renderer, so a title that fits is
@@ -79,33 +120,53 @@ def suptitle(fig: Figure, text: str, **kwargs):
     Returns the title's :class:`matplotlib.text.Text`.
     """
     title = fig.suptitle(text, **kwargs)
-    renderer = fig.canvas.get_renderer()
-    room = 0.96 * fig.bbox.width
-
-    def width(line: str) -> float:
-        title.set_text(line)
-        return title.get_window_extent(renderer).width
-
-    lines = []
-    for line in str(text).split("\n"):
-        wide = width(line)
-        if wide <= room or " " not in line.strip():
-            lines.append(line)
-            continue
-        chars = max(10, int(len(line) * room / wide))
-        while chars > 10:
-            pieces = textwrap.wrap(line, chars)
-            if all(width(p) <= room for p in pieces):
-                break
-            chars -= max(1, chars // 20)
-        count = len(textwrap.wrap(line, chars))
-        # as many lines, as even as they come (no one-word last line)
-        even = next((c for c in range(math.ceil(len(line) / count), chars)
-                     if len(textwrap.wrap(line, c)) == count and all(width(p) <= room for p in textwrap.wrap(line, c))),
-                    chars)
-        lines.extend(textwrap.wrap(line, even))
-    title.set_text("\n".join(lines))
+    _fit_lines(title, text, 0.96 * fig.bbox.width, fig.canvas.get_renderer())
     return title
+
+
+def fit_labels(fig: Figure) -> Figure:
+    """Break every axis label and axes title longer than its axes into lines that fit, and fold a
+    figure legend wider than the figure into more rows; call it last, when a figure is drawn.
+
+    Constrained layout makes room for an x label's height and a y label's width, not for their length
+    (matplotlib collapses that direction when it lays out, ``Axis.get_tightbbox(for_layout_only=True)``,
+    and does the same for axes titles): an x label or title wider than its axes, centred on it, runs
+    past the figure's edge, where the saved image cuts it. So each line of an x label or centred title
+    is kept within its axes' width, a y label (a colour bar's included) within its axes' height, and a
+    left title within the room from its axes to the figure's right edge; measured at the resolution
+    the figure is saved at (:data:`DPI`), after the layout, until nothing changes. A legend laid out
+    below the panels (``loc="outside lower center"``) loses columns until it is as wide as the figure.
+    Returns ``fig``.
+    """
+    shown = fig.get_dpi()
+    fig.set_dpi(DPI)  # text is measured as it will be saved (glyph widths do not scale exactly with the dpi)
+    try:
+        for _ in range(4):
+            fig.get_layout_engine().execute(fig)  # the layout alone: places the axes, draws nothing
+            renderer = fig.canvas.get_renderer()
+            changed = False
+            right = fig.bbox.x1
+            for ax in fig.axes:
+                if not ax.get_visible():
+                    continue
+                box = ax.bbox
+                rooms = ((ax.xaxis.label, box.width), (ax.title, box.width), (ax.yaxis.label, box.height),
+                         (getattr(ax, "_left_title", None), right - box.x0),
+                         (getattr(ax, "_right_title", None), box.x1 - fig.bbox.x0))
+                for text, room in rooms:
+                    if text is not None and text.get_visible() and text.get_text():
+                        changed |= _fit_lines(text, text.get_text(), 0.98 * room, renderer)
+            for legend in fig.legends:
+                ncols = getattr(legend, "_ncols", 1)
+                while ncols > 1 and legend.get_window_extent(renderer).width > 0.98 * fig.bbox.width:
+                    ncols -= 1
+                    legend.set_ncols(ncols)
+                    changed = True
+            if not changed:
+                break
+    finally:
+        fig.set_dpi(shown)
+    return fig
 
 
 def new_figure(**kwargs) -> Figure:
