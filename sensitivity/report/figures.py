@@ -215,7 +215,7 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
         if any_diverged:
             handles.append(Line2D([], [], color="0.2", marker="x", ls="", mew=2))
             labels.append("diverged (run stopped)")
-        fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
+        style.legend_below(fig, handles, labels)
         agg = analysis.aggregation_words(exclude=("beta1",), aggregation="best", nominal=True)
         style.suptitle(fig, (style.literal_text(title) if title else "Loss curves per learning rate")
                      + f"\nbeta1 fixed at each optimizer's best; per lr: {agg}")
@@ -478,7 +478,7 @@ def performance_profile_figure(profiles: dict[str, pd.DataFrame], *, labels: dic
         for ax in axes[len(profiles):]:
             ax.set_visible(False)
         handles, texts = axes[0].get_legend_handles_labels()
-        fig.legend(handles, texts, loc="outside lower center", ncols=len(handles), frameon=False)
+        style.legend_below(fig, handles, texts)
         style.suptitle(fig, (style.literal_text(title) if title else "Performance profiles across tasks (Dolan & More 2002)")
                      + "\nrho(tau): share of tasks on which the optimizer is within a factor tau of the best")
         style.fit_labels(fig)  # last: every label, title and legend inside the saved figure
@@ -538,7 +538,7 @@ def lr_curve_grid_figure(panels: Sequence[tuple[str, StudyAnalysis]], *, lr_labe
         if any_diverged:
             handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=7, mew=2))
             labels.append("diverged (clipped to initial)")
-        fig.legend(handles, labels, loc="outside lower center", ncols=len(handles), frameon=False)
+        style.legend_below(fig, handles, labels)
         style.suptitle(fig, (style.literal_text(title) if title else "Learning-rate sensitivity of every task")
                      + f"\neach point: {lead}mean over seeds; band: min-max over seeds")
         style.fit_labels(fig)  # last: every label, title and legend inside the saved figure

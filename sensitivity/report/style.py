@@ -9,8 +9,8 @@ no pyplot, no global backend switch), drawn inside :func:`style`.
 * :data:`DPI`, :func:`style`, :func:`new_figure` -- resolution, seaborn whitegrid style, a headless figure;
 * :func:`optimizer_colors` -- one fixed colour per optimizer (colour-blind palette, catalog order);
 * :func:`format_lr`, :func:`plain_log_labels`, :func:`log_ok` -- log-lr and log-metric axes;
-* :func:`suptitle`, :func:`wrapped`, :func:`fit_labels` -- titles, labels and legends broken to fit their
-  figure or axes (every figure ends with :func:`fit_labels`);
+* :func:`suptitle`, :func:`wrapped`, :func:`fit_labels`, :func:`legend_below` -- titles, labels and legends
+  broken to fit their figure or axes (every figure ends with :func:`fit_labels`);
 * :func:`literal_text`, :func:`literal_names` -- user text (task and study names, metric labels,
   display names) drawn as written, never as mathtext;
 * :func:`metric_words`, :func:`metric_axis_label` -- the study's declaration of a metric (label and unit);
@@ -124,9 +124,24 @@ def suptitle(fig: Figure, text: str, **kwargs):
     return title
 
 
+def legend_below(fig: Figure, handles, labels, **kwargs):
+    """``fig.legend`` below the panels (``loc="outside lower center"``, no frame): in one row when it
+    fits the figure's width, else in as few rows as do (a narrow figure of one panel, many
+    optimizers). Constrained layout makes room for its height only, so a row wider than the figure
+    would run past both edges. Returns the legend."""
+    renderer = fig.canvas.get_renderer()
+    room = 0.96 * fig.bbox.width  # measured at the figure's dpi; glyphs are a little wider at the saved DPI
+    for ncols in range(max(len(labels), 1), 0, -1):
+        legend = fig.legend(handles, labels, loc="outside lower center", ncols=ncols, frameon=False, **kwargs)
+        if ncols == 1 or legend.get_window_extent(renderer).width <= room:
+            return legend
+        legend.remove()
+    return legend
+
+
 def fit_labels(fig: Figure) -> Figure:
-    """Break every axis label and axes title longer than its axes into lines that fit, and fold a
-    figure legend wider than the figure into more rows; call it last, when a figure is drawn.
+    """Break every axis label and axes title longer than its axes into lines that fit; call it last,
+    when a figure is drawn.
 
     Constrained layout makes room for an x label's height and a y label's width, not for their length
     (matplotlib collapses that direction when it lays out, ``Axis.get_tightbbox(for_layout_only=True)``,
@@ -134,9 +149,8 @@ def fit_labels(fig: Figure) -> Figure:
     past the figure's edge, where the saved image cuts it. So each line of an x label or centred title
     is kept within its axes' width, a y label (a colour bar's included) within its axes' height, and a
     left title within the room from its axes to the figure's right edge; measured at the resolution
-    the figure is saved at (:data:`DPI`), after the layout, until nothing changes. A legend laid out
-    below the panels (``loc="outside lower center"``) loses columns until it is as wide as the figure.
-    Returns ``fig``.
+    the figure is saved at (:data:`DPI`), after the layout, until nothing changes (a legend below the
+    panels is fitted when it is made, :func:`legend_below`). Returns ``fig``.
     """
     shown = fig.get_dpi()
     fig.set_dpi(DPI)  # text is measured as it will be saved (glyph widths do not scale exactly with the dpi)
@@ -156,12 +170,6 @@ def fit_labels(fig: Figure) -> Figure:
                 for text, room in rooms:
                     if text is not None and text.get_visible() and text.get_text():
                         changed |= _fit_lines(text, text.get_text(), 0.98 * room, renderer)
-            for legend in fig.legends:
-                ncols = getattr(legend, "_ncols", 1)
-                while ncols > 1 and legend.get_window_extent(renderer).width > 0.98 * fig.bbox.width:
-                    ncols -= 1
-                    legend.set_ncols(ncols)
-                    changed = True
             if not changed:
                 break
     finally:

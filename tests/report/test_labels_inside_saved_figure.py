@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sensitivity.report import analyze, figures, heatmaps, prose, style
+from sensitivity.report import analyze, figures, heatmaps, importance_figure, metrics, prose, style
 from sensitivity.report.effective_lr import LR_AXES
 from tests.helpers.trial_frames import trials_frame
 
@@ -35,6 +35,25 @@ def _study(n: int) -> pd.DataFrame:
         frame = trials_frame(points, values, optimizer=name, initial=2.3)
         frames.append(frame.assign(optimizer_display=DISPLAY[name]))
     return pd.concat(frames, ignore_index=True)
+
+
+def _curves(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per-epoch losses of every trial: from L0 at epoch 0 to its final value at epoch 3."""
+    rows = []
+    for t in trials.itertuples(index=False):
+        for epoch in range(4):
+            val = 2.3 + (t.final_val_loss - 2.3) * epoch / 3
+            rows.append({"trial": t.trial, "epoch": epoch, "val_loss": val,
+                         "train_loss": math.nan if epoch == 0 else 0.8 * val})
+    return pd.DataFrame(rows)
+
+
+def _profiles(n: int) -> dict[str, pd.DataFrame]:
+    """Performance profiles of ``n`` optimizers on three tasks, two figures of merit."""
+    rng = np.random.default_rng(n)
+    table = pd.DataFrame(rng.uniform(0.2, 2.0, (n, 3)), index=OPTIMIZERS[:n], columns=["a", "b", "c"])
+    return {"tolerance_width_decades": metrics.performance_profile(table, higher_is_better=True),
+            "lr_sensitivity": metrics.performance_profile(table, higher_is_better=False)}
 
 
 def _outside(fig) -> list[str]:
@@ -85,6 +104,12 @@ def test_every_figure_on_the_effective_axis_keeps_its_labels_inside(analyses, n)
         "expected best": figures.expected_best_figure(analysis.expected_best, "val_loss", display=analysis.display),
         "lr curves of every task": figures.lr_curve_grid_figure([("digits-mlp", analysis), ("char-lm", analysis)],
                                                                 lr_label=LR_AXES["effective"]),
+        # on the stored lr whatever the axis: one narrow panel for one optimizer, under a legend of three entries
+        "loss curves": figures.loss_curves_figure(analysis, _curves(analysis.nominal)),
+        "importance": importance_figure.importance_figure(analysis.importance, display=analysis.display),
+        "performance profiles": figures.performance_profile_figure(
+            _profiles(n), labels={"tolerance_width_decades": "tolerance width (higher is better)",
+                                  "lr_sensitivity": "LR sensitivity (lower is better)"}, display=DISPLAY),
     }
     assert {name: _outside(fig) for name, fig in made.items()} == {name: [] for name in made}
 
@@ -117,3 +142,13 @@ def test_the_title_says_what_a_point_is_on_each_lr_axis(analyses):
     assert "as its panel says" in mixed.get_suptitle()
     assert [ax.get_title().split("\n", 1)[-1].replace("\n", " ") for ax in mixed.axes[:2]] == [
         "each point: best over beta1", "each point: best over beta1; NAG: one lr, beta1 configuration"]
+
+
+def test_a_legend_below_a_narrow_figure_folds_into_rows():
+    """One panel is 5.4 inches wide: six optimizers with long display names do not fit in one row."""
+    long = {name: f"{shown} (library defaults otherwise)" for name, shown in DISPLAY.items()}
+    fig = figures.performance_profile_figure({"lr_sensitivity": _profiles(6)["lr_sensitivity"]}, display=long)
+    assert _outside(fig) == []
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == [long[n] for n in metrics.optimizer_order(OPTIMIZERS)]
+    assert legend._ncols < 6  # in rows: one would be twice as wide as the figure
