@@ -31,6 +31,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.transforms import ScaledTranslation
 
 from sensitivity.report import metrics, style
 from sensitivity.report.analysis import AnalysisSettings, StudyAnalysis
@@ -143,7 +144,9 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
     one line per learning rate, coloured by log10(lr) (colour bar); at each lr the remaining
     hyperparameters are the best point at that beta1 and lines are the mean over seeds. A run
     that diverged ends with an ``x``. Epoch 0 is the initialised model. The y axis is
-    logarithmic and cut at 1.5x the initial loss so a diverging run does not flatten the rest.
+    logarithmic and cut at 1.5x the initial loss so a diverging run does not flatten the rest; the
+    curves themselves are drawn unclipped, and where one rises past that cut a triangle under the top
+    edge marks the epoch it leaves the axes (:func:`_exits`), in the line's colour, with a legend entry.
     A task without a validation loss (cartpole) shows its objective metric per epoch instead,
     on a linear axis and without the training loss (a policy-gradient loss is not comparable).
 
@@ -162,7 +165,7 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
     n = max(len(names), 1)
     ncols = n if n <= 3 else math.ceil(n / 2)
     nrows = math.ceil(n / ncols)
-    any_diverged = False
+    any_diverged = any_left = False
     per_line = _by_line(_line_means(lines, done, curves, columns))
     with style.style():
         fig = style.new_figure(figsize=(4.6 * ncols + 0.8, 3.5 * nrows + 0.9))
@@ -176,9 +179,9 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
             lnorm = mcolors.LogNorm(vmin=chosen["lr"].min(), vmax=max(chosen["lr"].max(), chosen["lr"].min() * 1.0001))
             cmap = style.LR_CMAP
             ordered = chosen.sort_values("lr")
-            top, low, crossed = _draw_lines(ax, ordered, per_line, cmap(lnorm(ordered["lr"].to_numpy(float))),
-                                            columns.index(shown),
-                                            columns.index("train_loss") if "train_loss" in columns else None)
+            top, low, crossed, drawn = _draw_lines(ax, ordered, per_line, cmap(lnorm(ordered["lr"].to_numpy(float))),
+                                                   columns.index(shown),
+                                                   columns.index("train_loss") if "train_loss" in columns else None)
             any_diverged |= crossed
             if loss_like:
                 ax.set_yscale("log")
@@ -186,6 +189,12 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
                 hi = 1.5 * max(top)
                 lo = min(v for v in low if v < hi) / 1.3 if any(v < hi for v in low) else hi / 10
                 ax.set_ylim(lo, hi)
+                left, left_colors = _exits(drawn, hi)
+                if left:  # just under the top edge, in front of the curves, clear of the panel title
+                    below_top = ax.get_xaxis_transform() + ScaledTranslation(0, -4 / 72, fig.dpi_scale_trans)
+                    ax.scatter(left, np.ones(len(left)), marker="^", s=8 ** 2, c=left_colors, edgecolors="white",
+                               linewidths=0.6, transform=below_top, clip_on=False, zorder=4)
+                    any_left = True
             lo, hi = ax.get_ylim()
             if loss_like:
                 style.plain_log_labels(ax.yaxis, [lo, hi])
@@ -215,6 +224,9 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
         if any_diverged:
             handles.append(Line2D([], [], color="0.2", marker="x", ls="", mew=2))
             labels.append("diverged (run stopped)")
+        if any_left:
+            handles.append(Line2D([], [], color="0.2", marker="^", ls="", ms=8, mec="white", mew=0.6))
+            labels.append(LEFT_THE_AXES)
         style.legend_below(fig, handles, labels)
         agg = analysis.aggregation_words(exclude=("beta1",), aggregation="best", nominal=True)
         style.suptitle(fig, (style.literal_text(title) if title else "Loss curves per learning rate")
@@ -291,8 +303,37 @@ def _by_line(means: pd.DataFrame) -> dict:
     return {labels[a]: (epochs[a:b], values[a:b]) for a, b in zip(starts, stops)}
 
 
+LEFT_THE_AXES = "rises above the axis (top: 1.5 x the initial value)"
+"""The legend entry of the triangle marking where a loss curve leaves the top of its axes."""
+
+
+def _exits(drawn: Sequence[tuple[np.ndarray, object]], top: float) -> tuple[list[float], list]:
+    """Where each drawn line rises above ``top``: the epoch at which it crosses ``top`` (read as
+    linear in log y between its points, as the log axis draws the segment), or its first point
+    when it starts above; one per stretch above ``top``, with the line's colour.
+
+    Args:
+        drawn: (vertices (n, 2) of epochs and values, colour) of every line and lone point drawn
+            (:func:`_draw_lines`); values positive, finite.
+        top: the upper limit of the (logarithmic) y axis.
+    """
+    marks: dict[tuple[float, tuple], object] = {}  # one mark per place and colour (a lone point is also a dash of one)
+    log_top = math.log(top)
+    for vertices, color in drawn:
+        x, y = vertices[:, 0], vertices[:, 1]
+        above = y > top
+        for i in np.flatnonzero(above & ~np.r_[False, above[:-1]]):  # the first point of each stretch above
+            if i == 0 or y[i - 1] <= 0:  # starts above (or comes from a value a log axis cannot place)
+                at = float(x[i])
+            else:
+                y0, y1 = math.log(y[i - 1]), math.log(y[i])
+                at = float(x[i - 1] + (x[i] - x[i - 1]) * (log_top - y0) / (y1 - y0))
+            marks.setdefault((at, tuple(np.ravel(color))), color)
+    return [at for at, _ in marks], list(marks.values())
+
+
 def _draw_lines(ax, chosen: pd.DataFrame, per_line: dict, line_colors: np.ndarray, shown_at: int,
-                train_at: int | None) -> tuple[list[float], list[float], bool]:
+                train_at: int | None) -> tuple[list[float], list[float], bool, list[tuple[np.ndarray, object]]]:
     """One panel's lines in four artists: a LineCollection of the solid lines, one of the dashed
     training lines, a scatter of the diverged ends and one of the lone training points (one epoch).
 
@@ -303,8 +344,9 @@ def _draw_lines(ax, chosen: pd.DataFrame, per_line: dict, line_colors: np.ndarra
         shown_at, train_at: the columns of the means drawn solid and dashed (None: no dashed lines).
 
     Returns:
-        The panel's epoch-0 means of the solid lines (``top``), its positive finite means (``low``)
-        and whether a diverged end was marked.
+        The panel's epoch-0 means of the solid lines (``top``), its positive finite means (``low``),
+        whether a diverged end was marked, and what was drawn: (vertices, colour) of every solid and
+        dashed line and lone point (for :func:`_exits`).
     """
     top: list[float] = []
     low: list[float] = []
@@ -348,7 +390,9 @@ def _draw_lines(ax, chosen: pd.DataFrame, per_line: dict, line_colors: np.ndarra
     if ends:
         ax.scatter(*np.transpose(ends), marker="x", s=8 ** 2, c=end_colors, linewidths=2, zorder=2)
     ax.autoscale_view()  # before matplotlib 3.11 add_collection updated the data limits only
-    return top, low, bool(ends)
+    drawn = [*zip(solid, solid_colors), *zip(dashed, dashed_colors),
+             *((np.array([point]), c) for point, c in zip(lone_points, lone_colors))]
+    return top, low, bool(ends), drawn
 
 
 # ---- relative performance ---------------------------------------------------------------------

@@ -24,7 +24,8 @@ BAD_RUNS = ("Every final value is clipped at the initial one, min(L, L0) for los
             "accuracies, and a diverged run counts as L0 (acc0): a diverged run and a run that ended worse than "
             "its start are alike in the objective, the sweep's best line, every metric and every figure. Where "
             "two points tie, the one that did not diverge ranks first, so a diverged run never ranks above a "
-            "finished one. Curves of losses per epoch are drawn unclipped.")
+            "finished one. Curves of losses per epoch are drawn unclipped; their axis ends at 1.5 x the initial "
+            "value, and a triangle under its top edge marks where a curve rises above it.")
 """The one ordering of bad runs, as the report states it."""
 
 DEFINITIONS = (
