@@ -67,6 +67,7 @@ def lr_sensitivity_figure(
     curve = analysis.curve
     names = metrics.optimizer_order(curve["optimizer"])
     colors = style.optimizer_colors(names)
+    lines = style.optimizer_lines(names, zorder=3)  # each its own dashes: no curve hides another
     display = style.literal_names(analysis.display)
     widths = analysis.tolerance
     with style.style():
@@ -81,7 +82,7 @@ def lr_sensitivity_figure(
             label = (f"{display.get(name, name)} (width {at_least}{w:.2f} dec)" if np.isfinite(w)
                      else f"{display.get(name, name)} (never improved)" if name in analysis.never_improved
                      else display.get(name, name))
-            ax.plot(g["lr"], g["value"], "-o", color=c, ms=4, lw=1.8, label=label, zorder=3)
+            ax.plot(g["lr"], g["value"], marker="o", ms=4, label=label, **lines[name])
             if (g["n_seeds"] > 1).any():
                 ax.fill_between(g["lr"], g["value_min"], g["value_max"], color=c, alpha=0.2, lw=0, zorder=2)
             div = g[g["n_diverged"] > 0]
@@ -409,6 +410,7 @@ def relative_performance_figure(
     names = metrics.optimizer_order(curve["optimizer"])
     colors = style.optimizer_colors(names)
     display = style.literal_names(analysis.display)
+    lines = style.optimizer_lines(names, lw=1.5)
     ratio = "value / best value" if analysis.settings.higher_is_better else "best value / value"
     with style.style():
         fig = style.new_figure(figsize=(8.0, 4.2))
@@ -417,7 +419,7 @@ def relative_performance_figure(
             g = curve[curve["optimizer"] == name].sort_values("lr")
             label = display.get(name, name) + (" (never improved: 1 = its initial value)"
                                                if name in analysis.never_improved else "")
-            ax.plot(g["lr"], g["relative_performance"], "-o", ms=4, color=colors[name], label=label)
+            ax.plot(g["lr"], g["relative_performance"], marker="o", ms=4, label=label, **lines[name])
             div = g[g["n_diverged"] > 0]
             ax.scatter(div["lr"], div["relative_performance"], marker="x", s=60, color=colors[name], linewidths=2)
         ax.set_xscale("log")
@@ -455,6 +457,7 @@ def expected_best_figure(
     display = style.literal_names(display)
     names = metrics.optimizer_order(table["optimizer"]) if not table.empty else []
     colors = style.optimizer_colors(names)
+    lines = style.optimizer_lines(names)
     hib = metrics.higher_is_better(metric)
     with style.style():
         fig = style.new_figure(figsize=(8.0, 4.4))
@@ -462,7 +465,7 @@ def expected_best_figure(
         for name in names:
             g = table[table["optimizer"] == name].sort_values("n")
             c = colors[name]
-            ax.plot(g["n"], g["expected_best"], "-", color=c, lw=1.8,
+            ax.plot(g["n"], g["expected_best"], **lines[name],
                     label=f"{display.get(name, name)} (N = {int(g['draws'].iloc[0])})")
             lo = np.maximum(g["expected_best"] - g["std"], g["min_value"])  # the best of n lies in the
             hi = np.minimum(g["expected_best"] + g["std"], g["max_value"])  # range of the stored values
@@ -484,6 +487,10 @@ def expected_best_figure(
 
 # ---- across studies: performance profiles and a grid of lr curves ----------------------------
 
+PROFILE_SPACING = 1.5
+"""Points between neighbouring optimizers' profile lines (and their width): coinciding steps side by side."""
+
+
 def performance_profile_figure(profiles: dict[str, pd.DataFrame], *, labels: dict[str, str] | None = None,
                                display: dict[str, str] | None = None, title: str | None = None) -> Figure:
     """Dolan-More performance profiles, one panel per figure of merit, one step line per optimizer.
@@ -495,12 +502,17 @@ def performance_profile_figure(profiles: dict[str, pd.DataFrame], *, labels: dic
         display: optimizer name -> display name.
 
     rho_s(tau) is the share of tasks on which optimizer s is within a factor tau of the best one; a
-    line that reaches 1 at tau = 1 is the best on every task.
+    line that reaches 1 at tau = 1 is the best on every task. Steps of several optimizers often lie
+    on each other (every rho is a multiple of 1 / tasks, and ties share a tau): each optimizer has its
+    own dash pattern (:func:`sensitivity.report.style.optimizer_lines`) and is drawn shifted by a
+    fixed :data:`PROFILE_SPACING` points per optimizer (:func:`sensitivity.report.style.side_by_side`),
+    so that coinciding steps run side by side, all visible, for any number of optimizers; the title
+    says how far a line is moved.
     """
     labels = style.literal_names(labels)
     display = style.literal_names(display)
     names = metrics.optimizer_order({c for p in profiles.values() for c in p.columns})
-    colors = style.optimizer_colors(names)
+    lines = style.optimizer_lines(names, lw=PROFILE_SPACING)  # as wide as the spacing: side by side, not over
     n = max(len(profiles), 1)
     ncols = n if n <= 2 else 2
     nrows = math.ceil(n / ncols)
@@ -508,14 +520,16 @@ def performance_profile_figure(profiles: dict[str, pd.DataFrame], *, labels: dic
         fig = style.new_figure(figsize=(4.6 * ncols + 0.8, 3.5 * nrows + 1.2))
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
         for ax, (key, prof) in zip(axes, profiles.items()):
-            for name in names:
+            for i, name in enumerate(names):
                 if name not in prof:
                     continue
-                ax.step(prof.index, prof[name], where="post", color=colors[name], lw=1.8,
-                        label=display.get(name, name))
+                ax.step(prof.index, prof[name], where="post", label=display.get(name, name),
+                        transform=style.side_by_side(ax, i, len(names), PROFILE_SPACING), **lines[name])
+                ax.update_datalim(np.column_stack([prof.index, prof[name]]))  # a shifted line does not
+            ax.autoscale_view()  # widen the axes' data limits itself
             ax.set_xscale("log")
             style.plain_log_labels(ax.xaxis, prof.index)
-            ax.set_ylim(-0.03, 1.03)
+            ax.set_ylim(-0.05, 1.05)  # room for the lines shifted side by side at 0 and 1
             ax.set_xlabel("tau (ratio to the best optimizer on a task)")
             ax.set_ylabel("share of tasks within tau")
             ax.set_title(labels.get(key, style.literal_text(key)))
@@ -524,7 +538,9 @@ def performance_profile_figure(profiles: dict[str, pd.DataFrame], *, labels: dic
         handles, texts = axes[0].get_legend_handles_labels()
         style.legend_below(fig, handles, texts)
         style.suptitle(fig, (style.literal_text(title) if title else "Performance profiles across tasks (Dolan & More 2002)")
-                     + "\nrho(tau): share of tasks on which the optimizer is within a factor tau of the best")
+                     + "\nrho(tau): share of tasks on which the optimizer is within a factor tau of the best"
+                     + (f"\nlines shifted up to {(len(names) - 1) / 2 * PROFILE_SPACING:.2g} pt right and up,"
+                        " so that equal steps lie side by side" if len(names) > 1 else ""))
         style.fit_labels(fig)  # last: every label, title and legend inside the saved figure
     return fig
 
@@ -541,6 +557,7 @@ def lr_curve_grid_figure(panels: Sequence[tuple[str, StudyAnalysis]], *, lr_labe
     """
     names = metrics.optimizer_order({o for _, a in panels for o in a.complete["optimizer"]})
     colors = style.optimizer_colors(names)
+    lines = style.optimizer_lines(names, lw=1.6)  # one pattern per optimizer in every panel
     display: dict[str, str] = {}
     for _, a in panels:
         display.update(style.literal_names(a.display))
@@ -562,7 +579,7 @@ def lr_curve_grid_figure(panels: Sequence[tuple[str, StudyAnalysis]], *, lr_labe
             for name in metrics.optimizer_order(curve["optimizer"]):
                 g = curve[curve["optimizer"] == name].sort_values("lr")
                 c = colors[name]
-                ax.plot(g["lr"], g["value"], "-o", ms=3, lw=1.6, color=c, label=display.get(name, name))
+                ax.plot(g["lr"], g["value"], marker="o", ms=3, label=display.get(name, name), **lines[name])
                 if (g["n_seeds"] > 1).any():
                     ax.fill_between(g["lr"], g["value_min"], g["value_max"], color=c, alpha=0.2, lw=0)
                 div = g[g["n_diverged"] > 0]
@@ -577,7 +594,7 @@ def lr_curve_grid_figure(panels: Sequence[tuple[str, StudyAnalysis]], *, lr_labe
             ax.set_title(style.literal_text(label) + ("" if shared or not words[i] else f"\neach point: {words[i]}"))
         for ax in axes[len(panels):]:
             ax.set_visible(False)
-        handles = [Line2D([], [], color=colors[nm], lw=1.8) for nm in names]
+        handles = [Line2D([], [], **lines[nm]) for nm in names]
         labels = [display.get(nm, nm) for nm in names]
         if any_diverged:
             handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=7, mew=2))

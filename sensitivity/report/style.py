@@ -8,6 +8,8 @@ no pyplot, no global backend switch), drawn inside :func:`style`.
 * :data:`AXIS_LABELS` -- the name of each hyperparameter axis;
 * :data:`DPI`, :func:`style`, :func:`new_figure` -- resolution, seaborn whitegrid style, a headless figure;
 * :func:`optimizer_colors` -- one fixed colour per optimizer (colour-blind palette, catalog order);
+* :func:`optimizer_lines`, :func:`side_by_side` -- with it a dash pattern, and lines that coincide drawn
+  next to each other, so that every one stays visible;
 * :func:`format_lr`, :func:`plain_log_labels`, :func:`log_ok` -- log-lr and log-metric axes;
 * :func:`suptitle`, :func:`wrapped`, :func:`fit_labels`, :func:`legend_below` -- titles, labels and legends
   broken to fit their figure or axes (every figure ends with :func:`fit_labels`);
@@ -32,6 +34,7 @@ import numpy as np
 import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.transforms import ScaledTranslation
 
 from sensitivity.report import metrics
 
@@ -201,6 +204,41 @@ def optimizer_colors(names: Iterable[str]) -> dict[str, tuple]:
     order = metrics.optimizer_order(names)
     palette = sns.color_palette("colorblind", max(len(order), 3))
     return {n: palette[i % len(palette)] for i, n in enumerate(order)}
+
+
+LINE_DASHES = ((), (5.0, 2.0), (1.2, 1.8), (6.0, 1.8, 1.2, 1.8), (2.6, 1.8), (6.0, 1.8, 1.2, 1.8, 1.2, 1.8))
+"""Dash patterns of :func:`optimizer_lines`, in catalog order (``()``: solid); cycled past six."""
+
+
+def optimizer_lines(names: Iterable[str], lw: float = 1.8, zorder: float = 2.0) -> dict[str, dict]:
+    """Per optimizer, the keyword arguments of its line in every figure: its colour
+    (:func:`optimizer_colors`), its own dash pattern (:data:`LINE_DASHES`, in catalog order) and the
+    common width ``lw``. The solid line is drawn lowest and each dashed one above it (``zorder``), so
+    where two or three lines lie on each other (two optimizers clipped at L0) each shows in the gaps
+    of those above it, and the legend tells them apart by pattern as well as colour. Where many
+    coincide by construction (performance profiles), :func:`side_by_side` draws them next to each other.
+
+    Args:
+        names: the optimizers drawn (any order; styled in catalog order).
+        lw: the lines' width; zorder: the lowest line's (each later one 0.01 higher).
+    """
+    order = metrics.optimizer_order(names)
+    colors = optimizer_colors(order)
+    out = {}
+    for i, name in enumerate(order):
+        dashes = LINE_DASHES[i % len(LINE_DASHES)]
+        out[name] = {"color": colors[name], "lw": lw, "zorder": zorder + 0.01 * i,
+                     "linestyle": (0, dashes) if dashes else "-", "dash_capstyle": "butt"}
+    return out
+
+
+def side_by_side(ax, i: int, n: int, spacing: float):
+    """A transform drawing line ``i`` of ``n`` shifted by ``(i - (n - 1) / 2) * spacing`` points to the
+    right and up from its data: lines that coincide (a step function's horizontal and vertical
+    segments alike) lie next to each other instead of on each other; a line alone moves by at most
+    ``(n - 1) / 2 * spacing`` points, which the figure states."""
+    shift = (i - (n - 1) / 2) * spacing / 72
+    return ax.transData + ScaledTranslation(shift, shift, ax.get_figure(root=True).dpi_scale_trans)
 
 
 def literal_text(text: object) -> str:
