@@ -104,7 +104,7 @@ def lr_sensitivity_figure(
         handles, labels = ax.get_legend_handles_labels()
         if (curve["n_diverged"] > 0).any():
             handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=8, mew=2))
-            labels.append("diverged (counted at the initial value)")
+            labels.append(style.DIVERGED)
         if any(bool(widths.loc[n, "tolerance_censored"]) for n in names if n in widths.index):
             handles.append(Line2D([], [], ls=""))
             labels.append(">= : interval reaches the\nswept range's end")
@@ -426,7 +426,11 @@ def relative_performance_figure(
         ax.set_ylim(0, 1.05)
         ax.set_xlabel(lr_label)
         ax.set_ylabel(f"relative performance ({ratio})")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        handles, labels = ax.get_legend_handles_labels()
+        if (curve["n_diverged"] > 0).any():  # the crosses, said as every figure says them
+            handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=8, mew=2))
+            labels.append(style.DIVERGED)
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         ax.set_title((style.literal_text(title) if title else "Relative performance vs learning rate (DeepOBS)")
                      + f"\neach point: {analysis.aggregation_words()}; relative to each optimizer's best")
         style.fit_labels(fig)  # last: every label, title and legend inside the saved figure
@@ -598,7 +602,7 @@ def lr_curve_grid_figure(panels: Sequence[tuple[str, StudyAnalysis]], *, lr_labe
         labels = [display.get(nm, nm) for nm in names]
         if any_diverged:
             handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=7, mew=2))
-            labels.append("diverged (clipped to initial)")
+            labels.append(style.DIVERGED)
         style.legend_below(fig, handles, labels)
         style.suptitle(fig, (style.literal_text(title) if title else "Learning-rate sensitivity of every task")
                      + f"\neach point: {lead}mean over seeds; band: min-max over seeds")

@@ -5,7 +5,7 @@ One concept: how a figure of this product looks, whichever module draws it
 :class:`matplotlib.figure.Figure` objects with an Agg canvas attached explicitly (:func:`new_figure`;
 no pyplot, no global backend switch), drawn inside :func:`style`.
 
-* :data:`AXIS_LABELS` -- the name of each hyperparameter axis;
+* :data:`AXIS_LABELS` -- the name of each hyperparameter axis; :data:`DIVERGED` -- a diverged point's legend entry;
 * :data:`DPI`, :func:`style`, :func:`new_figure` -- resolution, seaborn whitegrid style, a headless figure;
 * :func:`optimizer_colors` -- one fixed colour per optimizer (colour-blind palette, catalog order);
 * :func:`optimizer_lines`, :func:`side_by_side` -- with it a dash pattern, and lines that coincide drawn
@@ -49,6 +49,10 @@ AXIS_LABELS = {
     "weight_decay": "weight decay",
 }
 """How each hyperparameter axis is named in titles, labels and table headings."""
+
+DIVERGED = "diverged (counted at the initial value)"
+"""The legend entry of a diverged point, in every figure that crosses one (a diverged run counts as
+its initial value, L0, in every metric; the report's words say it the same way)."""
 
 DPI = 130
 """Resolution the report saves figures at (dots per inch)."""
