@@ -123,6 +123,12 @@ class StudyAnalysis:
             decomposition per optimizer on the stored lr grid, with seed-bootstrap intervals).
         ablation: :func:`sensitivity.report.ablation.ablation_path` of ``nominal`` (library defaults ->
             best configuration, one hyperparameter at a time).
+        curve_pooled: optimizer -> the hyperparameters besides lr that take several values among the
+            configurations sharing one point of its lr curve (on ``settings.lr_axis``): the point is the
+            best of those.
+        curve_apart: optimizer -> the hyperparameters it varied that never share a point: each value
+            is a point of its own (on the effective axis NAG's beta1, which moves its effective lr;
+            on random samples every hyperparameter, each sampled lr coming with its own values).
     """
 
     settings: AnalysisSettings
@@ -150,20 +156,65 @@ class StudyAnalysis:
     expected_best: pd.DataFrame
     importance: pd.DataFrame
     ablation: pd.DataFrame
+    curve_pooled: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    curve_apart: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
-    def aggregation_words(self, exclude: tuple[str, ...] = (), aggregation: str | None = None) -> str:
-        """What one plotted value is, in words, for this study (only what actually varies):
-        ``"best over beta1/beta2, mean over 3 seeds"``; hyperparameters in ``exclude`` left out;
-        ``aggregation`` overrides the analysis's own (the loss curves always pick the best)."""
+    def aggregation_words(self, exclude: tuple[str, ...] = (), aggregation: str | None = None, *,
+                          nominal: bool = False, seeds: bool = True) -> str:
+        """What one plotted value of the lr curve is, in words, for this study (only what actually
+        varies): ``"best over beta1/beta2, mean over 3 seeds"``; hyperparameters in ``exclude`` left out;
+        ``aggregation`` overrides the analysis's own (the loss curves always pick the best).
+
+        Where an optimizer's points are not the best over everything else it varied
+        (:attr:`curve_apart`: NAG's beta1 on the effective axis), each optimizer is named with what
+        its points are, the most optimizers' first: ``"best over beta1; NAG: one lr, beta1
+        configuration; 1 seed"``. ``nominal``: the lines drawn per stored lr (the loss curves), where every other
+        hyperparameter shares the lr's point; ``seeds``: end with the seed part (``"1 seed"``).
+        """
         aggregation = aggregation or self.settings.aggregation
-        seed_part = f"mean over {self.n_seeds} seeds" if self.n_seeds > 1 else "1 seed"
+        seed_part = (f"mean over {self.n_seeds} seeds" if self.n_seeds > 1 else "1 seed") if seeds else ""
+        tail = f", {seed_part}" if seed_part else ""
         hps = [h for h in self.varying if h not in exclude]
         if not hps:
             return seed_part
-        names = "/".join(h.replace("weight_decay", "weight decay") for h in hps)
+        names = "/".join(_hp_words(hps))
         if aggregation == "default":
-            return f"at default {names}, {seed_part}"
-        return f"best over {names}, {seed_part}"
+            return f"at default {names}{tail}"
+        apart = {o: [h for h in self.curve_apart.get(o, ()) if h not in exclude] for o in self.optimizers}
+        if nominal or not any(apart.values()):
+            return f"best over {names}{tail}"
+        phrases: dict[str, list[str]] = {}  # what a point is -> the optimizers whose points it describes
+        for o in self.optimizers:
+            pooled = [h for h in self.curve_pooled.get(o, ()) if h not in exclude]
+            if apart[o]:
+                what = f"one {', '.join(['lr', *_hp_words(apart[o])])} configuration"
+                what = f"best over {'/'.join(_hp_words(pooled))}, {what} each" if pooled else what
+            else:
+                what = f"best over {'/'.join(_hp_words(pooled))}" if pooled else "one configuration"
+            phrases.setdefault(what, []).append(str(self.display.get(o, o)))
+        main = max(phrases, key=lambda what: len(phrases[what]))  # the most optimizers' (the first of equals)
+        if len(phrases) == 1:
+            return f"{main}{tail}"
+        parts = [main, *(f"{', '.join(who)}: {what}" for what, who in phrases.items() if what != main)]
+        return "; ".join(parts + ([seed_part] if seed_part else []))
+
+
+def _hp_words(hps) -> list[str]:
+    return [h.replace("weight_decay", "weight decay") for h in hps]
+
+
+def _curve_points(configs: pd.DataFrame) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    """(pooled, apart) of :class:`StudyAnalysis`, from the configuration table the lr curve is formed
+    of: per optimizer, the hyperparameters that vary among configurations of one lr, and those it
+    varies that never do."""
+    pooled: dict[str, tuple[str, ...]] = {}
+    apart: dict[str, tuple[str, ...]] = {}
+    for name, g in configs.groupby("optimizer", sort=False):
+        varied = [h for h in metrics.HP_COLUMNS if g[h].nunique(dropna=True) > 1]
+        within = g.groupby("lr", dropna=False)[varied].nunique(dropna=True).gt(1).any() if varied else pd.Series(dtype=bool)
+        pooled[name] = tuple(h for h in varied if bool(within[h]))
+        apart[name] = tuple(h for h in varied if not bool(within[h]))
+    return pooled, apart
 
 
 def _varying(done: pd.DataFrame) -> tuple[str, ...]:
@@ -313,6 +364,7 @@ def analyze(
                                                                 optimizer_of=of).numbers,
             level=level)
     result = summary.summary_result(measured.numbers, complete, pairs=pairs, evaluation_far=far, boot=boot)
+    pooled, apart = _curve_points(shown_configs)
     return StudyAnalysis(
         settings=settings,
         trials=shown,
@@ -341,6 +393,8 @@ def analyze(
         # on the stored (nominal) lr: an effective lr moves every point of a grid off its cell
         importance=importance.importance_table(nominal, metric, tau=tau, level=level, uncertainty=uncertainty),
         ablation=ablation.ablation_path(nominal, metric, table=configs, higher_is_better=hib),
+        curve_pooled=pooled,
+        curve_apart=apart,
     )
 
 

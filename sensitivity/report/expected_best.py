@@ -16,7 +16,7 @@ optimizer's *tunability*: an optimizer whose curve rises (falls, for a loss) qui
 Here each stored trial is one equally likely draw: a random/qmc study's samples are draws from the
 search distribution already, and a grid study's points are taken as equally likely (a uniform
 distribution over the grid). With several seeds every (point, seed) trial is a draw: one training
-run of a randomly drawn configuration. Diverged trials are draws too, at their clipped value (L0).
+run of a randomly drawn configuration. Diverged trials are draws too, counted at the initial value (L0).
 The computation is exact (no resampling). Tang et al. 2020, "Showing Your Work Doesn't
 Always Work" (ACL, arXiv 2004.13705) point out that this estimator, which draws with replacement from
 the N stored results, is biased when n approaches N; :func:`expected_best_unbiased` is their unbiased estimator (draws
@@ -81,7 +81,7 @@ def expected_best_table(
     """The expected-best-after-n curve of each group (optimizer), for n = 1 .. its number of draws.
 
     Args:
-        values: one value per trial (the final metric, diverged runs clipped), shape ``(T,)``.
+        values: one value per trial (the final metric, diverged runs counted at the initial value), shape ``(T,)``.
         by: the group of each trial (the optimizer name), aligned with ``values``.
         n_max: largest n to tabulate; each group's number of finite values when None.
 
@@ -176,7 +176,7 @@ def expected_best_intervals(
     Tibshirani 1993, ch. 13), with a fixed random state so that reports are reproducible.
 
     Args:
-        values: one value per trial (the final metric, diverged runs clipped), shape ``(T,)``.
+        values: one value per trial (the final metric, diverged runs counted at the initial value), shape ``(T,)``.
         by: the group (optimizer) of each trial, aligned with ``values``.
         ns: the n to tabulate (at most N per group); 1..N when N <= 100, else 60 log-spaced n.
 

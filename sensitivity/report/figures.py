@@ -31,6 +31,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.transforms import ScaledTranslation
 
 from sensitivity.report import metrics, style
 from sensitivity.report.analysis import AnalysisSettings, StudyAnalysis
@@ -66,6 +67,7 @@ def lr_sensitivity_figure(
     curve = analysis.curve
     names = metrics.optimizer_order(curve["optimizer"])
     colors = style.optimizer_colors(names)
+    lines = style.optimizer_lines(names, zorder=3)  # each its own dashes: no curve hides another
     display = style.literal_names(analysis.display)
     widths = analysis.tolerance
     with style.style():
@@ -80,7 +82,7 @@ def lr_sensitivity_figure(
             label = (f"{display.get(name, name)} (width {at_least}{w:.2f} dec)" if np.isfinite(w)
                      else f"{display.get(name, name)} (never improved)" if name in analysis.never_improved
                      else display.get(name, name))
-            ax.plot(g["lr"], g["value"], "-o", color=c, ms=4, lw=1.8, label=label, zorder=3)
+            ax.plot(g["lr"], g["value"], marker="o", ms=4, label=label, **lines[name])
             if (g["n_seeds"] > 1).any():
                 ax.fill_between(g["lr"], g["value_min"], g["value_max"], color=c, alpha=0.2, lw=0, zorder=2)
             div = g[g["n_diverged"] > 0]
@@ -102,7 +104,7 @@ def lr_sensitivity_figure(
         handles, labels = ax.get_legend_handles_labels()
         if (curve["n_diverged"] > 0).any():
             handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=8, mew=2))
-            labels.append("diverged (counted at the initial value)")
+            labels.append(style.DIVERGED)
         if any(bool(widths.loc[n, "tolerance_censored"]) for n in names if n in widths.index):
             handles.append(Line2D([], [], ls=""))
             labels.append(">= : interval reaches the\nswept range's end")
@@ -114,6 +116,7 @@ def lr_sensitivity_figure(
         head = style.literal_text(title) if title else f"Learning-rate sensitivity: final {style.metric_words(metric, settings)} vs lr"
         style.suptitle(fig, f"{head}\neach point: {analysis.aggregation_words()}"
                      + ("; band: min-max over seeds" if analysis.n_seeds > 1 else ""))
+        style.fit_labels(fig)  # last: every label, title and legend inside the saved figure
     return fig
 
 
@@ -142,7 +145,9 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
     one line per learning rate, coloured by log10(lr) (colour bar); at each lr the remaining
     hyperparameters are the best point at that beta1 and lines are the mean over seeds. A run
     that diverged ends with an ``x``. Epoch 0 is the initialised model. The y axis is
-    logarithmic and cut at 1.5x the initial loss so a diverging run does not flatten the rest.
+    logarithmic and cut at 1.5x the initial loss so a diverging run does not flatten the rest; the
+    curves themselves are drawn unclipped, and where one rises past that cut a triangle under the top
+    edge marks the epoch it leaves the axes (:func:`_exits`), in the line's colour, with a legend entry.
     A task without a validation loss (cartpole) shows its objective metric per epoch instead,
     on a linear axis and without the training loss (a policy-gradient loss is not comparable).
 
@@ -161,7 +166,7 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
     n = max(len(names), 1)
     ncols = n if n <= 3 else math.ceil(n / 2)
     nrows = math.ceil(n / ncols)
-    any_diverged = False
+    any_diverged = any_left = False
     per_line = _by_line(_line_means(lines, done, curves, columns))
     with style.style():
         fig = style.new_figure(figsize=(4.6 * ncols + 0.8, 3.5 * nrows + 0.9))
@@ -175,9 +180,9 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
             lnorm = mcolors.LogNorm(vmin=chosen["lr"].min(), vmax=max(chosen["lr"].max(), chosen["lr"].min() * 1.0001))
             cmap = style.LR_CMAP
             ordered = chosen.sort_values("lr")
-            top, low, crossed = _draw_lines(ax, ordered, per_line, cmap(lnorm(ordered["lr"].to_numpy(float))),
-                                            columns.index(shown),
-                                            columns.index("train_loss") if "train_loss" in columns else None)
+            top, low, crossed, drawn = _draw_lines(ax, ordered, per_line, cmap(lnorm(ordered["lr"].to_numpy(float))),
+                                                   columns.index(shown),
+                                                   columns.index("train_loss") if "train_loss" in columns else None)
             any_diverged |= crossed
             if loss_like:
                 ax.set_yscale("log")
@@ -185,6 +190,12 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
                 hi = 1.5 * max(top)
                 lo = min(v for v in low if v < hi) / 1.3 if any(v < hi for v in low) else hi / 10
                 ax.set_ylim(lo, hi)
+                left, left_colors = _exits(drawn, hi)
+                if left:  # just under the top edge, in front of the curves, clear of the panel title
+                    below_top = ax.get_xaxis_transform() + ScaledTranslation(0, -4 / 72, fig.dpi_scale_trans)
+                    ax.scatter(left, np.ones(len(left)), marker="^", s=8 ** 2, c=left_colors, edgecolors="white",
+                               linewidths=0.6, transform=below_top, clip_on=False, zorder=4)
+                    any_left = True
             lo, hi = ax.get_ylim()
             if loss_like:
                 style.plain_log_labels(ax.yaxis, [lo, hi])
@@ -214,10 +225,14 @@ def loss_curves_figure(analysis: StudyAnalysis, curves: pd.DataFrame, *, title: 
         if any_diverged:
             handles.append(Line2D([], [], color="0.2", marker="x", ls="", mew=2))
             labels.append("diverged (run stopped)")
-        fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
-        agg = analysis.aggregation_words(exclude=("beta1",), aggregation="best")
+        if any_left:
+            handles.append(Line2D([], [], color="0.2", marker="^", ls="", ms=8, mec="white", mew=0.6))
+            labels.append(LEFT_THE_AXES)
+        style.legend_below(fig, handles, labels)
+        agg = analysis.aggregation_words(exclude=("beta1",), aggregation="best", nominal=True)
         style.suptitle(fig, (style.literal_text(title) if title else "Loss curves per learning rate")
                      + f"\nbeta1 fixed at each optimizer's best; per lr: {agg}")
+        style.fit_labels(fig)  # last: every label, title and legend inside the saved figure
     return fig
 
 
@@ -289,8 +304,37 @@ def _by_line(means: pd.DataFrame) -> dict:
     return {labels[a]: (epochs[a:b], values[a:b]) for a, b in zip(starts, stops)}
 
 
+LEFT_THE_AXES = "rises above the axis (top: 1.5 x the initial value)"
+"""The legend entry of the triangle marking where a loss curve leaves the top of its axes."""
+
+
+def _exits(drawn: Sequence[tuple[np.ndarray, object]], top: float) -> tuple[list[float], list]:
+    """Where each drawn line rises above ``top``: the epoch at which it crosses ``top`` (read as
+    linear in log y between its points, as the log axis draws the segment), or its first point
+    when it starts above; one per stretch above ``top``, with the line's colour.
+
+    Args:
+        drawn: (vertices (n, 2) of epochs and values, colour) of every line and lone point drawn
+            (:func:`_draw_lines`); values positive, finite.
+        top: the upper limit of the (logarithmic) y axis.
+    """
+    marks: dict[tuple[float, tuple], object] = {}  # one mark per place and colour (a lone point is also a dash of one)
+    log_top = math.log(top)
+    for vertices, color in drawn:
+        x, y = vertices[:, 0], vertices[:, 1]
+        above = y > top
+        for i in np.flatnonzero(above & ~np.r_[False, above[:-1]]):  # the first point of each stretch above
+            if i == 0 or y[i - 1] <= 0:  # starts above (or comes from a value a log axis cannot place)
+                at = float(x[i])
+            else:
+                y0, y1 = math.log(y[i - 1]), math.log(y[i])
+                at = float(x[i - 1] + (x[i] - x[i - 1]) * (log_top - y0) / (y1 - y0))
+            marks.setdefault((at, tuple(np.ravel(color))), color)
+    return [at for at, _ in marks], list(marks.values())
+
+
 def _draw_lines(ax, chosen: pd.DataFrame, per_line: dict, line_colors: np.ndarray, shown_at: int,
-                train_at: int | None) -> tuple[list[float], list[float], bool]:
+                train_at: int | None) -> tuple[list[float], list[float], bool, list[tuple[np.ndarray, object]]]:
     """One panel's lines in four artists: a LineCollection of the solid lines, one of the dashed
     training lines, a scatter of the diverged ends and one of the lone training points (one epoch).
 
@@ -301,8 +345,9 @@ def _draw_lines(ax, chosen: pd.DataFrame, per_line: dict, line_colors: np.ndarra
         shown_at, train_at: the columns of the means drawn solid and dashed (None: no dashed lines).
 
     Returns:
-        The panel's epoch-0 means of the solid lines (``top``), its positive finite means (``low``)
-        and whether a diverged end was marked.
+        The panel's epoch-0 means of the solid lines (``top``), its positive finite means (``low``),
+        whether a diverged end was marked, and what was drawn: (vertices, colour) of every solid and
+        dashed line and lone point (for :func:`_exits`).
     """
     top: list[float] = []
     low: list[float] = []
@@ -346,7 +391,9 @@ def _draw_lines(ax, chosen: pd.DataFrame, per_line: dict, line_colors: np.ndarra
     if ends:
         ax.scatter(*np.transpose(ends), marker="x", s=8 ** 2, c=end_colors, linewidths=2, zorder=2)
     ax.autoscale_view()  # before matplotlib 3.11 add_collection updated the data limits only
-    return top, low, bool(ends)
+    drawn = [*zip(solid, solid_colors), *zip(dashed, dashed_colors),
+             *((np.array([point]), c) for point, c in zip(lone_points, lone_colors))]
+    return top, low, bool(ends), drawn
 
 
 # ---- relative performance ---------------------------------------------------------------------
@@ -363,6 +410,7 @@ def relative_performance_figure(
     names = metrics.optimizer_order(curve["optimizer"])
     colors = style.optimizer_colors(names)
     display = style.literal_names(analysis.display)
+    lines = style.optimizer_lines(names, lw=1.5)
     ratio = "value / best value" if analysis.settings.higher_is_better else "best value / value"
     with style.style():
         fig = style.new_figure(figsize=(8.0, 4.2))
@@ -371,16 +419,21 @@ def relative_performance_figure(
             g = curve[curve["optimizer"] == name].sort_values("lr")
             label = display.get(name, name) + (" (never improved: 1 = its initial value)"
                                                if name in analysis.never_improved else "")
-            ax.plot(g["lr"], g["relative_performance"], "-o", ms=4, color=colors[name], label=label)
+            ax.plot(g["lr"], g["relative_performance"], marker="o", ms=4, label=label, **lines[name])
             div = g[g["n_diverged"] > 0]
             ax.scatter(div["lr"], div["relative_performance"], marker="x", s=60, color=colors[name], linewidths=2)
         ax.set_xscale("log")
         ax.set_ylim(0, 1.05)
         ax.set_xlabel(lr_label)
         ax.set_ylabel(f"relative performance ({ratio})")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        handles, labels = ax.get_legend_handles_labels()
+        if (curve["n_diverged"] > 0).any():  # the crosses, said as every figure says them
+            handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=8, mew=2))
+            labels.append(style.DIVERGED)
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         ax.set_title((style.literal_text(title) if title else "Relative performance vs learning rate (DeepOBS)")
                      + f"\neach point: {analysis.aggregation_words()}; relative to each optimizer's best")
+        style.fit_labels(fig)  # last: every label, title and legend inside the saved figure
     return fig
 
 
@@ -408,6 +461,7 @@ def expected_best_figure(
     display = style.literal_names(display)
     names = metrics.optimizer_order(table["optimizer"]) if not table.empty else []
     colors = style.optimizer_colors(names)
+    lines = style.optimizer_lines(names)
     hib = metrics.higher_is_better(metric)
     with style.style():
         fig = style.new_figure(figsize=(8.0, 4.4))
@@ -415,7 +469,7 @@ def expected_best_figure(
         for name in names:
             g = table[table["optimizer"] == name].sort_values("n")
             c = colors[name]
-            ax.plot(g["n"], g["expected_best"], "-", color=c, lw=1.8,
+            ax.plot(g["n"], g["expected_best"], **lines[name],
                     label=f"{display.get(name, name)} (N = {int(g['draws'].iloc[0])})")
             lo = np.maximum(g["expected_best"] - g["std"], g["min_value"])  # the best of n lies in the
             hi = np.minimum(g["expected_best"] + g["std"], g["max_value"])  # range of the stored values
@@ -431,10 +485,15 @@ def expected_best_figure(
         head = style.literal_text(title) if title else f"Expected best {style.metric_words(metric, settings)} after n configurations (Dodge et al. 2019)"
         style.suptitle(fig, style.wrapped(head + "\nshading: +-1 sd of the best of n draws, within the range of the stored values"
                                    + (f"\n{style.literal_text(note)}" if note else ""), 88))
+        style.fit_labels(fig)  # last: every label, title and legend inside the saved figure
     return fig
 
 
 # ---- across studies: performance profiles and a grid of lr curves ----------------------------
+
+PROFILE_SPACING = 1.5
+"""Points between neighbouring optimizers' profile lines (and their width): coinciding steps side by side."""
+
 
 def performance_profile_figure(profiles: dict[str, pd.DataFrame], *, labels: dict[str, str] | None = None,
                                display: dict[str, str] | None = None, title: str | None = None) -> Figure:
@@ -447,12 +506,17 @@ def performance_profile_figure(profiles: dict[str, pd.DataFrame], *, labels: dic
         display: optimizer name -> display name.
 
     rho_s(tau) is the share of tasks on which optimizer s is within a factor tau of the best one; a
-    line that reaches 1 at tau = 1 is the best on every task.
+    line that reaches 1 at tau = 1 is the best on every task. Steps of several optimizers often lie
+    on each other (every rho is a multiple of 1 / tasks, and ties share a tau): each optimizer has its
+    own dash pattern (:func:`sensitivity.report.style.optimizer_lines`) and is drawn shifted by a
+    fixed :data:`PROFILE_SPACING` points per optimizer (:func:`sensitivity.report.style.side_by_side`),
+    so that coinciding steps run side by side, all visible, for any number of optimizers; the title
+    says how far a line is moved.
     """
     labels = style.literal_names(labels)
     display = style.literal_names(display)
     names = metrics.optimizer_order({c for p in profiles.values() for c in p.columns})
-    colors = style.optimizer_colors(names)
+    lines = style.optimizer_lines(names, lw=PROFILE_SPACING)  # as wide as the spacing: side by side, not over
     n = max(len(profiles), 1)
     ncols = n if n <= 2 else 2
     nrows = math.ceil(n / ncols)
@@ -460,23 +524,28 @@ def performance_profile_figure(profiles: dict[str, pd.DataFrame], *, labels: dic
         fig = style.new_figure(figsize=(4.6 * ncols + 0.8, 3.5 * nrows + 1.2))
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
         for ax, (key, prof) in zip(axes, profiles.items()):
-            for name in names:
+            for i, name in enumerate(names):
                 if name not in prof:
                     continue
-                ax.step(prof.index, prof[name], where="post", color=colors[name], lw=1.8,
-                        label=display.get(name, name))
+                ax.step(prof.index, prof[name], where="post", label=display.get(name, name),
+                        transform=style.side_by_side(ax, i, len(names), PROFILE_SPACING), **lines[name])
+                ax.update_datalim(np.column_stack([prof.index, prof[name]]))  # a shifted line does not
+            ax.autoscale_view()  # widen the axes' data limits itself
             ax.set_xscale("log")
             style.plain_log_labels(ax.xaxis, prof.index)
-            ax.set_ylim(-0.03, 1.03)
+            ax.set_ylim(-0.05, 1.05)  # room for the lines shifted side by side at 0 and 1
             ax.set_xlabel("tau (ratio to the best optimizer on a task)")
             ax.set_ylabel("share of tasks within tau")
             ax.set_title(labels.get(key, style.literal_text(key)))
         for ax in axes[len(profiles):]:
             ax.set_visible(False)
         handles, texts = axes[0].get_legend_handles_labels()
-        fig.legend(handles, texts, loc="outside lower center", ncols=len(handles), frameon=False)
+        style.legend_below(fig, handles, texts)
         style.suptitle(fig, (style.literal_text(title) if title else "Performance profiles across tasks (Dolan & More 2002)")
-                     + "\nrho(tau): share of tasks on which the optimizer is within a factor tau of the best")
+                     + "\nrho(tau): share of tasks on which the optimizer is within a factor tau of the best"
+                     + (f"\nlines shifted up to {(len(names) - 1) / 2 * PROFILE_SPACING:.2g} pt right and up,"
+                        " so that equal steps lie side by side" if len(names) > 1 else ""))
+        style.fit_labels(fig)  # last: every label, title and legend inside the saved figure
     return fig
 
 
@@ -484,16 +553,22 @@ def lr_curve_grid_figure(panels: Sequence[tuple[str, StudyAnalysis]], *, lr_labe
                          title: str | None = None) -> Figure:
     """The lr curve of every task in one grid: one panel per (label, analysis), one line per optimizer.
 
-    Each panel is :func:`lr_sensitivity_figure`'s curve (best over the other hyperparameters, mean
-    over seeds, band min-max over seeds, diverged points crossed) on that task's own metric and scale;
-    colours are the same optimizer in every panel.
+    Each panel is :func:`lr_sensitivity_figure`'s curve (mean over seeds, band min-max over seeds,
+    diverged points crossed) on that task's own metric and scale; colours are the same optimizer in
+    every panel. What a point is (:meth:`~sensitivity.report.analysis.StudyAnalysis.aggregation_words`:
+    best over the other hyperparameters, or one configuration where they set the lr shown) is said in
+    the title, or in each panel's title where the tasks differ.
     """
     names = metrics.optimizer_order({o for _, a in panels for o in a.complete["optimizer"]})
     colors = style.optimizer_colors(names)
+    lines = style.optimizer_lines(names, lw=1.6)  # one pattern per optimizer in every panel
     display: dict[str, str] = {}
     for _, a in panels:
         display.update(style.literal_names(a.display))
-    aggregation_text = panels[0][1].settings.aggregation_text if panels else metrics.AGGREGATIONS["best"]
+    # what a point is, per task (seeds apart): in the title when every task says the same, else in each panel's title
+    words = [analysis.aggregation_words(seeds=False) for _, analysis in panels]
+    shared = len(set(words)) <= 1
+    lead = ("" if not words or not words[0] else words[0] + ("; " if ";" in words[0] else ", ")) if shared else "as its panel says, "
     n = max(len(panels), 1)
     ncols = min(n, 3)
     nrows = math.ceil(n / ncols)
@@ -501,14 +576,14 @@ def lr_curve_grid_figure(panels: Sequence[tuple[str, StudyAnalysis]], *, lr_labe
         fig = style.new_figure(figsize=(max(4.6 * ncols + 0.8, 9.0), 3.6 * nrows + 1.3))
         axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
         any_diverged = False
-        for ax, (label, analysis) in zip(axes, panels):
+        for i, (ax, (label, analysis)) in enumerate(zip(axes, panels)):
             metric, settings = analysis.settings.metric, analysis.settings
             curve = analysis.curve
             any_diverged |= bool((curve["n_diverged"] > 0).any())
             for name in metrics.optimizer_order(curve["optimizer"]):
                 g = curve[curve["optimizer"] == name].sort_values("lr")
                 c = colors[name]
-                ax.plot(g["lr"], g["value"], "-o", ms=3, lw=1.6, color=c, label=display.get(name, name))
+                ax.plot(g["lr"], g["value"], marker="o", ms=3, label=display.get(name, name), **lines[name])
                 if (g["n_seeds"] > 1).any():
                     ax.fill_between(g["lr"], g["value_min"], g["value_max"], color=c, alpha=0.2, lw=0)
                 div = g[g["n_diverged"] > 0]
@@ -520,15 +595,16 @@ def lr_curve_grid_figure(panels: Sequence[tuple[str, StudyAnalysis]], *, lr_labe
                 style.plain_log_labels(ax.yaxis, np.r_[curve["value"], curve["initial"]])
             ax.set_xlabel(lr_label)
             ax.set_ylabel(f"final {style.metric_axis_label(metric, settings)}")
-            ax.set_title(style.literal_text(label))
+            ax.set_title(style.literal_text(label) + ("" if shared or not words[i] else f"\neach point: {words[i]}"))
         for ax in axes[len(panels):]:
             ax.set_visible(False)
-        handles = [Line2D([], [], color=colors[nm], lw=1.8) for nm in names]
+        handles = [Line2D([], [], **lines[nm]) for nm in names]
         labels = [display.get(nm, nm) for nm in names]
         if any_diverged:
             handles.append(Line2D([], [], marker="x", ls="", color="0.3", ms=7, mew=2))
-            labels.append("diverged (clipped to initial)")
-        fig.legend(handles, labels, loc="outside lower center", ncols=len(handles), frameon=False)
+            labels.append(style.DIVERGED)
+        style.legend_below(fig, handles, labels)
         style.suptitle(fig, (style.literal_text(title) if title else "Learning-rate sensitivity of every task")
-                     + f"\neach point: {aggregation_text}; band: min-max over seeds")
+                     + f"\neach point: {lead}mean over seeds; band: min-max over seeds")
+        style.fit_labels(fig)  # last: every label, title and legend inside the saved figure
     return fig

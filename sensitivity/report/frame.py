@@ -123,7 +123,7 @@ class TrialsData:
             takes but the trial does not store holds its catalog default (what it trained with);
             params an optimizer does not take (NAG's ``beta2``, ``gamma`` outside AdamRAG) are NaN; so are
             the result columns of trials that are not COMPLETE. ``value`` is Optuna's objective
-            (diverged runs clipped to the initial value, see :class:`~sensitivity.records.TrialResult`);
+            (diverged runs counted at the initial value, see :class:`~sensitivity.records.TrialResult`);
             ``final_*`` are the last recorded epoch values, unclipped (NaN when non-finite).
             Each metric in its declared unit (``meta["metrics"]``), ``wall_time_s`` in seconds,
             ``throughput`` in training examples per second (the task's unit: images, characters,

@@ -167,4 +167,5 @@ def pair_heatmaps(
         outline = "; white outline: within tolerance" if thresholds else ""
         style.suptitle(fig, f"{head}\neach cell: {_others_text(analysis, x, y)}{'; ' + extra if extra else ''}\n"
                      f"hatched 'div': all runs diverged; *: some diverged; grey: no run{outline}")
+        style.fit_labels(fig)  # last: every label, title and legend inside the saved figure
     return fig

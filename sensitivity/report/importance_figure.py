@@ -75,8 +75,8 @@ def importance_figure(table: pd.DataFrame, *, region: str = "all",
                 keys.setdefault(label, handle)
             _matrix(fig.add_subplot(grid[r, 1]), mine)
         if keys:
-            fig.legend(list(keys.values()), list(keys), loc="outside lower center", ncols=len(keys),
-                       fontsize="x-small", frameon=False)
+            style.legend_below(fig, list(keys.values()), list(keys), fontsize="x-small")
+        style.fit_labels(fig)  # last: every label, title and legend inside the saved figure
     return fig
 
 

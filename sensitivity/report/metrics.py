@@ -3,7 +3,7 @@
 Every function reads the frame :func:`sensitivity.report.frame.load_trials` returns and uses only
 its COMPLETE rows. One ordering for bad runs: a trial's *final metric* is its last validation loss
 clipped at its initial loss, ``min(L, L0)`` (Wortsman et al. 2023), and a diverged run (or a
-non-finite final value) counts as L0, as the stored objective does
+non-finite final value) is counted at the initial value L0, as the stored objective does
 (:meth:`sensitivity.records.TrialResult.objective`); accuracies likewise, ``max(acc, acc0)``. A
 diverged run and one that ended worse than its start are thus alike in every metric and figure, and
 where two points tie the one that did not diverge ranks first. Diverged runs stay, never dropped.
@@ -216,7 +216,7 @@ def best_row(table: pd.DataFrame, metric: str) -> pd.Series:
 def best_points(curve: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Each optimizer's best point of an :func:`lr_curve`, one row per optimizer (indexed by it).
 
-    A point whose value is not finite or whose runs all diverged is clipped to L0 and can beat runs
+    A point whose value is not finite or whose runs all diverged is counted at the initial value L0 and can beat runs
     that made things worse without diverging; it is the best only where the optimizer has no other
     finite point. Ties are broken as :func:`best_per_group` breaks them. An optimizer without a
     finite value has no row.

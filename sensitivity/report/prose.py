@@ -21,10 +21,11 @@ from sensitivity.report.frame import COMPLETE, TrialsData
 from sensitivity.report.style import AXIS_LABELS, format_lr
 
 BAD_RUNS = ("Every final value is clipped at the initial one, min(L, L0) for losses and max(acc, acc0) for "
-            "accuracies, and a diverged run counts as L0 (acc0): a diverged run and a run that ended worse than "
+            "accuracies, and a diverged run is counted at the initial value, L0 (acc0): a diverged run and a run that ended worse than "
             "its start are alike in the objective, the sweep's best line, every metric and every figure. Where "
             "two points tie, the one that did not diverge ranks first, so a diverged run never ranks above a "
-            "finished one. Curves of losses per epoch are drawn unclipped.")
+            "finished one. Curves of losses per epoch are drawn unclipped; their axis ends at 1.5 x the initial "
+            "value, and a triangle under its top edge marks where a curve rises above it.")
 """The one ordering of bad runs, as the report states it."""
 
 DEFINITIONS = (
@@ -211,7 +212,7 @@ def study_facts(data: TrialsData) -> list[tuple[str, str]]:
         ("divergence factor", number_text(meta.get("divergence_factor"))),
         ("BatchNorm statistics", batchnorm_setting(config)),
         ("bad runs", "clipped at the initial value, min(L, L0) for a loss (max(A, A0) for a maximised metric); "
-                     "diverged runs count as that value and rank after finished runs of equal value "
+                     "diverged runs are counted at the initial value and rank after finished runs of equal value "
                      "(see Metric definitions)"),
         ("sampler", str(meta.get("sampler") or "unknown")),
         ("trials by state", f"{len(trials)} in total ({states})"),

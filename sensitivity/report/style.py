@@ -5,11 +5,14 @@ One concept: how a figure of this product looks, whichever module draws it
 :class:`matplotlib.figure.Figure` objects with an Agg canvas attached explicitly (:func:`new_figure`;
 no pyplot, no global backend switch), drawn inside :func:`style`.
 
-* :data:`AXIS_LABELS` -- the name of each hyperparameter axis;
+* :data:`AXIS_LABELS` -- the name of each hyperparameter axis; :data:`DIVERGED` -- a diverged point's legend entry;
 * :data:`DPI`, :func:`style`, :func:`new_figure` -- resolution, seaborn whitegrid style, a headless figure;
 * :func:`optimizer_colors` -- one fixed colour per optimizer (colour-blind palette, catalog order);
+* :func:`optimizer_lines`, :func:`side_by_side` -- with it a dash pattern, and lines that coincide drawn
+  next to each other, so that every one stays visible;
 * :func:`format_lr`, :func:`plain_log_labels`, :func:`log_ok` -- log-lr and log-metric axes;
-* :func:`suptitle`, :func:`wrapped` -- titles and labels broken to fit their figure or axis;
+* :func:`suptitle`, :func:`wrapped`, :func:`fit_labels`, :func:`legend_below` -- titles, labels and legends
+  broken to fit their figure or axes (every figure ends with :func:`fit_labels`);
 * :func:`literal_text`, :func:`literal_names` -- user text (task and study names, metric labels,
   display names) drawn as written, never as mathtext;
 * :func:`metric_words`, :func:`metric_axis_label` -- the study's declaration of a metric (label and unit);
@@ -31,6 +34,7 @@ import numpy as np
 import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.transforms import ScaledTranslation
 
 from sensitivity.report import metrics
 
@@ -45,6 +49,10 @@ AXIS_LABELS = {
     "weight_decay": "weight decay",
 }
 """How each hyperparameter axis is named in titles, labels and table headings."""
+
+DIVERGED = "diverged (counted at the initial value)"
+"""The legend entry of a diverged point, in every figure that crosses one (a diverged run counts as
+its initial value, L0, in every metric; the report's words say it the same way)."""
 
 DPI = 130
 """Resolution the report saves figures at (dots per inch)."""
@@ -71,6 +79,46 @@ def wrapped(text: str, width: int) -> str:
     return "\n".join(textwrap.fill(line, width) if len(line) > width else line for line in str(text).split("\n"))
 
 
+def _length(artist, renderer) -> float:
+    """How long ``artist`` is drawn along its own direction: the height of a vertical text (a y label),
+    the width of any other."""
+    extent = artist.get_window_extent(renderer)
+    return extent.height if 45 < artist.get_rotation() % 180 < 135 else extent.width
+
+
+def _fit_lines(artist, text: str, room: float, renderer) -> bool:
+    """Set ``artist``'s text to ``text`` with each line longer than ``room`` pixels (as ``artist`` draws
+    it, measured with ``renderer``) broken at spaces until every line fits, into as few lines as that
+    takes, as even as they come (no one-word last line). Existing line breaks are kept, and so is a
+    line that fits or has no space to break at. Returns whether the text changed."""
+    before = artist.get_text()
+
+    def length(line: str) -> float:
+        artist.set_text(line)
+        return _length(artist, renderer)
+
+    lines = []
+    for line in str(text).split("\n"):
+        wide = length(line)
+        if wide <= room or " " not in line.strip():
+            lines.append(line)
+            continue
+        chars = max(10, int(len(line) * room / wide))
+        while chars > 10:
+            pieces = textwrap.wrap(line, chars)
+            if all(length(p) <= room for p in pieces):
+                break
+            chars -= max(1, chars // 20)
+        count = len(textwrap.wrap(line, chars))
+        # as many lines, as even as they come (no one-word last line)
+        even = next((c for c in range(math.ceil(len(line) / count), chars)
+                     if len(textwrap.wrap(line, c)) == count and all(length(p) <= room for p in textwrap.wrap(line, c))),
+                    chars)
+        lines.extend(textwrap.wrap(line, even))
+    artist.set_text("\n".join(lines))
+    return artist.get_text() != before
+
+
 def suptitle(fig: Figure, text: str, **kwargs):
     """``fig.suptitle(text, **kwargs)``, with each line that would be wider than the figure broken at
     spaces until every line fits (measured with the figure's own renderer, so a title that fits is
@@ -79,33 +127,61 @@ def suptitle(fig: Figure, text: str, **kwargs):
     Returns the title's :class:`matplotlib.text.Text`.
     """
     title = fig.suptitle(text, **kwargs)
-    renderer = fig.canvas.get_renderer()
-    room = 0.96 * fig.bbox.width
-
-    def width(line: str) -> float:
-        title.set_text(line)
-        return title.get_window_extent(renderer).width
-
-    lines = []
-    for line in str(text).split("\n"):
-        wide = width(line)
-        if wide <= room or " " not in line.strip():
-            lines.append(line)
-            continue
-        chars = max(10, int(len(line) * room / wide))
-        while chars > 10:
-            pieces = textwrap.wrap(line, chars)
-            if all(width(p) <= room for p in pieces):
-                break
-            chars -= max(1, chars // 20)
-        count = len(textwrap.wrap(line, chars))
-        # as many lines, as even as they come (no one-word last line)
-        even = next((c for c in range(math.ceil(len(line) / count), chars)
-                     if len(textwrap.wrap(line, c)) == count and all(width(p) <= room for p in textwrap.wrap(line, c))),
-                    chars)
-        lines.extend(textwrap.wrap(line, even))
-    title.set_text("\n".join(lines))
+    _fit_lines(title, text, 0.96 * fig.bbox.width, fig.canvas.get_renderer())
     return title
+
+
+def legend_below(fig: Figure, handles, labels, **kwargs):
+    """``fig.legend`` below the panels (``loc="outside lower center"``, no frame): in one row when it
+    fits the figure's width, else in as few rows as do (a narrow figure of one panel, many
+    optimizers). Constrained layout makes room for its height only, so a row wider than the figure
+    would run past both edges. Returns the legend."""
+    renderer = fig.canvas.get_renderer()
+    room = 0.96 * fig.bbox.width  # measured at the figure's dpi; glyphs are a little wider at the saved DPI
+    for ncols in range(max(len(labels), 1), 0, -1):
+        legend = fig.legend(handles, labels, loc="outside lower center", ncols=ncols, frameon=False, **kwargs)
+        if ncols == 1 or legend.get_window_extent(renderer).width <= room:
+            return legend
+        legend.remove()
+    return legend
+
+
+def fit_labels(fig: Figure) -> Figure:
+    """Break every axis label and axes title longer than its axes into lines that fit; call it last,
+    when a figure is drawn.
+
+    Constrained layout makes room for an x label's height and a y label's width, not for their length
+    (matplotlib collapses that direction when it lays out, ``Axis.get_tightbbox(for_layout_only=True)``,
+    and does the same for axes titles): an x label or title wider than its axes, centred on it, runs
+    past the figure's edge, where the saved image cuts it. So each line of an x label or centred title
+    is kept within its axes' width, a y label (a colour bar's included) within its axes' height, and a
+    left title within the room from its axes to the figure's right edge; measured at the resolution
+    the figure is saved at (:data:`DPI`), after the layout, until nothing changes (a legend below the
+    panels is fitted when it is made, :func:`legend_below`). Returns ``fig``.
+    """
+    shown = fig.get_dpi()
+    fig.set_dpi(DPI)  # text is measured as it will be saved (glyph widths do not scale exactly with the dpi)
+    try:
+        for _ in range(4):
+            fig.get_layout_engine().execute(fig)  # the layout alone: places the axes, draws nothing
+            renderer = fig.canvas.get_renderer()
+            changed = False
+            right = fig.bbox.x1
+            for ax in fig.axes:
+                if not ax.get_visible():
+                    continue
+                box = ax.bbox
+                rooms = ((ax.xaxis.label, box.width), (ax.title, box.width), (ax.yaxis.label, box.height),
+                         (getattr(ax, "_left_title", None), right - box.x0),
+                         (getattr(ax, "_right_title", None), box.x1 - fig.bbox.x0))
+                for text, room in rooms:
+                    if text is not None and text.get_visible() and text.get_text():
+                        changed |= _fit_lines(text, text.get_text(), 0.98 * room, renderer)
+            if not changed:
+                break
+    finally:
+        fig.set_dpi(shown)
+    return fig
 
 
 def new_figure(**kwargs) -> Figure:
@@ -132,6 +208,41 @@ def optimizer_colors(names: Iterable[str]) -> dict[str, tuple]:
     order = metrics.optimizer_order(names)
     palette = sns.color_palette("colorblind", max(len(order), 3))
     return {n: palette[i % len(palette)] for i, n in enumerate(order)}
+
+
+LINE_DASHES = ((), (5.0, 2.0), (1.2, 1.8), (6.0, 1.8, 1.2, 1.8), (2.6, 1.8), (6.0, 1.8, 1.2, 1.8, 1.2, 1.8))
+"""Dash patterns of :func:`optimizer_lines`, in catalog order (``()``: solid); cycled past six."""
+
+
+def optimizer_lines(names: Iterable[str], lw: float = 1.8, zorder: float = 2.0) -> dict[str, dict]:
+    """Per optimizer, the keyword arguments of its line in every figure: its colour
+    (:func:`optimizer_colors`), its own dash pattern (:data:`LINE_DASHES`, in catalog order) and the
+    common width ``lw``. The solid line is drawn lowest and each dashed one above it (``zorder``), so
+    where two or three lines lie on each other (two optimizers clipped at L0) each shows in the gaps
+    of those above it, and the legend tells them apart by pattern as well as colour. Where many
+    coincide by construction (performance profiles), :func:`side_by_side` draws them next to each other.
+
+    Args:
+        names: the optimizers drawn (any order; styled in catalog order).
+        lw: the lines' width; zorder: the lowest line's (each later one 0.01 higher).
+    """
+    order = metrics.optimizer_order(names)
+    colors = optimizer_colors(order)
+    out = {}
+    for i, name in enumerate(order):
+        dashes = LINE_DASHES[i % len(LINE_DASHES)]
+        out[name] = {"color": colors[name], "lw": lw, "zorder": zorder + 0.01 * i,
+                     "linestyle": (0, dashes) if dashes else "-", "dash_capstyle": "butt"}
+    return out
+
+
+def side_by_side(ax, i: int, n: int, spacing: float):
+    """A transform drawing line ``i`` of ``n`` shifted by ``(i - (n - 1) / 2) * spacing`` points to the
+    right and up from its data: lines that coincide (a step function's horizontal and vertical
+    segments alike) lie next to each other instead of on each other; a line alone moves by at most
+    ``(n - 1) / 2 * spacing`` points, which the figure states."""
+    shift = (i - (n - 1) / 2) * spacing / 72
+    return ax.transData + ScaledTranslation(shift, shift, ax.get_figure(root=True).dpi_scale_trans)
 
 
 def literal_text(text: object) -> str:

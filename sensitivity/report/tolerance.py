@@ -30,7 +30,7 @@ as a range, and linear interpolation in log lr is the least a curve between grid
 Rules that keep the number honest:
 
 * a point where every run diverged (or whose value is not finite) is never within tolerance; for
-  interpolation it takes the initial value ``L0`` (what a diverged run is clipped to), or, when even
+  interpolation it takes the initial value ``L0`` (the initial value a diverged run is counted at), or, when even
   ``L0`` would be within the threshold, the crossing is put at the good neighbour itself;
 * a curve on which no point improves on ``L0`` (no run learned) has no best lr and no width (NaN);
 * an interval that reaches an end of the swept lr range is *censored*: the true range may be wider.
