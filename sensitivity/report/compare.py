@@ -27,7 +27,7 @@ import optuna
 import pandas as pd
 
 from sensitivity.errors import UserError
-from sensitivity.report import figures, findings, html_report, improvement, markdown_report, metrics, prose
+from sensitivity.report import compare_figures, findings, html_report, improvement, markdown_report, metrics, prose
 from sensitivity.report.analysis import StudyAnalysis, analyze
 from sensitivity.report.build import FigureSpec, check_formats, save_figure, staged
 from sensitivity.report.csv_tables import write_csv
@@ -331,8 +331,8 @@ def build_compare(
     lr_label = "effective learning rate" if lr_axis == "effective" else "learning rate"
     panels = list(zip(_labels(loaded), analyses))
     makers = {
-        "performance_profiles": lambda: figures.performance_profile_figure(profs, labels=labels, display=display),
-        "lr_curves": lambda: figures.lr_curve_grid_figure(panels, lr_label=lr_label),
+        "performance_profiles": lambda: compare_figures.performance_profile_figure(profs, labels=labels, display=display),
+        "lr_curves": lambda: compare_figures.lr_curve_grid_figure(panels, lr_label=lr_label),
     }
     headings = {"performance_profiles": "Performance profiles across tasks",
                 "lr_curves": "Learning-rate sensitivity of every task"}

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sensitivity.report import analyze, figures, style
+from sensitivity.report import analyze, compare_figures, figures, style
 from tests.helpers.trial_frames import trials_frame
 
 OPTIMIZERS = ["adamrag", "adam", "nag", "lion", "adamw", "sgd"]
@@ -50,7 +50,7 @@ def _shown(fig, ax, names) -> dict[str, float]:
 @pytest.mark.parametrize("n", [2, 4, 6])
 def test_every_step_of_a_performance_profile_shows_where_all_coincide(n):
     names = OPTIMIZERS[:n]
-    fig = figures.performance_profile_figure(_same_profiles(n))
+    fig = compare_figures.performance_profile_figure(_same_profiles(n))
     for ax in fig.axes[:2]:
         shown = _shown(fig, ax, names)
         # each as visible as a dotted line is next to a solid one (0.4), not hidden under the others (0)
@@ -66,7 +66,7 @@ def test_every_step_of_a_performance_profile_shows_where_all_coincide(n):
     for line in ax.get_lines():
         drawn = line.get_transform().transform(np.column_stack([line.get_xdata(), line.get_ydata()]))
         exact = ax.transData.transform(np.column_stack([line.get_xdata(), line.get_ydata()]))
-        shift = (n - 1) / 2 * figures.PROFILE_SPACING / 72 * fig.dpi
+        shift = (n - 1) / 2 * compare_figures.PROFILE_SPACING / 72 * fig.dpi
         assert np.abs(drawn - exact).max() <= shift + 1e-6
 
 
@@ -81,7 +81,7 @@ def test_every_optimizer_line_figure_shows_lines_that_coincide():
         "lr sensitivity": figures.lr_sensitivity_figure(analysis, show_tolerance=False),
         "relative performance": figures.relative_performance_figure(analysis),
         "expected best": figures.expected_best_figure(analysis.expected_best, "val_loss"),
-        "lr curves of every task": figures.lr_curve_grid_figure([("a", analysis), ("b", analysis)]),
+        "lr curves of every task": compare_figures.lr_curve_grid_figure([("a", analysis), ("b", analysis)]),
     }
     for what, fig in made.items():
         shown = _shown(fig, fig.axes[0], ["adam", "adamw"])

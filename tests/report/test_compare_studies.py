@@ -146,7 +146,7 @@ def test_one_metric_name_in_two_units_keeps_each_studys_unit(char_first, registr
     """``val_loss`` is nats/example for a classifier and nats/char for char-lm: each study's table
     columns, CSV rows and lr-curve panel carry its own unit, whichever study was loaded last."""
     from sensitivity.report import compare as compare_module
-    from sensitivity.report import figures
+    from sensitivity.report import compare_figures
 
     loaded = compare_module.load_studies(_two_unit_studies(char_first))
     analyses = compare_module.analyze_studies(loaded)
@@ -161,7 +161,7 @@ def test_one_metric_name_in_two_units_keeps_each_studys_unit(char_first, registr
         assert (rows[f"LR sensitivity ({unit})"] != "").all() and len(rows) == 4
         assert f"LR sensitivity ({other})" not in rows.columns
     assert "toy-task: val_loss (nats/example)" in compare_module._settings(table, "nominal", 0.05, None)
-    fig = figures.lr_curve_grid_figure(list(zip(compare_module._labels(loaded), analyses)))
+    fig = compare_figures.lr_curve_grid_figure(list(zip(compare_module._labels(loaded), analyses)))
     labels = {ax.get_title(): ax.get_ylabel() for ax in fig.axes if ax.get_title()}
     assert labels == {task: f"final validation loss ({unit})" for task, unit in TWO_UNITS.items()}
 

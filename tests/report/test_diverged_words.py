@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sensitivity.report import analyze, figures, prose, style
+from sensitivity.report import analyze, compare_figures, figures, prose, style
 from tests.helpers.trial_frames import trials_frame
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +40,7 @@ def test_every_figure_that_crosses_a_diverged_point_says_it_one_way(diverging):
     made = {
         "lr sensitivity": figures.lr_sensitivity_figure(diverging),
         "relative performance": figures.relative_performance_figure(diverging),
-        "lr curves of every task (compare)": figures.lr_curve_grid_figure([("a", diverging), ("b", diverging)]),
+        "lr curves of every task (compare)": compare_figures.lr_curve_grid_figure([("a", diverging), ("b", diverging)]),
     }
     said = {what: [t for t in _legend_texts(fig) if "diverged" in t] for what, fig in made.items()}
     assert said == {what: [style.DIVERGED] for what in made}

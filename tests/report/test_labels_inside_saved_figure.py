@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sensitivity.report import analyze, figures, heatmaps, importance_figure, metrics, prose, style
+from sensitivity.report import analyze, compare_figures, figures, heatmaps, importance_figure, metrics, prose, style
 from sensitivity.report.effective_lr import LR_AXES
 from tests.helpers.trial_frames import trials_frame
 
@@ -102,12 +102,12 @@ def test_every_figure_on_the_effective_axis_keeps_its_labels_inside(analyses, n)
         "relative performance": figures.relative_performance_figure(analysis, lr_label="effective learning rate"),
         "lr x beta1 heatmaps": heatmaps.pair_heatmaps(analysis, "lr", "beta1", lr_label="effective learning rate"),
         "expected best": figures.expected_best_figure(analysis.expected_best, "val_loss", display=analysis.display),
-        "lr curves of every task": figures.lr_curve_grid_figure([("digits-mlp", analysis), ("char-lm", analysis)],
+        "lr curves of every task": compare_figures.lr_curve_grid_figure([("digits-mlp", analysis), ("char-lm", analysis)],
                                                                 lr_label=LR_AXES["effective"]),
         # on the stored lr whatever the axis: one narrow panel for one optimizer, under a legend of three entries
         "loss curves": figures.loss_curves_figure(analysis, _curves(analysis.nominal)),
         "importance": importance_figure.importance_figure(analysis.importance, display=analysis.display),
-        "performance profiles": figures.performance_profile_figure(
+        "performance profiles": compare_figures.performance_profile_figure(
             _profiles(n), labels={"tolerance_width_decades": "tolerance width (higher is better)",
                                   "lr_sensitivity": "LR sensitivity (lower is better)"}, display=DISPLAY),
     }
@@ -136,9 +136,9 @@ def test_the_title_says_what_a_point_is_on_each_lr_axis(analyses):
     # the loss curves are drawn per stored lr at the best beta1, on either axis
     assert effective.aggregation_words(exclude=("beta1",), nominal=True) == "1 seed"
     # the lr curves of several tasks: one wording for all in the title, or each panel's own
-    grid = figures.lr_curve_grid_figure([("a", effective), ("b", effective)])
+    grid = compare_figures.lr_curve_grid_figure([("a", effective), ("b", effective)])
     assert "each point: best over beta1; NAG: one lr, beta1 configuration; mean over seeds" in grid.get_suptitle().replace("\n", " ")
-    mixed = figures.lr_curve_grid_figure([("a", nominal), ("b", effective)])
+    mixed = compare_figures.lr_curve_grid_figure([("a", nominal), ("b", effective)])
     assert "as its panel says" in mixed.get_suptitle()
     assert [ax.get_title().split("\n", 1)[-1].replace("\n", " ") for ax in mixed.axes[:2]] == [
         "each point: best over beta1", "each point: best over beta1; NAG: one lr, beta1 configuration"]
@@ -147,7 +147,7 @@ def test_the_title_says_what_a_point_is_on_each_lr_axis(analyses):
 def test_a_legend_below_a_narrow_figure_folds_into_rows():
     """One panel is 5.4 inches wide: six optimizers with long display names do not fit in one row."""
     long = {name: f"{shown} (library defaults otherwise)" for name, shown in DISPLAY.items()}
-    fig = figures.performance_profile_figure({"lr_sensitivity": _profiles(6)["lr_sensitivity"]}, display=long)
+    fig = compare_figures.performance_profile_figure({"lr_sensitivity": _profiles(6)["lr_sensitivity"]}, display=long)
     assert _outside(fig) == []
     legend = fig.legends[0]
     assert [t.get_text() for t in legend.get_texts()] == [long[n] for n in metrics.optimizer_order(OPTIMIZERS)]

@@ -14,7 +14,7 @@ from markdown_it import MarkdownIt
 from matplotlib.text import Text
 
 from sensitivity.records import Metric, declare_metrics
-from sensitivity.report import analyze, figures, heatmaps, style
+from sensitivity.report import analyze, compare_figures, figures, heatmaps, style
 from sensitivity.report.csv_tables import write_csv
 from sensitivity.report.markdown_report import markdown_table, markdown_text
 from tests.helpers.trial_frames import grid_study
@@ -63,7 +63,7 @@ def _figures(analysis):
     yield figures.expected_best_figure(analysis.expected_best, "dollar_loss", display=dict(analysis.display),
                                        title="task $y$", note="sampler $z$")
     yield heatmaps.pair_heatmaps(analysis, "lr", "beta1", title="task $y$: heatmap")
-    yield figures.lr_curve_grid_figure([("study $s$", analysis)], title="across $t$")
+    yield compare_figures.lr_curve_grid_figure([("study $s$", analysis)], title="across $t$")
 
 
 @pytest.mark.slow
