@@ -126,6 +126,10 @@ def bench_optimizer(
     dev = resolve_device(device)
     if sizes is None:
         sizes = ("resnet18",) if dev.type == "cpu" else ("resnet18", "200m")
+    if not paths:
+        raise UserError(f"--paths names no path; give one or more of {', '.join(PATHS)}, e.g. --paths foreach,fused")
+    if not sizes:
+        raise UserError(f"--sizes names no size; give one or more of {', '.join(SIZES)}, e.g. --sizes tiny")
     for path in paths:
         if path not in PATHS:
             raise UserError(f"unknown path {path!r}; choose from {', '.join(PATHS)}")

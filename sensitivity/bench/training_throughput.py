@@ -36,6 +36,9 @@ from sensitivity.errors import UserError, value_error
 from sensitivity.tasks import TensorData, TensorTask, get_task
 from sensitivity.train import cpu_threads_limit, resolve_device, train_trial
 
+LARGEST_COUNT = 1_000_000
+"""The largest --batch-size, --steps or --rounds a benchmark takes: beyond it a count is a typo (and
+overflows torch's sizes)."""
 SYNTHETIC_SHAPES = {"cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100), "fashion-mnist": ((1, 28, 28), 10)}
 """dataset -> (image shape (C, H, W), classes) of the synthetic stand-in."""
 
@@ -97,6 +100,8 @@ def bench_train(task_name: str = "resnet18", *, synthetic: bool = True, device: 
     for flag, value, example in (("--batch-size", batch_size, "128"), ("--steps", steps, "50"), ("--rounds", rounds, "6")):
         if value is not None and value < 1:
             raise value_error(flag, value, "must be >= 1", example)
+        if value is not None and value > LARGEST_COUNT:
+            raise value_error(flag, value, f"is larger than a benchmark takes (at most {LARGEST_COUNT:,})", example)
     dev = resolve_device(device)
     steps = steps or (50 if dev.type == "cuda" else 4)
     rounds = rounds or (2 if dev.type == "cuda" else 6)

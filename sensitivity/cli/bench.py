@@ -53,7 +53,7 @@ def bench_optimizer_command(
     """Time one step of AdamRAG and torch Adam (same path) and print the times and their ratio."""
     from sensitivity.bench import optimizer_step
 
-    size_list = tuple(s.strip() for s in sizes.split(",") if s.strip()) if sizes else None
+    size_list = tuple(s.strip() for s in sizes.split(",") if s.strip()) if sizes is not None else None
     path_list = tuple(s.strip() for s in paths.split(",") if s.strip())
     rows = optimizer_step.bench_optimizer(device=device, sizes=size_list, paths=path_list, steps=steps, warmup=warmup)
     _print_header(device)

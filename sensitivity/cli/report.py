@@ -86,8 +86,8 @@ def report(
                                                lr_axis=analysis.settings.lr_axis),
                                  f"study {study}: summary (definitions in report.html)",
                                  "95% seed-bootstrap bounds: report.html, summary.csv (*_low, *_high)" if bounds else "")
-    console.print("findings: " + " ".join(paths.findings), highlight=False, markup=False)
-    console.print(f"report written to {paths.out_dir}/ (open {paths.report_html})", markup=False)
+    console.print(terminal.plain_text("findings: " + " ".join(paths.findings)), highlight=False, markup=False)
+    console.print(terminal.plain_text(f"report written to {paths.out_dir}/ (open {paths.report_html})"), markup=False)
 
 
 @app.command(cls=Command)
@@ -113,5 +113,5 @@ def compare(
                               lr_axis=lr_axis, formats=formats)
     except OSError as err:
         raise UserError(f"cannot write the comparison to {out} ({err.strerror or err}); give another --out folder") from None
-    console.print("findings: " + " ".join(paths.findings), highlight=False, markup=False)
-    console.print(f"comparison written to {paths.out_dir}/ (open {paths.compare_html})", markup=False)
+    console.print(terminal.plain_text("findings: " + " ".join(paths.findings)), highlight=False, markup=False)
+    console.print(terminal.plain_text(f"comparison written to {paths.out_dir}/ (open {paths.compare_html})"), markup=False)

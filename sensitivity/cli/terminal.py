@@ -41,6 +41,13 @@ def terminal_text(text: object) -> str:
     return rich_escape(_CONTROL.sub("\ufffd", str(text)))
 
 
+def plain_text(text: object) -> str:
+    """User text for a line printed without markup (``markup=False``): control characters (an
+    escape sequence that would recolour the terminal, a carriage return) replaced by U+FFFD, the
+    rest shown as it is."""
+    return _CONTROL.sub("\ufffd", str(text))
+
+
 class NoticeLines(logging.Handler):
     """What the library logs for the user to know (``sensitivity.storage.NOTICES``: a journal read only up
     to a torn record) as one ``warning:`` line on stderr."""
@@ -112,7 +119,7 @@ class SweepProgress:
         from sensitivity.study.sweep import MAX_RETRIES
 
         then = f"retry {retry} of {MAX_RETRIES} queued" if retry else "no retry left; the sweep goes on"
-        console.print(f"trial #{failure.number} failed ({format_params(failure.params)}): {failure.error}; {then}",
+        console.print(f"trial #{failure.number} failed ({format_params(failure.params)}): {plain_text(failure.error)}; {then}",
                       highlight=False, markup=False)
         if self.task_id is not None and not retry:
             self.progress.update(self.task_id, advance=1)
@@ -309,7 +316,7 @@ def ran_line(ran: int, diverged: int, prog: Any) -> str:
 def print_failures(failures: list[Any]) -> None:
     """One line per planned point whose trial failed (retries used up), with its error."""
     for f in failures:
-        err_console.print(f"failed: trial #{f.number} {format_params(f.params)}: {f.error}", highlight=False,
+        err_console.print(f"failed: trial #{f.number} {format_params(f.params)}: {plain_text(f.error)}", highlight=False,
                           markup=False, soft_wrap=True)
 
 

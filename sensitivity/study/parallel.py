@@ -26,6 +26,8 @@ from sensitivity.study.queue import PlanProgress
 from sensitivity.study.spec import STORAGE_ENV
 
 STOP_TIMEOUT_S = 60.0
+MAX_PROCESSES = 1024
+"""The most worker processes one sweep starts (--workers, or --trials-per-gpu per GPU)."""
 """How long stopped workers may take to record their running trial before they are killed (seconds)."""
 
 
@@ -90,10 +92,11 @@ def plan_local_workers(workers: int, gpus: str | None, trials_per_gpu: int, devi
         UserError: a count below 1, ``--gpus`` with ``--workers`` or with a CPU device, or a GPU
             that is not there.
     """
-    if workers < 1:
-        raise value_error("--workers", workers, "must be >= 1", "2")
-    if trials_per_gpu < 1:
-        raise value_error("--trials-per-gpu", trials_per_gpu, "must be >= 1", "2")
+    for flag, count in (("--workers", workers), ("--trials-per-gpu", trials_per_gpu)):
+        if count < 1:
+            raise value_error(flag, count, "must be >= 1", "2")
+        if count > MAX_PROCESSES:
+            raise value_error(flag, count, f"starts more worker processes than a machine runs (at most {MAX_PROCESSES})", "2")
     cpus = available_cpus()
     if gpus is None:
         if trials_per_gpu != 1:

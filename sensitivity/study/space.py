@@ -21,7 +21,8 @@ import warnings
 from typing import Any
 
 from sensitivity.catalog import OPTIMIZERS, OptimizerInfo
-from sensitivity.study.spec import StudySpec
+from sensitivity.errors import UserError
+from sensitivity.study.spec import MAX_TRIALS, StudySpec
 
 DEFAULT_BETA1_GRID = (0.8, 0.9, 0.95)
 DEFAULT_BETA1_RANGE = (0.5, 0.99)
@@ -94,7 +95,8 @@ def _round(value: float, digits: int, lo: float, hi: float) -> float:
     return min(max(value, lo), hi)
 
 
-def _grid_points(spec: StudySpec, opt: OptimizerInfo) -> list[Point]:
+def _grid_axes(spec: StudySpec, opt: OptimizerInfo) -> dict[str, tuple[float, ...]]:
+    """The values of each hyperparameter ``opt``'s grid crosses (lr first)."""
     axes: dict[str, tuple[float, ...]] = {"lr": spec.lr or tuple(opt.lr_grid(spec.lr_points))}
     if "beta1" in opt.hyperparameters:
         axes["beta1"] = spec.beta1 or DEFAULT_BETA1_GRID
@@ -104,6 +106,11 @@ def _grid_points(spec: StudySpec, opt: OptimizerInfo) -> list[Point]:
         axes["gamma"] = spec.gamma or (opt.defaults["gamma"],)
     if "weight_decay" in opt.hyperparameters:
         axes["weight_decay"] = spec.weight_decay if spec.weight_decay is not None else (opt.defaults["weight_decay"],)
+    return axes
+
+
+def _grid_points(spec: StudySpec, opt: OptimizerInfo) -> list[Point]:
+    axes = _grid_axes(spec, opt)
     names = list(axes)
     return [dict(zip(names, map(float, values))) for values in itertools.product(*(sorted(set(axes[n])) for n in names))]
 
@@ -181,6 +188,28 @@ def _map_unit_point(spec: StudySpec, opt: OptimizerInfo, u: dict[str, float], va
     return point
 
 
+def planned_trials(spec: StudySpec) -> int:
+    """How many trials ``spec`` plans (points x seeds, every optimizer), counted without listing them."""
+    opts = [OPTIMIZERS[name] for name in spec.optimizers]
+    if spec.sampler == "grid":
+        per_seed = sum(math.prod(len(set(values)) for values in _grid_axes(spec, opt).values()) for opt in opts)
+    else:
+        per_seed = spec.n_trials * len(opts)
+    return per_seed * spec.seeds
+
+
+def check_size(spec: StudySpec) -> None:
+    """Refuse a plan of more than :data:`~sensitivity.study.spec.MAX_TRIALS` trials before it is listed.
+
+    Raises:
+        UserError: the plan's size, and how to make it smaller.
+    """
+    n = planned_trials(spec)
+    if n > MAX_TRIALS:
+        raise UserError(f"this study plans {n:,} trials, more than one study takes ({MAX_TRIALS:,}); use fewer "
+                        "--lr-points, values, --n-trials or --seeds, or split the search into several studies")
+
+
 def plan_points(spec: StudySpec) -> list[Point]:
     """Every trial the spec asks for, as param dicts with ``optimizer`` and ``seed``, in run order.
 
@@ -191,6 +220,7 @@ def plan_points(spec: StudySpec) -> list[Point]:
     random/qmc alike), so a study stopped half way has comparable coverage of every optimizer.
     """
     opts = [OPTIMIZERS[name] for name in spec.optimizers]
+    check_size(spec)
     if spec.sampler == "grid":
         per_opt = [[(opt, p) for p in _grid_points(spec, opt)] for opt in opts]
         pairs = [pair for group in itertools.zip_longest(*per_opt) for pair in group if pair is not None]

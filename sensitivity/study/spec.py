@@ -21,6 +21,17 @@ and how ``sweep --workers`` hands the URL to its worker processes. A command lin
 every user of the machine (``ps``); a process's environment only by its owner and root."""
 
 SAMPLERS = ("grid", "random", "qmc")
+MAX_TRIALS = 1_000_000
+"""The most trials one study may plan (points x seeds, every optimizer): beyond it the plan alone
+takes gigabytes; split such a search into several studies."""
+LARGEST = {"--lr-points": 10_000, "--n-trials": MAX_TRIALS, "--seeds": 10_000, "--epochs": 1_000_000,
+           "--train-size": 2**31 - 1, "--val-size": 2**31 - 1, "--batch-size": 2**31 - 1,
+           "--precise-bn": 2**31 - 1, "--population": 100_000}
+"""The largest value each whole-number setting takes: a count above it is a typo, and some (a seed
+count, a grid size) would otherwise fill the memory before anything runs, or overflow the database's
+or torch's integers."""
+SEED_RANGE = (0, 2**32 - 1)
+"""--sampler-seed: the range NumPy's and Optuna's generators accept."""
 
 LIST_EXAMPLES = {
     "--lr": "1e-4,1e-3,1e-2",
@@ -180,6 +191,17 @@ class StudySpec:
         return cls(**clean)
 
     # ---- validation --------------------------------------------------------------------------
+    def _varies_besides_lr(self) -> bool:
+        """Whether a random/qmc point varies anything but lr for some optimizer of the study: beta1 is
+        drawn from its default range unless given as one value, the others when given as several."""
+        varied = {"beta1": self.beta1 is None or len(set(self.beta1)) > 1,
+                  **{name: getattr(self, name) is not None and len(set(getattr(self, name))) > 1
+                     for name in ("beta2", "gamma", "weight_decay")}}
+        from sensitivity.catalog import OPTIMIZERS
+
+        return any(on and any(name in OPTIMIZERS[o].hyperparameters for o in self.optimizers if o in OPTIMIZERS)
+                   for name, on in varied.items())
+
     def validate(self) -> "StudySpec":
         """Check every field; return self.
 
@@ -250,6 +272,20 @@ class StudySpec:
                                             or self.population < 1):
             raise value_error("--population", self.population, "must be a whole number >= 1 (1: one by one), or auto",
                               "27")
+        for flag, value in (("--lr-points", self.lr_points), ("--n-trials", self.n_trials), ("--seeds", self.seeds),
+                            ("--epochs", self.epochs), ("--train-size", self.train_size), ("--val-size", self.val_size),
+                            ("--batch-size", self.batch_size), ("--precise-bn", self.precise_bn),
+                            ("--population", self.population)):
+            if isinstance(value, int) and value > LARGEST[flag]:
+                raise value_error(flag, value, f"is larger than a study takes (at most {LARGEST[flag]:,})",
+                                  _COUNT_EXAMPLES[flag])
+        if not SEED_RANGE[0] <= self.sampler_seed <= SEED_RANGE[1]:
+            raise value_error("--sampler-seed", self.sampler_seed,
+                              f"must lie in {SEED_RANGE[0]} .. {SEED_RANGE[1]:,} (the random generator's seeds)", "0")
+        if self.sampler != "grid" and self.lr is not None and len(set(self.lr)) == 1 and not self._varies_besides_lr():
+            raise UserError(f"--sampler {self.sampler} with one learning rate (--lr {self.lr[0]:g}) and nothing else "
+                            "varied draws the same point every time; give an lr range, e.g. --lr 1e-4,1e-1, "
+                            "or use --sampler grid")
         if not (self.divergence_factor > 1 and math.isfinite(self.divergence_factor)):
             raise value_error("--divergence-factor", f"{self.divergence_factor:g}", "must be a finite number > 1 (a multiple "
                               "of the initial loss)", "5")
@@ -266,6 +302,10 @@ def _tasks_with(key: str) -> str:
     from sensitivity.tasks import TASKS
 
     return ", ".join(name for name, task in TASKS.items() if key in task.defaults) or "no built-in task"
+
+
+_COUNT_EXAMPLES = {"--lr-points": "9", "--n-trials": "20", "--seeds": "3", "--epochs": "10", "--train-size": "1000",
+                   "--val-size": "500", "--batch-size": "64", "--precise-bn": "8", "--population": "27"}
 
 
 def _check_values(flag: str, values: tuple[float, ...] | None, ok, rule: str) -> None:

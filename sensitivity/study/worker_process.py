@@ -21,6 +21,9 @@ from typing import Any, NoReturn
 from sensitivity.errors import UserError, value_error
 from sensitivity.study.spec import STORAGE_ENV
 
+MAX_THREADS = 1024
+"""The most torch threads a worker takes (--threads); torch itself refuses a count beyond a C int."""
+
 
 def quiet_optuna() -> None:
     """Optuna logs warnings only (not a line per trial)."""
@@ -57,8 +60,8 @@ def join_as_worker(storage: str, study_name: str, *, device: str | None = None,
     interrupt.install()
     stop_when_parent_dies()
     if threads is not None:
-        if threads < 1:
-            raise value_error("--threads", threads, "must be >= 1", "1")
+        if not 1 <= threads <= MAX_THREADS:
+            raise value_error("--threads", threads, f"must lie in 1 .. {MAX_THREADS} (torch threads per worker)", "1")
         import torch
 
         torch.set_num_threads(threads)

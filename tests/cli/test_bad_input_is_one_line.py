@@ -108,6 +108,23 @@ SWEEP_CASES = {
     "negative precise bn": (["--precise-bn", "-1"], "--precise-bn -1 must be >= 0"),
     "optimizer Optuna cannot add": (["--study", "narrow", "--optimizers", "adam,nag"], "cannot add nag"),
     "data missing": (["--task", "resnet18", "--data-dir", "/nonexistent/data"], "not found"),
+    # counts too large to mean anything: refused before the plan fills the memory or a number overflows
+    "seeds huge": (["--seeds", "99999999999999999999"], "--seeds 99999999999999999999 is larger than a study takes"),
+    "lr points huge": (["--lr-points", "99999999999"], "--lr-points 99999999999 is larger than a study takes"),
+    "n trials huge": (["--sampler", "random", "--lr", "1e-4,1e-2", "--n-trials", "10000000"],
+                      "--n-trials 10000000 is larger than a study takes"),
+    "population huge": (["--population", "99999999999999999999"], "--population 99999999999999999999 is larger"),
+    "epochs huge": (["--epochs", "100000000000000000000000"], "--epochs 100000000000000000000000 is larger"),
+    "batch size huge": (["--batch-size", "99999999999"], "--batch-size 99999999999 is larger"),
+    "plan too large": (["--lr", ",".join(f"{10 ** (-5 + i / 100):.6g}" for i in range(400)), "--beta1", "0.8,0.9,0.95",
+                        "--seeds", "1000"], "this study plans 1,200,000 trials, more than one study takes (1,000,000)"),
+    "workers huge": (["--workers", "99999999999"], "--workers 99999999999 starts more worker processes"),
+    "sampler seed negative": (["--sampler", "random", "--lr", "1e-4,1e-2", "--sampler-seed", "-5"],
+                              "--sampler-seed -5 must lie in 0 .. 4,294,967,295"),
+    "sampler seed too large": (["--sampler", "qmc", "--lr", "1e-4,1e-2", "--sampler-seed", "4294967296"],
+                               "--sampler-seed 4294967296 must lie in"),
+    "random with one point": (["--sampler", "random", "--n-trials", "4"],
+                              "--sampler random with one learning rate (--lr 0.001) and nothing else varied"),
 }
 
 
@@ -158,7 +175,7 @@ WORKER_CASES = {
     "no such study": (["--study", "nope"], "no study 'nope'"),
     "not made by a sweep": (["--study", "plain"], "not created by adamrag-sens sweep"),
     "absent device": (["--study", "base", "--device", "cuda:99"], "cuda:99"),
-    "threads zero": (["--study", "base", "--threads", "0"], "--threads 0 must be >= 1"),
+    "threads zero": (["--study", "base", "--threads", "0"], "--threads 0 must lie in 1 .. 1024"),
 }
 
 
@@ -181,3 +198,12 @@ def test_bad_heartbeat_setting_is_one_line_exit_2(db):
     _check_one_line_exit_2(["sweep", "--storage", f"sqlite:///{db}", "--study", "base", *BASE], "ADAMRAG_SENS_HEARTBEAT_S",
                            env={"ADAMRAG_SENS_HEARTBEAT_S": "soon"})
     assert _fingerprint(db) == before
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["bench", "optimizer", "--paths", "", "--sizes", "tiny"], "--paths names no path"),
+    (["bench", "optimizer", "--paths", " , ", "--sizes", "tiny"], "--paths names no path"),
+    (["bench", "optimizer", "--sizes", ""], "--sizes names no size"),
+])
+def test_an_empty_benchmark_list_is_refused_not_run_as_nothing(args, expected):
+    _check_one_line_exit_2(args, expected)

@@ -33,3 +33,22 @@ def test_an_error_naming_a_path_with_markup_prints_the_path_as_written(tmp_path,
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and str(target) in lines[0], lines
     assert not (tmp_path / "s.db").exists()
+
+
+def test_plain_text_drops_control_characters_and_keeps_markup_as_written():
+    assert terminal.plain_text("[red]out<script>\x1b[31m\rx") == "[red]out<script>\ufffd[31m\ufffdx"
+
+
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_the_written_to_line_shows_an_output_folder_with_an_escape_sequence_as_text(tmp_path, command):
+    """``--out`` with an escape sequence in it: the success line must not recolour the terminal."""
+    from tests.helpers.toy_studies import stored_toy_study
+
+    url = stored_toy_study(tmp_path / "db")
+    out = tmp_path / "[red]out<script>\x1b[31m"
+    args = ([command, "--storage", url, "--study", "toy", "--out", str(out)] if command == "report" else
+            [command, "--storage", url, "--storage", url, "--study", "toy", "--study", "toy", "--out", str(out)])
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    line = next(line for line in result.stdout.splitlines() if "written to" in line)
+    assert "\x1b" not in result.stdout and "[red]out<script>\ufffd[31m" in line, line
