@@ -189,8 +189,13 @@ def open_storage(storage: str | os.PathLike, *, read_only: bool = False, create:
                     raise UserError(f"no SQLite database at {db_path}; run `adamrag-sens sweep` first or check --storage")
                 _make_folder(db_path.parent)
             if read_only:
-                if "studies" not in sqlite_tables(db_path):
+                tables = sqlite_tables(db_path)
+                if "studies" not in tables:
                     raise UserError(f"{db_path} is not an Optuna database (no 'studies' table); check --storage")
+                if "alembic_version" not in tables:  # Optuna stamps its schema version last
+                    raise UserError(f"SQLite database {db_path} was left half-created (a sweep stopped while it "
+                                    "created Optuna's tables, or one is creating them now); run the sweep again "
+                                    "to finish it, then the report")
                 engine_kwargs.update(read_only_engine_kwargs(db_path))  # mode=ro: nothing created, even -shm
             else:
                 check_writable(db_path)  # a local fault is named now, not found by the first write
