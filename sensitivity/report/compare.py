@@ -34,7 +34,7 @@ from sensitivity.report.csv_tables import write_csv
 from sensitivity.report.effective_lr import LR_AXES
 from sensitivity.report.frame import TrialsData, load_trials
 from sensitivity.report.tolerance import DEFAULT_TAU
-from sensitivity.storage import mask_storage
+from sensitivity.storage import is_journal_path, mask_storage, normalize_storage_url, sqlite_path
 
 PROFILE_METRICS = (
     ("tolerance_width_decades", True, "tolerance width (higher is better)"),
@@ -118,16 +118,36 @@ def pair_refs(storages: Sequence[str], studies: Sequence[str]) -> list[StudyRef]
     """Pair ``--storage`` and ``--study`` values: one storage for every study, or one per study in order.
 
     Raises:
-        UserError: fewer than two studies, or as many storages as neither 1 nor the number of studies.
+        UserError: fewer than two studies, as many storages as neither 1 nor the number of studies, or one
+            study named twice (the same name in the same storage, however the storage is spelled).
     """
     if len(studies) < 2:
         raise UserError("compare needs at least two studies; pass --study twice or more (--study A --study B)")
     if len(storages) == 1:
-        return [StudyRef(storages[0], s) for s in studies]
-    if len(storages) != len(studies):
+        refs = [StudyRef(storages[0], s) for s in studies]
+    elif len(storages) != len(studies):
         raise UserError(f"{len(storages)} --storage values for {len(studies)} --study values; give one --storage "
                         "for all studies, or one per --study in the same order")
-    return [StudyRef(a, b) for a, b in zip(storages, studies)]
+    else:
+        refs = [StudyRef(a, b) for a, b in zip(storages, studies)]
+    seen: dict[tuple[str, str], StudyRef] = {}
+    for ref in refs:
+        key = (_storage_identity(ref.storage), ref.study)
+        if key in seen:
+            raise UserError(f"study {ref.study!r} in {mask_storage(ref.storage)} is given twice; compare "
+                            "needs different studies (drop the repeated --study)")
+        seen[key] = ref
+    return refs
+
+
+def _storage_identity(storage: str) -> str:
+    """One spelling per storage, so that ``x.db``, ``./x.db`` and ``sqlite:///x.db`` are known as one file:
+    the resolved path of an SQLite or journal file, otherwise the URL as given."""
+    if is_journal_path(storage):
+        return "journal:" + str(Path(storage).expanduser().resolve())
+    url = normalize_storage_url(storage)
+    path = sqlite_path(url)
+    return "sqlite:" + str(path.expanduser().resolve()) if path is not None else url
 
 
 def load_studies(refs: Sequence[StudyRef]) -> list[tuple[StudyRef, TrialsData]]:

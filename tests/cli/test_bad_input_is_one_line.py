@@ -207,3 +207,12 @@ def test_bad_heartbeat_setting_is_one_line_exit_2(db):
 ])
 def test_an_empty_benchmark_list_is_refused_not_run_as_nothing(args, expected):
     _check_one_line_exit_2(args, expected)
+
+
+def test_compare_of_a_study_with_itself_is_one_line_exit_2_and_writes_nothing(db, tmp_path):
+    before = _fingerprint(db)
+    out = tmp_path / "cmp"
+    _check_one_line_exit_2(["compare", "--storage", str(db), "--storage", f"sqlite:///{db}", "--study", "base",
+                            "--study", "base", "--out", str(out)], "'base' in")
+    assert _fingerprint(db) == before
+    assert not out.exists()

@@ -80,6 +80,26 @@ def test_pairing_storages_with_studies():
         pair_refs(["s"], ["a"])
 
 
+@pytest.mark.parametrize("storages, studies", [
+    (["s.db"], ["a", "a"]),                                      # one storage for both
+    (["s.db", "./s.db"], ["a", "a"]),                            # one file spelled two ways
+    (["s.db", "sqlite:///s.db"], ["a", "a"]),                    # a path and its URL
+    (["s.db"], ["a", "b", "a"]),                                 # the repeat is not next to its twin
+    (["run.log", "./run.log"], ["a", "a"]),                      # a journal file
+    (["postgresql://u@h/db"], ["a", "a"]),                       # a server URL
+])
+def test_one_study_named_twice_is_refused(storages, studies, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="'a' in .* is given twice; compare needs different studies"):
+        pair_refs(storages, studies)
+
+
+def test_same_name_in_two_storages_is_two_studies(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert len(pair_refs(["a.db", "b.db"], ["s", "s"])) == 2
+    assert len(pair_refs(["postgresql://u@h/one", "postgresql://u@h/two"], ["s", "s"])) == 2
+
+
 @pytest.mark.slow
 def test_compare_from_the_command_line_in_two_storages(two_storages, tmp_path):
     a, b = two_storages
