@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sensitivity.errors import UserError
+from sensitivity.study.spec import COUNT_EXAMPLES, LIST_EXAMPLES
 
 NUMBER_LIST, NAME_LIST, GPU_LIST = "number list", "name list", "gpu list"
 TEXT, PATH, INTEGER, NUMBER, BOOLEAN = "text", "path", "integer", "number", "boolean"
@@ -31,6 +32,24 @@ KEYS: dict[str, str] = {
     "gpus": GPU_LIST, "trials_per_gpu": INTEGER, "population": POPULATION,
 }
 """Every key a study definition may hold (the ``sweep`` flags, in their order) -> its kind."""
+
+_OTHER_EXAMPLES = {"sampler_seed": "0", "workers": "2", "trials_per_gpu": "2", "warmup_epochs": "1.0",
+                   "divergence_factor": "10.0"}
+
+
+def _example(key: str, kind: str) -> str:
+    """A value ``key`` accepts, as TOML: the flag's own example where the command line has one
+    (:data:`~sensitivity.study.spec.LIST_EXAMPLES`, :data:`~sensitivity.study.spec.COUNT_EXAMPLES`), so
+    a refused learning rate is shown learning rates, not a beta."""
+    flag = "--" + key.replace("_", "-")
+    if flag in LIST_EXAMPLES:
+        return f"{key} = [{', '.join(LIST_EXAMPLES[flag].split(','))}]"
+    if flag in COUNT_EXAMPLES:
+        return f"{key} = {COUNT_EXAMPLES[flag]}"
+    if key in _OTHER_EXAMPLES:
+        return f"{key} = {_OTHER_EXAMPLES[key]}"
+    return {NAME_LIST: f'{key} = ["adamrag", "adam"]', GPU_LIST: f"{key} = [0, 1]", BOOLEAN: f"{key} = true",
+            POPULATION: f'{key} = "auto"'}.get(kind, f'{key} = "..."')
 
 
 def read_study_definition(path: Path) -> dict[str, Any]:
@@ -100,26 +119,26 @@ def check_value(path: Path, key: str, value: Any) -> None:
     """
     kind = KEYS[key]
     if kind == NUMBER_LIST:
-        ok = _is_number(value) or isinstance(value, str) or _list_of(value, _is_number)
-        wanted, example = "a number or a list of numbers", f"{key} = [0.9, 0.95]"
+        ok, wanted = _is_number(value) or isinstance(value, str) or _list_of(value, _is_number), \
+            "a number or a list of numbers"
     elif kind == NAME_LIST:
         ok = isinstance(value, str) or _list_of(value, lambda v: isinstance(v, str))
-        wanted, example = "a name or a list of names", f'{key} = ["adamrag", "adam"]'
+        wanted = "a name or a list of names"
     elif kind == GPU_LIST:
         ok = isinstance(value, str) or _is_whole(value) or _list_of(value, _is_whole)
-        wanted, example = "a GPU number or a list of them", f"{key} = [0, 1]"
+        wanted = "a GPU number or a list of them"
     elif kind == BOOLEAN:
-        ok, wanted, example = isinstance(value, bool), "true or false", f"{key} = true"
+        ok, wanted = isinstance(value, bool), "true or false"
     elif kind == INTEGER:
-        ok, wanted, example = _is_whole(value), "a whole number", f"{key} = 3"
+        ok, wanted = _is_whole(value), "a whole number"
     elif kind == POPULATION:
         ok = _is_whole(value) or (isinstance(value, str) and value.strip().lower() == "auto")
-        wanted, example = 'a whole number or "auto"', f"{key} = 27"
+        wanted = 'a whole number or "auto"'
     elif kind == NUMBER:
-        ok, wanted, example = _is_number(value), "a number", f"{key} = 5.0"
+        ok, wanted = _is_number(value), "a number"
     else:  # text and paths
-        ok, wanted, example = isinstance(value, str), "a string", f'{key} = "..."'
+        ok, wanted = isinstance(value, str), "a string"
     if not ok:
         shown = str(value).lower() if isinstance(value, bool) else repr(value)
         raise UserError(f"study definition {path}: {key} = {shown} is {_toml_kind(value)}, but {key} takes "
-                        f"{wanted} (e.g. {example}); fix the file")
+                        f"{wanted} (e.g. {_example(key, kind)}); fix the file")

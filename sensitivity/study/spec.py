@@ -278,7 +278,7 @@ class StudySpec:
                             ("--population", self.population)):
             if isinstance(value, int) and value > LARGEST[flag]:
                 raise value_error(flag, value, f"is larger than a study takes (at most {LARGEST[flag]:,})",
-                                  _COUNT_EXAMPLES[flag])
+                                  COUNT_EXAMPLES[flag])
         if not SEED_RANGE[0] <= self.sampler_seed <= SEED_RANGE[1]:
             raise value_error("--sampler-seed", self.sampler_seed,
                               f"must lie in {SEED_RANGE[0]} .. {SEED_RANGE[1]:,} (the random generator's seeds)", "0")
@@ -304,8 +304,9 @@ def _tasks_with(key: str) -> str:
     return ", ".join(name for name, task in TASKS.items() if key in task.defaults) or "no built-in task"
 
 
-_COUNT_EXAMPLES = {"--lr-points": "9", "--n-trials": "20", "--seeds": "3", "--epochs": "10", "--train-size": "1000",
-                   "--val-size": "500", "--batch-size": "64", "--precise-bn": "8", "--population": "27"}
+COUNT_EXAMPLES = {"--lr-points": "9", "--n-trials": "20", "--seeds": "3", "--epochs": "10", "--train-size": "1000",
+                  "--val-size": "500", "--batch-size": "64", "--precise-bn": "8", "--population": "27"}
+"""A fitting value of each flag that takes one whole number, quoted by the messages that refuse one."""
 
 
 def _check_values(flag: str, values: tuple[float, ...] | None, ok, rule: str) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from sensitivity.errors import UserError
-from sensitivity.study.definition import read_study_definition
+from sensitivity.study.definition import KEYS, NUMBER_LIST, read_study_definition
+from sensitivity.study.spec import LIST_EXAMPLES, parse_floats
 
 
 def _read(tmp_path: Path, text: str) -> dict:
@@ -28,7 +29,7 @@ def test_values_come_back_as_the_command_line_gives_them(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("epochs = 2.5\n", "epochs = 2.5 is a number, but epochs takes a whole number (e.g. epochs = 3)"),
+    ("epochs = 2.5\n", "epochs = 2.5 is a number, but epochs takes a whole number (e.g. epochs = 10)"),
     ("epochs = true\n", "epochs = true is a boolean, but epochs takes a whole number"),
     ('seeds = "3"\n', "seeds = '3' is a string, but seeds takes a whole number"),
     ("download = 1\n", "download = 1 is a whole number, but download takes true or false (e.g. download = true)"),
@@ -60,3 +61,25 @@ def test_a_file_that_is_not_toml_or_not_there_is_named(tmp_path):
         _read(tmp_path, "epochs = [\n")
     with pytest.raises(UserError, match="cannot read study definition .*nope.toml"):
         read_study_definition(tmp_path / "nope.toml")
+
+
+def _a_wrong_value(kind: str) -> str:
+    return "[{}]" if kind == NUMBER_LIST else "{}"  # an empty table: never a value a key takes
+
+
+@pytest.mark.parametrize("key", list(KEYS))
+def test_the_example_a_refusal_quotes_is_a_value_the_key_takes(tmp_path, key):
+    with pytest.raises(UserError) as err:
+        _read(tmp_path, f"{key} = {_a_wrong_value(KEYS[key])}\n")
+    example = str(err.value).split("(e.g. ", 1)[1].rsplit("); fix the file", 1)[0]
+    assert example.startswith(f"{key} = "), example
+    got = _read(tmp_path, example + "\n")  # raises UserError if the example is refused
+    if KEYS[key] == NUMBER_LIST:  # the sweep's own example for the flag, so its bounds hold too
+        flag = "--" + key.replace("_", "-")
+        assert parse_floats(flag, got[key]) == parse_floats(flag, LIST_EXAMPLES[flag])
+
+
+def test_a_refused_lr_list_is_shown_learning_rates_not_a_beta(tmp_path):
+    with pytest.raises(UserError) as err:
+        _read(tmp_path, 'lr = ["a", "b"]\n')
+    assert "(e.g. lr = [1e-4, 1e-3, 1e-2])" in str(err.value) and "0.9" not in str(err.value)
