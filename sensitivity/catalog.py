@@ -36,6 +36,10 @@ class OptimizerInfo:
         other_meanings: what each of its hyperparameters beyond :data:`COMMON_HYPERPARAMETERS`
             means (AdamRAG's ``gamma``), by name: one entry for each such hyperparameter.
         source: the implementation and the paper it follows.
+        weight_decay_kind: how ``weight_decay`` acts, one of :data:`WEIGHT_DECAY_KINDS`: ``coupled``
+            (L2: ``weight_decay * p`` is added to the gradient before the moments see it, as torch's
+            Adam and SGD) or ``decoupled`` (the parameter shrinks by ``lr * weight_decay * p`` beside
+            the update, as AdamW, Loshchilov & Hutter 2019, and Lion).
         step_amplifier: the hyperparameter c whose momentum multiplies the steady-state step by
             1 / (1 - c) (``gamma`` for AdamRAG's ravine buffer, ``beta1`` for SGD momentum), or ""
             when the step is of size lr (Adam, Lion); see :mod:`sensitivity.report.effective_lr`.
@@ -49,6 +53,7 @@ class OptimizerInfo:
     beta1_meaning: str
     beta2_meaning: str
     source: str
+    weight_decay_kind: str
     step_amplifier: str = ""
     other_meanings: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -64,6 +69,13 @@ class OptimizerInfo:
         lo, hi = (math.log10(v) for v in self.lr_range)
         return [float(f"{10 ** (lo + (hi - lo) * i / (points - 1)):.3g}") for i in range(points)]
 
+
+WEIGHT_DECAY_KINDS = {
+    "coupled": "coupled (L2)",
+    "decoupled": "decoupled (AdamW-style)",
+}
+"""The ways an optimizer's ``weight_decay`` acts -> how ``adamrag-sens optimizers`` says it: coupled,
+``weight_decay * p`` is added to the gradient; decoupled, the parameter shrinks beside the update."""
 
 COMMON_HYPERPARAMETERS = ("lr", "beta1", "beta2", "weight_decay")
 """The hyperparameters whose names every optimizer shares (what beta1 and beta2 mean differs, see
@@ -83,6 +95,7 @@ OPTIMIZERS: dict[str, OptimizerInfo] = {
             beta1_meaning="exp_avg (first moment) decay",
             beta2_meaning="exp_avg_sq (second moment) decay",
             source="sensitivity.optim.AdamRAG: reconstruction of Zhang et al. 2025 (NPL 57:53)",
+            weight_decay_kind="coupled",
             step_amplifier="gamma",
             other_meanings={"gamma": "Ravine extrapolation coefficient"},
         ),
@@ -95,6 +108,7 @@ OPTIMIZERS: dict[str, OptimizerInfo] = {
             beta1_meaning="exp_avg (first moment) decay",
             beta2_meaning="exp_avg_sq (second moment) decay",
             source="torch.optim.Adam (Kingma & Ba 2015, arXiv 1412.6980)",
+            weight_decay_kind="coupled",
         ),
         OptimizerInfo(
             name="adamw",
@@ -105,6 +119,7 @@ OPTIMIZERS: dict[str, OptimizerInfo] = {
             beta1_meaning="exp_avg (first moment) decay",
             beta2_meaning="exp_avg_sq (second moment) decay",
             source="torch.optim.AdamW (Loshchilov & Hutter 2019, arXiv 1711.05101)",
+            weight_decay_kind="decoupled",
         ),
         OptimizerInfo(
             name="nag",
@@ -115,6 +130,7 @@ OPTIMIZERS: dict[str, OptimizerInfo] = {
             beta1_meaning="momentum",
             beta2_meaning="(none)",
             source="torch.optim.SGD(nesterov=True) (Sutskever et al. 2013, ICML)",
+            weight_decay_kind="coupled",
             step_amplifier="beta1",
         ),
         OptimizerInfo(
@@ -126,6 +142,7 @@ OPTIMIZERS: dict[str, OptimizerInfo] = {
             beta1_meaning="heavy-ball momentum",
             beta2_meaning="(none)",
             source="torch.optim.SGD(momentum=beta1) (Polyak 1964)",
+            weight_decay_kind="coupled",
             step_amplifier="beta1",
         ),
         OptimizerInfo(
@@ -137,6 +154,7 @@ OPTIMIZERS: dict[str, OptimizerInfo] = {
             beta1_meaning="interpolation between momentum and gradient in the sign update",
             beta2_meaning="momentum (exp_avg) decay",
             source="lion_pytorch.Lion (Chen et al. 2023, arXiv 2302.06675)",
+            weight_decay_kind="decoupled",
         ),
     )
 }

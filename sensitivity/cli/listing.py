@@ -83,17 +83,18 @@ def _measure(device: str) -> dict[str, str]:
 @app.command(cls=Command)
 def optimizers() -> None:
     """List the optimizers, what beta1/beta2 (and any hyperparameter of their own, such as AdamRAG's
-    gamma) mean for each, and their default search ranges."""
-    from sensitivity.catalog import OPTIMIZERS
+    gamma) mean for each, whether their weight decay is coupled or decoupled, and their default search ranges."""
+    from sensitivity.catalog import OPTIMIZERS, WEIGHT_DECAY_KINDS
 
     table = Table(title="optimizers")
     for col in ("name", "hyperparameters", "default lr range", "defaults", "beta1", "beta2", "other hyperparameters",
-                "source"):
+                "weight decay", "source"):
         table.add_column(col)
     for o in OPTIMIZERS.values():
         table.add_row(
             o.name, ", ".join(o.hyperparameters), f"{o.lr_range[0]:g} .. {o.lr_range[1]:g}",
             ", ".join(f"{k}={v:g}" for k, v in o.defaults.items()), o.beta1_meaning, o.beta2_meaning,
-            "\n".join(f"{name}: {meaning}" for name, meaning in o.other_meanings.items()) or "(none)", o.source,
+            "\n".join(f"{name}: {meaning}" for name, meaning in o.other_meanings.items()) or "(none)",
+            WEIGHT_DECAY_KINDS[o.weight_decay_kind], o.source,
         )
     print_table(table)

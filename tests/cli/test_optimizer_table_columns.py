@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from sensitivity.catalog import COMMON_HYPERPARAMETERS, OPTIMIZERS
+from sensitivity.catalog import COMMON_HYPERPARAMETERS, OPTIMIZERS, WEIGHT_DECAY_KINDS
 from sensitivity.cli import app, terminal
 
 
@@ -47,15 +47,17 @@ def test_each_column_of_the_optimizers_table_holds_what_its_header_says(monkeypa
     result = CliRunner().invoke(app, ["optimizers"], env={"COLUMNS": "400"}, terminal_width=400)
     assert result.exit_code == 0, result.output
     header, rows = _rows(result.stdout)
-    assert header[:7] == ["name", "hyperparameters", "default lr range", "defaults", "beta1", "beta2",
-                          "other hyperparameters"]
+    assert header[:8] == ["name", "hyperparameters", "default lr range", "defaults", "beta1", "beta2",
+                          "other hyperparameters", "weight decay"]
     by_name = {row[0]: dict(zip(header, row)) for row in rows}
     assert set(by_name) == set(OPTIMIZERS)
     for name, info in OPTIMIZERS.items():
         row = by_name[name]
         assert row["beta1"] == info.beta1_meaning and row["beta2"] == info.beta2_meaning, row
         assert "gamma" not in row["beta1"] + row["beta2"]
+        assert row["weight decay"] == WEIGHT_DECAY_KINDS[info.weight_decay_kind], row
         for hp, meaning in info.other_meanings.items():
             assert f"{hp}: {meaning}" in row["other hyperparameters"]
     assert by_name["adamrag"]["other hyperparameters"] == "gamma: Ravine extrapolation coefficient"
+    assert by_name["adamw"]["weight decay"].startswith("decoupled") and by_name["adam"]["weight decay"].startswith("coupled")
     assert by_name["adam"]["other hyperparameters"] == "(none)"
