@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import typer
 
-from sensitivity.cli.options import Group
+from sensitivity.cli.options import Group, flag_example
 from sensitivity.cli.terminal import err_console, terminal_text
 from sensitivity.errors import UserError
 
@@ -35,9 +35,13 @@ class OneLineUsageErrors(Group):
             where = failed.command_path
             lists = "the commands" if hasattr(failed.command, "list_commands") else "the flags"  # a group
             message = " ".join(err.format_message().split())
-            given = self._given_value(getattr(err, "param", None))
+            param = getattr(err, "param", None)
+            given = self._given_value(param)
             if given is not None and repr(given) not in message:
                 message += f" (got {given!r})"
+            example = flag_example(param)
+            if example:
+                message += f"; use e.g. {example}"
             err_console.print(f"[bold red]error:[/] {terminal_text(message)} (`{where} --help` lists {lists})",
                               highlight=False, soft_wrap=True, markup=True)
             raise typer.Exit(2) from None

@@ -47,7 +47,8 @@ def test_the_written_to_line_shows_an_output_folder_with_an_escape_sequence_as_t
     url = stored_toy_study(tmp_path / "db")
     out = tmp_path / "[red]out<script>\x1b[31m"
     args = ([command, "--storage", url, "--study", "toy", "--out", str(out)] if command == "report" else
-            [command, "--storage", url, "--storage", url, "--study", "toy", "--study", "toy", "--out", str(out)])
+            [command, "--storage", url, "--storage", stored_toy_study(tmp_path / "db2"), "--study", "toy", "--study", "toy",
+             "--out", str(out)])
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, (result.stdout, result.stderr)
     line = next(line for line in result.stdout.splitlines() if "written to" in line)
