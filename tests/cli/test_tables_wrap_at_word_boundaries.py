@@ -102,15 +102,28 @@ def _pieces_of(text: str) -> set[str]:
     return {piece for word in words for piece in _BREAK.split(word) if piece}
 
 
+def _in_process(monkeypatch, command: str, columns: int) -> str:
+    """``adamrag-sens COMMAND`` on a terminal ``columns`` wide, in this process (the console's width
+    is set as the terminal sets it at start-up)."""
+    from typer.testing import CliRunner
+
+    from sensitivity.cli import app
+
+    monkeypatch.setattr(terminal.console, "width", columns)
+    result = CliRunner().invoke(app, [command], env={"COLUMNS": str(columns)}, terminal_width=columns)
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    return result.stdout
+
+
 @pytest.mark.parametrize("command", ["tasks", "optimizers"])
 def test_cli_tables_at_80_and_60_columns_and_piped_split_no_word(run_cli, monkeypatch, command):
-    monkeypatch.delenv("COLUMNS", raising=False)  # piped: the CLI's own width
-    code, wide, err = run_cli(command, env={"COLUMNS": "1000"})
+    wide = _in_process(monkeypatch, command, 1000)
+    outs = {columns: _in_process(monkeypatch, command, columns) for columns in (80, 60)}
+    monkeypatch.delenv("COLUMNS", raising=False)  # piped, no COLUMNS: the width the CLI picks for itself
+    code, outs[terminal._PIPED_WIDTH], err = run_cli(command)
     assert code == 0, err
-    for columns in ("80", "60", None):  # None: piped, no COLUMNS
-        code, out, err = run_cli(command, env={"COLUMNS": columns} if columns else {})
-        assert code == 0, err
+    for columns, out in outs.items():
         assert "…" not in out
-        assert max(map(len, out.splitlines())) <= int(columns or terminal._PIPED_WIDTH)
+        assert max(map(len, out.splitlines())) <= columns
         missing = _pieces_of(wide) - _pieces_of(out)
         assert not missing, (columns, sorted(missing)[:10])
