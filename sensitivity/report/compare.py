@@ -130,13 +130,13 @@ def pair_refs(storages: Sequence[str], studies: Sequence[str]) -> list[StudyRef]
                         "for all studies, or one per --study in the same order")
     else:
         refs = [StudyRef(a, b) for a, b in zip(storages, studies)]
-    seen: dict[tuple[str, str], StudyRef] = {}
+    seen: set[tuple[str, str]] = set()
     for ref in refs:
         key = (_storage_identity(ref.storage), ref.study)
         if key in seen:
             raise UserError(f"study {ref.study!r} in {mask_storage(ref.storage)} is given twice; compare "
                             "needs different studies (drop the repeated --study)")
-        seen[key] = ref
+        seen.add(key)
     return refs
 
 
