@@ -67,7 +67,8 @@ def _ranking_sentence(analysis: StudyAnalysis, column: str, what: str, fmt, unit
     ends of its interval (default ``fmt``). ``censored`` names a boolean column marking values that
     are only lower bounds (a tolerance range reaching an end of the swept lrs): they read ">=v", a
     censored leader leads "by at least" the difference, and a lead over a censored runner-up is
-    "as measured", since that runner-up's true value may be larger. Top two that print the same
+    "as measured", since that runner-up's true value may be larger (and, when the leader is censored
+    too, so may the leader's: the true lead may then be larger or smaller). Top two that print the same
     value are "level", not one leading by 0."""
     summary = analysis.summary
     bound_fmt = bound_fmt or fmt
@@ -90,8 +91,9 @@ def _ranking_sentence(analysis: StudyAnalysis, column: str, what: str, fmt, unit
             text += (f"; {_join([str(r['optimizer_display']) for r in tied])} are level"
                      + (" as measured" if any(bound(r) for r in tied) else ""))
         elif bound(second):
-            text += (f"; {a} leads {b} by {diff_fmt(lead)} as measured ({b}'s range reaches an end of the swept "
-                     f"lrs, so the true lead may be smaller)")
+            why = (f"both ranges reach an end of the swept lrs, so the true lead may be larger or smaller"
+                   if bound(first) else f"{b}'s range reaches an end of the swept lrs, so the true lead may be smaller")
+            text += f"; {a} leads {b} by {diff_fmt(lead)} as measured ({why})"
             text += _uncertainty_clause(analysis, column, first["optimizer"], second["optimizer"], bound_fmt)
         else:
             text += f"; {a} leads {b} by {'at least ' if bound(first) else ''}{diff_fmt(lead)}"

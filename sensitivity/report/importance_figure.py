@@ -189,8 +189,8 @@ def importance_findings(table: pd.DataFrame, *, display: Mapping[str, str] | Non
         top = mains.iloc[0]
         bounded = math.isfinite(top["share_low"])
         rest = mains.iloc[1:]
-        if rest.empty:
-            lead = f"{top['term']} explains {_pct(top)} of the variance"
+        if rest.empty:  # trivially all of the variance between points: say why
+            lead = f"{top['term']}, the only hyperparameter swept, explains {_pct(top)} of the variance"
         elif bounded and (rest["share_high"] < top["share_low"]).all():
             lead = f"{top['term']} explains most, {_pct(top)} of the variance"
         elif bounded:

@@ -45,6 +45,15 @@ def test_findings_do_not_rank_shares_whose_intervals_overlap():
     assert "most" not in sentence
 
 
+def test_one_swept_hyperparameter_is_said_to_be_the_only_one():
+    # one beta1: lr explains all the variance between points, which the sentence must not sell as a finding
+    study = grid_study(lambda i, j: [0.0, 2.0, 4.0][i], LRS, [0.9], seeds=(0, 1, 2), noise={0: -0.05, 1: 0.0, 2: 0.05})
+    table = I.importance_table(study, "val_loss")
+    (sentence,) = IF.importance_findings(table)
+    assert sentence.startswith("adam: lr, the only hyperparameter swept, explains "), sentence
+    assert "beta1" not in sentence
+
+
 def test_findings_of_a_constant_objective_say_undefined():
     (sentence,) = IF.importance_findings(I.importance_table(grid_study(lambda i, j: 1.0, LRS, BETA1S), "val_loss"))
     assert sentence == "adam: no variance decomposition (undefined: the objective does not vary)."

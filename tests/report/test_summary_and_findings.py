@@ -114,6 +114,10 @@ def test_findings_rank_the_widths_and_state_the_uncertainty(analysis):
     ((2.0, 1.0), (False, True), "Widest tolerated learning rate range: P 2.00, Q >=1.00 decades; P leads Q by 1.00 "
                                 "decades as measured (Q's range reaches an end of the swept lrs, so the true lead "
                                 "may be smaller)."),
+    # both censored: either true width may be larger, so the true lead may be larger or smaller
+    ((2.0, 1.0), (True, True), "Widest tolerated learning rate range: P >=2.00, Q >=1.00 decades; P leads Q by 1.00 "
+                               "decades as measured (both ranges reach an end of the swept lrs, so the true lead "
+                               "may be larger or smaller)."),
     # both censored at the same printed width: level, not "leads by 0.00"
     ((0.1, 0.1), (True, True), "Widest tolerated learning rate range: P >=0.10, Q >=0.10 decades; P and Q are level "
                                "as measured."),
