@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from sensitivity.cli import app
-from sensitivity.storage import has_password, mask_storage, scrub_secrets, storage_without_password
+from sensitivity.storage import has_password, mask_storage, open_storage, scrub_secrets, storage_without_password
 from sensitivity.study.spec import STORAGE_ENV, StudySpec
 from sensitivity.study.sweep import prepare_sweep
 
@@ -365,8 +365,12 @@ def test_a_password_protected_sweep_with_two_workers_and_its_report_leak_nothing
     for f in files:
         assert not _leaks(f.read_bytes().decode("latin-1"), fragments), f.name
 
-    # compare names its storages in its table and page: masked there too
-    compared = runner.invoke(app, ["compare", "--study", name, "--study", name, "--out", str(tmp_path / "cmp")],
+    # compare names its storages in its table and page: masked there too (beside a second study in
+    # the same database: one study given twice is refused)
+    from tests.helpers.toy_studies import make_study
+
+    make_study(open_storage(secret_url), f"{name}-toy", with_other_states=False)
+    compared = runner.invoke(app, ["compare", "--study", name, "--study", f"{name}-toy", "--out", str(tmp_path / "cmp")],
                              env={STORAGE_ENV: secret_url})
     assert compared.exit_code == 0, compared.output
     assert not _leaks(compared.output, fragments)
