@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 import typer
 import typer.core
 
-from sensitivity.study.spec import COUNT_EXAMPLES, LIST_EXAMPLES, STORAGE_ENV
+from sensitivity.study.spec import COUNT_EXAMPLES, LIST_EXAMPLES, OTHER_EXAMPLES, STORAGE_ENV
 
 _PASSWORD = "password: PGPASSWORD, ~/.pgpass, or the whole URL in the environment variable"
 
@@ -56,8 +56,9 @@ BenchDevice = Annotated[str, typer.Option(help="auto (CUDA when available), cpu,
 JsonOut = Annotated[Optional[Path], typer.Option("--json", help="Also write the measurements to this JSON file.")]
 
 
-_OTHER_EXAMPLES = {"--tolerance": "0.05", "--relative-tolerance": "0.1", "--warmup-epochs": "1", "--threads": "2",
-                   "--steps": "20", "--rounds": "6", "--points": "24"}
+_NOT_SWEEP_EXAMPLES = {"--tolerance": "0.05", "--relative-tolerance": "0.1", "--threads": "2", "--steps": "20",
+                       "--rounds": "6", "--points": "24"}
+"""Examples of the numeric flags of report, compare, worker and bench (the sweep's are in study.spec)."""
 
 
 def flag_example(param: Any) -> str:
@@ -65,13 +66,13 @@ def flag_example(param: Any) -> str:
     cannot parse the one given, or "" when there is none to give (not an option, or a text option).
 
     The sweep's own examples (:data:`~sensitivity.study.spec.COUNT_EXAMPLES`,
-    :data:`~sensitivity.study.spec.LIST_EXAMPLES`) come first, then a few of this module's, then the
-    option's own numeric default."""
+    :data:`~sensitivity.study.spec.LIST_EXAMPLES`, :data:`~sensitivity.study.spec.OTHER_EXAMPLES`) come
+    first, then those of the other commands' flags, then the option's own numeric default."""
     opts = [o for o in getattr(param, "opts", None) or [] if o.startswith("--")]
     if not opts:
         return ""
     flag = opts[0]
-    for table in (COUNT_EXAMPLES, LIST_EXAMPLES, _OTHER_EXAMPLES):
+    for table in (COUNT_EXAMPLES, LIST_EXAMPLES, OTHER_EXAMPLES, _NOT_SWEEP_EXAMPLES):
         if flag in table:
             return f"{flag} {table[flag]}"
     default = getattr(param, "default", None)

@@ -130,19 +130,31 @@ def pair_refs(storages: Sequence[str], studies: Sequence[str]) -> list[StudyRef]
                         "for all studies, or one per --study in the same order")
     else:
         refs = [StudyRef(a, b) for a, b in zip(storages, studies)]
-    seen: set[tuple[str, str]] = set()
+    check_distinct(refs)
+    return refs
+
+
+def check_distinct(refs: Sequence[StudyRef]) -> None:
+    """Refuse a study given twice: the same name in the same storage, however the storage is spelled.
+
+    Raises:
+        UserError: the first repeated study, named with its (masked) storage.
+    """
+    seen: set[tuple[object, str]] = set()
     for ref in refs:
         key = (_storage_identity(ref.storage), ref.study)
         if key in seen:
             raise UserError(f"study {ref.study!r} in {mask_storage(ref.storage)} is given twice; compare "
                             "needs different studies (drop the repeated --study)")
         seen.add(key)
-    return refs
 
 
-def _storage_identity(storage: str) -> str:
+def _storage_identity(storage: str | os.PathLike | optuna.storages.BaseStorage) -> object:
     """One spelling per storage, so that ``x.db``, ``./x.db`` and ``sqlite:///x.db`` are known as one file:
-    the resolved path of an SQLite or journal file, otherwise the URL as given."""
+    the resolved path of an SQLite or journal file, otherwise the URL as given; a storage object is itself."""
+    if isinstance(storage, optuna.storages.BaseStorage):
+        return storage
+    storage = os.fspath(storage)
     if is_journal_path(storage):
         return "journal:" + str(Path(storage).expanduser().resolve())
     url = normalize_storage_url(storage)
@@ -333,12 +345,14 @@ def build_compare(
         tolerance, relative_tolerance, lr_axis, formats: as :func:`sensitivity.report.build_report`.
 
     Raises:
-        UserError: a study cannot be read or does not exist (nothing is written then).
+        UserError: a study cannot be read or does not exist, or one study is given twice
+            (:func:`check_distinct`); nothing is written then.
         ValueError: unknown lr axis or format, or a negative tolerance.
     """
     formats = check_formats(formats)
     if lr_axis not in LR_AXES:
         raise ValueError(f"unknown lr axis {lr_axis!r}; choose one of {sorted(LR_AXES)}")
+    check_distinct(refs)
     loaded = load_studies(refs)
     analyses = analyze_studies(loaded, tolerance=tolerance, relative_tolerance=relative_tolerance, lr_axis=lr_axis)
     table = compare_table(loaded, analyses=analyses)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sensitivity.errors import UserError
-from sensitivity.study.spec import COUNT_EXAMPLES, LIST_EXAMPLES
+from sensitivity.study.spec import COUNT_EXAMPLES, LIST_EXAMPLES, OTHER_EXAMPLES
 
 NUMBER_LIST, NAME_LIST, GPU_LIST = "number list", "name list", "gpu list"
 TEXT, PATH, INTEGER, NUMBER, BOOLEAN = "text", "path", "integer", "number", "boolean"
@@ -33,21 +33,16 @@ KEYS: dict[str, str] = {
 }
 """Every key a study definition may hold (the ``sweep`` flags, in their order) -> its kind."""
 
-_OTHER_EXAMPLES = {"sampler_seed": "0", "workers": "2", "trials_per_gpu": "2", "warmup_epochs": "1.0",
-                   "divergence_factor": "10.0"}
-
-
 def _example(key: str, kind: str) -> str:
     """A value ``key`` accepts, as TOML: the flag's own example where the command line has one
-    (:data:`~sensitivity.study.spec.LIST_EXAMPLES`, :data:`~sensitivity.study.spec.COUNT_EXAMPLES`), so
-    a refused learning rate is shown learning rates, not a beta."""
+    (:data:`~sensitivity.study.spec.LIST_EXAMPLES`, :data:`~sensitivity.study.spec.COUNT_EXAMPLES`,
+    :data:`~sensitivity.study.spec.OTHER_EXAMPLES`), so a refused learning rate is shown learning rates, not a beta."""
     flag = "--" + key.replace("_", "-")
     if flag in LIST_EXAMPLES:
         return f"{key} = [{', '.join(LIST_EXAMPLES[flag].split(','))}]"
-    if flag in COUNT_EXAMPLES:
-        return f"{key} = {COUNT_EXAMPLES[flag]}"
-    if key in _OTHER_EXAMPLES:
-        return f"{key} = {_OTHER_EXAMPLES[key]}"
+    for table in (COUNT_EXAMPLES, OTHER_EXAMPLES):
+        if flag in table:
+            return f"{key} = {table[flag]}"
     return {NAME_LIST: f'{key} = ["adamrag", "adam"]', GPU_LIST: f"{key} = [0, 1]", BOOLEAN: f"{key} = true",
             POPULATION: f'{key} = "auto"'}.get(kind, f'{key} = "..."')
 

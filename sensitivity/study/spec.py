@@ -308,6 +308,11 @@ COUNT_EXAMPLES = {"--lr-points": "9", "--n-trials": "20", "--seeds": "3", "--epo
                   "--val-size": "500", "--batch-size": "64", "--precise-bn": "8", "--population": "27"}
 """A fitting value of each flag that takes one whole number, quoted by the messages that refuse one."""
 
+OTHER_EXAMPLES = {"--sampler-seed": "0", "--workers": "2", "--trials-per-gpu": "2", "--warmup-epochs": "1",
+                  "--divergence-factor": "5"}
+"""A fitting value of the sweep's other numeric flags, for the messages that refuse one (a study
+definition's and the command line's alike)."""
+
 
 def _check_values(flag: str, values: tuple[float, ...] | None, ok, rule: str) -> None:
     """Refuse the first of ``flag``'s values that is not a finite number or breaks ``rule`` (``ok``

@@ -94,6 +94,18 @@ def test_one_study_named_twice_is_refused(storages, studies, tmp_path, monkeypat
         pair_refs(storages, studies)
 
 
+def test_build_compare_refuses_one_study_given_twice_before_writing(tmp_path):
+    """Library callers pass StudyRefs straight in: the same study twice (one storage object, or one
+    file by two spellings) is refused there too, and no output folder is made."""
+    url = stored_toy_study(tmp_path / "db")
+    storage = optuna.storages.InMemoryStorage()
+    for refs in ([StudyRef(storage, "toy"), StudyRef(storage, "toy")],
+                 [StudyRef(url, "toy"), StudyRef(url.removeprefix("sqlite:///"), "toy")]):
+        with pytest.raises(UserError, match="'toy' in .* is given twice"):
+            build_compare(refs, tmp_path / "cmp")
+        assert not (tmp_path / "cmp").exists()
+
+
 def test_same_name_in_two_storages_is_two_studies(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert len(pair_refs(["a.db", "b.db"], ["s", "s"])) == 2
